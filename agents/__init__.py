@@ -1,0 +1,1 @@
+"""Stream agents (faust): the only writer of flow state."""

@@ -1,0 +1,218 @@
+"""The flow state machine of DESIGN.md §4, as plain data and pure functions.
+
+No Kafka, no clock of its own: each function takes the state, one input and ``now`` and returns
+the new state plus the effects to publish. The faust agent (``agents.tracker``) is a thin adapter
+around it, so every rule here is tested without a broker.
+
+    pending ──result succeeded (before deadline)──► applied
+    pending ──deadline passes──► incident(reason=timeout)
+    pending ──result failed──► incident(reason=failed_outcome)
+    incident ──result succeeded (late, or for a replay)──► resolved
+    incident ──operator resolves──► resolved (resolution=manual)
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from sendpromptly.ids import derived_id
+from topics.fields import format_timestamp, parse_timestamp
+from topics.messages import Receipt, Result
+
+# A result that arrives before its receipt waits this long for it, then is forgotten.
+HELD_RESULT_TTL = timedelta(days=7)
+# Held results per flow: enough for retries of a real app, bounded so a misbehaving producer
+# cannot grow one key's state without limit.
+MAX_HELD_RESULTS = 16
+
+
+class Status(StrEnum):
+    PENDING = "pending"
+    APPLIED = "applied"
+    INCIDENT = "incident"
+    RESOLVED = "resolved"
+
+
+@dataclass(frozen=True, slots=True)
+class Flow:
+    project_id: str
+    reference: str
+    mode: str
+    status: Status
+    event_type: str
+    effect_type: str
+    received_at: datetime
+    deadline: datetime
+    version: int
+    applied_at: datetime | None = None
+    incident_id: str | None = None
+    incident_reason: str | None = None
+    resolved_at: datetime | None = None
+    resolution: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HeldResult:
+    status: str
+    received_at: datetime
+    replay_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FlowState:
+    """Everything the agent keeps for one ``(project_id, reference)``."""
+
+    flow: Flow | None = None
+    held: tuple[HeldResult, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """The flow moved from one status to another (or came to be: ``previous`` is None)."""
+
+    flow: Flow
+    previous: Status | None
+    cause: str
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class IncidentOpened:
+    flow: Flow
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class IncidentResolved:
+    flow: Flow
+    at: datetime
+
+
+Effect = Transition | IncidentOpened | IncidentResolved
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    state: FlowState
+    effects: list[Effect] = field(default_factory=list)
+
+
+def incident_id_for(project_id: str, reference: str) -> str:
+    # One incident per flow, ever (resolved is final), so the flow's key names it: a replayed
+    # stream after a crash derives the same id and cannot open a second incident.
+    return derived_id("inc", project_id, reference)
+
+
+def deadline_for(receipt: Receipt, project_timeout_minutes: int) -> datetime:
+    if receipt.timeout_seconds is not None:
+        return receipt.received_at + timedelta(seconds=receipt.timeout_seconds)
+    return receipt.received_at + timedelta(minutes=project_timeout_minutes)
+
+
+def on_receipt(state: FlowState, receipt: Receipt, *, mode: str, project_timeout_minutes: int, now: datetime) -> Step:
+    """Start the flow; a repeated receipt changes nothing (its deadline does not move)."""
+    if state.flow is not None:
+        return Step(state)
+    flow = Flow(
+        project_id=receipt.project_id, reference=receipt.reference, mode=mode, status=Status.PENDING,
+        event_type=receipt.event_type, effect_type=receipt.effect_type, received_at=receipt.received_at,
+        deadline=deadline_for(receipt, project_timeout_minutes), version=1,
+    )
+    step = Step(FlowState(flow=flow), [Transition(flow, None, "receipt", now)])
+    for held in sorted(state.held, key=lambda h: h.received_at):
+        step = _merge(step, _apply_result(step.state, held, now))
+    return step
+
+
+def on_result(state: FlowState, result: Result, *, now: datetime) -> Step:
+    held = HeldResult(status=result.status, received_at=result.received_at, replay_id=result.replay_id)
+    if state.flow is None:
+        # Results before their receipt are joined when it comes; they never open an incident.
+        kept = tuple(h for h in state.held if now - h.received_at < HELD_RESULT_TTL)
+        return Step(FlowState(held=(*kept, held)[-MAX_HELD_RESULTS:]))
+    return _apply_result(state, held, now)
+
+
+def on_deadline(state: FlowState, *, now: datetime) -> Step:
+    """Open a timeout incident if the flow is still pending at or past its deadline."""
+    flow = state.flow
+    if flow is None or flow.status is not Status.PENDING or now < flow.deadline:
+        return Step(state)
+    return _open_incident(flow, "timeout", now)
+
+
+def _apply_result(state: FlowState, result: HeldResult, now: datetime) -> Step:
+    flow = state.flow
+    assert flow is not None
+    if flow.status is Status.PENDING:
+        if result.status == "failed":
+            return _open_incident(flow, "failed_outcome", now)
+        if result.received_at <= flow.deadline:
+            applied = _advance(flow, status=Status.APPLIED, applied_at=result.received_at)
+            return Step(FlowState(flow=applied), [Transition(applied, flow.status, "result_succeeded", now)])
+        # Succeeded, but after the deadline and before the timer fired: the incident was due, so
+        # it opens and the late success resolves it at once, as if the timer had been on time.
+        opened = _open_incident(flow, "timeout", now)
+        return _merge(opened, _apply_result(opened.state, result, now))
+    if flow.status is Status.INCIDENT and result.status == "succeeded":
+        resolved = _advance(flow, status=Status.RESOLVED, resolved_at=now, resolution="outcome_succeeded")
+        return Step(
+            FlowState(flow=resolved),
+            [Transition(resolved, flow.status, "result_succeeded", now), IncidentResolved(resolved, now)],
+        )
+    return Step(state)
+
+
+def _open_incident(flow: Flow, reason: str, now: datetime) -> Step:
+    opened = _advance(
+        flow, status=Status.INCIDENT, incident_id=incident_id_for(flow.project_id, flow.reference),
+        incident_reason=reason,
+    )
+    return Step(FlowState(flow=opened), [Transition(opened, flow.status, reason, now), IncidentOpened(opened, now)])
+
+
+def _advance(flow: Flow, **changes: Any) -> Flow:
+    return replace(flow, version=flow.version + 1, **changes)
+
+
+def _merge(first: Step, second: Step) -> Step:
+    return Step(second.state, first.effects + second.effects)
+
+
+# --- (de)serialization of the state kept in the agent's changelog-backed table -------------------
+
+def state_to_json(state: FlowState) -> dict[str, Any]:
+    return {
+        "flow": None if state.flow is None else _dump(asdict(state.flow)),
+        "held": [_dump(asdict(h)) for h in state.held],
+    }
+
+
+def state_from_json(doc: dict[str, Any] | None) -> FlowState:
+    if not doc:
+        return FlowState()
+    flow = doc.get("flow")
+    return FlowState(
+        flow=None if flow is None else Flow(**_load(flow, Flow)),
+        held=tuple(HeldResult(**_load(h, HeldResult)) for h in doc.get("held", ())),
+    )
+
+
+_TIME_FIELDS = {"received_at", "deadline", "applied_at", "resolved_at"}
+
+
+def _dump(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: format_timestamp(v) if isinstance(v, datetime) else v for k, v in values.items()}
+
+
+def _load(values: dict[str, Any], cls: type) -> dict[str, Any]:
+    known = {k: v for k, v in values.items() if k in cls.__dataclass_fields__}
+    for name in _TIME_FIELDS & known.keys():
+        if known[name] is not None:
+            known[name] = parse_timestamp(known[name])
+    if "status" in known and cls is Flow:
+        known["status"] = Status(known["status"])
+    return known

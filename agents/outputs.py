@@ -1,0 +1,57 @@
+"""Turn the state machine's effects into the messages the agents publish."""
+
+from __future__ import annotations
+
+from agents.flow import Effect, Flow, IncidentOpened, IncidentResolved, Transition
+from sendpromptly.ids import derived_id
+from topics import AuditEvent, IncidentEvent
+from topics.fields import format_timestamp
+
+ACTOR = "agents"
+
+
+def flow_data(flow: Flow) -> dict[str, object]:
+    """The flow as the read model stores it; carried in every transition's audit event."""
+    return {
+        "reference": flow.reference,
+        "mode": flow.mode,
+        "status": flow.status.value,
+        "event_type": flow.event_type,
+        "effect_type": flow.effect_type,
+        "received_at": format_timestamp(flow.received_at),
+        "deadline": format_timestamp(flow.deadline),
+        "applied_at": None if flow.applied_at is None else format_timestamp(flow.applied_at),
+        "incident_id": flow.incident_id,
+        "version": flow.version,
+    }
+
+
+def to_message(effect: Effect) -> AuditEvent | IncidentEvent:
+    flow = effect.flow
+    if isinstance(effect, Transition):
+        previous = None if effect.previous is None else effect.previous.value
+        return AuditEvent(
+            # The flow's version names the transition, so a replay after a crash repeats the id.
+            event_id=derived_id("aud", flow.project_id, flow.reference, str(flow.version)),
+            project_id=flow.project_id,
+            actor=ACTOR,
+            action=f"flow.{flow.status.value}",
+            target=flow.reference,
+            occurred_at=effect.at,
+            data={**flow_data(flow), "previous_status": previous, "cause": effect.cause},
+        )
+    assert flow.incident_id is not None
+    kind = "opened" if isinstance(effect, IncidentOpened) else "resolved"
+    return IncidentEvent(
+        event_id=derived_id("ive", flow.incident_id, kind),
+        type=kind,
+        incident_id=flow.incident_id,
+        project_id=flow.project_id,
+        reference=flow.reference,
+        mode=flow.mode,
+        actor=ACTOR,
+        occurred_at=effect.at,
+        reason=flow.incident_reason if isinstance(effect, IncidentOpened) else None,
+        resolution=flow.resolution if isinstance(effect, IncidentResolved) else None,
+        deadline=flow.deadline,
+    )

@@ -1,0 +1,1 @@
+"""The HTTP API (aiohttp): ingest for apps, operator API for people and the CLI."""

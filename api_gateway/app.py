@@ -1,0 +1,71 @@
+"""The gateway's app factory: the same app for production, the local stack and the tests."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+
+import uvloop
+from aiohttp import web
+
+from api_gateway.auth import auth_middleware
+from api_gateway.http_input import MAX_BODY_BYTES
+from api_gateway.metrics import metrics_middleware
+from api_gateway.problems import problem_middleware
+from api_gateway.publisher import Publisher
+from api_gateway.routes import setup_routes
+from api_gateway.state import API_KEY_CACHE, POOL, PUBLISHER, SETTINGS
+from sendpromptly.config import Settings
+from sendpromptly.observability import configure_logging
+from sendpromptly.ttlcache import TTLCache
+from store.db import open_pool
+from store.projects import Project, project_for_key_hash
+
+# A revoked key must be refused by every replica within 5 s (DESIGN.md §5); caching lookups for
+# less than that keeps the database out of the hot path.
+API_KEY_CACHE_SECONDS = 2.0
+
+
+async def _database(app: web.Application) -> AsyncIterator[None]:
+    pool = await open_pool(app[SETTINGS].database_url, max_size=20)
+    app[POOL] = pool
+
+    async def lookup(key_hash: bytes) -> Project | None:
+        async with pool.connection() as conn:
+            return await project_for_key_hash(conn, key_hash)
+
+    app[API_KEY_CACHE] = TTLCache(lookup, API_KEY_CACHE_SECONDS)
+    yield
+    await pool.close()
+
+
+async def _kafka(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    publisher = Publisher(settings.kafka_bootstrap, timeout_ms=settings.produce_timeout_ms)
+    app[PUBLISHER] = publisher
+    yield
+    await asyncio.to_thread(publisher.close)
+
+
+def create_app(settings: Settings) -> web.Application:
+    # The outermost middleware runs first: metrics see every answer, problems turn errors into
+    # problem+json before metrics count them, and auth runs closest to the handler.
+    app = web.Application(
+        middlewares=[metrics_middleware, problem_middleware, auth_middleware], client_max_size=MAX_BODY_BYTES,
+    )
+    app[SETTINGS] = settings
+    app.cleanup_ctx.extend([_database, _kafka])
+    setup_routes(app)
+    return app
+
+
+def run(settings: Settings) -> None:
+    """Serve until SIGTERM/SIGINT (``sendpromptly gateway``)."""
+    configure_logging(settings.log_level)
+    web.run_app(
+        create_app(settings), host=settings.http_host, port=settings.http_port, access_log=None,
+        print=lambda *_: logging.getLogger(__name__).info(
+            "gateway listening on http://%s:%d", settings.http_host, settings.http_port),
+        loop=uvloop.new_event_loop(),
+    )

@@ -1,0 +1,48 @@
+"""Authentication: one middleware that attaches the caller's project to ingest requests."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+from prometheus_client import Counter
+
+from api_gateway.problems import Problem
+from api_gateway.state import API_KEY_CACHE, PROJECT
+from sendpromptly.apikeys import hash_api_key, looks_like_api_key
+
+# Routes whose name starts with this are called with an API key (sk_...).
+INGEST_ROUTE_PREFIX = "ingest."
+
+AUTH_FAILURES = Counter("sendpromptly_auth_failures_total", "Refused credentials", ["kind", "reason"])
+
+
+def _unauthorized(reason: str, detail: str) -> Problem:
+    AUTH_FAILURES.labels("api_key", reason).inc()
+    return Problem(
+        401, "unauthorized", "Unauthorized", detail,
+        headers={"WWW-Authenticate": 'Bearer realm="sendpromptly"'},
+    )
+
+
+def bearer_token(request: web.Request) -> str | None:
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+@web.middleware
+async def auth_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    route_name = request.match_info.route.name or ""
+    if route_name.startswith(INGEST_ROUTE_PREFIX):
+        token = bearer_token(request)
+        if token is None:
+            raise _unauthorized("missing", "Send your project's API key as 'Authorization: Bearer sk_...'.")
+        if not looks_like_api_key(token):
+            raise _unauthorized("malformed", "The bearer token is not an API key (sk_...).")
+        project = await request.app[API_KEY_CACHE].get(hash_api_key(token))
+        if project is None:
+            raise _unauthorized("unknown", "This API key is unknown or revoked; create a new one in the console.")
+        request[PROJECT] = project
+    return await handler(request)

@@ -1,0 +1,52 @@
+"""Reading a request: content type, size, JSON, the Idempotency-Key header — with the right errors."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from api_gateway.problems import Problem
+
+MAX_BODY_BYTES = 64 * 1024
+_IDEMPOTENCY_KEY_RE = re.compile(r"[\x21-\x7e]{1,255}")
+
+
+async def json_body(request: web.Request) -> Any:
+    if request.content_type != "application/json":
+        raise Problem(
+            415, "unsupported-media-type", "Unsupported Media Type",
+            f"Send the body as Content-Type: application/json (got {request.content_type or 'none'!r}).",
+        )
+    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+        raise _too_large()
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise _too_large() from None
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise Problem(400, "malformed-json", "Malformed JSON", f"The body is not valid JSON: {exc}.") from None
+
+
+def _too_large() -> Problem:
+    return Problem(413, "payload-too-large", "Payload Too Large", f"The body must be at most {MAX_BODY_BYTES} bytes.")
+
+
+def idempotency_key(request: web.Request) -> str:
+    value = request.headers.get("Idempotency-Key")
+    if value is None:
+        raise Problem(
+            400, "idempotency-key-required", "Idempotency-Key required",
+            "Every POST, PUT, PATCH and DELETE needs an Idempotency-Key header (1-255 visible ASCII "
+            "characters), unique per intended operation; reuse it when you retry.",
+        )
+    if not _IDEMPOTENCY_KEY_RE.fullmatch(value):
+        raise Problem(
+            400, "idempotency-key-invalid", "Invalid Idempotency-Key",
+            "The Idempotency-Key header must be 1-255 visible ASCII characters (no spaces).",
+        )
+    return value

@@ -1,0 +1,101 @@
+"""Ingest handlers: receipts and results in, flow state out."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import orjson
+from aiohttp import web
+
+from api_gateway.http_input import idempotency_key, json_body
+from api_gateway.ingest_bodies import parse_receipt, parse_result
+from api_gateway.problems import Problem, invalid_fields
+from api_gateway.publisher import PublishUnavailable
+from api_gateway.state import POOL, PROJECT, PUBLISHER, SETTINGS
+from store.flows import FlowView, get_flow
+from store.projects import Project
+from topics import RECEIPTS, RESULTS, Receipt, Result, encode, flow_key
+from topics.fields import FieldErrors, format_timestamp
+
+RETRY_AFTER_SECONDS = 5
+
+
+def _json(status: int, doc: dict[str, object]) -> web.Response:
+    return web.Response(status=status, body=orjson.dumps(doc), content_type="application/json")
+
+
+async def _publish(request: web.Request, topic: str, key: bytes, value: bytes) -> None:
+    try:
+        await request.app[PUBLISHER].publish(topic, key, value)
+    except PublishUnavailable as exc:
+        raise Problem(
+            503, "kafka-unavailable", "Service Unavailable",
+            f"The signal was not stored ({exc}). Retry with the same Idempotency-Key.",
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        ) from exc
+
+
+def _topic_prefix(request: web.Request) -> str:
+    return request.app[SETTINGS].topic_prefix
+
+
+async def post_receipt(request: web.Request) -> web.Response:
+    key = idempotency_key(request)
+    try:
+        body = parse_receipt(await json_body(request))
+    except FieldErrors as exc:
+        raise invalid_fields(exc.errors) from None
+    project: Project = request[PROJECT]
+    received_at = datetime.now(UTC)
+    receipt = Receipt(
+        project_id=project.id, idempotency_key=key, reference=body.reference, event_type=body.event_type,
+        effect_type=body.effect_type, received_at=received_at, timeout_seconds=body.timeout_seconds,
+        mode=project.mode,
+    )
+    await _publish(request, RECEIPTS.name(_topic_prefix(request)), flow_key(project.id, body.reference), encode(receipt))
+    timeout = timedelta(seconds=body.timeout_seconds or project.timeout_minutes * 60)
+    return _json(202, {
+        "project_id": project.id, "reference": body.reference, "status": "pending",
+        "deadline": format_timestamp(received_at + timeout), "mode": project.mode,
+    })
+
+
+async def post_result(request: web.Request) -> web.Response:
+    key = idempotency_key(request)
+    try:
+        body = parse_result(await json_body(request))
+    except FieldErrors as exc:
+        raise invalid_fields(exc.errors) from None
+    project: Project = request[PROJECT]
+    result = Result(
+        project_id=project.id, idempotency_key=key, reference=body.reference, status=body.status,
+        received_at=datetime.now(UTC), replay_id=body.replay_id, detail=body.detail, mode=project.mode,
+    )
+    await _publish(request, RESULTS.name(_topic_prefix(request)), flow_key(project.id, body.reference), encode(result))
+    return _json(202, {"project_id": project.id, "reference": body.reference, "status": body.status, "mode": project.mode})
+
+
+async def get_flow_state(request: web.Request) -> web.Response:
+    project: Project = request[PROJECT]
+    reference = request.match_info["reference"]
+    async with request.app[POOL].connection() as conn:
+        flow = await get_flow(conn, project.id, reference)
+    if flow is None:
+        raise Problem(
+            404, "flow-not-found", "Flow not found",
+            f"No flow with reference {reference!r} in this project (yet: a receipt shows up within a second or so).",
+        )
+    return _json(200, flow_document(flow))
+
+
+def flow_document(flow: FlowView) -> dict[str, object]:
+    doc: dict[str, object] = {
+        "project_id": flow.project_id, "reference": flow.reference, "mode": flow.mode, "status": flow.status,
+        "event_type": flow.event_type, "effect_type": flow.effect_type,
+        "received_at": format_timestamp(flow.received_at), "deadline": format_timestamp(flow.deadline),
+    }
+    if flow.applied_at is not None:
+        doc["applied_at"] = format_timestamp(flow.applied_at)
+    if flow.incident_id is not None:
+        doc["incident_id"] = flow.incident_id
+    return doc

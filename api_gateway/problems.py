@@ -1,0 +1,79 @@
+"""RFC 9457 problem details: every error the API answers, from one place.
+
+Handlers raise ``Problem``; the middleware turns it (and any aiohttp HTTP error, and any bug) into
+``application/problem+json``. A client never sees an HTML page or a stack trace.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+log = logging.getLogger(__name__)
+
+PROBLEM_TYPE_BASE = "https://sendpromptly.dev/problems/"
+CONTENT_TYPE = "application/problem+json"
+
+
+class Problem(Exception):
+    def __init__(self, status: int, slug: str, title: str, detail: str, *,
+                 errors: list[tuple[str, str]] | None = None, headers: dict[str, str] | None = None):
+        super().__init__(detail)
+        self.status = status
+        self.slug = slug
+        self.title = title
+        self.detail = detail
+        self.errors = errors
+        self.headers = headers or {}
+
+    def to_dict(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {
+            "type": PROBLEM_TYPE_BASE + self.slug, "title": self.title, "status": self.status, "detail": self.detail,
+        }
+        if self.errors:
+            doc["errors"] = [{"field": f, "message": m} for f, m in self.errors]
+        return doc
+
+    def response(self) -> web.Response:
+        return web.Response(
+            status=self.status, body=orjson.dumps(self.to_dict()), content_type=CONTENT_TYPE, headers=self.headers,
+        )
+
+
+def invalid_fields(errors: list[tuple[str, str]]) -> Problem:
+    named = ", ".join(sorted({field or "(body)" for field, _ in errors}))
+    return Problem(422, "invalid-fields", "Invalid fields", f"These fields are invalid: {named}.", errors=errors)
+
+
+_STATUS_SLUGS = {404: "not-found", 405: "method-not-allowed", 413: "payload-too-large"}
+
+
+@web.middleware
+async def problem_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except Problem as problem:
+        return problem.response()
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        slug = _STATUS_SLUGS.get(exc.status, "http-error")
+        detail = f"{request.method} {request.path}: {exc.reason}."
+        if exc.status == 404:
+            detail = f"There is no resource at {request.path}."
+        elif exc.status == 405:
+            detail = f"{request.method} is not allowed on {request.path}."
+        headers = {k: v for k, v in exc.headers.items() if k.lower() == "allow"}
+        return Problem(exc.status, slug, exc.reason, detail, headers=headers).response()
+    except Exception:
+        log.exception("unhandled error in %s %s", request.method, request.path)
+        return Problem(
+            500, "internal-error", "Internal Server Error",
+            "Something went wrong on our side; the request may be retried with the same Idempotency-Key.",
+        ).response()

@@ -1,0 +1,1 @@
+"""Shared pieces of every SendPromptly process: settings, ids, the CLI."""

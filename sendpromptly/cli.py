@@ -1,0 +1,98 @@
+"""The ``sendpromptly`` command: run the processes and administer the stack."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+
+import click
+
+from sendpromptly.config import ConfigError, Settings
+
+
+def _settings() -> Settings:
+    try:
+        return Settings.from_env()
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@click.group()
+def main() -> None:
+    """SendPromptly: catches payments whose effect was never applied."""
+
+
+@main.command()
+def migrate() -> None:
+    """Apply the database migrations that are not applied yet."""
+    from store.migrate import migrate as run_migrations
+
+    applied = run_migrations(_settings().database_url)
+    click.echo(f"applied {len(applied)} migration(s)" + (": " + ", ".join(applied) if applied else ""))
+
+
+@main.group()
+def topics() -> None:
+    """Kafka topics."""
+
+
+@topics.command("ensure")
+def topics_ensure() -> None:
+    """Create missing topics and verify existing ones (idempotent)."""
+    from topics.admin import TopicMismatch, ensure_topics
+
+    settings = _settings()
+    try:
+        report = ensure_topics(settings.kafka_bootstrap, settings.topic_prefix, settings.flow_partitions)
+    except TopicMismatch as exc:
+        raise click.ClickException(str(exc)) from None
+    for name in report.created:
+        click.echo(f"created  {name}")
+    for name in report.verified:
+        click.echo(f"verified {name}" + (" (retention updated)" if name in report.updated_config else ""))
+
+
+@main.command()
+def gateway() -> None:
+    """Serve the HTTP API (SENDPROMPTLY_HTTP_HOST:SENDPROMPTLY_HTTP_PORT)."""
+    from api_gateway.app import run
+
+    run(_settings())
+
+
+@main.command()
+def agents() -> None:
+    """Run the stream agents (flow tracker) as one faust worker."""
+    from agents.app import run_worker
+
+    sys.argv = [sys.argv[0]]  # faust's worker parses argv itself; ours are not for it
+    run_worker(_settings())
+
+
+@main.command()
+@click.argument("name")
+def sink(name: str) -> None:
+    """Run one sink process (read-model)."""
+    from sinks.main import run
+
+    run(_settings(), name)
+
+
+@main.command()
+@click.option("--name", default="Demo project", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def demo(name: str, as_json: bool) -> None:
+    """Create a test-mode demo project with an API key, for the local stack.
+
+    Prints the key: it is shown only here and stored only as a hash. Running it again creates a
+    new key for the same project.
+    """
+    from sendpromptly.demo import create_demo
+
+    project, key = asyncio.run(create_demo(_settings().database_url, name))
+    if as_json:
+        click.echo(json.dumps({"project_id": project.id, "name": project.name, "api_key": key}))
+    else:
+        click.echo(f"project  {project.id} ({project.name}, {project.mode} mode)")
+        click.echo(f"api key  {key}")

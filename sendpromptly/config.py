@@ -1,0 +1,105 @@
+"""One frozen settings object per process, read from ``SENDPROMPTLY_*`` environment variables.
+
+Every variable is documented in ``docs/configuration.md``; ``Settings.from_env`` validates them at
+start so a typo fails the process before it serves anything. A secret may be given as
+``SENDPROMPTLY_<NAME>_FILE`` (a path) instead of the value itself, as container platforms mount them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+PREFIX = "SENDPROMPTLY_"
+
+
+class ConfigError(ValueError):
+    """A ``SENDPROMPTLY_*`` variable is missing or malformed; the message names it."""
+
+
+def _raw(env: Mapping[str, str], name: str) -> str | None:
+    key = PREFIX + name
+    if key in env:
+        return env[key]
+    file_key = key + "_FILE"
+    if file_key in env:
+        try:
+            return Path(env[file_key]).read_text().strip()
+        except OSError as exc:
+            raise ConfigError(f"{file_key}: cannot read {env[file_key]!r}: {exc.strerror}") from exc
+    return None
+
+
+def _str(env: Mapping[str, str], name: str, default: str) -> str:
+    value = _raw(env, name)
+    return default if value is None or value == "" else value
+
+
+def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    value = _raw(env, name)
+    if value is None or value == "":
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        raise ConfigError(f"{PREFIX}{name} must be a whole number, got {value!r}") from None
+    if not low <= number <= high:
+        raise ConfigError(f"{PREFIX}{name} must be between {low} and {high}, got {number}")
+    return number
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    value = _raw(env, name)
+    if value is None or value == "":
+        return default
+    lowered = value.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise ConfigError(f"{PREFIX}{name} must be 1/0, true/false, yes/no or on/off, got {value!r}")
+
+
+@dataclass(frozen=True)
+class Settings:
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    database_url: str = "postgresql://sendpromptly@127.0.0.1:5433/sendpromptly"
+    # Prepended to every topic and consumer-group name: lets tests (and several stacks on one
+    # broker) run side by side without seeing each other's messages.
+    topic_prefix: str = ""
+    flow_partitions: int = 6
+    # Replication of the topics the agents create (their state changelogs); 3 in production.
+    replication_factor: int = 1
+    http_host: str = "127.0.0.1"
+    http_port: int = 8080
+    agents_web_port: int = 8081
+    sink_metrics_port: int = 8082
+    agents_datadir: str = ".run/agents"
+    agents_store: str = "rocksdb://"
+    # Upper bound on how long the gateway waits for Kafka's acknowledgement before it answers 503.
+    produce_timeout_ms: int = 5000
+    allow_private_targets: bool = False
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        defaults = cls()
+        return cls(
+            kafka_bootstrap=_str(env, "KAFKA_BOOTSTRAP", defaults.kafka_bootstrap),
+            database_url=_str(env, "DATABASE_URL", defaults.database_url),
+            topic_prefix=_str(env, "TOPIC_PREFIX", defaults.topic_prefix),
+            flow_partitions=_int(env, "FLOW_PARTITIONS", defaults.flow_partitions, 1, 1024),
+            replication_factor=_int(env, "REPLICATION_FACTOR", defaults.replication_factor, 1, 16),
+            http_host=_str(env, "HTTP_HOST", defaults.http_host),
+            http_port=_int(env, "HTTP_PORT", defaults.http_port, 0, 65535),
+            agents_web_port=_int(env, "AGENTS_WEB_PORT", defaults.agents_web_port, 0, 65535),
+            sink_metrics_port=_int(env, "SINK_METRICS_PORT", defaults.sink_metrics_port, 0, 65535),
+            agents_datadir=_str(env, "AGENTS_DATADIR", defaults.agents_datadir),
+            agents_store=_str(env, "AGENTS_STORE", defaults.agents_store),
+            produce_timeout_ms=_int(env, "PRODUCE_TIMEOUT_MS", defaults.produce_timeout_ms, 100, 120_000),
+            allow_private_targets=_bool(env, "ALLOW_PRIVATE_TARGETS", defaults.allow_private_targets),
+            log_level=_str(env, "LOG_LEVEL", defaults.log_level).upper(),
+        )

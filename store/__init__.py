@@ -1,0 +1,1 @@
+"""PostgreSQL: connections, migrations, and all SQL, one module per table group."""

@@ -1,0 +1,157 @@
+"""Field rules shared by every producer and consumer of the flow topics (DESIGN.md §3, §5).
+
+The gateway checks HTTP bodies with the same rules the agents apply to messages from direct
+producers, so a value that passes one passes the other.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+MAX_REFERENCE_CHARS = 200
+MAX_TYPE_CHARS = 100
+MAX_DETAIL_BYTES = 2 * 1024
+MIN_TIMEOUT_SECONDS = 1
+MAX_TIMEOUT_SECONDS = 7 * 24 * 3600
+RESULT_STATUSES = ("succeeded", "failed")
+MODES = ("test", "live")
+
+_TYPE_RE = re.compile(r"[A-Za-z0-9._:-]+")
+_PROJECT_ID_RE = re.compile(r"prj_[A-Za-z0-9]{1,64}")
+_IDEMPOTENCY_KEY_RE = re.compile(r"[\x21-\x7e]{1,255}")
+_REPLAY_ID_RE = re.compile(r"rpl_[A-Za-z0-9]{1,64}")
+
+
+class FieldErrors(ValueError):
+    """One or more fields break their rule; ``errors`` lists ``(field, message)`` pairs."""
+
+    def __init__(self, errors: list[tuple[str, str]]):
+        self.errors = errors
+        super().__init__("; ".join(f"{field}: {message}" for field, message in errors))
+
+
+class Checker:
+    """Collects every broken rule of one document, so a client hears about all of them at once."""
+
+    def __init__(self, document: Any, *, allowed: frozenset[str] | None = None):
+        self.errors: list[tuple[str, str]] = []
+        if not isinstance(document, dict):
+            self.errors.append(("", "must be a JSON object"))
+            document = {}
+        self.doc: dict[str, Any] = document
+        if allowed is not None:
+            for name in sorted(set(document) - allowed):
+                self.errors.append((name, "is not a known field"))
+
+    def fail(self, field: str, message: str) -> None:
+        self.errors.append((field, message))
+
+    def done(self) -> None:
+        if self.errors:
+            raise FieldErrors(self.errors)
+
+    def _get(self, field: str, required: bool) -> Any:
+        if field not in self.doc or self.doc[field] is None:
+            if required:
+                self.fail(field, "is required")
+            return None
+        return self.doc[field]
+
+    def string(self, field: str, *, required: bool = True) -> str | None:
+        value = self._get(field, required)
+        if value is None:
+            return None
+        if not isinstance(value, str):
+            self.fail(field, "must be a string")
+            return None
+        return value
+
+    def reference(self, field: str = "reference") -> str | None:
+        value = self.string(field)
+        if value is None:
+            return None
+        if not 1 <= len(value) <= MAX_REFERENCE_CHARS:
+            self.fail(field, f"must be 1 to {MAX_REFERENCE_CHARS} characters")
+        elif not value.isprintable():
+            self.fail(field, "must contain printable characters only")
+        return value
+
+    def type_name(self, field: str) -> str | None:
+        value = self.string(field)
+        if value is None:
+            return None
+        if not (1 <= len(value) <= MAX_TYPE_CHARS and _TYPE_RE.fullmatch(value)):
+            self.fail(field, f"must be 1 to {MAX_TYPE_CHARS} characters of A-Z a-z 0-9 . _ : -")
+        return value
+
+    def pattern(self, field: str, regex: re.Pattern[str], what: str, *, required: bool = True) -> str | None:
+        value = self.string(field, required=required)
+        if value is not None and not regex.fullmatch(value):
+            self.fail(field, f"must be {what}")
+        return value
+
+    def project_id(self, field: str = "project_id") -> str | None:
+        return self.pattern(field, _PROJECT_ID_RE, "a project id (prj_...)")
+
+    def idempotency_key(self, field: str = "idempotency_key") -> str | None:
+        return self.pattern(field, _IDEMPOTENCY_KEY_RE, "1 to 255 visible ASCII characters")
+
+    def replay_id(self, field: str = "replay_id") -> str | None:
+        return self.pattern(field, _REPLAY_ID_RE, "a replay id (rpl_...)", required=False)
+
+    def choice(self, field: str, choices: tuple[str, ...], *, required: bool = True) -> str | None:
+        value = self.string(field, required=required)
+        if value is not None and value not in choices:
+            self.fail(field, "must be one of " + ", ".join(choices))
+        return value
+
+    def integer(self, field: str, low: int, high: int, *, required: bool = False) -> int | None:
+        value = self._get(field, required)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.fail(field, "must be a whole number")
+            return None
+        if not low <= value <= high:
+            self.fail(field, f"must be between {low} and {high}")
+        return value
+
+    def timestamp(self, field: str, *, required: bool = True) -> datetime | None:
+        value = self.string(field, required=required)
+        if value is None:
+            return None
+        parsed = parse_timestamp(value)
+        if parsed is None:
+            self.fail(field, "must be an RFC 3339 timestamp with a time zone")
+        return parsed
+
+    def text(self, field: str, max_bytes: int) -> str | None:
+        value = self.string(field, required=False)
+        if value is not None and len(value.encode()) > max_bytes:
+            self.fail(field, f"must be at most {max_bytes} bytes of UTF-8")
+        return value
+
+    def obj(self, field: str) -> dict[str, Any] | None:
+        value = self._get(field, False)
+        if value is not None and not isinstance(value, dict):
+            self.fail(field, "must be a JSON object")
+            return None
+        return value
+
+
+def parse_timestamp(value: str) -> datetime | None:
+    """Parse RFC 3339 into an aware UTC datetime; ``None`` when it is not one."""
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        return None
+    return parsed.astimezone(UTC)
+
+
+def format_timestamp(moment: datetime) -> str:
+    """RFC 3339 in UTC with millisecond precision and a ``Z``, the one form we write."""
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
