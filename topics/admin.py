@@ -79,3 +79,13 @@ def _align_config(admin: AdminClient, name: str, spec: TopicSpec, timeout_s: flo
     for future in admin.incremental_alter_configs([ConfigResource(ConfigResource.Type.TOPIC, name, incremental_configs=entries)]).values():
         future.result(timeout=timeout_s)
     return True
+
+
+def delete_topics(bootstrap: str, prefix: str, timeout_s: float = 30.0) -> None:
+    """Delete every topic of the stack under ``prefix`` (tests and throw-away stacks only)."""
+    if not prefix:
+        raise ValueError("refusing to delete the unprefixed production topics")
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    names = [name for name in admin.list_topics(timeout=timeout_s).topics if name.startswith(prefix)]
+    for future in admin.delete_topics(names, operation_timeout=timeout_s).values() if names else ():
+        future.result()

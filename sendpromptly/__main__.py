@@ -1,0 +1,3 @@
+from sendpromptly.cli import main
+
+main()

@@ -1,0 +1,106 @@
+"""Fixtures: real Kafka and PostgreSQL (see ``tests/support/services.py``), isolated per test by a
+topic prefix and a database of their own."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from sendpromptly.apikeys import generate_api_key
+from store.db import open_pool
+from store.projects import add_api_key, create_project
+from tests.support.api import Api
+from tests.support.db import create_database, drop_database, migrated_template
+from tests.support.services import Services, provide_services
+from tests.support.stack import Stack, build_stack, stack_env
+from topics.admin import delete_topics, ensure_topics
+
+TEST_FLOW_PARTITIONS = 2
+
+
+@pytest.fixture(scope="session")
+def services() -> Iterator[Services]:
+    with provide_services() as found:
+        yield found
+
+
+@pytest.fixture(scope="session")
+def template_database(services: Services) -> Iterator[str]:
+    name = migrated_template(services.admin_database_url)
+    yield name
+    drop_database(services.admin_database_url, name)
+
+
+@pytest.fixture
+def database_url(services: Services, template_database: str) -> Iterator[str]:
+    name = f"sp_test_{uuid.uuid4().hex[:12]}"
+    url = create_database(services.admin_database_url, name, template=template_database)
+    yield url
+    drop_database(services.admin_database_url, name)
+
+
+@pytest.fixture
+def topic_prefix(services: Services) -> Iterator[str]:
+    prefix = f"t{uuid.uuid4().hex[:10]}."
+    ensure_topics(services.kafka_bootstrap, prefix, TEST_FLOW_PARTITIONS)
+    yield prefix
+    delete_topics(services.kafka_bootstrap, prefix)
+
+
+@pytest.fixture
+def stack_factory(services: Services, database_url: str, topic_prefix: str, tmp_path: Path,
+                  request: pytest.FixtureRequest) -> Iterator:
+    started: list[Stack] = []
+
+    def start(**extra_env: str) -> Stack:
+        env = stack_env(kafka_bootstrap=services.kafka_bootstrap, database_url=database_url,
+                        topic_prefix=topic_prefix, workdir=tmp_path, extra=extra_env)
+        stack = build_stack(env, tmp_path)
+        started.append(stack)
+        stack.start()
+        return stack
+
+    yield start
+    for stack in started:
+        stack.stop()
+        request.node.add_report_section("teardown", "stack logs", stack.logs())
+
+
+@pytest.fixture
+def stack(stack_factory) -> Stack:
+    return stack_factory()
+
+
+@dataclass(frozen=True)
+class ProjectKey:
+    project_id: str
+    api_key: str
+
+
+@pytest.fixture
+async def project(database_url: str) -> ProjectKey:
+    pool = await open_pool(database_url, max_size=1)
+    try:
+        async with pool.connection() as conn:
+            created = await create_project(conn, name=f"test {uuid.uuid4().hex[:6]}", timeout_minutes=30)
+            key = generate_api_key()
+            await add_api_key(conn, created.id, "Test key", key)
+    finally:
+        await pool.close()
+    return ProjectKey(created.id, key.plaintext)
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
+        yield session
+
+
+@pytest.fixture
+def api(http: aiohttp.ClientSession, stack: Stack, project: ProjectKey) -> Api:
+    return Api(http, stack.base_url, project.api_key)

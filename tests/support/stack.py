@@ -1,0 +1,72 @@
+"""A whole SendPromptly stack (gateway, agents, sinks) on the test services, isolated by a topic
+prefix and a database of its own."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.support.processes import ManagedProcess, free_port
+
+
+@dataclass
+class Stack:
+    env: dict[str, str]
+    gateway: ManagedProcess
+    agents: ManagedProcess
+    read_model: ManagedProcess
+    base_url: str
+    agents_url: str
+    read_model_url: str
+
+    @property
+    def processes(self) -> list[ManagedProcess]:
+        return [self.gateway, self.agents, self.read_model]
+
+    def start(self) -> None:
+        for process in self.processes:
+            process.start()
+        self.gateway.wait_ready(self.base_url + "/readyz")
+        self.agents.wait_ready(self.agents_url + "/readyz")
+        self.read_model.wait_ready(self.read_model_url + "/readyz")
+
+    def stop(self) -> None:
+        for process in self.processes:
+            process.stop()
+
+    def logs(self) -> str:
+        return "\n".join(f"----- {p.name} -----\n{p.log_tail()}" for p in self.processes)
+
+
+def stack_env(*, kafka_bootstrap: str, database_url: str, topic_prefix: str, workdir: Path,
+              extra: dict[str, str] | None = None) -> dict[str, str]:
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith("SENDPROMPTLY_")}
+    return {
+        **inherited,
+        "SENDPROMPTLY_KAFKA_BOOTSTRAP": kafka_bootstrap,
+        "SENDPROMPTLY_DATABASE_URL": database_url,
+        "SENDPROMPTLY_TOPIC_PREFIX": topic_prefix,
+        "SENDPROMPTLY_FLOW_PARTITIONS": "2",
+        "SENDPROMPTLY_AGENTS_DATADIR": str(workdir / "agents-data"),
+        "SENDPROMPTLY_ALLOW_PRIVATE_TARGETS": "1",
+        "SENDPROMPTLY_LOG_LEVEL": "INFO",
+        **(extra or {}),
+    }
+
+
+def build_stack(env: dict[str, str], workdir: Path) -> Stack:
+    http, agents, read_model = free_port(), free_port(), free_port()
+
+    def process(name: str, args: list[str], port_var: str, port: int) -> ManagedProcess:
+        return ManagedProcess(name, args, {**env, port_var: str(port)}, workdir / f"{name}.log")
+
+    return Stack(
+        env=env,
+        gateway=process("gateway", ["gateway"], "SENDPROMPTLY_HTTP_PORT", http),
+        agents=process("agents", ["agents"], "SENDPROMPTLY_AGENTS_WEB_PORT", agents),
+        read_model=process("read-model", ["sink", "read-model"], "SENDPROMPTLY_SINK_METRICS_PORT", read_model),
+        base_url=f"http://127.0.0.1:{http}",
+        agents_url=f"http://127.0.0.1:{agents}",
+        read_model_url=f"http://127.0.0.1:{read_model}",
+    )

@@ -1,0 +1,45 @@
+"""The gateway never claims success for a signal Kafka did not take."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from tests.conftest import ProjectKey
+from tests.support.api import Api
+from tests.support.processes import ManagedProcess, free_port
+from tests.support.stack import stack_env
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def gateway_without_kafka(database_url: str, topic_prefix: str, tmp_path: Path):
+    port = free_port()
+    nobody_listens = f"127.0.0.1:{free_port()}"
+    env = stack_env(kafka_bootstrap=nobody_listens, database_url=database_url, topic_prefix=topic_prefix,
+                    workdir=tmp_path, extra={"SENDPROMPTLY_HTTP_PORT": str(port), "SENDPROMPTLY_PRODUCE_TIMEOUT_MS": "1500"})
+    gateway = ManagedProcess("gateway", ["gateway"], env, tmp_path / "gateway.log")
+    gateway.start()
+    gateway.wait_ready(f"http://127.0.0.1:{port}/healthz")
+    yield f"http://127.0.0.1:{port}"
+    gateway.stop()
+
+
+async def test_it_answers_503_with_retry_after_when_the_broker_is_down(
+    gateway_without_kafka: str, project: ProjectKey, http: aiohttp.ClientSession
+) -> None:
+    api = Api(http, gateway_without_kafka, project.api_key)
+    async with http.post(gateway_without_kafka + "/api/v1/receipt", headers=api.headers("k-1"),
+                         json={"reference": "inv_1", "event_type": "invoice.paid", "effect_type": "grant"}) as response:
+        assert response.status == 503
+        assert response.content_type == "application/problem+json"
+        assert int(response.headers["Retry-After"]) > 0
+        problem = await response.json(content_type=None)
+    assert problem["status"] == 503 and "Idempotency-Key" in problem["detail"]
+
+    async with http.get(gateway_without_kafka + "/readyz") as response:
+        assert response.status == 503
+        assert (await response.json())["checks"] == {"kafka": False, "database": True}

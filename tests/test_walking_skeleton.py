@@ -1,0 +1,61 @@
+"""The whole path once: HTTP → Kafka → agents → read model → HTTP, on real services."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.support.api import Api, eventually
+
+pytestmark = pytest.mark.e2e
+
+
+def _status(expected: str):
+    return lambda answer: answer[0] == 200 and answer[1]["status"] == expected
+
+
+async def test_receipt_alone_reads_pending(api: Api) -> None:
+    status, accepted = await api.receipt("inv_pending")
+    assert status == 202
+    assert accepted["status"] == "pending" and accepted["reference"] == "inv_pending"
+
+    _, flow = await eventually(lambda: api.flow("inv_pending"), _status("pending"))
+    assert flow["event_type"] == "invoice.paid" and flow["effect_type"] == "grant_access"
+    assert flow["mode"] == "test"
+    assert "applied_at" not in flow
+
+
+async def test_receipt_then_result_reads_applied(api: Api) -> None:
+    assert (await api.receipt("inv_applied"))[0] == 202
+    await eventually(lambda: api.flow("inv_applied"), _status("pending"))
+    assert (await api.result("inv_applied", "succeeded"))[0] == 202
+
+    _, flow = await eventually(lambda: api.flow("inv_applied"), _status("applied"))
+    assert flow["applied_at"] >= flow["received_at"]
+
+
+async def test_result_before_receipt_is_held_until_the_receipt_comes(api: Api) -> None:
+    assert (await api.result("inv_early", "succeeded"))[0] == 202
+    # The result alone makes no flow (and never an incident): there is nothing to read yet.
+    status, problem = await api.flow("inv_early")
+    assert status == 404 and problem["status"] == 404
+
+    assert (await api.receipt("inv_early"))[0] == 202
+    await eventually(lambda: api.flow("inv_early"), _status("applied"))
+
+
+async def test_a_key_sees_only_its_own_project(api: Api, http, stack, database_url) -> None:
+    from store.db import open_pool
+    from store.projects import add_api_key, create_project
+    from sendpromptly.apikeys import generate_api_key
+
+    assert (await api.receipt("inv_private"))[0] == 202
+    await eventually(lambda: api.flow("inv_private"), _status("pending"))
+
+    pool = await open_pool(database_url, max_size=1)
+    async with pool.connection() as conn:
+        other = await create_project(conn, name="other")
+        other_key = generate_api_key()
+        await add_api_key(conn, other.id, "other", other_key)
+    await pool.close()
+    status, _ = await Api(http, stack.base_url, other_key.plaintext).flow("inv_private")
+    assert status == 404
