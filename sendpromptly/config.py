@@ -8,11 +8,13 @@ start so a typo fails the process before it serves anything. A secret may be giv
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 PREFIX = "SENDPROMPTLY_"
+_TOPIC_PREFIX_RE = re.compile(r"[A-Za-z0-9._-]{0,100}")
 
 
 class ConfigError(ValueError):
@@ -82,6 +84,12 @@ class Settings:
     produce_timeout_ms: int = 5000
     allow_private_targets: bool = False
     log_level: str = "INFO"
+
+    def __post_init__(self) -> None:
+        if not _TOPIC_PREFIX_RE.fullmatch(self.topic_prefix):
+            raise ConfigError(f"{PREFIX}TOPIC_PREFIX may hold only A-Z a-z 0-9 . _ - (got {self.topic_prefix!r})")
+        if self.log_level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+            raise ConfigError(f"{PREFIX}LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR (got {self.log_level!r})")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:

@@ -1,0 +1,161 @@
+#!/usr/bin/env bash
+# The local stack behind `make up` / `make down`: Kafka, PostgreSQL, then the gateway, the agents
+# and the sinks as background processes, with logs and pid files in .run/stack/.
+#
+# Any SENDPROMPTLY_* variable already set wins over the defaults below: with your own
+# SENDPROMPTLY_KAFKA_BOOTSTRAP or SENDPROMPTLY_DATABASE_URL, no local broker or database is started.
+#
+# Usage: scripts/stack.sh {up|down|status}
+set -euo pipefail
+
+SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO_DIR=$(dirname "$SCRIPT_DIR")
+SP_NAME=stack
+# shellcheck source=lib.sh
+source "$SCRIPT_DIR/lib.sh"
+
+RUN_DIR=$REPO_DIR/.run/stack
+SP=$REPO_DIR/.venv/bin/sendpromptly
+PROCESSES=(gateway agents sink-read-model)
+
+export SENDPROMPTLY_ALLOW_PRIVATE_TARGETS=${SENDPROMPTLY_ALLOW_PRIVATE_TARGETS:-1}
+export SENDPROMPTLY_HTTP_HOST=${SENDPROMPTLY_HTTP_HOST:-127.0.0.1}
+export SENDPROMPTLY_HTTP_PORT=${SENDPROMPTLY_HTTP_PORT:-8080}
+export SENDPROMPTLY_AGENTS_WEB_PORT=${SENDPROMPTLY_AGENTS_WEB_PORT:-8081}
+export SENDPROMPTLY_AGENTS_DATADIR=${SENDPROMPTLY_AGENTS_DATADIR:-$REPO_DIR/.run/agents}
+export SENDPROMPTLY_AGENTS_STORE=${SENDPROMPTLY_AGENTS_STORE:-rocksdb://}
+
+command_for() {
+  case $1 in
+    gateway) echo "$SP gateway" ;;
+    agents) echo "$SP agents" ;;
+    sink-read-model) echo "$SP sink read-model" ;;
+  esac
+}
+
+ready_url_for() {
+  case $1 in
+    gateway) echo "http://$SENDPROMPTLY_HTTP_HOST:$SENDPROMPTLY_HTTP_PORT/readyz" ;;
+    agents) echo "http://$SENDPROMPTLY_HTTP_HOST:$SENDPROMPTLY_AGENTS_WEB_PORT/readyz" ;;
+    sink-read-model) echo "http://$SENDPROMPTLY_HTTP_HOST:${SINK_READ_MODEL_PORT}/readyz" ;;
+  esac
+}
+
+start_services() {
+  if [[ -z ${SENDPROMPTLY_KAFKA_BOOTSTRAP:-} ]]; then
+    export SENDPROMPTLY_KAFKA_BOOTSTRAP
+    SENDPROMPTLY_KAFKA_BOOTSTRAP=$(KAFKA_PORT=9092 bash "$SCRIPT_DIR/kafka.sh" start | tail -n 1)
+  fi
+  if [[ -z ${SENDPROMPTLY_DATABASE_URL:-} ]]; then
+    export SENDPROMPTLY_DATABASE_URL
+    SENDPROMPTLY_DATABASE_URL=$(bash "$SCRIPT_DIR/postgres.sh" start | tail -n 1)
+  fi
+}
+
+start_process() {
+  local name=$1 pid_file=$RUN_DIR/$1.pid
+  if [[ -f $pid_file ]] && kill -0 "$(cat "$pid_file")" 2>/dev/null; then
+    sp_log "$name already running (pid $(cat "$pid_file"))"
+    return
+  fi
+  # shellcheck disable=SC2046 # the command is meant to split into words
+  SENDPROMPTLY_SINK_METRICS_PORT=$SINK_READ_MODEL_PORT setsid nohup $(command_for "$name") \
+    >>"$RUN_DIR/$name.log" 2>&1 </dev/null &
+  echo $! >"$pid_file"
+}
+
+wait_ready() {
+  local name=$1 url deadline=$((SECONDS + 90))
+  url=$(ready_url_for "$name")
+  until curl -fsS -o /dev/null "$url" 2>/dev/null; do
+    if ! kill -0 "$(cat "$RUN_DIR/$name.pid")" 2>/dev/null; then
+      tail -n 40 "$RUN_DIR/$name.log" >&2
+      sp_die "$name exited while starting; its log is $RUN_DIR/$name.log"
+    fi
+    ((SECONDS < deadline)) || sp_die "$name not ready at $url after 90 s; see $RUN_DIR/$name.log"
+    sleep 0.5
+  done
+}
+
+up() {
+  [[ -x $SP ]] || sp_die "no virtualenv: run 'make up' (it installs .venv first)"
+  mkdir -p "$RUN_DIR"
+  SINK_READ_MODEL_PORT=${SENDPROMPTLY_SINK_METRICS_PORT:-8082}
+  start_services
+  # Remember the stack's connection settings so `status`, `down` and the user's shell can reuse them.
+  {
+    echo "export SENDPROMPTLY_KAFKA_BOOTSTRAP=$SENDPROMPTLY_KAFKA_BOOTSTRAP"
+    echo "export SENDPROMPTLY_DATABASE_URL=$SENDPROMPTLY_DATABASE_URL"
+  } >"$RUN_DIR/env"
+  "$SP" migrate
+  "$SP" topics ensure >/dev/null
+  for name in "${PROCESSES[@]}"; do start_process "$name"; done
+  for name in "${PROCESSES[@]}"; do wait_ready "$name"; done
+  local demo
+  demo=$("$SP" demo --json)
+  local project key
+  project=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["project_id"])' <<<"$demo")
+  key=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["api_key"])' <<<"$demo")
+  local base="http://$SENDPROMPTLY_HTTP_HOST:$SENDPROMPTLY_HTTP_PORT"
+  cat <<INFO
+
+SendPromptly is up.
+  API and console   $base   (OpenAPI: $base/api/v1/openapi.json once published)
+  Kafka             $SENDPROMPTLY_KAFKA_BOOTSTRAP
+  PostgreSQL        $SENDPROMPTLY_DATABASE_URL
+  Metrics           $base/metrics, http://$SENDPROMPTLY_HTTP_HOST:$SENDPROMPTLY_AGENTS_WEB_PORT/metrics, http://$SENDPROMPTLY_HTTP_HOST:$SINK_READ_MODEL_PORT/metrics
+  Logs              $RUN_DIR/*.log
+
+Demo project $project (test mode), API key (shown once):
+  $key
+
+Try it:
+  curl -X POST $base/api/v1/receipt -H "Authorization: Bearer $key" \\
+       -H "Idempotency-Key: demo-1" -H "Content-Type: application/json" \\
+       -d '{"reference":"inv_1001","event_type":"invoice.paid","effect_type":"grant_access"}'
+  curl $base/api/v1/flows/inv_1001 -H "Authorization: Bearer $key"
+
+Stop everything with: make down
+INFO
+}
+
+stop_process() {
+  local name=$1 pid_file=$RUN_DIR/$1.pid pid
+  [[ -f $pid_file ]] || return 0
+  pid=$(cat "$pid_file")
+  if sp_pid_alive "$pid"; then
+    # setsid made each process a group leader: signal the group so no child outlives it.
+    kill -TERM -- "-$pid" 2>/dev/null || true
+    sp_wait_for 30 sp_pid_dead "$pid" || kill -KILL -- "-$pid" 2>/dev/null || true
+    sp_log "$name stopped"
+  fi
+  rm -f "$pid_file"
+}
+
+down() {
+  for name in "${PROCESSES[@]}"; do stop_process "$name"; done
+  bash "$SCRIPT_DIR/kafka.sh" stop
+  bash "$SCRIPT_DIR/postgres.sh" stop
+  # The test suite leaves its own services running between runs for speed; stop those too.
+  KAFKA_PORT=19092 KAFKA_STATE_DIR=$REPO_DIR/.run/test-kafka bash "$SCRIPT_DIR/kafka.sh" stop
+  PG_STATE_DIR=$REPO_DIR/.run/test-postgres bash "$SCRIPT_DIR/postgres.sh" stop
+}
+
+status() {
+  for name in "${PROCESSES[@]}"; do
+    if [[ -f $RUN_DIR/$name.pid ]] && kill -0 "$(cat "$RUN_DIR/$name.pid")" 2>/dev/null; then
+      echo "$name running (pid $(cat "$RUN_DIR/$name.pid"))"
+    else
+      echo "$name not running"
+    fi
+  done
+  bash "$SCRIPT_DIR/kafka.sh" status || true
+  bash "$SCRIPT_DIR/postgres.sh" status || true
+}
+
+case ${1:-} in
+  up) up ;;
+  down) down ;;
+  status) status ;;
+  *) sp_die "usage: scripts/stack.sh {up|down|status}" ;;
+esac
