@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 
@@ -15,16 +16,19 @@ from api_gateway.metrics import metrics_middleware
 from api_gateway.problems import problem_middleware
 from api_gateway.publisher import Publisher
 from api_gateway.routes import setup_routes
-from api_gateway.state import API_KEY_CACHE, POOL, PUBLISHER, SETTINGS
+from api_gateway.outbox_relay import run_relay
+from api_gateway.state import API_KEY_CACHE, OPERATOR_CACHE, POOL, PUBLISHER, SECRETS_KEYRING, SETTINGS
 from sendpromptly.config import Settings
+from sendpromptly.keyring import Keyring
 from sendpromptly.observability import configure_logging
 from sendpromptly.ttlcache import TTLCache
 from store.db import open_pool
+from store.operators import Operator, operator_for_token_hash
 from store.projects import Project, project_for_key_hash
 
-# A revoked key must be refused by every replica within 5 s (DESIGN.md §5); caching lookups for
-# less than that keeps the database out of the hot path.
-API_KEY_CACHE_SECONDS = 2.0
+# A revoked key or token must be refused by every replica within 5 s (DESIGN.md §5); caching
+# lookups for less than that keeps the database out of the hot path.
+CREDENTIAL_CACHE_SECONDS = 2.0
 
 
 async def _database(app: web.Application) -> AsyncIterator[None]:
@@ -35,7 +39,12 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
         async with pool.connection() as conn:
             return await project_for_key_hash(conn, key_hash)
 
-    app[API_KEY_CACHE] = TTLCache(lookup, API_KEY_CACHE_SECONDS)
+    async def lookup_operator(token_hash: bytes) -> Operator | None:
+        async with pool.connection() as conn:
+            return await operator_for_token_hash(conn, token_hash)
+
+    app[API_KEY_CACHE] = TTLCache(lookup, CREDENTIAL_CACHE_SECONDS)
+    app[OPERATOR_CACHE] = TTLCache(lookup_operator, CREDENTIAL_CACHE_SECONDS)
     yield
     await pool.close()
 
@@ -48,6 +57,14 @@ async def _kafka(app: web.Application) -> AsyncIterator[None]:
     await asyncio.to_thread(publisher.close)
 
 
+async def _outbox_relay(app: web.Application) -> AsyncIterator[None]:
+    task = asyncio.create_task(run_relay(app[POOL], app[PUBLISHER], app[SETTINGS].topic_prefix))
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
 def create_app(settings: Settings) -> web.Application:
     # The outermost middleware runs first: metrics see every answer, problems turn errors into
     # problem+json before metrics count them, and auth runs closest to the handler.
@@ -55,7 +72,8 @@ def create_app(settings: Settings) -> web.Application:
         middlewares=[metrics_middleware, problem_middleware, auth_middleware], client_max_size=MAX_BODY_BYTES,
     )
     app[SETTINGS] = settings
-    app.cleanup_ctx.extend([_database, _kafka])
+    app[SECRETS_KEYRING] = Keyring.parse("SENDPROMPTLY_SECRET_KEYS", settings.secret_keys)
+    app.cleanup_ctx.extend([_database, _kafka, _outbox_relay])
     setup_routes(app)
     return app
 

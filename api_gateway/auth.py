@@ -8,17 +8,20 @@ from aiohttp import web
 from prometheus_client import Counter
 
 from api_gateway.problems import Problem
-from api_gateway.state import API_KEY_CACHE, PROJECT
+from api_gateway.state import API_KEY_CACHE, OPERATOR, OPERATOR_CACHE, PROJECT
+from sendpromptly import operator_tokens
 from sendpromptly.apikeys import hash_api_key, looks_like_api_key
 
 # Routes whose name starts with this are called with an API key (sk_...).
 INGEST_ROUTE_PREFIX = "ingest."
+# ... and these with an operator's personal token (op_...).
+OPERATOR_ROUTE_PREFIX = "operator."
 
 AUTH_FAILURES = Counter("sendpromptly_auth_failures_total", "Refused credentials", ["kind", "reason"])
 
 
-def _unauthorized(reason: str, detail: str) -> Problem:
-    AUTH_FAILURES.labels("api_key", reason).inc()
+def _unauthorized(reason: str, detail: str, kind: str = "api_key") -> Problem:
+    AUTH_FAILURES.labels(kind, reason).inc()
     return Problem(
         401, "unauthorized", "Unauthorized", detail,
         headers={"WWW-Authenticate": 'Bearer realm="sendpromptly"'},
@@ -45,4 +48,19 @@ async def auth_middleware(
         if project is None:
             raise _unauthorized("unknown", "This API key is unknown or revoked; create a new one in the console.")
         request[PROJECT] = project
+    elif route_name.startswith(OPERATOR_ROUTE_PREFIX):
+        request[OPERATOR] = await _operator(request)
     return await handler(request)
+
+
+async def _operator(request: web.Request):
+    token = bearer_token(request)
+    if token is None:
+        raise _unauthorized("missing", "Send your operator token as 'Authorization: Bearer op_...'.", "operator")
+    if not operator_tokens.looks_like_token(token):
+        raise _unauthorized("malformed", "The bearer token is not an operator token (op_...).", "operator")
+    operator = await request.app[OPERATOR_CACHE].get(operator_tokens.hash_token(token))
+    if operator is None:
+        raise _unauthorized("unknown", "This operator token is unknown or revoked; ask an admin for a new one.",
+                            "operator")
+    return operator

@@ -6,8 +6,10 @@ from datetime import UTC, datetime, timedelta
 
 import orjson
 from aiohttp import web
+from psycopg import AsyncConnection
 
 from api_gateway.http_input import idempotency_key, json_body
+from api_gateway.idempotency import run_idempotent
 from api_gateway.ingest_bodies import parse_receipt, parse_result
 from api_gateway.problems import Problem, invalid_fields
 from api_gateway.publisher import PublishUnavailable
@@ -52,12 +54,17 @@ async def post_receipt(request: web.Request) -> web.Response:
         effect_type=body.effect_type, received_at=received_at, timeout_seconds=body.timeout_seconds,
         mode=project.mode,
     )
-    await _publish(request, RECEIPTS.name(_topic_prefix(request)), flow_key(project.id, body.reference), encode(receipt))
     timeout = timedelta(seconds=body.timeout_seconds or project.timeout_minutes * 60)
-    return _json(202, {
-        "project_id": project.id, "reference": body.reference, "status": "pending",
-        "deadline": format_timestamp(received_at + timeout), "mode": project.mode,
-    })
+
+    async def action(conn: AsyncConnection) -> web.Response:
+        await _publish(request, RECEIPTS.name(_topic_prefix(request)), flow_key(project.id, body.reference),
+                       encode(receipt))
+        return _json(202, {
+            "project_id": project.id, "reference": body.reference, "status": "pending",
+            "deadline": format_timestamp(received_at + timeout), "mode": project.mode,
+        })
+
+    return await run_idempotent(request, project.id, action)
 
 
 async def post_result(request: web.Request) -> web.Response:
@@ -71,8 +78,14 @@ async def post_result(request: web.Request) -> web.Response:
         project_id=project.id, idempotency_key=key, reference=body.reference, status=body.status,
         received_at=datetime.now(UTC), replay_id=body.replay_id, detail=body.detail, mode=project.mode,
     )
-    await _publish(request, RESULTS.name(_topic_prefix(request)), flow_key(project.id, body.reference), encode(result))
-    return _json(202, {"project_id": project.id, "reference": body.reference, "status": body.status, "mode": project.mode})
+
+    async def action(conn: AsyncConnection) -> web.Response:
+        await _publish(request, RESULTS.name(_topic_prefix(request)), flow_key(project.id, body.reference),
+                       encode(result))
+        return _json(202, {"project_id": project.id, "reference": body.reference, "status": body.status,
+                           "mode": project.mode})
+
+    return await run_idempotent(request, project.id, action)
 
 
 async def get_flow_state(request: web.Request) -> web.Response:

@@ -1,16 +1,38 @@
-"""Every URL the gateway serves, in one list."""
+"""Every URL the gateway serves, in one list. Route names say who may call: ``ingest.*`` takes an
+API key, ``operator.*`` an operator token (see ``api_gateway.auth``)."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
 from api_gateway import health, ingest
+from api_gateway.operator_api import audit_log, callback, destinations, keys, projects
+
+PROJECT = "/api/v1/projects/{project_id}"
 
 
 def setup_routes(app: web.Application) -> None:
-    app.router.add_post("/api/v1/receipt", ingest.post_receipt, name="ingest.receipt")
-    app.router.add_post("/api/v1/result", ingest.post_result, name="ingest.result")
-    app.router.add_get("/api/v1/flows/{reference}", ingest.get_flow_state, name="ingest.flow")
-    app.router.add_get("/healthz", health.healthz, name="healthz")
-    app.router.add_get("/readyz", health.readyz, name="readyz")
-    app.router.add_get("/metrics", health.metrics, name="metrics")
+    r = app.router
+    r.add_post("/api/v1/receipt", ingest.post_receipt, name="ingest.receipt")
+    r.add_post("/api/v1/result", ingest.post_result, name="ingest.result")
+    r.add_get("/api/v1/flows/{reference}", ingest.get_flow_state, name="ingest.flow")
+
+    r.add_post("/api/v1/projects", projects.create, name="operator.projects.create")
+    r.add_get("/api/v1/projects", projects.list_, name="operator.projects.list")
+    r.add_get(PROJECT, projects.read, name="operator.projects.read")
+    r.add_patch(PROJECT, projects.update, name="operator.projects.update")
+    r.add_post(PROJECT + "/keys", keys.create, name="operator.keys.create")
+    r.add_get(PROJECT + "/keys", keys.list_, name="operator.keys.list")
+    r.add_post(PROJECT + "/keys/{key_id}/revoke", keys.revoke, name="operator.keys.revoke")
+    r.add_put(PROJECT + "/repair-callback", callback.put, name="operator.callback.put")
+    r.add_get(PROJECT + "/repair-callback", callback.read, name="operator.callback.read")
+    r.add_post(PROJECT + "/repair-callback/rotate-secret", callback.rotate_secret, name="operator.callback.rotate")
+    r.add_post(PROJECT + "/alert-destinations", destinations.create, name="operator.destinations.create")
+    r.add_get(PROJECT + "/alert-destinations", destinations.list_, name="operator.destinations.list")
+    r.add_delete(PROJECT + "/alert-destinations/{destination_id}", destinations.delete,
+                 name="operator.destinations.delete")
+    r.add_get(PROJECT + "/audit-log", audit_log.list_, name="operator.audit_log.list")
+
+    r.add_get("/healthz", health.healthz, name="healthz")
+    r.add_get("/readyz", health.readyz, name="readyz")
+    r.add_get("/metrics", health.metrics, name="metrics")

@@ -8,12 +8,18 @@ from psycopg_pool import AsyncConnectionPool
 from api_gateway.publisher import Publisher
 from sendpromptly.config import Settings
 from sendpromptly.ttlcache import TTLCache
+from sendpromptly.keyring import Keyring
+from store.operators import Operator
 from store.projects import Project
 
 SETTINGS = web.AppKey("settings", Settings)
 POOL = web.AppKey("pool", AsyncConnectionPool)
 PUBLISHER = web.AppKey("publisher", Publisher)
 API_KEY_CACHE = web.AppKey("api_key_cache", TTLCache[bytes, Project | None])
+OPERATOR_CACHE = web.AppKey("operator_cache", TTLCache[bytes, Operator | None])
+SECRETS_KEYRING = web.AppKey("secrets_keyring", Keyring)
 
-# Set on the request by the auth middleware for ingest routes.
+# Set on the request by the auth middleware: the API key's project (ingest routes), the operator
+# (operator routes).
 PROJECT = "sendpromptly.project"
+OPERATOR = "sendpromptly.operator"

@@ -79,6 +79,56 @@ def sink(name: str) -> None:
     run(_settings(), name)
 
 
+@main.group()
+def operator() -> None:
+    """Operators, directly in the database (the bootstrap path; needs SENDPROMPTLY_DATABASE_URL)."""
+
+
+@operator.command("create")
+@click.option("--email", required=True, help="The operator's email (their console login).")
+@click.option("--admin", is_flag=True, help="May see and change every project.")
+@click.option("--project", "projects", multiple=True, help="A project the operator is a member of (repeatable).")
+@click.option("--password-stdin", is_flag=True, help="Read the console password from stdin instead of generating one.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def operator_create(email: str, admin: bool, projects: tuple[str, ...], password_stdin: bool, as_json: bool) -> None:
+    """Create an operator and print its personal token (op_...) and console password, once."""
+    from sendpromptly.bootstrap import BootstrapError, create_operator
+    from sendpromptly.targets import TargetError, check_email
+
+    try:
+        check_email(email)
+    except TargetError as exc:
+        raise click.BadParameter(str(exc), param_hint="--email") from None
+    password = sys.stdin.readline().rstrip("\n") if password_stdin else None
+    try:
+        created = asyncio.run(create_operator(_settings().database_url, email=email, is_admin=admin,
+                                              project_ids=list(projects), password=password))
+    except BootstrapError as exc:
+        raise click.ClickException(str(exc)) from None
+    if as_json:
+        click.echo(json.dumps({"id": created.id, "email": created.email, "admin": created.is_admin,
+                               "projects": created.project_ids, "token": created.token,
+                               **({} if password_stdin else {"password": created.password})}))
+        return
+    click.echo(f"operator {created.id} <{created.email}>" + (" (admin)" if created.is_admin else ""))
+    click.echo(f"token    {created.token}    (shown once; export SENDPROMPTLY_OPERATOR_TOKEN=...)")
+    if not password_stdin:
+        click.echo(f"password {created.password}    (shown once; for the console)")
+
+
+@operator.command("revoke-tokens")
+@click.option("--email", required=True)
+def operator_revoke_tokens(email: str) -> None:
+    """Revoke every personal token of an operator (refused everywhere within 5 s)."""
+    from sendpromptly.bootstrap import BootstrapError, revoke_tokens
+
+    try:
+        count = asyncio.run(revoke_tokens(_settings().database_url, email))
+    except BootstrapError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"revoked {count} token(s) of {email}")
+
+
 @main.command()
 @click.option("--name", default="Demo project", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")

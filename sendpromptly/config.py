@@ -83,6 +83,10 @@ class Settings:
     # Upper bound on how long the gateway waits for Kafka's acknowledgement before it answers 503.
     produce_timeout_ms: int = 5000
     allow_private_targets: bool = False
+    # Keyrings (``kid:base64key,...``, see sendpromptly/keyring.py): one for secrets we must be able
+    # to recover (callback signing secrets), one for payload snapshots. Kept apart on purpose.
+    secret_keys: str = ""
+    snapshot_keys: str = ""
     log_level: str = "INFO"
 
     def __post_init__(self) -> None:
@@ -109,5 +113,7 @@ class Settings:
             agents_store=_str(env, "AGENTS_STORE", defaults.agents_store),
             produce_timeout_ms=_int(env, "PRODUCE_TIMEOUT_MS", defaults.produce_timeout_ms, 100, 120_000),
             allow_private_targets=_bool(env, "ALLOW_PRIVATE_TARGETS", defaults.allow_private_targets),
+            secret_keys=_str(env, "SECRET_KEYS", defaults.secret_keys),
+            snapshot_keys=_str(env, "SNAPSHOT_KEYS", defaults.snapshot_keys),
             log_level=_str(env, "LOG_LEVEL", defaults.log_level).upper(),
         )

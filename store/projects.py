@@ -68,3 +68,93 @@ async def project_for_key_hash(conn: AsyncConnection, key_hash: bytes) -> Projec
         (key_hash,),
     )).fetchone()
     return None if row is None else Project(**row)
+
+
+async def list_projects(conn: AsyncConnection, *, operator_id: str | None, before: tuple[datetime, str] | None,
+                        limit: int) -> list[Project]:
+    """Newest first. ``operator_id`` None lists all projects (admins); else only that member's."""
+    cols = ", ".join("p." + c.strip() for c in _PROJECT_COLUMNS.split(","))
+    rows = await (await conn.execute(
+        f"SELECT {cols} FROM projects p"
+        " WHERE (%(op)s::text IS NULL OR EXISTS ("
+        "   SELECT 1 FROM project_members m WHERE m.project_id = p.id AND m.operator_id = %(op)s))"
+        " AND (%(at)s::timestamptz IS NULL OR (p.created_at, p.id) < (%(at)s, %(id)s))"
+        " ORDER BY p.created_at DESC, p.id DESC LIMIT %(limit)s",
+        {"op": operator_id, "at": before[0] if before else None, "id": before[1] if before else None, "limit": limit},
+    )).fetchall()
+    return [Project(**row) for row in rows]
+
+
+UPDATABLE_FIELDS = ("name", "mode", "timeout_minutes", "snapshots_enabled", "repair_callback_url")
+
+
+async def update_project(conn: AsyncConnection, project_id: str, changes: dict[str, object]) -> Project:
+    unknown = set(changes) - set(UPDATABLE_FIELDS)
+    if unknown:
+        raise ValueError(f"not updatable: {sorted(unknown)}")
+    if not changes:
+        project = await get_project(conn, project_id)
+        assert project is not None
+        return project
+    assignments = ", ".join(f"{name} = %({name})s" for name in changes)
+    row = await (await conn.execute(
+        f"UPDATE projects SET {assignments} WHERE id = %(id)s RETURNING {_PROJECT_COLUMNS}",
+        {**changes, "id": project_id},
+    )).fetchone()
+    return Project(**row)
+
+
+@dataclass(frozen=True)
+class ApiKeyInfo:
+    id: str
+    project_id: str
+    label: str
+    prefix: str
+    last_four: str
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+
+_KEY_COLUMNS = "id, project_id, label, prefix, last_four, created_at, last_used_at, revoked_at"
+
+
+async def get_api_key(conn: AsyncConnection, project_id: str, key_id: str) -> ApiKeyInfo | None:
+    row = await (await conn.execute(
+        f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE project_id = %s AND id = %s", (project_id, key_id)
+    )).fetchone()
+    return None if row is None else ApiKeyInfo(**row)
+
+
+async def list_api_keys(conn: AsyncConnection, project_id: str) -> list[ApiKeyInfo]:
+    rows = await (await conn.execute(
+        f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE project_id = %s ORDER BY created_at DESC, id DESC", (project_id,)
+    )).fetchall()
+    return [ApiKeyInfo(**row) for row in rows]
+
+
+async def revoke_api_key(conn: AsyncConnection, project_id: str, key_id: str) -> ApiKeyInfo | None:
+    """Revoke; revoking a revoked key keeps its first revocation time."""
+    row = await (await conn.execute(
+        f"UPDATE api_keys SET revoked_at = coalesce(revoked_at, now()) WHERE project_id = %s AND id = %s"
+        f" RETURNING {_KEY_COLUMNS}",
+        (project_id, key_id),
+    )).fetchone()
+    return None if row is None else ApiKeyInfo(**row)
+
+
+async def touch_api_keys(conn: AsyncConnection, last_used: dict[bytes, datetime]) -> None:
+    """Record when keys were last used, in one statement for many keys (batched by the gateway)."""
+    if last_used:
+        await conn.execute(
+            "UPDATE api_keys k SET last_used_at = greatest(k.last_used_at, u.at)"
+            " FROM unnest(%s::bytea[], %s::timestamptz[]) AS u(hash, at) WHERE k.key_hash = u.hash",
+            (list(last_used), list(last_used.values())),
+        )
+
+
+async def count_live_keys(conn: AsyncConnection, project_id: str) -> int:
+    row = await (await conn.execute(
+        "SELECT count(*) AS n FROM api_keys WHERE project_id = %s AND revoked_at IS NULL", (project_id,)
+    )).fetchone()
+    return row["n"]

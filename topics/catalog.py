@@ -69,8 +69,12 @@ def flow_key(project_id: str, reference: str) -> bytes:
     return f"{project_id}:{reference}".encode()
 
 
-def project_key(project_id: str) -> bytes:
-    return project_id.encode()
+SYSTEM_AUDIT_KEY = b"system"
+
+
+def project_key(project_id: str | None) -> bytes:
+    """The audit topic's key: the project, or ``system`` for events of no single project."""
+    return SYSTEM_AUDIT_KEY if project_id is None else project_id.encode()
 
 
 def split_flow_key(key: bytes) -> tuple[str, str]:

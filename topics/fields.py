@@ -92,8 +92,8 @@ class Checker:
             self.fail(field, f"must be {what}")
         return value
 
-    def project_id(self, field: str = "project_id") -> str | None:
-        return self.pattern(field, _PROJECT_ID_RE, "a project id (prj_...)")
+    def project_id(self, field: str = "project_id", *, required: bool = True) -> str | None:
+        return self.pattern(field, _PROJECT_ID_RE, "a project id (prj_...)", required=required)
 
     def idempotency_key(self, field: str = "idempotency_key") -> str | None:
         return self.pattern(field, _IDEMPOTENCY_KEY_RE, "1 to 255 visible ASCII characters")

@@ -258,7 +258,8 @@ class AuditEvent(Message):
     )
 
     event_id: str
-    project_id: str
+    # None for events of no single project (an admin operator created); they chain as "system".
+    project_id: str | None
     actor: str
     action: str
     target: str
@@ -271,7 +272,7 @@ class AuditEvent(Message):
         check = cls.checker(doc)
         values = dict(
             event_id=check.string("event_id"),
-            project_id=check.project_id(),
+            project_id=check.project_id(required=False),
             actor=check.string("actor"),
             action=check.type_name("action"),
             target=check.string("target"),

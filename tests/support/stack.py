@@ -7,7 +7,12 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from sendpromptly.keyring import Keyring
 from tests.support.processes import ManagedProcess, free_port
+
+# One keyring per test session: fresh random keys, never real ones.
+TEST_SECRET_KEYS = Keyring.generate_spec("test-secrets-1")
+TEST_SNAPSHOT_KEYS = Keyring.generate_spec("test-snapshots-1")
 
 
 @dataclass
@@ -51,6 +56,8 @@ def stack_env(*, kafka_bootstrap: str, database_url: str, topic_prefix: str, wor
         "SENDPROMPTLY_AGENTS_DATADIR": str(workdir / "agents-data"),
         "SENDPROMPTLY_ALLOW_PRIVATE_TARGETS": "1",
         "SENDPROMPTLY_LOG_LEVEL": "INFO",
+        "SENDPROMPTLY_SECRET_KEYS": TEST_SECRET_KEYS,
+        "SENDPROMPTLY_SNAPSHOT_KEYS": TEST_SNAPSHOT_KEYS,
         **(extra or {}),
     }
 

@@ -1,0 +1,28 @@
+"""``GET /api/v1/projects/{id}/audit-log``: newest first, cursor paging."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from api_gateway.operator_api.common import visible_project
+from api_gateway.problems import Problem
+from api_gateway.responses import decode_cursor, json_response, limit_param, page
+from api_gateway.state import POOL
+from store import audit
+from store.audit import AuditRow
+
+
+def entry_document(row: AuditRow) -> dict[str, object]:
+    return {"id": row.event_id, "seq": row.seq, "actor": row.actor, "action": row.action, "target": row.target,
+            "data": row.data, "source_address": row.source_address, "occurred_at": row.occurred_at}
+
+
+async def list_(request: web.Request) -> web.Response:
+    limit = limit_param(request)
+    cursor = decode_cursor(request, 1)
+    if cursor is not None and not isinstance(cursor[0], int):
+        raise Problem(400, "invalid-cursor", "Invalid cursor", "The cursor is not one this API gave out.")
+    async with request.app[POOL].connection() as conn:
+        project = await visible_project(request, conn)
+        rows = await audit.list_for_project(conn, project.id, before_seq=cursor[0] if cursor else None, limit=limit + 1)
+    return json_response(200, page([entry_document(r) for r in rows], limit, lambda doc: [doc["seq"]]))

@@ -1,0 +1,88 @@
+"""Request bodies of the operator API, checked with the shared field rules."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from topics.fields import MODES, Checker
+
+MAX_NAME_CHARS = 200
+MAX_LABEL_CHARS = 100
+MAX_NOTE_BYTES = 2048
+TIMEOUT_MINUTES_RANGE = (1, 10080)
+
+
+def _name(check: Checker, field: str, max_chars: int, *, required: bool) -> str | None:
+    value = check.string(field, required=required)
+    if value is not None and not (1 <= len(value.strip()) and len(value) <= max_chars and value.isprintable()):
+        check.fail(field, f"must be 1 to {max_chars} printable characters")
+    return value
+
+
+def _boolean(check: Checker, field: str) -> bool | None:
+    value = check.doc.get(field)
+    if value is not None and not isinstance(value, bool):
+        check.fail(field, "must be true or false")
+        return None
+    return value
+
+
+@dataclass(frozen=True)
+class ProjectFields:
+    values: dict[str, Any]
+
+
+def parse_project_create(doc: Any) -> ProjectFields:
+    check = Checker(doc, allowed=frozenset({"name", "mode", "timeout_minutes", "snapshots_enabled"}))
+    values = {
+        "name": _name(check, "name", MAX_NAME_CHARS, required=True),
+        "mode": check.choice("mode", MODES, required=False),
+        "timeout_minutes": check.integer("timeout_minutes", *TIMEOUT_MINUTES_RANGE),
+        "snapshots_enabled": _boolean(check, "snapshots_enabled"),
+    }
+    check.done()
+    return ProjectFields({k: v for k, v in values.items() if v is not None})
+
+
+def parse_project_update(doc: Any) -> ProjectFields:
+    check = Checker(doc, allowed=frozenset({"name", "mode", "timeout_minutes", "snapshots_enabled"}))
+    values = {
+        "name": _name(check, "name", MAX_NAME_CHARS, required=False),
+        "mode": check.choice("mode", MODES, required=False),
+        "timeout_minutes": check.integer("timeout_minutes", *TIMEOUT_MINUTES_RANGE),
+        "snapshots_enabled": _boolean(check, "snapshots_enabled"),
+    }
+    for field in ("name", "mode", "timeout_minutes", "snapshots_enabled"):
+        if field in check.doc and check.doc[field] is None:
+            check.fail(field, "cannot be null")
+    check.done()
+    return ProjectFields({k: v for k, v in values.items() if v is not None})
+
+
+def parse_key_create(doc: Any) -> str:
+    check = Checker(doc, allowed=frozenset({"label"}))
+    label = _name(check, "label", MAX_LABEL_CHARS, required=True)
+    check.done()
+    return label  # type: ignore[return-value]
+
+
+def parse_callback(doc: Any) -> str:
+    check = Checker(doc, allowed=frozenset({"url"}))
+    url = check.string("url")
+    check.done()
+    return url  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class DestinationFields:
+    type: str
+    target: str
+
+
+def parse_destination(doc: Any) -> DestinationFields:
+    check = Checker(doc, allowed=frozenset({"type", "target"}))
+    type_ = check.choice("type", ("email", "slack"))
+    target = check.string("target")
+    check.done()
+    return DestinationFields(type_, target)  # type: ignore[arg-type]

@@ -1,0 +1,90 @@
+"""``/api/v1/projects/{id}/repair-callback``: the URL SendPromptly calls on reprocess, and its
+signing secret (``whsec_...``), shown when created or rotated and never again."""
+
+from __future__ import annotations
+
+import base64
+import os
+
+import orjson
+from aiohttp import web
+from psycopg import AsyncConnection
+
+from api_gateway.idempotency import run_idempotent, with_secret_redacted
+from api_gateway.operator_api.bodies import parse_callback
+from api_gateway.operator_api.common import operator_of, parsed_body, record_audit, visible_project
+from api_gateway.problems import Problem, invalid_fields
+from api_gateway.responses import json_response
+from api_gateway.state import POOL, SECRETS_KEYRING, SETTINGS
+from sendpromptly.keyring import Keyring
+from sendpromptly.targets import TargetError, check_url
+from store import callbacks, projects
+
+SECRET_PREFIX = "whsec_"
+SECRET_BYTES = 32
+
+
+def new_signing_secret() -> str:
+    # Standard Webhooks form: whsec_ + base64 of the raw key bytes.
+    return SECRET_PREFIX + base64.b64encode(os.urandom(SECRET_BYTES)).decode()
+
+
+def _associated_data(project_id: str) -> bytes:
+    return f"callback-secret:{project_id}".encode()
+
+
+def encrypt_secret(keyring: Keyring, project_id: str, secret: str) -> dict[str, str]:
+    return keyring.encrypt(secret.encode(), _associated_data(project_id)).to_dict()
+
+
+async def put(request: web.Request) -> web.Response:
+    url = await parsed_body(request, parse_callback)
+
+    async def action(conn: AsyncConnection) -> web.Response:
+        project = await visible_project(request, conn)
+        try:
+            await check_url(url, require_https=project.mode == "live",
+                            allow_private=request.app[SETTINGS].allow_private_targets)
+        except TargetError as exc:
+            raise invalid_fields([("url", str(exc))]) from None
+        await projects.update_project(conn, project.id, {"repair_callback_url": url})
+        secret = new_signing_secret()
+        await callbacks.replace_secret(conn, project.id, encrypt_secret(request.app[SECRETS_KEYRING], project.id, secret),
+                                       overlap=False)
+        await record_audit(conn, request, project_id=project.id, action="callback.set", target=project.id,
+                           data={"url": url, "previous_url": project.repair_callback_url})
+        return _with_secret({"url": url}, secret)
+
+    return await run_idempotent(request, operator_of(request).id, action)
+
+
+async def rotate_secret(request: web.Request) -> web.Response:
+    async def action(conn: AsyncConnection) -> web.Response:
+        project = await visible_project(request, conn)
+        if project.repair_callback_url is None:
+            raise Problem(409, "no-callback", "No repair callback",
+                          "Set the repair callback URL first (PUT .../repair-callback); it comes with a secret.")
+        secret = new_signing_secret()
+        await callbacks.replace_secret(conn, project.id, encrypt_secret(request.app[SECRETS_KEYRING], project.id, secret),
+                                       overlap=True)
+        await record_audit(conn, request, project_id=project.id, action="callback.secret_rotated", target=project.id,
+                           data={"previous_secret_valid_for_hours": int(callbacks.ROTATION_OVERLAP.total_seconds() // 3600)})
+        return _with_secret({"url": project.repair_callback_url}, secret)
+
+    return await run_idempotent(request, operator_of(request).id, action)
+
+
+async def read(request: web.Request) -> web.Response:
+    async with request.app[POOL].connection() as conn:
+        project = await visible_project(request, conn)
+        secrets = await callbacks.active_secrets(conn, project.id)
+    return json_response(200, {
+        "url": project.repair_callback_url,
+        "secrets": [{"created_at": s.created_at, "retires_at": s.retired_at} for s in secrets],
+    })
+
+
+def _with_secret(doc: dict[str, object], secret: str) -> web.Response:
+    response = json_response(200, {**doc, "signing_secret": secret})
+    return with_secret_redacted(response, {**orjson.loads(orjson.dumps(doc)), "signing_secret": None,
+                                           "signing_secret_redacted": True})

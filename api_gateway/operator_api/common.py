@@ -1,0 +1,70 @@
+"""What every operator handler shares: who is asking, which projects they may see, auditing."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from aiohttp import web
+from psycopg import AsyncConnection
+
+from api_gateway.http_input import json_body
+from api_gateway.problems import Problem, invalid_fields
+from api_gateway.responses import json_document
+from api_gateway.state import OPERATOR
+from store import audit
+from store.operators import Operator
+from store.projects import Project, get_project
+from topics.fields import FieldErrors
+
+T = TypeVar("T")
+
+
+def operator_of(request: web.Request) -> Operator:
+    return request[OPERATOR]
+
+
+def actor_of(request: web.Request) -> str:
+    return f"operator:{operator_of(request).id}"
+
+
+def project_not_found(project_id: str) -> Problem:
+    # The same answer whether the project does not exist or belongs to someone else: a member
+    # must not learn which project ids exist.
+    return Problem(404, "project-not-found", "Project not found", f"No project {project_id!r} that you can see.")
+
+
+async def visible_project(request: web.Request, conn: AsyncConnection, project_id: str | None = None) -> Project:
+    project_id = project_id or request.match_info["project_id"]
+    if not operator_of(request).can_see(project_id):
+        raise project_not_found(project_id)
+    project = await get_project(conn, project_id)
+    if project is None:
+        raise project_not_found(project_id)
+    return project
+
+
+async def parsed_body(request: web.Request, parse: Callable[[Any], T]) -> T:
+    doc = await json_body(request)
+    try:
+        return parse(doc)
+    except FieldErrors as exc:
+        raise invalid_fields(exc.errors) from None
+
+
+async def record_audit(conn: AsyncConnection, request: web.Request, *, project_id: str | None, action: str,
+                       target: str, data: dict[str, Any] | None = None) -> None:
+    """Audit an operator action inside its transaction: both commit, or neither."""
+    await audit.record(
+        conn, project_id=project_id, actor=actor_of(request), action=action, target=target,
+        data=json_document({"operator_email": operator_of(request).email, **(data or {})}),
+        source_address=request.remote,
+    )
+
+
+def project_document(project: Project) -> dict[str, Any]:
+    return {
+        "id": project.id, "name": project.name, "mode": project.mode, "timeout_minutes": project.timeout_minutes,
+        "snapshots_enabled": project.snapshots_enabled, "repair_callback_url": project.repair_callback_url,
+        "created_at": project.created_at,
+    }

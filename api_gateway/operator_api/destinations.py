@@ -1,0 +1,65 @@
+"""``/api/v1/projects/{id}/alert-destinations``: where incidents are announced."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from psycopg import AsyncConnection
+
+from api_gateway.idempotency import run_idempotent
+from api_gateway.operator_api.bodies import parse_destination
+from api_gateway.operator_api.common import operator_of, parsed_body, record_audit, visible_project
+from api_gateway.problems import Problem, invalid_fields
+from api_gateway.responses import json_response
+from api_gateway.state import POOL, SETTINGS
+from sendpromptly.targets import TargetError, check_email, check_url
+from store import destinations
+from store.destinations import Destination
+
+
+def destination_document(destination: Destination) -> dict[str, object]:
+    return {"id": destination.id, "type": destination.type, "target": destination.target,
+            "created_at": destination.created_at}
+
+
+async def create(request: web.Request) -> web.Response:
+    body = await parsed_body(request, parse_destination)
+    try:
+        if body.type == "email":
+            target = check_email(body.target)
+        else:
+            # Slack incoming webhooks are https URLs; the address rules are the callback's.
+            target = await check_url(body.target, require_https=True,
+                                     allow_private=request.app[SETTINGS].allow_private_targets)
+    except TargetError as exc:
+        raise invalid_fields([("target", str(exc))]) from None
+
+    async def action(conn: AsyncConnection) -> web.Response:
+        project = await visible_project(request, conn)
+        created = await destinations.add_destination(conn, project.id, body.type, target)
+        await record_audit(conn, request, project_id=project.id, action="destination.added", target=created.id,
+                           data={"type": created.type, "target": created.target})
+        return json_response(201, destination_document(created))
+
+    return await run_idempotent(request, operator_of(request).id, action)
+
+
+async def list_(request: web.Request) -> web.Response:
+    async with request.app[POOL].connection() as conn:
+        project = await visible_project(request, conn)
+        found = await destinations.list_destinations(conn, project.id)
+    return json_response(200, {"items": [destination_document(d) for d in found], "next_cursor": None})
+
+
+async def delete(request: web.Request) -> web.Response:
+    async def action(conn: AsyncConnection) -> web.Response:
+        project = await visible_project(request, conn)
+        destination_id = request.match_info["destination_id"]
+        removed = await destinations.remove_destination(conn, project.id, destination_id)
+        if removed is None:
+            raise Problem(404, "destination-not-found", "Alert destination not found",
+                          f"No alert destination {destination_id!r} in this project.")
+        await record_audit(conn, request, project_id=project.id, action="destination.removed", target=removed.id,
+                           data={"type": removed.type, "target": removed.target})
+        return json_response(200, destination_document(removed))
+
+    return await run_idempotent(request, operator_of(request).id, action)

@@ -1,0 +1,69 @@
+"""``/api/v1/projects/{id}/keys``: API keys, shown in full once, then only their visible parts."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from psycopg import AsyncConnection
+
+from api_gateway.idempotency import run_idempotent, with_secret_redacted
+from api_gateway.operator_api.bodies import parse_key_create
+from api_gateway.operator_api.common import operator_of, parsed_body, record_audit, visible_project
+from api_gateway.problems import Problem
+from api_gateway.responses import json_document, json_response
+from api_gateway.state import POOL
+from sendpromptly.apikeys import generate_api_key
+from store import projects
+from store.projects import ApiKeyInfo
+
+
+def key_document(key: ApiKeyInfo) -> dict[str, object]:
+    return {
+        "id": key.id, "label": key.label, "prefix": key.prefix, "last_four": key.last_four,
+        "created_at": key.created_at, "last_used_at": key.last_used_at, "revoked_at": key.revoked_at,
+        "revoked": key.revoked_at is not None,
+    }
+
+
+async def create(request: web.Request) -> web.Response:
+    label = await parsed_body(request, parse_key_create)
+
+    async def action(conn: AsyncConnection) -> web.Response:
+        project = await visible_project(request, conn)
+        new_key = generate_api_key()
+        key_id = await projects.add_api_key(conn, project.id, label, new_key)
+        await record_audit(conn, request, project_id=project.id, action="api_key.created", target=key_id,
+                           data={"label": label, "prefix": new_key.prefix, "last_four": new_key.last_four})
+        info = await projects.get_api_key(conn, project.id, key_id)
+        assert info is not None
+        # The only time the key is shown: the stored copy that a replay returns has it redacted,
+        # so the plaintext is never written anywhere.
+        shown = key_document(info)
+        return with_secret_redacted(
+            json_response(201, {**shown, "key": new_key.plaintext}),
+            {**json_document(shown), "key": None, "key_redacted": True},
+        )
+
+    return await run_idempotent(request, operator_of(request).id, action)
+
+
+async def list_(request: web.Request) -> web.Response:
+    async with request.app[POOL].connection() as conn:
+        project = await visible_project(request, conn)
+        keys = await projects.list_api_keys(conn, project.id)
+    return json_response(200, {"items": [key_document(k) for k in keys], "next_cursor": None})
+
+
+async def revoke(request: web.Request) -> web.Response:
+    async def action(conn: AsyncConnection) -> web.Response:
+        project = await visible_project(request, conn)
+        key_id = request.match_info["key_id"]
+        before = await projects.get_api_key(conn, project.id, key_id)
+        revoked = await projects.revoke_api_key(conn, project.id, key_id)
+        if revoked is None or before is None:
+            raise Problem(404, "key-not-found", "API key not found", f"No API key {key_id!r} in this project.")
+        if before.revoked_at is None:
+            await record_audit(conn, request, project_id=project.id, action="api_key.revoked", target=key_id,
+                               data={"label": revoked.label, "prefix": revoked.prefix})
+        return json_response(200, key_document(revoked))
+
+    return await run_idempotent(request, operator_of(request).id, action)

@@ -1,0 +1,68 @@
+"""JSON answers and the wire form of each resource (ids, RFC 3339 times, no secrets)."""
+
+from __future__ import annotations
+
+import base64
+from datetime import datetime
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from api_gateway.problems import Problem
+from topics.fields import format_timestamp
+
+
+# Times go through ``_default`` so every answer writes them one way: RFC 3339, UTC, ms, "Z".
+_OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME
+
+
+def json_response(status: int, doc: Any) -> web.Response:
+    return web.Response(status=status, body=orjson.dumps(doc, default=_default, option=_OPTIONS),
+                        content_type="application/json")
+
+
+def json_document(doc: dict[str, Any]) -> dict[str, Any]:
+    """``doc`` with times and sets in their wire form (what ``json_response`` would send)."""
+    return orjson.loads(orjson.dumps(doc, default=_default, option=_OPTIONS))
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return format_timestamp(value)
+    if isinstance(value, frozenset | set):
+        return sorted(value)
+    raise TypeError(f"cannot encode {type(value).__name__}")
+
+
+def page(items: list[Any], limit: int, cursor_of: Any) -> dict[str, Any]:
+    """``{"items", "next_cursor"}``; ``items`` holds at most ``limit`` (one extra was fetched to
+    know whether another page exists)."""
+    more = len(items) > limit
+    items = items[:limit]
+    return {"items": items, "next_cursor": encode_cursor(cursor_of(items[-1])) if more and items else None}
+
+
+def encode_cursor(parts: list[Any]) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps(parts, default=_default, option=_OPTIONS)).decode().rstrip("=")
+
+
+def decode_cursor(request: web.Request, arity: int) -> list[Any] | None:
+    raw = request.query.get("cursor")
+    if raw is None or raw == "":
+        return None
+    try:
+        parts = orjson.loads(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)))
+    except (ValueError, orjson.JSONDecodeError):
+        parts = None
+    if not isinstance(parts, list) or len(parts) != arity:
+        raise Problem(400, "invalid-cursor", "Invalid cursor", "The cursor is not one this API gave out; start without it.")
+    return parts
+
+
+def limit_param(request: web.Request, default: int = 50, maximum: int = 200) -> int:
+    raw = request.query.get("limit", str(default))
+    if not raw.isdigit() or not 1 <= int(raw) <= maximum:
+        raise Problem(400, "invalid-limit", "Invalid limit", f"limit must be a whole number from 1 to {maximum}.",
+                      errors=[("limit", f"must be 1 to {maximum}")])
+    return int(raw)

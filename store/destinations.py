@@ -1,0 +1,48 @@
+"""A project's alert destinations (email addresses, Slack incoming webhooks)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from psycopg import AsyncConnection
+
+from sendpromptly.ids import new_id
+
+
+@dataclass(frozen=True)
+class Destination:
+    id: str
+    project_id: str
+    type: str
+    target: str
+    created_at: datetime
+
+
+_COLUMNS = "id, project_id, type, target, created_at"
+
+
+async def add_destination(conn: AsyncConnection, project_id: str, type_: str, target: str) -> Destination:
+    row = await (await conn.execute(
+        f"INSERT INTO alert_destinations (id, project_id, type, target) VALUES (%s, %s, %s, %s) RETURNING {_COLUMNS}",
+        (new_id("dst"), project_id, type_, target),
+    )).fetchone()
+    return Destination(**row)
+
+
+async def list_destinations(conn: AsyncConnection, project_id: str) -> list[Destination]:
+    rows = await (await conn.execute(
+        f"SELECT {_COLUMNS} FROM alert_destinations WHERE project_id = %s AND deleted_at IS NULL"
+        " ORDER BY created_at DESC, id DESC",
+        (project_id,),
+    )).fetchall()
+    return [Destination(**row) for row in rows]
+
+
+async def remove_destination(conn: AsyncConnection, project_id: str, destination_id: str) -> Destination | None:
+    row = await (await conn.execute(
+        f"UPDATE alert_destinations SET deleted_at = now() WHERE project_id = %s AND id = %s AND deleted_at IS NULL"
+        f" RETURNING {_COLUMNS}",
+        (project_id, destination_id),
+    )).fetchone()
+    return None if row is None else Destination(**row)
