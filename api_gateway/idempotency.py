@@ -40,15 +40,16 @@ def with_secret_redacted(response: web.Response, stored_doc: dict[str, object]) 
 Action = Callable[[AsyncConnection], Awaitable[web.Response]]
 
 
-def fingerprint(request: web.Request, body: bytes) -> bytes:
-    return hashlib.sha256(b"\0".join((request.method.encode(), request.path.encode(), body))).digest()
+def fingerprint(method: str, path: str, body: bytes) -> bytes:
+    """What makes two requests "the same" for one key: method, path and the exact body bytes."""
+    return hashlib.sha256(b"\0".join((method.encode(), path.encode(), body))).digest()
 
 
 async def run_idempotent(request: web.Request, scope: str, action: Action) -> web.Response:
     key = idempotency_key(request)
     scope_kind = scope.split("_", 1)[0]
     pool = request.app[POOL]
-    request_print = fingerprint(request, await request.read())
+    request_print = fingerprint(request.method, request.path, await request.read())
     async with pool.connection() as conn:
         claim = await records.claim(conn, scope, key, request_print)
     if claim.outcome is ClaimOutcome.REPLAY:

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import base64
 from datetime import datetime
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import orjson
 from aiohttp import web
 
 from api_gateway.problems import Problem
 from topics.fields import format_timestamp
+
+T = TypeVar("T")
 
 
 # Times go through ``_default`` so every answer writes them one way: RFC 3339, UTC, ms, "Z".
@@ -35,12 +38,12 @@ def _default(value: Any) -> Any:
     raise TypeError(f"cannot encode {type(value).__name__}")
 
 
-def page(items: list[Any], limit: int, cursor_of: Any) -> dict[str, Any]:
-    """``{"items", "next_cursor"}``; ``items`` holds at most ``limit`` (one extra was fetched to
-    know whether another page exists)."""
-    more = len(items) > limit
-    items = items[:limit]
-    return {"items": items, "next_cursor": encode_cursor(cursor_of(items[-1])) if more and items else None}
+def page(rows: list[T], limit: int, document: Callable[[T], Any], cursor_of: Callable[[T], list[Any]]) -> dict[str, Any]:
+    """``{"items", "next_cursor"}`` with at most ``limit`` items; the caller fetched one row more
+    than ``limit`` to know whether another page exists."""
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return {"items": [document(r) for r in rows], "next_cursor": encode_cursor(cursor_of(rows[-1])) if more and rows else None}
 
 
 def encode_cursor(parts: list[Any]) -> str:

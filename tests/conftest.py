@@ -12,6 +12,7 @@ import aiohttp
 import pytest
 
 from sendpromptly.apikeys import generate_api_key
+from sendpromptly.bootstrap import create_operator
 from store.db import open_pool
 from store.projects import add_api_key, create_project
 from tests.support.api import Api
@@ -93,6 +94,18 @@ async def project(database_url: str) -> ProjectKey:
     finally:
         await pool.close()
     return ProjectKey(created.id, key.plaintext)
+
+
+@pytest.fixture
+async def admin_token(database_url: str) -> str:
+    created = await create_operator(database_url, email=f"admin-{uuid.uuid4().hex[:6]}@example.com", is_admin=True,
+                                    project_ids=[], password=None)
+    return created.token
+
+
+@pytest.fixture
+def operator_api(http: aiohttp.ClientSession, stack: Stack, admin_token: str) -> Api:
+    return Api(http, stack.base_url, admin_token)
 
 
 @pytest.fixture

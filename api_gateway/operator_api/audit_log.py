@@ -25,4 +25,4 @@ async def list_(request: web.Request) -> web.Response:
     async with request.app[POOL].connection() as conn:
         project = await visible_project(request, conn)
         rows = await audit.list_for_project(conn, project.id, before_seq=cursor[0] if cursor else None, limit=limit + 1)
-    return json_response(200, page([entry_document(r) for r in rows], limit, lambda doc: [doc["seq"]]))
+    return json_response(200, page(rows, limit, entry_document, lambda row: [row.seq]))

@@ -47,8 +47,8 @@ async def list_(request: web.Request) -> web.Response:
     async with request.app[POOL].connection() as conn:
         found = await projects.list_projects(
             conn, operator_id=None if operator.is_admin else operator.id, before=before, limit=limit + 1)
-    return json_response(200, page([project_document(p) for p in found], limit,
-                                   lambda doc: [doc["created_at"], doc["id"]]))
+    # The cursor keeps microseconds: two projects created in the same millisecond stay apart.
+    return json_response(200, page(found, limit, project_document, lambda p: [p.created_at.isoformat(), p.id]))
 
 
 async def read(request: web.Request) -> web.Response:

@@ -28,6 +28,13 @@ class Api:
         async with self.session.post(self.base_url + path, json=body, headers=self.headers(idempotency_key)) as response:
             return response.status, await response.json(content_type=None)
 
+    async def send(self, method: str, path: str, body: Any = None, *,
+                   idempotency_key: str | None = None) -> tuple[int, dict[str, Any], dict[str, str]]:
+        """Any method; returns status, JSON document and headers."""
+        async with self.session.request(method, self.base_url + path, json=body,
+                                        headers=self.headers(idempotency_key)) as response:
+            return response.status, await response.json(content_type=None), dict(response.headers)
+
     async def get(self, path: str) -> tuple[int, dict[str, Any]]:
         async with self.session.get(self.base_url + path, headers={"Authorization": f"Bearer {self.token}"}) as response:
             return response.status, await response.json(content_type=None)
