@@ -17,7 +17,8 @@ from api_gateway.problems import problem_middleware
 from api_gateway.publisher import Publisher
 from api_gateway.routes import setup_routes
 from api_gateway.outbox_relay import run_relay
-from api_gateway.state import API_KEY_CACHE, OPERATOR_CACHE, POOL, PUBLISHER, SECRETS_KEYRING, SETTINGS
+from api_gateway.key_usage import KeyUsage
+from api_gateway.state import API_KEY_CACHE, KEY_USAGE, OPERATOR_CACHE, POOL, PUBLISHER, SECRETS_KEYRING, SETTINGS
 from sendpromptly.config import Settings
 from sendpromptly.keyring import Keyring
 from sendpromptly.observability import configure_logging
@@ -57,12 +58,19 @@ async def _kafka(app: web.Application) -> AsyncIterator[None]:
     await asyncio.to_thread(publisher.close)
 
 
-async def _outbox_relay(app: web.Application) -> AsyncIterator[None]:
-    task = asyncio.create_task(run_relay(app[POOL], app[PUBLISHER], app[SETTINGS].topic_prefix))
+async def _background(app: web.Application) -> AsyncIterator[None]:
+    """The audit outbox relay and the API-key usage writer, for as long as the app runs."""
+    tasks = [
+        asyncio.create_task(run_relay(app[POOL], app[PUBLISHER], app[SETTINGS].topic_prefix)),
+        asyncio.create_task(app[KEY_USAGE].run(app[POOL])),
+    ]
     yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    await app[KEY_USAGE].flush(app[POOL])
 
 
 def create_app(settings: Settings) -> web.Application:
@@ -73,7 +81,8 @@ def create_app(settings: Settings) -> web.Application:
     )
     app[SETTINGS] = settings
     app[SECRETS_KEYRING] = Keyring.parse("SENDPROMPTLY_SECRET_KEYS", settings.secret_keys)
-    app.cleanup_ctx.extend([_database, _kafka, _outbox_relay])
+    app[KEY_USAGE] = KeyUsage()
+    app.cleanup_ctx.extend([_database, _kafka, _background])
     setup_routes(app)
     return app
 

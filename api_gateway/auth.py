@@ -8,9 +8,10 @@ from aiohttp import web
 from prometheus_client import Counter
 
 from api_gateway.problems import Problem
-from api_gateway.state import API_KEY_CACHE, OPERATOR, OPERATOR_CACHE, PROJECT
+from api_gateway.state import API_KEY_CACHE, KEY_USAGE, OPERATOR, OPERATOR_CACHE, PROJECT
 from sendpromptly import operator_tokens
 from sendpromptly.apikeys import hash_api_key, looks_like_api_key
+from store.operators import Operator
 
 # Routes whose name starts with this are called with an API key (sk_...).
 INGEST_ROUTE_PREFIX = "ingest."
@@ -44,16 +45,18 @@ async def auth_middleware(
             raise _unauthorized("missing", "Send your project's API key as 'Authorization: Bearer sk_...'.")
         if not looks_like_api_key(token):
             raise _unauthorized("malformed", "The bearer token is not an API key (sk_...).")
-        project = await request.app[API_KEY_CACHE].get(hash_api_key(token))
+        key_hash = hash_api_key(token)
+        project = await request.app[API_KEY_CACHE].get(key_hash)
         if project is None:
             raise _unauthorized("unknown", "This API key is unknown or revoked; create a new one in the console.")
+        request.app[KEY_USAGE].note(key_hash)
         request[PROJECT] = project
     elif route_name.startswith(OPERATOR_ROUTE_PREFIX):
         request[OPERATOR] = await _operator(request)
     return await handler(request)
 
 
-async def _operator(request: web.Request):
+async def _operator(request: web.Request) -> Operator:
     token = bearer_token(request)
     if token is None:
         raise _unauthorized("missing", "Send your operator token as 'Authorization: Bearer op_...'.", "operator")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 from psycopg_pool import AsyncConnectionPool
 
+from api_gateway.key_usage import KeyUsage
 from api_gateway.publisher import Publisher
 from sendpromptly.config import Settings
 from sendpromptly.ttlcache import TTLCache
@@ -18,6 +19,7 @@ PUBLISHER = web.AppKey("publisher", Publisher)
 API_KEY_CACHE = web.AppKey("api_key_cache", TTLCache[bytes, Project | None])
 OPERATOR_CACHE = web.AppKey("operator_cache", TTLCache[bytes, Operator | None])
 SECRETS_KEYRING = web.AppKey("secrets_keyring", Keyring)
+KEY_USAGE = web.AppKey("key_usage", KeyUsage)
 
 # Set on the request by the auth middleware: the API key's project (ingest routes), the operator
 # (operator routes).

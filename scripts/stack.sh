@@ -16,6 +16,7 @@ source "$SCRIPT_DIR/lib.sh"
 
 RUN_DIR=$REPO_DIR/.run/stack
 SP=$REPO_DIR/.venv/bin/sendpromptly
+PY=$REPO_DIR/.venv/bin/python
 PROCESSES=(gateway agents sink-read-model)
 
 export SENDPROMPTLY_ALLOW_PRIVATE_TARGETS=${SENDPROMPTLY_ALLOW_PRIVATE_TARGETS:-1}
@@ -39,6 +40,23 @@ ready_url_for() {
     agents) echo "http://$SENDPROMPTLY_HTTP_HOST:$SENDPROMPTLY_AGENTS_WEB_PORT/readyz" ;;
     sink-read-model) echo "http://$SENDPROMPTLY_HTTP_HOST:${SINK_READ_MODEL_PORT}/readyz" ;;
   esac
+}
+
+# Keyrings for the local stack: made once, kept in .run/stack/keys.env (gitignored), so secrets
+# encrypted by one run still open in the next. Your own SENDPROMPTLY_*_KEYS win.
+load_keys() {
+  local file=$RUN_DIR/keys.env
+  if [[ ! -f $file ]]; then
+    (
+      umask 077
+      echo "SENDPROMPTLY_SECRET_KEYS=$("$PY" -c 'from sendpromptly.keyring import Keyring; print(Keyring.generate_spec("local-secrets-1"))')"
+      echo "SENDPROMPTLY_SNAPSHOT_KEYS=$("$PY" -c 'from sendpromptly.keyring import Keyring; print(Keyring.generate_spec("local-snapshots-1"))')"
+    ) >"$file"
+  fi
+  local name value
+  while IFS='=' read -r name value; do
+    [[ -n ${!name:-} ]] || export "$name=$value"
+  done <"$file"
 }
 
 start_services() {
@@ -81,6 +99,7 @@ up() {
   [[ -x $SP ]] || sp_die "no virtualenv: run 'make up' (it installs .venv first)"
   mkdir -p "$RUN_DIR"
   SINK_READ_MODEL_PORT=${SENDPROMPTLY_SINK_METRICS_PORT:-8082}
+  load_keys
   start_services
   # Remember the stack's connection settings so `status`, `down` and the user's shell can reuse them.
   {

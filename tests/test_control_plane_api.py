@@ -94,6 +94,11 @@ async def test_keys_are_listed_without_their_secret_and_a_revoked_key_is_refused
     assert problem["status"] == 401
     assert (await new_client.receipt("inv_after_revoke"))[0] == 202
 
+    # Usage is recorded in batches, not by a write per request.
+    _, listed = await eventually(lambda: operator_api.get(base),
+                                 lambda a: all(k["last_used_at"] for k in a[1]["items"]), timeout=15)
+    assert all(k["last_used_at"] >= k["created_at"] for k in listed["items"])
+
 
 async def test_a_member_sees_only_their_projects_and_gets_404_elsewhere(
         operator_api: Api, http: aiohttp.ClientSession, stack: Stack, database_url: str) -> None:
