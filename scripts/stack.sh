@@ -11,7 +11,7 @@ set -euo pipefail
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_DIR=$(dirname "$SCRIPT_DIR")
 SP_NAME=stack
-# shellcheck source=lib.sh
+# shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$SCRIPT_DIR/lib.sh"
 
 RUN_DIR=$REPO_DIR/.run/stack
@@ -112,9 +112,10 @@ up() {
   for name in "${PROCESSES[@]}"; do wait_ready "$name"; done
   local demo
   demo=$("$SP" demo --json)
-  local project key
-  project=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["project_id"])' <<<"$demo")
-  key=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["api_key"])' <<<"$demo")
+  local project key token
+  project=$("$PY" -c 'import json,sys; print(json.load(sys.stdin)["project_id"])' <<<"$demo")
+  key=$("$PY" -c 'import json,sys; print(json.load(sys.stdin)["api_key"])' <<<"$demo")
+  token=$("$PY" -c 'import json,sys; print(json.load(sys.stdin)["operator_token"])' <<<"$demo")
   local base="http://$SENDPROMPTLY_HTTP_HOST:$SENDPROMPTLY_HTTP_PORT"
   cat <<INFO
 
@@ -125,8 +126,13 @@ SendPromptly is up.
   Metrics           $base/metrics, http://$SENDPROMPTLY_HTTP_HOST:$SENDPROMPTLY_AGENTS_WEB_PORT/metrics, http://$SENDPROMPTLY_HTTP_HOST:$SINK_READ_MODEL_PORT/metrics
   Logs              $RUN_DIR/*.log
 
-Demo project $project (test mode), API key (shown once):
-  $key
+Demo project $project (test mode). Shown once, stored only as hashes:
+  API key          $key
+  operator token   $token   (admin; for the operator API and the CLI)
+
+Operate it:
+  export SENDPROMPTLY_OPERATOR_TOKEN=$token
+  .venv/bin/sendpromptly projects list
 
 Try it:
   curl -X POST $base/api/v1/receipt -H "Authorization: Bearer $key" \\
