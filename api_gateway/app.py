@@ -18,7 +18,7 @@ from api_gateway.publisher import Publisher
 from api_gateway.routes import setup_routes
 from api_gateway.outbox_relay import run_relay
 from api_gateway.key_usage import KeyUsage
-from api_gateway.state import API_KEY_CACHE, KEY_USAGE, OPERATOR_CACHE, POOL, PUBLISHER, SECRETS_KEYRING, SETTINGS
+from api_gateway.state import API_KEY_CACHE, KEY_USAGE, OPERATOR_CACHE, POOL, PUBLISHER, SECRETS_KEYRING, SETTINGS, SNAPSHOT_KEYRING
 from sendpromptly.config import Settings
 from sendpromptly.keyring import Keyring
 from sendpromptly.observability import configure_logging
@@ -81,6 +81,7 @@ def create_app(settings: Settings) -> web.Application:
     )
     app[SETTINGS] = settings
     app[SECRETS_KEYRING] = Keyring.parse("SENDPROMPTLY_SECRET_KEYS", settings.secret_keys)
+    app[SNAPSHOT_KEYRING] = Keyring.parse("SENDPROMPTLY_SNAPSHOT_KEYS", settings.snapshot_keys)
     app[KEY_USAGE] = KeyUsage()
     app.cleanup_ctx.extend([_database, _kafka, _background])
     setup_routes(app)

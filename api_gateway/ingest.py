@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import orjson
 from aiohttp import web
+from prometheus_client import Counter
 from psycopg import AsyncConnection
 
 from api_gateway.http_input import idempotency_key, json_body
@@ -13,13 +14,16 @@ from api_gateway.idempotency import run_idempotent
 from api_gateway.ingest_bodies import parse_receipt, parse_result
 from api_gateway.problems import Problem, invalid_fields
 from api_gateway.publisher import PublishUnavailable
-from api_gateway.state import POOL, PROJECT, PUBLISHER, SETTINGS
+from api_gateway.snapshots import seal
+from api_gateway.state import POOL, PROJECT, PUBLISHER, SETTINGS, SNAPSHOT_KEYRING
 from store.flows import FlowView, get_flow
 from store.projects import Project
 from topics import RECEIPTS, RESULTS, Receipt, Result, encode, flow_key
 from topics.fields import FieldErrors, format_timestamp
 
 RETRY_AFTER_SECONDS = 5
+
+SIGNALS = Counter("sendpromptly_ingest_signals_total", "Signals accepted (acknowledged by Kafka)", ["kind", "mode"])
 
 
 def _json(status: int, doc: dict[str, object]) -> web.Response:
@@ -52,13 +56,14 @@ async def post_receipt(request: web.Request) -> web.Response:
     receipt = Receipt(
         project_id=project.id, idempotency_key=key, reference=body.reference, event_type=body.event_type,
         effect_type=body.effect_type, received_at=received_at, timeout_seconds=body.timeout_seconds,
-        mode=project.mode,
+        mode=project.mode, snapshot=seal(request.app[SNAPSHOT_KEYRING], project, body.reference, body.payload),
     )
     timeout = timedelta(seconds=body.timeout_seconds or project.timeout_minutes * 60)
 
     async def action(conn: AsyncConnection) -> web.Response:
         await _publish(request, RECEIPTS.name(_topic_prefix(request)), flow_key(project.id, body.reference),
                        encode(receipt))
+        SIGNALS.labels("receipt", project.mode).inc()
         return _json(202, {
             "project_id": project.id, "reference": body.reference, "status": "pending",
             "deadline": format_timestamp(received_at + timeout), "mode": project.mode,
@@ -82,6 +87,7 @@ async def post_result(request: web.Request) -> web.Response:
     async def action(conn: AsyncConnection) -> web.Response:
         await _publish(request, RESULTS.name(_topic_prefix(request)), flow_key(project.id, body.reference),
                        encode(result))
+        SIGNALS.labels("result", project.mode).inc()
         return _json(202, {"project_id": project.id, "reference": body.reference, "status": body.status,
                            "mode": project.mode})
 

@@ -19,6 +19,7 @@ PUBLISHER = web.AppKey("publisher", Publisher)
 API_KEY_CACHE = web.AppKey("api_key_cache", TTLCache[bytes, Project | None])
 OPERATOR_CACHE = web.AppKey("operator_cache", TTLCache[bytes, Operator | None])
 SECRETS_KEYRING = web.AppKey("secrets_keyring", Keyring)
+SNAPSHOT_KEYRING = web.AppKey("snapshot_keyring", Keyring)
 KEY_USAGE = web.AppKey("key_usage", KeyUsage)
 
 # Set on the request by the auth middleware: the API key's project (ingest routes), the operator

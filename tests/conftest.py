@@ -59,9 +59,12 @@ def stack_factory(services: Services, database_url: str, topic_prefix: str, tmp_
     started: list[Stack] = []
 
     def start(**extra_env: str) -> Stack:
+        # Each stack its own directory: two agents must not share one RocksDB store.
+        workdir = tmp_path / f"stack-{len(started)}"
+        workdir.mkdir()
         env = stack_env(kafka_bootstrap=services.kafka_bootstrap, database_url=database_url,
-                        topic_prefix=topic_prefix, workdir=tmp_path, extra=extra_env)
-        stack = build_stack(env, tmp_path)
+                        topic_prefix=topic_prefix, workdir=workdir, extra=extra_env)
+        stack = build_stack(env, workdir)
         started.append(stack)
         stack.start()
         return stack

@@ -8,13 +8,13 @@ import uuid
 
 import aiohttp
 import pytest
-from confluent_kafka import Consumer
 
 from sendpromptly.bootstrap import create_operator, revoke_tokens
 from store.db import open_pool
 from store.idempotency import claim
 from api_gateway.idempotency import fingerprint
 from tests.support.api import Api, eventually
+from tests.support.kafka import read_topic
 from tests.support.stack import Stack
 from topics import AUDIT
 
@@ -234,18 +234,4 @@ async def _whoami(database_url: str, token: str) -> str:
 
 
 async def _audit_topic_text(bootstrap: str, prefix: str) -> str:
-    def read() -> str:
-        consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"peek-{uuid.uuid4().hex}",
-                             "auto.offset.reset": "earliest", "enable.auto.commit": False})
-        consumer.subscribe([AUDIT.name(prefix)])
-        chunks, idle = [], 0
-        while idle < 3:
-            message = consumer.poll(1.0)
-            if message is None or message.error():
-                idle += 1
-                continue
-            chunks.append(message.value().decode())
-        consumer.close()
-        return "\n".join(chunks)
-
-    return await asyncio.to_thread(read)
+    return "\n".join(value.decode() for _, value in await read_topic(bootstrap, AUDIT.name(prefix)))

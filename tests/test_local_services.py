@@ -19,7 +19,7 @@ def _status(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture
 def private_kafka(tmp_path: Path):
-    env = local_kafka_env(str(free_port()), tmp_path / "kafka")
+    env = {**local_kafka_env(str(free_port()), tmp_path / "kafka"), "KAFKA_CONTROLLER_PORT": str(free_port())}
     yield env
     run_script("kafka.sh", "stop", env=env)
 
