@@ -1,32 +1,40 @@
-"""Reading what really landed on a topic, with a throw-away consumer group."""
+"""Reading what really landed on a topic: every partition from its start to its current end."""
 
 from __future__ import annotations
 
 import asyncio
-import uuid
+import time
 
-from confluent_kafka import Consumer
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 
-def read_topic_sync(bootstrap: str, topic: str, *, idle_seconds: float = 2.0) -> list[tuple[bytes | None, bytes]]:
-    """Every message on ``topic`` from the beginning, until nothing new arrives for ``idle_seconds``."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"peek-{uuid.uuid4().hex}",
-                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
-    consumer.subscribe([topic])
-    messages: list[tuple[bytes | None, bytes]] = []
-    idle = 0.0
+def read_topic_sync(bootstrap: str, topic: str, *, timeout: float = 30.0) -> list[tuple[bytes | None, bytes]]:
+    """All messages now on ``topic``. Partitions are assigned directly (no consumer group), and
+    reading stops at each partition's high watermark, so the answer does not depend on timing."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "unused", "enable.auto.commit": False,
+                         "enable.partition.eof": True})
     try:
-        while idle < idle_seconds:
+        partitions = consumer.list_topics(topic, timeout=timeout).topics[topic].partitions
+        ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)[1] for p in partitions}
+        pending = {p for p, end in ends.items() if end > 0}
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in pending])
+        messages: list[tuple[bytes | None, bytes]] = []
+        deadline = time.monotonic() + timeout
+        while pending:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"could not read {topic} to its end within {timeout}s")
             message = consumer.poll(0.5)
-            if message is None or message.error():
-                idle += 0.5
+            if message is None:
                 continue
-            idle = 0.0
+            if message.error():  # end-of-partition events and transient errors: keep polling
+                continue
             messages.append((message.key(), message.value()))
+            if message.offset() + 1 >= ends[message.partition()]:
+                pending.discard(message.partition())
+        return messages
     finally:
         consumer.close()
-    return messages
 
 
-async def read_topic(bootstrap: str, topic: str, *, idle_seconds: float = 2.0) -> list[tuple[bytes | None, bytes]]:
-    return await asyncio.to_thread(read_topic_sync, bootstrap, topic, idle_seconds=idle_seconds)
+async def read_topic(bootstrap: str, topic: str, *, timeout: float = 30.0) -> list[tuple[bytes | None, bytes]]:
+    return await asyncio.to_thread(read_topic_sync, bootstrap, topic, timeout=timeout)
