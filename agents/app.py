@@ -10,6 +10,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from agents.projects import ProjectDirectory
 from agents.tracker import FlowTracker, Incoming
 from sendpromptly.config import Settings
+from sendpromptly.observability import DEAD_LETTERS
 from store.db import open_pool
 from topics import AUDIT, DEADLETTER, INCIDENTS, RECEIPTS, RESULTS, encode, flow_key, project_key
 from topics.messages import AuditEvent
@@ -65,6 +66,7 @@ def create_app(settings: Settings) -> faust.App:
             if outcome.dead_letter is not None:
                 log.warning("dead-lettered %s[%d]@%d: %s", message.topic, message.partition,
                             message.offset, outcome.dead_letter.reason)
+                DEAD_LETTERS.labels(FlowTracker.CONSUMER, outcome.dead_letter.reason.split(":", 1)[0]).inc()
                 await (await deadletter.send(key=event.key, value=encode(outcome.dead_letter)))
                 continue
             # Publish before storing: if the worker dies in between, the message is processed

@@ -15,6 +15,7 @@ import orjson
 from aiohttp import web
 from prometheus_client import Counter
 from psycopg import AsyncConnection
+from psycopg_pool import AsyncConnectionPool
 
 from api_gateway.http_input import idempotency_key
 from api_gateway.problems import Problem
@@ -46,16 +47,58 @@ def fingerprint(method: str, path: str, body: bytes) -> bytes:
 
 
 async def run_idempotent(request: web.Request, scope: str, action: Action) -> web.Response:
+    """For actions that write to the database: their writes and the stored response commit in one
+    transaction, so a crash can never leave the action done but the key unanswered."""
+    key, replay = await _claim(request, scope)
+    if replay is not None:
+        return replay
+    pool = request.app[POOL]
+    try:
+        async with pool.connection() as conn:
+            async with conn.transaction():
+                response = await _answer(action, conn)
+                if response.status < 500:
+                    await records.complete(conn, scope, key, _stored(response))
+                    return response
+            await records.release(conn, scope, key)
+            return response
+    except BaseException:
+        await _release(pool, scope, key)
+        raise
+
+
+async def run_idempotent_publish(request: web.Request, scope: str,
+                                 publish: Callable[[], Awaitable[web.Response]]) -> web.Response:
+    """For actions whose effect is a Kafka write (ingest): no database transaction and no
+    connection held while waiting for the broker, two statements per request in all. If the
+    process dies between the broker's ack and ``complete``, the claim's lease runs out and a retry
+    publishes again: at-least-once, which the agents' (project_id, idempotency_key) dedupe absorbs."""
+    key, replay = await _claim(request, scope)
+    if replay is not None:
+        return replay
+    pool = request.app[POOL]
+    try:
+        response = await _answer(publish)
+    except BaseException:
+        await _release(pool, scope, key)
+        raise
+    async with pool.connection() as conn:
+        await records.complete(conn, scope, key, _stored(response))
+    return response
+
+
+async def _claim(request: web.Request, scope: str) -> tuple[str, web.Response | None]:
+    """Claim the request's key; returns it, and the answer to give instead when it is a replay.
+    Refuses a reused key (422) and one still in flight (409)."""
     key = idempotency_key(request)
     scope_kind = scope.split("_", 1)[0]
-    pool = request.app[POOL]
     request_print = fingerprint(request.method, request.path, await request.read())
-    async with pool.connection() as conn:
+    async with request.app[POOL].connection() as conn:
         claim = await records.claim(conn, scope, key, request_print)
     if claim.outcome is ClaimOutcome.REPLAY:
         assert claim.response is not None
         REPLAYS.labels(scope_kind).inc()
-        return _replayed(claim.response)
+        return key, _replayed(claim.response)
     if claim.outcome is ClaimOutcome.MISMATCH:
         CONFLICTS.labels(scope_kind, "mismatch").inc()
         raise Problem(
@@ -69,26 +112,20 @@ async def run_idempotent(request: web.Request, scope: str, action: Action) -> we
             "A request with this Idempotency-Key is still being processed; retry in a moment.",
             headers={"Retry-After": "1"},
         )
-
-    try:
-        async with pool.connection() as conn:
-            async with conn.transaction():
-                response = await _answer(action, conn)
-                if response.status < 500:
-                    await records.complete(conn, scope, key, _stored(response))
-                    return response
-            await records.release(conn, scope, key)
-            return response
-    except BaseException:
-        async with pool.connection() as conn:
-            await records.release(conn, scope, key)
-        raise
+    return key, None
 
 
-async def _answer(action: Action, conn: AsyncConnection) -> web.Response:
+async def _release(pool: AsyncConnectionPool, scope: str, key: str) -> None:
+    async with pool.connection() as conn:
+        await records.release(conn, scope, key)
+
+
+async def _answer(action: Callable[..., Awaitable[web.Response]], conn: AsyncConnection | None = None) -> web.Response:
     """The action's response; a client error it raises is an answer too, and is stored as one,
-    but only after the action's writes are rolled back."""
+    after the action's own writes (if any, on ``conn``) are rolled back."""
     try:
+        if conn is None:
+            return await action()
         async with conn.transaction():
             return await action(conn)
     except Problem as problem:

@@ -7,10 +7,9 @@ from datetime import UTC, datetime, timedelta
 import orjson
 from aiohttp import web
 from prometheus_client import Counter
-from psycopg import AsyncConnection
 
 from api_gateway.http_input import idempotency_key, json_body
-from api_gateway.idempotency import run_idempotent
+from api_gateway.idempotency import run_idempotent_publish
 from api_gateway.ingest_bodies import parse_receipt, parse_result
 from api_gateway.problems import Problem, invalid_fields
 from api_gateway.publisher import PublishUnavailable
@@ -60,7 +59,7 @@ async def post_receipt(request: web.Request) -> web.Response:
     )
     timeout = timedelta(seconds=body.timeout_seconds or project.timeout_minutes * 60)
 
-    async def action(conn: AsyncConnection) -> web.Response:
+    async def publish() -> web.Response:
         await _publish(request, RECEIPTS.name(_topic_prefix(request)), flow_key(project.id, body.reference),
                        encode(receipt))
         SIGNALS.labels("receipt", project.mode).inc()
@@ -69,7 +68,7 @@ async def post_receipt(request: web.Request) -> web.Response:
             "deadline": format_timestamp(received_at + timeout), "mode": project.mode,
         })
 
-    return await run_idempotent(request, project.id, action)
+    return await run_idempotent_publish(request, project.id, publish)
 
 
 async def post_result(request: web.Request) -> web.Response:
@@ -84,14 +83,14 @@ async def post_result(request: web.Request) -> web.Response:
         received_at=datetime.now(UTC), replay_id=body.replay_id, detail=body.detail, mode=project.mode,
     )
 
-    async def action(conn: AsyncConnection) -> web.Response:
+    async def publish() -> web.Response:
         await _publish(request, RESULTS.name(_topic_prefix(request)), flow_key(project.id, body.reference),
                        encode(result))
         SIGNALS.labels("result", project.mode).inc()
         return _json(202, {"project_id": project.id, "reference": body.reference, "status": body.status,
                            "mode": project.mode})
 
-    return await run_idempotent(request, project.id, action)
+    return await run_idempotent_publish(request, project.id, publish)
 
 
 async def get_flow_state(request: web.Request) -> web.Response:

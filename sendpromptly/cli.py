@@ -44,7 +44,8 @@ def topics_ensure() -> None:
 
     settings = _settings()
     try:
-        report = ensure_topics(settings.kafka_bootstrap, settings.topic_prefix, settings.flow_partitions)
+        report = ensure_topics(settings.kafka_bootstrap, settings.topic_prefix, settings.flow_partitions,
+                               settings.replication_factor)
     except TopicMismatch as exc:
         raise click.ClickException(str(exc)) from None
     for name in report.created:

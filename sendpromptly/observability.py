@@ -5,7 +5,9 @@ from __future__ import annotations
 import logging
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
+
+DEAD_LETTERS = Counter("sendpromptly_dead_letters_total", "Messages sent to the dead-letter topic", ["consumer", "reason"])
 
 
 def configure_logging(level: str) -> None:

@@ -15,15 +15,13 @@ from datetime import UTC, datetime
 
 from aiohttp import web
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
-from prometheus_client import Counter
 
 from sendpromptly.config import Settings
-from sendpromptly.observability import metrics_response
+from sendpromptly.observability import DEAD_LETTERS, metrics_response
 from topics import DEADLETTER, DeadLetter, SchemaError, TopicSpec, encode
 
 log = logging.getLogger(__name__)
 
-DEAD_LETTERS = Counter("sendpromptly_dead_letters_total", "Messages sent to the dead-letter topic", ["consumer", "reason"])
 RETRY_DELAY_SECONDS = 2.0
 
 
@@ -92,7 +90,7 @@ class SinkRunner:
                 await asyncio.sleep(RETRY_DELAY_SECONDS)
 
     async def _dead_letter(self, producer: AIOKafkaProducer, record: ConsumerRecord, reason: str, detail: str) -> None:
-        DEAD_LETTERS.labels(self.name, reason).inc()
+        DEAD_LETTERS.labels(f"sinks.{self.name}", reason).inc()
         log.warning("sink %s dead-letters %s[%d]@%d: %s: %s", self.name, record.topic, record.partition,
                     record.offset, reason, detail)
         letter = DeadLetter.of(

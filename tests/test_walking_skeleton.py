@@ -59,3 +59,33 @@ async def test_a_key_sees_only_its_own_project(api: Api, http, stack, database_u
     await pool.close()
     status, _ = await Api(http, stack.base_url, other_key.plaintext).flow("inv_private")
     assert status == 404
+
+
+async def test_direct_producers_are_joined_and_bad_messages_are_dead_lettered(
+        api: Api, services, topic_prefix: str, project) -> None:
+    from datetime import UTC, datetime
+
+    from confluent_kafka import Producer
+
+    from tests.support.kafka import read_topic
+    from topics import DEADLETTER, RECEIPTS, DeadLetter, Receipt, decode, encode, flow_key
+
+    good = Receipt(project_id=project.project_id, idempotency_key="direct-1", reference="inv_direct",
+                   event_type="invoice.paid", effect_type="grant_access", received_at=datetime.now(UTC))
+    producer = Producer({"bootstrap.servers": services.kafka_bootstrap, "enable.idempotence": True})
+    topic = RECEIPTS.name(topic_prefix)
+    producer.produce(topic, key=flow_key(project.project_id, "inv_direct"), value=b"{not json")
+    producer.produce(topic, key=b"prj_unknown:inv_x", value=encode(Receipt(
+        project_id="prj_unknown", idempotency_key="x", reference="inv_x", event_type="a", effect_type="b",
+        received_at=datetime.now(UTC))))
+    producer.produce(topic, key=flow_key(project.project_id, "inv_direct"), value=encode(good))
+    assert producer.flush(10) == 0
+
+    # The good message behind the bad ones is processed: nothing stalls the partition.
+    _, flow = await eventually(lambda: api.flow("inv_direct"), _status("pending"))
+    assert flow["mode"] == "test"  # a direct producer's receipt takes the project's mode
+
+    letters = [decode(DeadLetter, v) for _, v in await read_topic(services.kafka_bootstrap, DEADLETTER.name(topic_prefix))]
+    reasons = sorted(letter.reason.split(":", 1)[0] for letter in letters)
+    assert reasons == ["not_json", "unknown_project"]
+    assert any(letter.value_b64 == "e25vdCBqc29u" for letter in letters)  # the exact bytes, b"{not json"

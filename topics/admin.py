@@ -9,7 +9,6 @@ from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, C
 
 from topics.catalog import ALL_TOPICS, TopicSpec
 
-REPLICATION_FACTOR_DEFAULT = -1  # the broker's default.replication.factor
 
 
 class TopicMismatch(RuntimeError):
@@ -23,7 +22,8 @@ class EnsureReport:
     updated_config: list[str]
 
 
-def ensure_topics(bootstrap: str, prefix: str, flow_partitions: int, timeout_s: float = 30.0) -> EnsureReport:
+def ensure_topics(bootstrap: str, prefix: str, flow_partitions: int, replication_factor: int = 1,
+                  timeout_s: float = 30.0) -> EnsureReport:
     """Idempotent: creates what is missing, re-applies retention, and refuses to go on when a
     topic's partition count differs (receipts and results must stay co-partitioned)."""
     admin = AdminClient({"bootstrap.servers": bootstrap})
@@ -32,7 +32,7 @@ def ensure_topics(bootstrap: str, prefix: str, flow_partitions: int, timeout_s: 
     report = EnsureReport(created=[], verified=[], updated_config=[])
 
     missing = [
-        NewTopic(name, spec.partitions(flow_partitions), REPLICATION_FACTOR_DEFAULT, config=spec.config())
+        NewTopic(name, spec.partitions(flow_partitions), replication_factor, config=spec.config())
         for name, spec in wanted.items()
         if name not in existing
     ]

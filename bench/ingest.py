@@ -1,0 +1,146 @@
+"""Ingest benchmark: our gateway (auth + validation + idempotency + Kafka ack) against a bare aiohttp
+handler that only parses JSON, in one run, on this machine.
+
+    .venv/bin/python -m bench.ingest [--duration 15] [--connections 32]
+
+1. Peak: wrk (one thread, N connections, a fresh Idempotency-Key per request) against each server.
+2. Latency at half of our peak: an open-loop client sends at a fixed rate (half of our measured
+   peak) to each server and measures from the scheduled send time, so a stall shows up in the
+   tail instead of slowing the sender down (no coordinated omission).
+
+Kafka and PostgreSQL come from the same place as the tests' (environment, testcontainers, or the
+local scripts); the gateway runs as the real ``sendpromptly gateway`` process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from tempfile import TemporaryDirectory
+
+import aiohttp
+
+from sendpromptly.apikeys import generate_api_key
+from store.db import open_pool
+from store.projects import add_api_key, create_project
+from tests.support.db import create_database, drop_database, migrated_template
+from tests.support.processes import ManagedProcess, free_port
+from tests.support.services import provide_services
+from tests.support.stack import stack_env
+from topics.admin import delete_topics, ensure_topics
+
+HERE = Path(__file__).resolve().parent
+
+
+def wrk(url: str, api_key: str, duration: int, connections: int) -> dict[str, float]:
+    done = subprocess.run(
+        ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "-s", str(HERE / "receipt.lua"),
+         url, "--", api_key, uuid.uuid4().hex[:8]],
+        capture_output=True, text=True, check=True,
+    )
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    if summary["non2xx"] or summary["socket_errors"]:
+        raise RuntimeError(f"errors under load against {url}: {summary}\n{done.stdout}")
+    return {"rps": summary["requests"] / summary["seconds"], **summary}
+
+
+async def open_loop(url: str, api_key: str, rate: float, seconds: float) -> dict[str, float]:
+    latencies: list[float] = []
+    failures = 0
+    run = uuid.uuid4().hex[:8]
+    connector = aiohttp.TCPConnector(limit=512)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        async def one(n: int, scheduled: float) -> None:
+            nonlocal failures
+            key = f"{run}-{n}"
+            body = {"reference": f"inv_{key}", "event_type": "invoice.paid", "effect_type": "grant_access"}
+            headers = {"Authorization": f"Bearer {api_key}", "Idempotency-Key": key}
+            async with session.post(url, json=body, headers=headers) as response:
+                await response.read()
+                if response.status != 202:
+                    failures += 1
+            latencies.append(time.perf_counter() - scheduled)
+
+        start = time.perf_counter()
+        total = int(rate * seconds)
+        tasks = []
+        for n in range(total):
+            scheduled = start + n / rate
+            delay = scheduled - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(n, scheduled)))
+        await asyncio.gather(*tasks)
+    latencies.sort()
+    return {"rate": rate, "requests": total, "failures": failures,
+            "p50_ms": 1000 * latencies[len(latencies) // 2], "p99_ms": 1000 * latencies[int(len(latencies) * 0.99)],
+            "max_ms": 1000 * latencies[-1]}
+
+
+async def make_project(database_url: str) -> str:
+    pool = await open_pool(database_url, max_size=1)
+    async with pool.connection() as conn:
+        project = await create_project(conn, name="bench")
+        key = generate_api_key()
+        await add_api_key(conn, project.id, "bench", key)
+    await pool.close()
+    return key.plaintext
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--duration", type=int, default=15, help="seconds of each wrk run")
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--latency-seconds", type=int, default=15)
+    args = parser.parse_args()
+
+    with provide_services() as services, TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        template = migrated_template(services.admin_database_url)
+        db_name = f"sp_bench_{uuid.uuid4().hex[:8]}"
+        database_url = create_database(services.admin_database_url, db_name, template=template)
+        prefix = f"bench{uuid.uuid4().hex[:6]}."
+        ensure_topics(services.kafka_bootstrap, prefix, 6)
+        api_key = asyncio.run(make_project(database_url))
+
+        ours_port, bare_port = free_port(), free_port()
+        env = stack_env(kafka_bootstrap=services.kafka_bootstrap, database_url=database_url, topic_prefix=prefix,
+                        workdir=workdir, extra={"SENDPROMPTLY_HTTP_PORT": str(ours_port),
+                                                "SENDPROMPTLY_LOG_LEVEL": "WARNING"})
+        gateway = ManagedProcess("gateway", ["gateway"], env, workdir / "gateway.log")
+        bare = subprocess.Popen([sys.executable, str(HERE / "bare_server.py"), str(bare_port)])
+        gateway.start()
+        try:
+            gateway.wait_ready(f"http://127.0.0.1:{ours_port}/readyz")
+            ours_url = f"http://127.0.0.1:{ours_port}/api/v1/receipt"
+            bare_url = f"http://127.0.0.1:{bare_port}/api/v1/receipt"
+            wrk(ours_url, api_key, 3, args.connections)  # warm-up: connections, pool, producer
+            peak_bare = wrk(bare_url, api_key, args.duration, args.connections)
+            peak_ours = wrk(ours_url, api_key, args.duration, args.connections)
+            rate = peak_ours["rps"] / 2
+            lat_bare = asyncio.run(open_loop(bare_url, api_key, rate, args.latency_seconds))
+            lat_ours = asyncio.run(open_loop(ours_url, api_key, rate, args.latency_seconds))
+        finally:
+            gateway.stop()
+            bare.terminate()
+            bare.wait(10)
+            delete_topics(services.kafka_bootstrap, prefix)
+            drop_database(services.admin_database_url, db_name)
+            drop_database(services.admin_database_url, template)
+
+    result = {"peak_rps": {"gateway": round(peak_ours["rps"]), "bare": round(peak_bare["rps"])},
+              "ratio": round(peak_ours["rps"] / peak_bare["rps"], 3),
+              "at_half_peak": {"rate": round(rate), "gateway": lat_ours, "bare": lat_bare},
+              "connections": args.connections, "cpus": os.cpu_count()}
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
