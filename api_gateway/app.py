@@ -9,27 +9,39 @@ from collections.abc import AsyncIterator
 
 import uvloop
 from aiohttp import web
+from psycopg_pool import AsyncConnectionPool
 
 from api_gateway.auth import auth_middleware
 from api_gateway.http_input import MAX_BODY_BYTES
+from api_gateway.key_usage import KeyUsage
 from api_gateway.metrics import metrics_middleware
+from api_gateway.outbox_relay import run_relay
 from api_gateway.problems import problem_middleware
 from api_gateway.publisher import Publisher
 from api_gateway.routes import setup_routes
-from api_gateway.outbox_relay import run_relay
-from api_gateway.key_usage import KeyUsage
-from api_gateway.state import API_KEY_CACHE, KEY_USAGE, OPERATOR_CACHE, POOL, PUBLISHER, SECRETS_KEYRING, SETTINGS, SNAPSHOT_KEYRING
+from api_gateway.state import (
+    API_KEY_CACHE,
+    KEY_USAGE,
+    OPERATOR_CACHE,
+    POOL,
+    PUBLISHER,
+    SECRETS_KEYRING,
+    SETTINGS,
+    SNAPSHOT_KEYRING,
+)
 from sendpromptly.config import Settings
 from sendpromptly.keyring import Keyring
 from sendpromptly.observability import configure_logging
 from sendpromptly.ttlcache import TTLCache
 from store.db import open_pool
+from store.idempotency import purge_expired
 from store.operators import Operator, operator_for_token_hash
 from store.projects import Project, project_for_key_hash
 
 # A revoked key or token must be refused by every replica within 5 s (DESIGN.md §5); caching
 # lookups for less than that keeps the database out of the hot path.
 CREDENTIAL_CACHE_SECONDS = 2.0
+IDEMPOTENCY_PURGE_SECONDS = 600
 
 
 async def _database(app: web.Application) -> AsyncIterator[None]:
@@ -58,11 +70,24 @@ async def _kafka(app: web.Application) -> AsyncIterator[None]:
     await asyncio.to_thread(publisher.close)
 
 
+async def _purge_idempotency_records(pool: AsyncConnectionPool) -> None:
+    """Records older than 24 h answer nothing any more; delete them so the table stays small."""
+    while True:
+        try:
+            async with pool.connection() as conn:
+                await purge_expired(conn)
+        except Exception:
+            logging.getLogger(__name__).warning("could not purge idempotency records; will retry", exc_info=True)
+        await asyncio.sleep(IDEMPOTENCY_PURGE_SECONDS)
+
+
 async def _background(app: web.Application) -> AsyncIterator[None]:
-    """The audit outbox relay and the API-key usage writer, for as long as the app runs."""
+    """The audit outbox relay, the API-key usage writer and the idempotency purge, for as long as
+    the app runs."""
     tasks = [
         asyncio.create_task(run_relay(app[POOL], app[PUBLISHER], app[SETTINGS].topic_prefix)),
         asyncio.create_task(app[KEY_USAGE].run(app[POOL])),
+        asyncio.create_task(_purge_idempotency_records(app[POOL])),
     ]
     yield
     for task in tasks:

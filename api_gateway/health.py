@@ -6,9 +6,8 @@ import asyncio
 
 from aiohttp import web
 
-from sendpromptly.observability import metrics_response
-
 from api_gateway.state import POOL, PUBLISHER
+from sendpromptly.observability import metrics_response
 
 
 async def healthz(request: web.Request) -> web.Response:

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import orjson
 from aiohttp import web
 
-from api_gateway.problems import Problem
+from api_gateway.problems import Problem, invalid_fields
+from topics.fields import FieldErrors
+
+T = TypeVar("T")
 
 MAX_BODY_BYTES = 64 * 1024
 _IDEMPOTENCY_KEY_RE = re.compile(r"[\x21-\x7e]{1,255}")
@@ -30,6 +34,15 @@ async def json_body(request: web.Request) -> Any:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise Problem(400, "malformed-json", "Malformed JSON", f"The body is not valid JSON: {exc}.") from None
+
+
+async def parsed_body(request: web.Request, parse: Callable[[Any], T]) -> T:
+    """The JSON body, checked by ``parse``; every broken field rule becomes one 422."""
+    doc = await json_body(request)
+    try:
+        return parse(doc)
+    except FieldErrors as exc:
+        raise invalid_fields(exc.errors) from None
 
 
 def _too_large() -> Problem:

@@ -4,29 +4,24 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-import orjson
 from aiohttp import web
 from prometheus_client import Counter
 
-from api_gateway.http_input import idempotency_key, json_body
+from api_gateway.http_input import idempotency_key, parsed_body
 from api_gateway.idempotency import run_idempotent_publish
 from api_gateway.ingest_bodies import parse_receipt, parse_result
-from api_gateway.problems import Problem, invalid_fields
+from api_gateway.problems import Problem
 from api_gateway.publisher import PublishUnavailable
+from api_gateway.responses import json_response
 from api_gateway.snapshots import seal
 from api_gateway.state import POOL, PROJECT, PUBLISHER, SETTINGS, SNAPSHOT_KEYRING
 from store.flows import FlowView, get_flow
 from store.projects import Project
 from topics import RECEIPTS, RESULTS, Receipt, Result, encode, flow_key
-from topics.fields import FieldErrors, format_timestamp
 
 RETRY_AFTER_SECONDS = 5
 
 SIGNALS = Counter("sendpromptly_ingest_signals_total", "Signals accepted (acknowledged by Kafka)", ["kind", "mode"])
-
-
-def _json(status: int, doc: dict[str, object]) -> web.Response:
-    return web.Response(status=status, body=orjson.dumps(doc), content_type="application/json")
 
 
 async def _publish(request: web.Request, topic: str, key: bytes, value: bytes) -> None:
@@ -46,10 +41,7 @@ def _topic_prefix(request: web.Request) -> str:
 
 async def post_receipt(request: web.Request) -> web.Response:
     key = idempotency_key(request)
-    try:
-        body = parse_receipt(await json_body(request))
-    except FieldErrors as exc:
-        raise invalid_fields(exc.errors) from None
+    body = await parsed_body(request, parse_receipt)
     project: Project = request[PROJECT]
     received_at = datetime.now(UTC)
     receipt = Receipt(
@@ -63,9 +55,9 @@ async def post_receipt(request: web.Request) -> web.Response:
         await _publish(request, RECEIPTS.name(_topic_prefix(request)), flow_key(project.id, body.reference),
                        encode(receipt))
         SIGNALS.labels("receipt", project.mode).inc()
-        return _json(202, {
+        return json_response(202, {
             "project_id": project.id, "reference": body.reference, "status": "pending",
-            "deadline": format_timestamp(received_at + timeout), "mode": project.mode,
+            "deadline": received_at + timeout, "mode": project.mode,
         })
 
     return await run_idempotent_publish(request, project.id, publish)
@@ -73,10 +65,7 @@ async def post_receipt(request: web.Request) -> web.Response:
 
 async def post_result(request: web.Request) -> web.Response:
     key = idempotency_key(request)
-    try:
-        body = parse_result(await json_body(request))
-    except FieldErrors as exc:
-        raise invalid_fields(exc.errors) from None
+    body = await parsed_body(request, parse_result)
     project: Project = request[PROJECT]
     result = Result(
         project_id=project.id, idempotency_key=key, reference=body.reference, status=body.status,
@@ -87,7 +76,7 @@ async def post_result(request: web.Request) -> web.Response:
         await _publish(request, RESULTS.name(_topic_prefix(request)), flow_key(project.id, body.reference),
                        encode(result))
         SIGNALS.labels("result", project.mode).inc()
-        return _json(202, {"project_id": project.id, "reference": body.reference, "status": body.status,
+        return json_response(202, {"project_id": project.id, "reference": body.reference, "status": body.status,
                            "mode": project.mode})
 
     return await run_idempotent_publish(request, project.id, publish)
@@ -103,17 +92,17 @@ async def get_flow_state(request: web.Request) -> web.Response:
             404, "flow-not-found", "Flow not found",
             f"No flow with reference {reference!r} in this project (yet: a receipt shows up within a second or so).",
         )
-    return _json(200, flow_document(flow))
+    return json_response(200, flow_document(flow))
 
 
 def flow_document(flow: FlowView) -> dict[str, object]:
     doc: dict[str, object] = {
         "project_id": flow.project_id, "reference": flow.reference, "mode": flow.mode, "status": flow.status,
         "event_type": flow.event_type, "effect_type": flow.effect_type,
-        "received_at": format_timestamp(flow.received_at), "deadline": format_timestamp(flow.deadline),
+        "received_at": flow.received_at, "deadline": flow.deadline,
     }
     if flow.applied_at is not None:
-        doc["applied_at"] = format_timestamp(flow.applied_at)
+        doc["applied_at"] = flow.applied_at
     if flow.incident_id is not None:
         doc["incident_id"] = flow.incident_id
     return doc

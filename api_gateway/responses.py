@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import base64
-from datetime import datetime
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any, TypeVar
 
 import orjson

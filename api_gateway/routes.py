@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from api_gateway import health, ingest
+from api_gateway import health, ingest, openapi
 from api_gateway.operator_api import audit_log, callback, destinations, keys, projects
 
 PROJECT = "/api/v1/projects/{project_id}"
@@ -36,3 +36,4 @@ def setup_routes(app: web.Application) -> None:
     r.add_get("/healthz", health.healthz, name="healthz")
     r.add_get("/readyz", health.readyz, name="readyz")
     r.add_get("/metrics", health.metrics, name="metrics")
+    r.add_get("/api/v1/openapi.json", openapi.serve, name="openapi")

@@ -8,8 +8,8 @@ from psycopg_pool import AsyncConnectionPool
 from api_gateway.key_usage import KeyUsage
 from api_gateway.publisher import Publisher
 from sendpromptly.config import Settings
-from sendpromptly.ttlcache import TTLCache
 from sendpromptly.keyring import Keyring
+from sendpromptly.ttlcache import TTLCache
 from store.operators import Operator
 from store.projects import Project
 

@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 from aiohttp import web
 from psycopg import AsyncConnection
 
-from api_gateway.http_input import json_body
-from api_gateway.problems import Problem, invalid_fields
+from api_gateway.problems import Problem
 from api_gateway.responses import json_document
 from api_gateway.state import OPERATOR
 from store import audit
 from store.operators import Operator
 from store.projects import Project, get_project
-from topics.fields import FieldErrors
-
-T = TypeVar("T")
 
 
 def operator_of(request: web.Request) -> Operator:
@@ -42,14 +37,6 @@ async def visible_project(request: web.Request, conn: AsyncConnection, project_i
     if project is None:
         raise project_not_found(project_id)
     return project
-
-
-async def parsed_body(request: web.Request, parse: Callable[[Any], T]) -> T:
-    doc = await json_body(request)
-    try:
-        return parse(doc)
-    except FieldErrors as exc:
-        raise invalid_fields(exc.errors) from None
 
 
 async def record_audit(conn: AsyncConnection, request: web.Request, *, project_id: str | None, action: str,

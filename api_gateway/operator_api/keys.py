@@ -5,9 +5,10 @@ from __future__ import annotations
 from aiohttp import web
 from psycopg import AsyncConnection
 
+from api_gateway.http_input import parsed_body
 from api_gateway.idempotency import run_idempotent, with_secret_redacted
 from api_gateway.operator_api.bodies import parse_key_create
-from api_gateway.operator_api.common import operator_of, parsed_body, record_audit, visible_project
+from api_gateway.operator_api.common import operator_of, record_audit, visible_project
 from api_gateway.problems import Problem
 from api_gateway.responses import json_document, json_response
 from api_gateway.state import POOL

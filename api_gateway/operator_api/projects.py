@@ -5,9 +5,10 @@ from __future__ import annotations
 from aiohttp import web
 from psycopg import AsyncConnection
 
+from api_gateway.http_input import parsed_body
 from api_gateway.idempotency import run_idempotent
 from api_gateway.operator_api.bodies import parse_project_create, parse_project_update
-from api_gateway.operator_api.common import operator_of, parsed_body, project_document, record_audit, visible_project
+from api_gateway.operator_api.common import operator_of, project_document, record_audit, visible_project
 from api_gateway.problems import Problem
 from api_gateway.responses import decode_cursor, json_response, limit_param, page
 from api_gateway.state import POOL, SETTINGS

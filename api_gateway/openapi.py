@@ -1,0 +1,502 @@
+"""The HTTP contract (DESIGN.md §5) as an OpenAPI 3.1 document, served at ``GET /api/v1/openapi.json``.
+
+The document is built once, from the limits and patterns the handlers check with (``topics.fields``,
+``ingest_bodies``, ``operator_api.bodies``, ``http_input``, ``sendpromptly.targets``), so a rule
+changed in code changes here too. ``tests/test_openapi.py`` checks that it names every route and
+that the running gateway keeps to it.
+
+Where JSON Schema cannot say what the code checks (Python's ``str.isprintable``, a size in bytes,
+a URL's parts), the schema states the part it can and the description says the rest; the gateway
+answers ``422`` naming the field either way.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+from functools import lru_cache
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from agents.flow import Status as FlowStatus
+from api_gateway.http_input import _IDEMPOTENCY_KEY_RE, MAX_BODY_BYTES
+from api_gateway.ingest import RETRY_AFTER_SECONDS
+from api_gateway.ingest_bodies import MAX_PAYLOAD_BYTES, MAX_TIMEOUT_MINUTES
+from api_gateway.operator_api.bodies import MAX_LABEL_CHARS, MAX_NAME_CHARS, TIMEOUT_MINUTES_RANGE
+from api_gateway.problems import CONTENT_TYPE as PROBLEM_JSON
+from api_gateway.problems import PROBLEM_TYPE_BASE
+from api_gateway.responses import limit_param
+from sendpromptly.targets import _EMAIL_RE, MAX_URL_CHARS
+from topics.fields import (
+    _REPLAY_ID_RE,
+    _TYPE_RE,
+    MAX_DETAIL_BYTES,
+    MAX_REFERENCE_CHARS,
+    MAX_TIMEOUT_SECONDS,
+    MAX_TYPE_CHARS,
+    MIN_TIMEOUT_SECONDS,
+    MODES,
+    RESULT_STATUSES,
+)
+
+JSON = "application/json"
+API_KEY = "apiKey"
+OPERATOR_TOKEN = "operatorToken"
+PROJECT = "/api/v1/projects/{project_id}"
+
+_LIMIT = inspect.signature(limit_param).parameters
+LIMIT_DEFAULT, LIMIT_MAX = _LIMIT["default"].default, _LIMIT["maximum"].default
+
+# ``str.isprintable`` refuses every control character; these are the ones a pattern can name in a
+# form Python, ECMA-262 and Rust regexes all read. Other non-printable characters (separators
+# other than the space, format, private-use, unassigned) are refused with 422 too.
+_PRINTABLE_CHAR = r"[^\x00-\x1f\x7f-\x9f]"
+PRINTABLE = f"^{_PRINTABLE_CHAR}*$"
+# ... and at least one character that is not a space (``value.strip()`` is not empty).
+PRINTABLE_NOT_BLANK = rf"^{_PRINTABLE_CHAR}*[^\x00-\x20\x7f-\x9f]{_PRINTABLE_CHAR}*$"
+# ``check_url_syntax``: http(s) (the scheme is case-insensitive), a host, no user:password@, no
+# #fragment, no whitespace.
+_URL_REST = r"://[^\s/?#@]+(?:[/?][^\s#]*)?$"
+HTTP_URL = "^[Hh][Tt][Tt][Pp][Ss]?" + _URL_REST
+HTTPS_URL = "^[Hh][Tt][Tt][Pp][Ss]" + _URL_REST
+TIMESTAMP = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$"
+
+
+# --- small builders -------------------------------------------------------------------------------
+
+def _ref(name: str, kind: str = "schemas") -> dict[str, str]:
+    return {"$ref": f"#/components/{kind}/{name}"}
+
+
+def _anchored(regex: re.Pattern[str]) -> str:
+    """The code's ``fullmatch`` as a JSON Schema pattern (which matches anywhere unless anchored)."""
+    return f"^(?:{regex.pattern})$"
+
+
+def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    """``schema`` or ``null`` (the body readers treat an explicit null as a missing field)."""
+    if "type" not in schema:
+        return {"anyOf": [schema, {"type": "null"}]}
+    out = {**schema, "type": [schema["type"], "null"]}
+    if "enum" in schema:
+        out["enum"] = [*schema["enum"], None]
+    return out
+
+
+def _object(required: dict[str, Any], optional: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
+    """A JSON object with exactly these members: the gateway refuses unknown fields (422) and
+    never sends undocumented ones."""
+    return {
+        "type": "object", "required": list(required), "properties": {**required, **(optional or {})},
+        "additionalProperties": False, **extra,
+    }
+
+
+def _string(description: str | None = None, **constraints: Any) -> dict[str, Any]:
+    return {"type": "string", **constraints, **({"description": description} if description else {})}
+
+
+def _id(prefix: str) -> dict[str, Any]:
+    return _string(f"A {prefix}_... id.", pattern=f"^{prefix}_[0-9A-Za-z]+$")
+
+
+def _page(item: str) -> dict[str, Any]:
+    return _object({
+        "items": {"type": "array", "items": _ref(item)},
+        "next_cursor": _nullable(_string("Pass as ?cursor= for the next page; null on the last page.")),
+    }, description="A list, newest first.")
+
+
+def _json_content(schema: dict[str, Any], media_type: str = JSON) -> dict[str, Any]:
+    return {media_type: {"schema": schema}}
+
+
+# --- components -----------------------------------------------------------------------------------
+
+def _schemas() -> dict[str, Any]:
+    timestamp, mode = _ref("Timestamp"), _ref("Mode")
+    project_fields = {
+        "mode": mode,
+        "timeout_minutes": {"type": "integer", "minimum": TIMEOUT_MINUTES_RANGE[0], "maximum": TIMEOUT_MINUTES_RANGE[1]},
+        "snapshots_enabled": {"type": "boolean"},
+    }
+    api_key_fields = {
+        "id": _id("key"), "label": _string(), "prefix": _string("The key's first characters.", pattern="^sk_"),
+        "last_four": _string(minLength=4, maxLength=4), "created_at": timestamp,
+        "last_used_at": _nullable(timestamp), "revoked_at": _nullable(timestamp), "revoked": {"type": "boolean"},
+    }
+    return {
+        "Timestamp": _string("RFC 3339 in UTC with milliseconds and Z.", format="date-time", pattern=TIMESTAMP),
+        "Mode": _string(enum=list(MODES)),
+        "FieldError": _object({
+            "field": _string("The field at fault; empty when the body as a whole is (not a JSON object)."),
+            "message": _string(),
+        }),
+        "Problem": _object({
+            "type": _string(format="uri", pattern="^" + re.escape(PROBLEM_TYPE_BASE)),
+            "title": _string(), "status": {"type": "integer", "minimum": 400, "maximum": 599}, "detail": _string(),
+        }, {"errors": {"type": "array", "minItems": 1, "items": _ref("FieldError")}},
+            description="RFC 9457 problem details."),
+
+        # Ingest
+        "Reference": _string(
+            f"Your id for the payment: 1 to {MAX_REFERENCE_CHARS} printable characters (Python's str.isprintable).",
+            minLength=1, maxLength=MAX_REFERENCE_CHARS, pattern=PRINTABLE),
+        "TypeName": _string(minLength=1, maxLength=MAX_TYPE_CHARS, pattern=_anchored(_TYPE_RE)),
+        "ReceiptBody": _object({
+            "reference": _ref("Reference"), "event_type": _ref("TypeName"), "effect_type": _ref("TypeName"),
+        }, {
+            "timeout_minutes": _nullable({"type": "integer", "minimum": 1, "maximum": MAX_TIMEOUT_MINUTES}),
+            "timeout_seconds": _nullable({"type": "integer", "minimum": MIN_TIMEOUT_SECONDS,
+                                          "maximum": MAX_TIMEOUT_SECONDS}),
+            "payload": _nullable({"type": "object", "description":
+                                  f"At most {MAX_PAYLOAD_BYTES} bytes as compact JSON; kept only when the project "
+                                  "has snapshots enabled (encrypted)."}),
+        }, description="timeout_minutes or timeout_seconds, not both; without either the project's timeout applies.",
+            **{"not": {"required": ["timeout_minutes", "timeout_seconds"],
+                       "properties": {"timeout_minutes": {"type": "integer"}, "timeout_seconds": {"type": "integer"}}}}),
+        "ResultBody": _object({"reference": _ref("Reference"), "status": _string(enum=list(RESULT_STATUSES))}, {
+            "replay_id": _nullable(_string("Set when the result answers a repair callback.",
+                                           pattern=_anchored(_REPLAY_ID_RE))),
+            "detail": _nullable(_string(f"At most {MAX_DETAIL_BYTES} bytes of UTF-8.", maxLength=MAX_DETAIL_BYTES)),
+        }),
+        "ReceiptAccepted": _object({
+            "project_id": _id("prj"), "reference": _string(), "status": _string(enum=["pending"]),
+            "deadline": timestamp, "mode": mode,
+        }),
+        "ResultAccepted": _object({
+            "project_id": _id("prj"), "reference": _string(), "status": _string(enum=list(RESULT_STATUSES)),
+            "mode": mode,
+        }),
+        "Flow": _object({
+            "project_id": _id("prj"), "reference": _string(), "mode": mode,
+            "status": _string(enum=[s.value for s in FlowStatus]), "event_type": _string(), "effect_type": _string(),
+            "received_at": timestamp, "deadline": timestamp,
+        }, {"applied_at": timestamp, "incident_id": _id("inc")}),
+
+        # Projects
+        "ProjectName": _string(f"1 to {MAX_NAME_CHARS} printable characters, not only spaces.",
+                               minLength=1, maxLength=MAX_NAME_CHARS, pattern=PRINTABLE_NOT_BLANK),
+        "Project": _object({
+            "id": _id("prj"), "name": _string(), **project_fields,
+            "repair_callback_url": _nullable(_string()), "created_at": timestamp,
+        }),
+        "ProjectCreate": _object({"name": _ref("ProjectName")},
+                                 {name: _nullable(schema) for name, schema in project_fields.items()},
+                                 description="Defaults: mode test, timeout_minutes 30, snapshots_enabled false. "
+                                             "mode live is refused (409): go live with an update."),
+        "ProjectUpdate": _object({}, {"name": _ref("ProjectName"), **project_fields},
+                                 description="Only the fields given change; null is refused. Switching to live "
+                                             "needs a callback URL (https), a live API key and an alert "
+                                             "destination (409 naming what is missing)."),
+        "ProjectPage": _page("Project"),
+
+        # API keys
+        "ApiKeyCreate": _object({"label": _string(f"1 to {MAX_LABEL_CHARS} printable characters, not only spaces.",
+                                                  minLength=1, maxLength=MAX_LABEL_CHARS, pattern=PRINTABLE_NOT_BLANK)}),
+        "ApiKey": _object(api_key_fields),
+        "ApiKeyCreated": _object({
+            **api_key_fields,
+            "key": _nullable(_string("The key (sk_...), shown this once; null on a replay.", pattern="^sk_")),
+        }, {"key_redacted": {"const": True, "description": "Present on a replay, which never shows the key."}}),
+        "ApiKeyList": _page("ApiKey"),
+
+        # Repair callback
+        "RepairCallbackSet": _object({"url": _string(
+            f"http(s) URL of at most {MAX_URL_CHARS} characters with a host and a valid port, no credentials, "
+            "no fragment, no whitespace; https and a public address in live mode (and in test mode too unless "
+            "the server allows private targets).", minLength=1, maxLength=MAX_URL_CHARS, pattern=HTTP_URL)}),
+        "RepairCallback": _object({
+            "url": _nullable(_string()),
+            "secrets": {"type": "array", "description": "Signing secrets in use (two during a rotation).",
+                        "items": _object({"created_at": timestamp, "retires_at": _nullable(timestamp)})},
+        }),
+        "RepairCallbackSecret": _object({
+            "url": _string(),
+            "signing_secret": _nullable(_string("whsec_ + base64, shown this once; null on a replay.",
+                                                pattern="^whsec_[A-Za-z0-9+/]+={0,2}$")),
+        }, {"signing_secret_redacted": {"const": True, "description": "Present on a replay."}}),
+
+        # Alert destinations
+        "EmailDestinationCreate": _object({
+            "type": {"const": "email"},
+            "target": _string("An email address.", maxLength=254, pattern=_anchored(_EMAIL_RE)),
+        }),
+        "SlackDestinationCreate": _object({
+            "type": {"const": "slack"},
+            "target": _string("A Slack incoming-webhook URL: the callback URL's rules, https always.",
+                              minLength=1, maxLength=MAX_URL_CHARS, pattern=HTTPS_URL),
+        }),
+        "AlertDestinationCreate": {
+            "oneOf": [_ref("EmailDestinationCreate"), _ref("SlackDestinationCreate")],
+            "discriminator": {"propertyName": "type", "mapping": {
+                "email": "#/components/schemas/EmailDestinationCreate",
+                "slack": "#/components/schemas/SlackDestinationCreate"}},
+        },
+        "AlertDestination": _object({
+            "id": _id("dst"), "type": _string(enum=["email", "slack"]), "target": _string(), "created_at": timestamp,
+        }),
+        "AlertDestinationList": _page("AlertDestination"),
+
+        # Audit log
+        "AuditEntry": _object({
+            "id": _id("aud"), "seq": {"type": "integer", "minimum": 1}, "actor": _string(), "action": _string(),
+            "target": _string(), "data": {"type": "object"}, "source_address": _nullable(_string()),
+            "occurred_at": timestamp,
+        }),
+        "AuditEntryPage": _page("AuditEntry"),
+
+        # Operations
+        "Health": _object({"status": _string(enum=["ok"])}),
+        "Readiness": _object({
+            "status": _string(enum=["ready", "unavailable"]),
+            "checks": _object({"kafka": {"type": "boolean"}, "database": {"type": "boolean"}}),
+        }),
+    }
+
+
+def _parameters() -> dict[str, Any]:
+    def path(name: str, description: str) -> dict[str, Any]:
+        return {"name": name, "in": "path", "required": True, "description": description,
+                "schema": _string(minLength=1)}
+
+    return {
+        "IdempotencyKey": {
+            "name": "Idempotency-Key", "in": "header", "required": True,
+            "description": "Unique per intended operation; reuse it to retry. Same key and body within 24 h: "
+                           "the first answer again (Idempotent-Replayed: true). Same key, other body: 422. "
+                           "Same key while the first is in flight: 409.",
+            "schema": _string(minLength=1, maxLength=255, pattern=_anchored(_IDEMPOTENCY_KEY_RE)),
+        },
+        "ProjectId": path("project_id", "A project id (prj_...)."),
+        "KeyId": path("key_id", "An API key id (key_...)."),
+        "DestinationId": path("destination_id", "An alert destination id (dst_...)."),
+        "Reference": path("reference", "The flow's reference, as sent in the receipt."),
+        "Cursor": {"name": "cursor", "in": "query", "required": False,
+                   "description": "next_cursor of the previous page; absent or empty for the first page.",
+                   "schema": _string()},
+        "Limit": {"name": "limit", "in": "query", "required": False, "description": "Items per page.",
+                  "schema": {"type": "integer", "minimum": 1, "maximum": LIMIT_MAX, "default": LIMIT_DEFAULT}},
+    }
+
+
+def _headers() -> dict[str, Any]:
+    return {
+        "IdempotentReplayed": {"description": "true when this is the stored answer to an earlier request with the "
+                                              "same Idempotency-Key and body.",
+                               "schema": _string(enum=["true"])},
+        "RetryAfter": {"description": "Seconds to wait before retrying (with the same Idempotency-Key).",
+                       "schema": {"type": "integer", "minimum": 0}},
+        "WWWAuthenticate": {"required": True, "schema": _string(pattern="^Bearer ")},
+    }
+
+
+_REPLAYED = {"Idempotent-Replayed": _ref("IdempotentReplayed", "headers")}
+_RETRY_AFTER = {"Retry-After": _ref("RetryAfter", "headers")}
+
+# Status -> (component name, description, headers). The action's own client errors (404, 409, 422)
+# are stored with its Idempotency-Key and replayed like its successes.
+_PROBLEMS: dict[int, tuple[str, str, dict[str, Any]]] = {
+    400: ("BadRequest", "Malformed JSON, a missing or invalid Idempotency-Key, or an invalid cursor or limit.", {}),
+    401: ("Unauthorized", "No credential, or not a valid one for this route.",
+          {"WWW-Authenticate": _ref("WWWAuthenticate", "headers")}),
+    404: ("NotFound", "No such resource that you can see.", _REPLAYED),
+    409: ("Conflict", "A request with this Idempotency-Key is still in flight (with Retry-After), or the state "
+                      "does not allow it (live-mode prerequisites, no callback to rotate).",
+          {**_RETRY_AFTER, **_REPLAYED}),
+    413: ("PayloadTooLarge", f"The body is over {MAX_BODY_BYTES} bytes.", {}),
+    415: ("UnsupportedMediaType", "The body is not sent as Content-Type: application/json.", {}),
+    422: ("UnprocessableContent", "Invalid fields (each named in errors), or an Idempotency-Key reused with "
+                                  "another request.", _REPLAYED),
+    503: ("ServiceUnavailable", "Kafka did not acknowledge the write: nothing was stored. Retry with the same "
+                                f"Idempotency-Key (Retry-After: {RETRY_AFTER_SECONDS}).",
+          {"Retry-After": {**_headers()["RetryAfter"], "required": True}}),
+}
+
+
+def _responses() -> dict[str, Any]:
+    out = {}
+    for name, description, headers in _PROBLEMS.values():
+        response: dict[str, Any] = {"description": description, "content": _json_content(_ref("Problem"), PROBLEM_JSON)}
+        if headers:
+            response["headers"] = headers
+        out[name] = response
+    return out
+
+
+# --- operations -----------------------------------------------------------------------------------
+
+def _problem_responses(*codes: int) -> dict[str, Any]:
+    return {str(code): _ref(_PROBLEMS[code][0], "responses") for code in sorted(set(codes))}
+
+
+def _operation(operation_id: str, summary: str, tag: str, security: str | None, responses: dict[str, Any], *,
+               parameters: tuple[str, ...] = (), body: str | None = None) -> dict[str, Any]:
+    operation: dict[str, Any] = {
+        "operationId": operation_id, "summary": summary, "tags": [tag],
+        "security": [{security: []}] if security else [], "responses": responses,
+    }
+    if parameters:
+        operation["parameters"] = [_ref(name, "parameters") for name in parameters]
+    if body:
+        operation["requestBody"] = {"required": True, "content": _json_content(_ref(body))}
+    return operation
+
+
+def _success(status: int, description: str, schema: str, *, replayable: bool = False) -> dict[str, Any]:
+    response: dict[str, Any] = {"description": description, "content": _json_content(_ref(schema))}
+    if replayable:
+        response["headers"] = _REPLAYED
+    return {str(status): response}
+
+
+def _read(operation_id: str, summary: str, tag: str, security: str, schema: str, *problems: int,
+          parameters: tuple[str, ...] = ()) -> dict[str, Any]:
+    responses = {**_success(200, "OK", schema), **_problem_responses(401, *problems)}
+    return _operation(operation_id, summary, tag, security, responses, parameters=parameters)
+
+
+def _mutating(operation_id: str, summary: str, tag: str, security: str, status: int, schema: str, *problems: int,
+              body: str | None = None) -> dict[str, Any]:
+    """A POST/PUT/PATCH/DELETE: Idempotency-Key required, its answers replayable, and the errors
+    every write can meet (a body's 415 only where there is a body to read)."""
+    codes = (400, 401, 409, 413, 422, *problems, *((415,) if body else ()))
+    responses = {**_success(status, summary, schema, replayable=True), **_problem_responses(*codes)}
+    return _operation(operation_id, summary, tag, security, responses, parameters=("IdempotencyKey",), body=body)
+
+
+def _with_path_parameters(*names: str, **operations: dict[str, Any]) -> dict[str, Any]:
+    return {"parameters": [_ref(name, "parameters") for name in names], **operations}
+
+
+def _paths() -> dict[str, Any]:
+    in_project = ("ProjectId",)
+    paging = ("Cursor", "Limit")
+    return {
+        # Ingest: API key; the key's project is the only one it sees.
+        "/api/v1/receipt": {"post": _mutating(
+            "postReceipt", "Accepted: Kafka has the receipt; the flow is pending.", "ingest", API_KEY, 202,
+            "ReceiptAccepted", 503, body="ReceiptBody")},
+        "/api/v1/result": {"post": _mutating(
+            "postResult", "Accepted: Kafka has the result.", "ingest", API_KEY, 202, "ResultAccepted", 503,
+            body="ResultBody")},
+        "/api/v1/flows/{reference}": _with_path_parameters("Reference", get=_read(
+            "getFlow", "A flow's current state (a receipt shows up within about a second).", "ingest", API_KEY,
+            "Flow", 404)),
+
+        # Operators: operator token; an operator sees the projects they belong to (admins: all).
+        "/api/v1/projects": {
+            "post": _mutating("createProject", "Created (test mode); you become a member.", "projects",
+                              OPERATOR_TOKEN, 201, "Project", body="ProjectCreate"),
+            "get": _read("listProjects", "Projects you can see, newest first.", "projects", OPERATOR_TOKEN,
+                         "ProjectPage", 400, parameters=paging),
+        },
+        PROJECT: _with_path_parameters(
+            *in_project,
+            get=_read("getProject", "A project.", "projects", OPERATOR_TOKEN, "Project", 404),
+            patch=_mutating("updateProject", "Updated.", "projects", OPERATOR_TOKEN, 200, "Project", 404,
+                            body="ProjectUpdate"),
+        ),
+        PROJECT + "/keys": _with_path_parameters(
+            *in_project,
+            post=_mutating("createApiKey", "Created; the only answer that shows the key.", "api-keys",
+                           OPERATOR_TOKEN, 201, "ApiKeyCreated", 404, body="ApiKeyCreate"),
+            get=_read("listApiKeys", "The project's API keys, live and revoked.", "api-keys", OPERATOR_TOKEN,
+                      "ApiKeyList", 404),
+        ),
+        PROJECT + "/keys/{key_id}/revoke": _with_path_parameters(
+            *in_project, "KeyId",
+            post=_mutating("revokeApiKey", "Revoked (refused everywhere within 5 s); revoking again is a no-op.",
+                           "api-keys", OPERATOR_TOKEN, 200, "ApiKey", 404),
+        ),
+        PROJECT + "/repair-callback": _with_path_parameters(
+            *in_project,
+            put=_mutating("setRepairCallback", "Set, with a new signing secret shown this once.", "repair-callback",
+                          OPERATOR_TOKEN, 200, "RepairCallbackSecret", 404, body="RepairCallbackSet"),
+            get=_read("getRepairCallback", "The callback URL and when its secrets were made.", "repair-callback",
+                      OPERATOR_TOKEN, "RepairCallback", 404),
+        ),
+        PROJECT + "/repair-callback/rotate-secret": _with_path_parameters(
+            *in_project,
+            post=_mutating("rotateRepairCallbackSecret", "Rotated: the new secret, shown this once; the old one "
+                           "still signs for 24 h.", "repair-callback", OPERATOR_TOKEN, 200, "RepairCallbackSecret",
+                           404),
+        ),
+        PROJECT + "/alert-destinations": _with_path_parameters(
+            *in_project,
+            post=_mutating("createAlertDestination", "Added.", "alert-destinations", OPERATOR_TOKEN, 201,
+                           "AlertDestination", 404, body="AlertDestinationCreate"),
+            get=_read("listAlertDestinations", "The project's alert destinations.", "alert-destinations",
+                      OPERATOR_TOKEN, "AlertDestinationList", 404),
+        ),
+        PROJECT + "/alert-destinations/{destination_id}": _with_path_parameters(
+            *in_project, "DestinationId",
+            delete=_mutating("deleteAlertDestination", "Removed; the answer is what was removed.",
+                             "alert-destinations", OPERATOR_TOKEN, 200, "AlertDestination", 404),
+        ),
+        PROJECT + "/audit-log": _with_path_parameters(
+            *in_project,
+            get=_read("listAuditLog", "The project's audit log, newest first.", "audit-log", OPERATOR_TOKEN,
+                      "AuditEntryPage", 400, 404, parameters=paging),
+        ),
+
+        # Operations: no credentials.
+        "/healthz": {"get": _operation("getHealth", "The process is up.", "operations", None,
+                                       _success(200, "Up.", "Health"))},
+        "/readyz": {"get": _operation("getReadiness", "Kafka and PostgreSQL answer.", "operations", None, {
+            **_success(200, "Ready.", "Readiness"), **_success(503, "Not ready.", "Readiness")})},
+        "/metrics": {"get": _operation("getMetrics", "Prometheus metrics.", "operations", None, {
+            "200": {"description": "Prometheus text format.", "content": {"text/plain": {"schema": {"type": "string"}}}}})},
+        "/api/v1/openapi.json": {"get": _operation("getOpenApiDocument", "This document.", "operations", None, {
+            "200": {"description": "OpenAPI 3.1.", "content": _json_content({"type": "object"})}})},
+    }
+
+
+@lru_cache(maxsize=1)
+def _document_bytes() -> bytes:
+    return orjson.dumps(_build())
+
+
+def document() -> dict[str, Any]:
+    """The OpenAPI document (a fresh copy: callers may change it)."""
+    return orjson.loads(_document_bytes())
+
+
+def _build() -> dict[str, Any]:
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "SendPromptly API", "version": "1",
+            "description": (
+                "Catches 'paid but not applied'. Ingest (receipts, results, flows) takes a project's API key; "
+                "the operator API takes an operator's personal token. JSON in and out; errors are RFC 9457 "
+                f"application/problem+json. Bodies at most {MAX_BODY_BYTES} bytes. Every POST, PUT, PATCH and "
+                "DELETE needs an Idempotency-Key."
+            ),
+        },
+        "tags": [
+            {"name": "ingest", "description": "Receipts and results in, flow state out (API key)."},
+            {"name": "projects"}, {"name": "api-keys"}, {"name": "repair-callback"},
+            {"name": "alert-destinations"}, {"name": "audit-log"},
+            {"name": "operations", "description": "Health, readiness, metrics, this document (no credentials)."},
+        ],
+        "paths": _paths(),
+        "components": {
+            "schemas": _schemas(),
+            "parameters": _parameters(),
+            "headers": _headers(),
+            "responses": _responses(),
+            "securitySchemes": {
+                API_KEY: {"type": "http", "scheme": "bearer", "bearerFormat": "sk_...",
+                          "description": "A project's API key: Authorization: Bearer sk_..."},
+                OPERATOR_TOKEN: {"type": "http", "scheme": "bearer", "bearerFormat": "op_...",
+                                 "description": "An operator's personal token: Authorization: Bearer op_..."},
+            },
+        },
+    }
+
+
+async def serve(request: web.Request) -> web.Response:
+    return web.Response(body=_document_bytes(), content_type=JSON)

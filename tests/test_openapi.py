@@ -1,0 +1,218 @@
+"""The OpenAPI document (``api_gateway/openapi.py``) and the gateway agree.
+
+1. Every route is documented and every documented operation is routed, with the credential its
+   route name asks for; the document is valid OpenAPI 3.1 and its JSON Schemas are valid 2020-12.
+2. Schemathesis, against a running stack: generated requests (valid and invalid) never get a 5xx,
+   and every answer keeps to the documented status codes, content types, headers and schemas.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import jsonschema_rs
+import pytest
+import requests
+import schemathesis
+from aiohttp.test_utils import make_mocked_request
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+from schemathesis import GenerationMode
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from api_gateway import openapi
+from api_gateway.app import create_app
+from api_gateway.auth import INGEST_ROUTE_PREFIX, OPERATOR_ROUTE_PREFIX
+from sendpromptly.config import Settings
+from tests.conftest import ProjectKey
+from tests.support.stack import TEST_SECRET_KEYS, TEST_SNAPSHOT_KEYS, Stack
+
+pytestmark = pytest.mark.e2e
+
+METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
+MUTATING = {"POST", "PUT", "PATCH", "DELETE"}
+# Not part of the API contract; documented anyway, but the router check does not insist.
+UNCHECKED_ROUTES = {"healthz", "readyz", "metrics", "openapi"}
+
+CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_headers_conformance,
+          response_schema_conformance]
+EXAMPLES_PER_OPERATION = 25
+
+
+def _documented_operations(doc: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    for path, item in doc["paths"].items():
+        for method in METHODS:
+            if method in item:
+                yield method.upper(), path, item[method]
+
+
+def _refs(node: Any) -> Iterator[str]:
+    if isinstance(node, dict):
+        if isinstance(node.get("$ref"), str):
+            yield node["$ref"]
+        for value in node.values():
+            yield from _refs(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _refs(value)
+
+
+def _resolve(doc: dict[str, Any], ref: str) -> Any:
+    assert ref.startswith("#/"), ref
+    node: Any = doc
+    for part in ref[2:].split("/"):
+        node = node[part]
+    return node
+
+
+def test_document_and_router_agree() -> None:
+    doc = openapi.document()
+    app = create_app(Settings(secret_keys=TEST_SECRET_KEYS, snapshot_keys=TEST_SNAPSHOT_KEYS))
+    routes = {(route.method, route.resource.canonical): route.name or ""
+              for route in app.router.routes() if route.method != "HEAD"}
+    documented = {(method, path): operation for method, path, operation in _documented_operations(doc)}
+
+    undocumented = sorted(key for key, name in routes.items() if name not in UNCHECKED_ROUTES and key not in documented)
+    assert not undocumented, f"routes missing from the OpenAPI document: {undocumented}"
+    unrouted = sorted(key for key in documented if key not in routes)
+    assert not unrouted, f"documented operations the gateway does not route: {unrouted}"
+
+    for key, operation in documented.items():
+        name = routes[key]
+        expected = ([{openapi.API_KEY: []}] if name.startswith(INGEST_ROUTE_PREFIX)
+                    else [{openapi.OPERATOR_TOKEN: []}] if name.startswith(OPERATOR_ROUTE_PREFIX) else [])
+        assert operation["security"] == expected, (key, name)
+        parameters = [_resolve(doc, p["$ref"]) if "$ref" in p else p for p in operation.get("parameters", [])]
+        idempotency = [p for p in parameters if p["in"] == "header" and p["name"] == "Idempotency-Key"]
+        assert idempotency == ([{**idempotency[0], "required": True}] if key[0] in MUTATING else []), key
+
+    operation_ids = [operation["operationId"] for operation in documented.values()]
+    assert len(operation_ids) == len(set(operation_ids))
+
+
+def test_document_is_valid_openapi_31() -> None:
+    doc = openapi.document()
+    assert doc["openapi"] == "3.1.0"
+    # The OpenAPI 3.1 meta-schema schemathesis ships (structure only: not the schemas inside).
+    schemathesis.openapi.from_dict(doc).validate()
+    # Every reference resolves, every path template names declared path parameters.
+    for ref in set(_refs(doc)):
+        _resolve(doc, ref)
+    for method, path, operation in _documented_operations(doc):
+        declared = {_resolve(doc, p["$ref"])["name"] if "$ref" in p else p["name"]
+                    for p in [*doc["paths"][path].get("parameters", []), *operation.get("parameters", [])]
+                    if (_resolve(doc, p["$ref"]) if "$ref" in p else p)["in"] == "path"}
+        assert declared == {part[1:-1] for part in path.split("/") if part.startswith("{")}, (method, path)
+    # Every schema is valid JSON Schema 2020-12, and compiles (patterns, references) in context.
+    for name, schema in doc["components"]["schemas"].items():
+        jsonschema_rs.meta.validate(schema)
+        jsonschema_rs.Draft202012Validator({**doc, "$ref": f"#/components/schemas/{name}"})
+
+
+async def test_served_document_is_the_built_one() -> None:
+    response = await openapi.serve(make_mocked_request("GET", "/api/v1/openapi.json"))
+    assert response.status == 200 and response.content_type == "application/json"
+    assert isinstance(response.body, bytes)
+    assert schemathesis.openapi.from_file(response.body.decode()).raw_schema == openapi.document()
+
+
+# --- the running gateway against its document ---------------------------------------------------
+
+FLOW_REFERENCE = "openapi-fuzz-flow"
+
+
+def _seed(stack: Stack, admin_token: str, api_key: str) -> dict[str, str]:
+    """A project with a key, a destination and a callback, and a flow: real ids for the path
+    parameters, so the fuzzing reaches past 404."""
+    with requests.Session() as http:
+        def send(method: str, path: str, body: Any, token: str) -> dict[str, Any]:
+            response = http.request(method, stack.base_url + path, json=body, timeout=10, headers={
+                "Authorization": f"Bearer {token}", "Idempotency-Key": uuid.uuid4().hex})
+            assert response.status_code < 300, response.text
+            return response.json()
+
+        project_id = send("POST", "/api/v1/projects", {"name": "openapi fuzz"}, admin_token)["id"]
+        in_project = f"/api/v1/projects/{project_id}"
+        key_id = send("POST", in_project + "/keys", {"label": "fuzz"}, admin_token)["id"]
+        destination_id = send("POST", in_project + "/alert-destinations",
+                              {"type": "email", "target": "ops@example.com"}, admin_token)["id"]
+        send("PUT", in_project + "/repair-callback", {"url": "http://127.0.0.1:9/repair"}, admin_token)
+        send("POST", "/api/v1/receipt", {"reference": FLOW_REFERENCE, "event_type": "invoice.paid",
+                                         "effect_type": "grant_access"}, api_key)
+        deadline = time.monotonic() + 30
+        while http.get(f"{stack.base_url}/api/v1/flows/{FLOW_REFERENCE}", timeout=10,
+                       headers={"Authorization": f"Bearer {api_key}"}).status_code != 200:
+            assert time.monotonic() < deadline, "the seeded flow never reached the read model"
+            time.sleep(0.2)
+    return {"project_id": project_id, "key_id": key_id, "destination_id": destination_id,
+            "reference": FLOW_REFERENCE}
+
+
+def _strategy(operation: schemathesis.APIOperation, known: dict[str, str]) -> st.SearchStrategy:
+    """Valid requests on the seeded resources and on random ids; invalid ones where there is
+    something (a body, a query) to get wrong."""
+    known = {name: value for name, value in known.items() if "{" + name + "}" in operation.path}
+    strategies = [operation.as_strategy(GenerationMode.POSITIVE, path_parameters=known)]
+    if known:
+        strategies.append(operation.as_strategy(GenerationMode.POSITIVE))
+    if operation.body or operation.query:
+        strategies.append(operation.as_strategy(GenerationMode.NEGATIVE, path_parameters=known))
+    return st.one_of(strategies)
+
+
+def _fuzz(operation: schemathesis.APIOperation, base_url: str, token: str | None,
+          known: dict[str, str], http: requests.Session) -> str | None:
+    """Run one operation's examples; the failure report, or None."""
+    mutating = operation.method.upper() in MUTATING
+
+    @settings(max_examples=EXAMPLES_PER_OPERATION, deadline=None, database=None,
+              suppress_health_check=list(HealthCheck), phases=[Phase.generate, Phase.shrink])
+    @given(case=_strategy(operation, known), anonymous=st.sampled_from([False] * 7 + [True]), replay=st.booleans())
+    def run(case: schemathesis.Case, anonymous: bool, replay: bool) -> None:
+        # The generated Authorization and Idempotency-Key give way to a real credential (mostly)
+        # and a fresh key: otherwise nearly every request would stop at 401, or replay another.
+        headers = {"Authorization": f"Bearer {token}" if token and not anonymous else ""}
+        if mutating:
+            headers["Idempotency-Key"] = uuid.uuid4().hex
+        response = case.call(base_url=base_url, session=http, headers=headers, timeout=15)
+        case.validate_response(response, checks=CHECKS, headers=headers)
+        if mutating and replay:
+            again = case.call(base_url=base_url, session=http, headers=headers, timeout=15)
+            case.validate_response(again, checks=CHECKS, headers=headers)
+            if response.status_code < 300:
+                assert again.status_code == response.status_code, (response.status_code, again.status_code)
+                assert again.headers.get("idempotent-replayed") == ["true"]  # names lowercased, values listed
+
+    try:
+        run()
+    except Exception as exc:  # every operation runs; all failures are reported together
+        return f"=== {operation.label} ===\n{exc}"
+    return None
+
+
+def test_gateway_keeps_to_its_document(stack: Stack, admin_token: str, project: ProjectKey) -> None:
+    started = time.monotonic()
+    known = _seed(stack, admin_token, project.api_key)
+    schema = schemathesis.openapi.from_url(stack.base_url + "/api/v1/openapi.json")
+    tokens = {openapi.API_KEY: project.api_key, openapi.OPERATOR_TOKEN: admin_token}
+    doc = schema.raw_schema
+    failures = []
+    with requests.Session() as http:
+        for result in schema.get_all_operations():
+            operation = result.ok()
+            security = doc["paths"][operation.path][operation.method.lower()]["security"]
+            token = tokens[next(iter(security[0]))] if security else None
+            failure = _fuzz(operation, stack.base_url, token, known, http)
+            if failure:
+                failures.append(failure)
+    elapsed = time.monotonic() - started
+    assert not failures, f"{len(failures)} operation(s) break the contract ({elapsed:.0f} s):\n\n" + "\n\n".join(failures)
