@@ -53,9 +53,11 @@ load_keys() {
       echo "SENDPROMPTLY_SNAPSHOT_KEYS=$("$PY" -c 'from sendpromptly.keyring import Keyring; print(Keyring.generate_spec("local-snapshots-1"))')"
     ) >"$file"
   fi
-  local name value
-  while IFS='=' read -r name value; do
-    [[ -n ${!name:-} ]] || export "$name=$value"
+  local line name
+  # Split at the first '=' only: base64 values end in '=' padding that `read` would eat.
+  while read -r line; do
+    name=${line%%=*}
+    [[ -n ${!name:-} ]] || export "$name=${line#*=}"
   done <"$file"
 }
 
@@ -120,7 +122,7 @@ up() {
   cat <<INFO
 
 SendPromptly is up.
-  API and console   $base   (OpenAPI: $base/api/v1/openapi.json once published)
+  API and console   $base   (OpenAPI: $base/api/v1/openapi.json)
   Kafka             $SENDPROMPTLY_KAFKA_BOOTSTRAP
   PostgreSQL        $SENDPROMPTLY_DATABASE_URL
   Metrics           $base/metrics, http://$SENDPROMPTLY_HTTP_HOST:$SENDPROMPTLY_AGENTS_WEB_PORT/metrics, http://$SENDPROMPTLY_HTTP_HOST:$SINK_READ_MODEL_PORT/metrics

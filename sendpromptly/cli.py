@@ -59,7 +59,10 @@ def gateway() -> None:
     """Serve the HTTP API (SENDPROMPTLY_HTTP_HOST:SENDPROMPTLY_HTTP_PORT)."""
     from api_gateway.app import run
 
-    run(_settings())
+    try:
+        run(_settings())
+    except ConfigError as exc:  # e.g. a keyring that is missing or malformed
+        raise click.ClickException(str(exc)) from None
 
 
 @main.command()

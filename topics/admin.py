@@ -26,7 +26,7 @@ def ensure_topics(bootstrap: str, prefix: str, flow_partitions: int, replication
                   timeout_s: float = 30.0) -> EnsureReport:
     """Idempotent: creates what is missing, re-applies retention, and refuses to go on when a
     topic's partition count differs (receipts and results must stay co-partitioned)."""
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 3})  # errors only: no shutdown chatter
     existing = admin.list_topics(timeout=timeout_s).topics
     wanted = {spec.name(prefix): spec for spec in ALL_TOPICS}
     report = EnsureReport(created=[], verified=[], updated_config=[])
