@@ -33,31 +33,31 @@ class ProjectFields:
     values: dict[str, Any]
 
 
-def parse_project_create(doc: Any) -> ProjectFields:
-    check = Checker(doc, allowed=frozenset({"name", "mode", "timeout_minutes", "snapshots_enabled"}))
+_PROJECT_FIELDS = frozenset({"name", "mode", "timeout_minutes", "snapshots_enabled"})
+
+
+def _project_fields(doc: Any, *, creating: bool) -> ProjectFields:
+    check = Checker(doc, allowed=_PROJECT_FIELDS)
     values = {
-        "name": _name(check, "name", MAX_NAME_CHARS, required=True),
+        "name": _name(check, "name", MAX_NAME_CHARS, required=creating),
         "mode": check.choice("mode", MODES, required=False),
         "timeout_minutes": check.integer("timeout_minutes", *TIMEOUT_MINUTES_RANGE),
         "snapshots_enabled": _boolean(check, "snapshots_enabled"),
     }
-    check.done()
-    return ProjectFields({k: v for k, v in values.items() if v is not None})
-
-
-def parse_project_update(doc: Any) -> ProjectFields:
-    check = Checker(doc, allowed=frozenset({"name", "mode", "timeout_minutes", "snapshots_enabled"}))
-    values = {
-        "name": _name(check, "name", MAX_NAME_CHARS, required=False),
-        "mode": check.choice("mode", MODES, required=False),
-        "timeout_minutes": check.integer("timeout_minutes", *TIMEOUT_MINUTES_RANGE),
-        "snapshots_enabled": _boolean(check, "snapshots_enabled"),
-    }
-    for field in ("name", "mode", "timeout_minutes", "snapshots_enabled"):
-        if field in check.doc and check.doc[field] is None:
+    if not creating:
+        # In an update, null would mean "unset", and none of these can be unset.
+        for field in sorted(_PROJECT_FIELDS & {k for k, v in check.doc.items() if v is None}):
             check.fail(field, "cannot be null")
     check.done()
     return ProjectFields({k: v for k, v in values.items() if v is not None})
+
+
+def parse_project_create(doc: Any) -> ProjectFields:
+    return _project_fields(doc, creating=True)
+
+
+def parse_project_update(doc: Any) -> ProjectFields:
+    return _project_fields(doc, creating=False)
 
 
 def parse_key_create(doc: Any) -> str:
