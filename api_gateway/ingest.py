@@ -18,6 +18,7 @@ from api_gateway.state import POOL, PROJECT, PUBLISHER, SETTINGS, SNAPSHOT_KEYRI
 from store.flows import FlowView, get_flow
 from store.projects import Project
 from topics import RECEIPTS, RESULTS, Receipt, Result, encode, flow_key
+from topics.fields import MAX_REFERENCE_CHARS
 
 RETRY_AFTER_SECONDS = 5
 
@@ -85,8 +86,11 @@ async def post_result(request: web.Request) -> web.Response:
 async def get_flow_state(request: web.Request) -> web.Response:
     project: Project = request[PROJECT]
     reference = request.match_info["reference"]
-    async with request.app[POOL].connection() as conn:
-        flow = await get_flow(conn, project.id, reference)
+    # A reference that breaks the field rules (e.g. holds a NUL) was never accepted: nothing to find.
+    flow = None
+    if reference.isprintable() and 1 <= len(reference) <= MAX_REFERENCE_CHARS:
+        async with request.app[POOL].connection() as conn:
+            flow = await get_flow(conn, project.id, reference)
     if flow is None:
         raise Problem(
             404, "flow-not-found", "Flow not found",

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import inspect
 import re
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -119,16 +120,22 @@ def _schemas() -> dict[str, Any]:
     timestamp, mode = _ref("Timestamp"), _ref("Mode")
     project_fields = {
         "mode": mode,
-        "timeout_minutes": {"type": "integer", "minimum": TIMEOUT_MINUTES_RANGE[0], "maximum": TIMEOUT_MINUTES_RANGE[1]},
+        "timeout_minutes": {"type": "integer", "minimum": TIMEOUT_MINUTES_RANGE[0],
+                            "maximum": TIMEOUT_MINUTES_RANGE[1]},
         "snapshots_enabled": {"type": "boolean"},
     }
     api_key_fields = {
-        "id": _id("key"), "label": _string(), "prefix": _string("The key's first characters.", pattern="^sk_"),
+        "id": _id("key"), "label": _string(),
+        "prefix": _string("The key's first characters.", pattern="^sk_"),
         "last_four": _string(minLength=4, maxLength=4), "created_at": timestamp,
-        "last_used_at": _nullable(timestamp), "revoked_at": _nullable(timestamp), "revoked": {"type": "boolean"},
+        "last_used_at": _nullable(timestamp), "revoked_at": _nullable(timestamp),
+        "revoked": {"type": "boolean"},
     }
+    both_timeouts = {"required": ["timeout_minutes", "timeout_seconds"], "properties": {
+        "timeout_minutes": {"type": "integer"}, "timeout_seconds": {"type": "integer"}}}
     return {
-        "Timestamp": _string("RFC 3339 in UTC with milliseconds and Z.", format="date-time", pattern=TIMESTAMP),
+        "Timestamp": _string("RFC 3339 in UTC with milliseconds and Z.", format="date-time",
+                             pattern=TIMESTAMP),
         "Mode": _string(enum=list(MODES)),
         "FieldError": _object({
             "field": _string("The field at fault; empty when the body as a whole is (not a JSON object)."),
@@ -136,13 +143,14 @@ def _schemas() -> dict[str, Any]:
         }),
         "Problem": _object({
             "type": _string(format="uri", pattern="^" + re.escape(PROBLEM_TYPE_BASE)),
-            "title": _string(), "status": {"type": "integer", "minimum": 400, "maximum": 599}, "detail": _string(),
+            "title": _string(), "status": {"type": "integer", "minimum": 400, "maximum": 599},
+            "detail": _string(),
         }, {"errors": {"type": "array", "minItems": 1, "items": _ref("FieldError")}},
             description="RFC 9457 problem details."),
 
         # Ingest
         "Reference": _string(
-            f"Your id for the payment: 1 to {MAX_REFERENCE_CHARS} printable characters (Python's str.isprintable).",
+            f"Your id for the payment: 1 to {MAX_REFERENCE_CHARS} printable characters (str.isprintable).",
             minLength=1, maxLength=MAX_REFERENCE_CHARS, pattern=PRINTABLE),
         "TypeName": _string(minLength=1, maxLength=MAX_TYPE_CHARS, pattern=_anchored(_TYPE_RE)),
         "ReceiptBody": _object({
@@ -151,16 +159,18 @@ def _schemas() -> dict[str, Any]:
             "timeout_minutes": _nullable({"type": "integer", "minimum": 1, "maximum": MAX_TIMEOUT_MINUTES}),
             "timeout_seconds": _nullable({"type": "integer", "minimum": MIN_TIMEOUT_SECONDS,
                                           "maximum": MAX_TIMEOUT_SECONDS}),
-            "payload": _nullable({"type": "object", "description":
-                                  f"At most {MAX_PAYLOAD_BYTES} bytes as compact JSON; kept only when the project "
-                                  "has snapshots enabled (encrypted)."}),
-        }, description="timeout_minutes or timeout_seconds, not both; without either the project's timeout applies.",
-            **{"not": {"required": ["timeout_minutes", "timeout_seconds"],
-                       "properties": {"timeout_minutes": {"type": "integer"}, "timeout_seconds": {"type": "integer"}}}}),
-        "ResultBody": _object({"reference": _ref("Reference"), "status": _string(enum=list(RESULT_STATUSES))}, {
+            "payload": _nullable({"type": "object", "description": (
+                f"At most {MAX_PAYLOAD_BYTES} bytes as compact JSON; kept (encrypted) only when the project "
+                "has snapshots enabled.")}),
+        }, description="timeout_minutes or timeout_seconds, not both; without either, the project's applies.",
+            **{"not": both_timeouts}),
+        "ResultBody": _object({
+            "reference": _ref("Reference"), "status": _string(enum=list(RESULT_STATUSES)),
+        }, {
             "replay_id": _nullable(_string("Set when the result answers a repair callback.",
                                            pattern=_anchored(_REPLAY_ID_RE))),
-            "detail": _nullable(_string(f"At most {MAX_DETAIL_BYTES} bytes of UTF-8.", maxLength=MAX_DETAIL_BYTES)),
+            "detail": _nullable(_string(f"At most {MAX_DETAIL_BYTES} bytes of UTF-8.",
+                                        maxLength=MAX_DETAIL_BYTES)),
         }),
         "ReceiptAccepted": _object({
             "project_id": _id("prj"), "reference": _string(), "status": _string(enum=["pending"]),
@@ -172,8 +182,8 @@ def _schemas() -> dict[str, Any]:
         }),
         "Flow": _object({
             "project_id": _id("prj"), "reference": _string(), "mode": mode,
-            "status": _string(enum=[s.value for s in FlowStatus]), "event_type": _string(), "effect_type": _string(),
-            "received_at": timestamp, "deadline": timestamp,
+            "status": _string(enum=[s.value for s in FlowStatus]), "event_type": _string(),
+            "effect_type": _string(), "received_at": timestamp, "deadline": timestamp,
         }, {"applied_at": timestamp, "incident_id": _id("inc")}),
 
         # Projects
@@ -183,31 +193,34 @@ def _schemas() -> dict[str, Any]:
             "id": _id("prj"), "name": _string(), **project_fields,
             "repair_callback_url": _nullable(_string()), "created_at": timestamp,
         }),
-        "ProjectCreate": _object({"name": _ref("ProjectName")},
-                                 {name: _nullable(schema) for name, schema in project_fields.items()},
-                                 description="Defaults: mode test, timeout_minutes 30, snapshots_enabled false. "
-                                             "mode live is refused (409): go live with an update."),
-        "ProjectUpdate": _object({}, {"name": _ref("ProjectName"), **project_fields},
-                                 description="Only the fields given change; null is refused. Switching to live "
-                                             "needs a callback URL (https), a live API key and an alert "
-                                             "destination (409 naming what is missing)."),
+        "ProjectCreate": _object(
+            {"name": _ref("ProjectName")},
+            {name: _nullable(schema) for name, schema in project_fields.items()},
+            description="Defaults: mode test, timeout_minutes 30, snapshots_enabled false. mode live is "
+                        "refused (409): go live with an update."),
+        "ProjectUpdate": _object(
+            {}, {"name": _ref("ProjectName"), **project_fields},
+            description="Only the fields given change; null is refused. Going live needs an https callback "
+                        "URL, a live API key and an alert destination (409 naming what is missing)."),
         "ProjectPage": _page("Project"),
 
         # API keys
-        "ApiKeyCreate": _object({"label": _string(f"1 to {MAX_LABEL_CHARS} printable characters, not only spaces.",
-                                                  minLength=1, maxLength=MAX_LABEL_CHARS, pattern=PRINTABLE_NOT_BLANK)}),
+        "ApiKeyCreate": _object({"label": _string(
+            f"1 to {MAX_LABEL_CHARS} printable characters, not only spaces.",
+            minLength=1, maxLength=MAX_LABEL_CHARS, pattern=PRINTABLE_NOT_BLANK)}),
         "ApiKey": _object(api_key_fields),
         "ApiKeyCreated": _object({
             **api_key_fields,
             "key": _nullable(_string("The key (sk_...), shown this once; null on a replay.", pattern="^sk_")),
-        }, {"key_redacted": {"const": True, "description": "Present on a replay, which never shows the key."}}),
+        }, {"key_redacted": {"const": True, "description": "Present on a replay, which never shows it."}}),
         "ApiKeyList": _page("ApiKey"),
 
         # Repair callback
         "RepairCallbackSet": _object({"url": _string(
-            f"http(s) URL of at most {MAX_URL_CHARS} characters with a host and a valid port, no credentials, "
-            "no fragment, no whitespace; https and a public address in live mode (and in test mode too unless "
-            "the server allows private targets).", minLength=1, maxLength=MAX_URL_CHARS, pattern=HTTP_URL)}),
+            f"An http(s) URL of at most {MAX_URL_CHARS} characters with a host and a valid port, without "
+            "user:password@, #fragment or whitespace. https in live mode; a public address unless the server "
+            "allows private targets (SENDPROMPTLY_ALLOW_PRIVATE_TARGETS).",
+            minLength=1, maxLength=MAX_URL_CHARS, pattern=HTTP_URL)}),
         "RepairCallback": _object({
             "url": _nullable(_string()),
             "secrets": {"type": "array", "description": "Signing secrets in use (two during a rotation).",
@@ -226,7 +239,7 @@ def _schemas() -> dict[str, Any]:
         }),
         "SlackDestinationCreate": _object({
             "type": {"const": "slack"},
-            "target": _string("A Slack incoming-webhook URL: the callback URL's rules, https always.",
+            "target": _string("A Slack incoming-webhook URL: the repair callback's rules, and always https.",
                               minLength=1, maxLength=MAX_URL_CHARS, pattern=HTTPS_URL),
         }),
         "AlertDestinationCreate": {
@@ -236,15 +249,16 @@ def _schemas() -> dict[str, Any]:
                 "slack": "#/components/schemas/SlackDestinationCreate"}},
         },
         "AlertDestination": _object({
-            "id": _id("dst"), "type": _string(enum=["email", "slack"]), "target": _string(), "created_at": timestamp,
+            "id": _id("dst"), "type": _string(enum=["email", "slack"]), "target": _string(),
+            "created_at": timestamp,
         }),
         "AlertDestinationList": _page("AlertDestination"),
 
         # Audit log
         "AuditEntry": _object({
-            "id": _id("aud"), "seq": {"type": "integer", "minimum": 1}, "actor": _string(), "action": _string(),
-            "target": _string(), "data": {"type": "object"}, "source_address": _nullable(_string()),
-            "occurred_at": timestamp,
+            "id": _id("aud"), "seq": {"type": "integer", "minimum": 1}, "actor": _string(),
+            "action": _string(), "target": _string(), "data": {"type": "object"},
+            "source_address": _nullable(_string()), "occurred_at": timestamp,
         }),
         "AuditEntryPage": _page("AuditEntry"),
 
@@ -273,20 +287,22 @@ def _parameters() -> dict[str, Any]:
         "ProjectId": path("project_id", "A project id (prj_...)."),
         "KeyId": path("key_id", "An API key id (key_...)."),
         "DestinationId": path("destination_id", "An alert destination id (dst_...)."),
-        "Reference": path("reference", "The flow's reference, as sent in the receipt."),
+        "FlowReference": path("reference", "The flow's reference, as sent in its receipt."),
         "Cursor": {"name": "cursor", "in": "query", "required": False,
                    "description": "next_cursor of the previous page; absent or empty for the first page.",
                    "schema": _string()},
         "Limit": {"name": "limit", "in": "query", "required": False, "description": "Items per page.",
-                  "schema": {"type": "integer", "minimum": 1, "maximum": LIMIT_MAX, "default": LIMIT_DEFAULT}},
+                  "schema": {"type": "integer", "minimum": 1, "maximum": LIMIT_MAX,
+                             "default": LIMIT_DEFAULT}},
     }
 
 
 def _headers() -> dict[str, Any]:
     return {
-        "IdempotentReplayed": {"description": "true when this is the stored answer to an earlier request with the "
-                                              "same Idempotency-Key and body.",
-                               "schema": _string(enum=["true"])},
+        "IdempotentReplayed": {
+            "description": "true when this is the stored answer to an earlier request with the same "
+                           "Idempotency-Key and body.",
+            "schema": _string(enum=["true"])},
         "RetryAfter": {"description": "Seconds to wait before retrying (with the same Idempotency-Key).",
                        "schema": {"type": "integer", "minimum": 0}},
         "WWWAuthenticate": {"required": True, "schema": _string(pattern="^Bearer ")},
@@ -299,19 +315,20 @@ _RETRY_AFTER = {"Retry-After": _ref("RetryAfter", "headers")}
 # Status -> (component name, description, headers). The action's own client errors (404, 409, 422)
 # are stored with its Idempotency-Key and replayed like its successes.
 _PROBLEMS: dict[int, tuple[str, str, dict[str, Any]]] = {
-    400: ("BadRequest", "Malformed JSON, a missing or invalid Idempotency-Key, or an invalid cursor or limit.", {}),
+    400: ("BadRequest", "Malformed JSON, a missing or invalid Idempotency-Key, or an invalid cursor or "
+                        "limit.", {}),
     401: ("Unauthorized", "No credential, or not a valid one for this route.",
           {"WWW-Authenticate": _ref("WWWAuthenticate", "headers")}),
     404: ("NotFound", "No such resource that you can see.", _REPLAYED),
-    409: ("Conflict", "A request with this Idempotency-Key is still in flight (with Retry-After), or the state "
-                      "does not allow it (live-mode prerequisites, no callback to rotate).",
+    409: ("Conflict", "A request with this Idempotency-Key is still in flight (with Retry-After), or the "
+                      "state does not allow it (live-mode prerequisites, no callback to rotate).",
           {**_RETRY_AFTER, **_REPLAYED}),
     413: ("PayloadTooLarge", f"The body is over {MAX_BODY_BYTES} bytes.", {}),
     415: ("UnsupportedMediaType", "The body is not sent as Content-Type: application/json.", {}),
     422: ("UnprocessableContent", "Invalid fields (each named in errors), or an Idempotency-Key reused with "
                                   "another request.", _REPLAYED),
-    503: ("ServiceUnavailable", "Kafka did not acknowledge the write: nothing was stored. Retry with the same "
-                                f"Idempotency-Key (Retry-After: {RETRY_AFTER_SECONDS}).",
+    503: ("ServiceUnavailable", "Kafka did not acknowledge the write: nothing was stored. Retry with the "
+                                f"same Idempotency-Key (Retry-After: {RETRY_AFTER_SECONDS}).",
           {"Retry-After": {**_headers()["RetryAfter"], "required": True}}),
 }
 
@@ -319,7 +336,8 @@ _PROBLEMS: dict[int, tuple[str, str, dict[str, Any]]] = {
 def _responses() -> dict[str, Any]:
     out = {}
     for name, description, headers in _PROBLEMS.values():
-        response: dict[str, Any] = {"description": description, "content": _json_content(_ref("Problem"), PROBLEM_JSON)}
+        response: dict[str, Any] = {"description": description,
+                                    "content": _json_content(_ref("Problem"), PROBLEM_JSON)}
         if headers:
             response["headers"] = headers
         out[name] = response
@@ -330,6 +348,13 @@ def _responses() -> dict[str, Any]:
 
 def _problem_responses(*codes: int) -> dict[str, Any]:
     return {str(code): _ref(_PROBLEMS[code][0], "responses") for code in sorted(set(codes))}
+
+
+def _success(status: int, description: str, schema: str, *, replayable: bool = False) -> dict[str, Any]:
+    response: dict[str, Any] = {"description": description, "content": _json_content(_ref(schema))}
+    if replayable:
+        response["headers"] = _REPLAYED
+    return {str(status): response}
 
 
 def _operation(operation_id: str, summary: str, tag: str, security: str | None, responses: dict[str, Any], *,
@@ -345,112 +370,119 @@ def _operation(operation_id: str, summary: str, tag: str, security: str | None, 
     return operation
 
 
-def _success(status: int, description: str, schema: str, *, replayable: bool = False) -> dict[str, Any]:
-    response: dict[str, Any] = {"description": description, "content": _json_content(_ref(schema))}
-    if replayable:
-        response["headers"] = _REPLAYED
-    return {str(status): response}
+@dataclass(frozen=True)
+class _Group:
+    """Operations under one tag and one credential."""
+
+    tag: str
+    security: str
+
+    def read(self, operation_id: str, summary: str, schema: str, *problems: int,
+             parameters: tuple[str, ...] = ()) -> dict[str, Any]:
+        responses = {**_success(200, "OK", schema), **_problem_responses(401, *problems)}
+        return _operation(operation_id, summary, self.tag, self.security, responses, parameters=parameters)
+
+    def mutating(self, operation_id: str, summary: str, answer: tuple[int, str], *problems: int,
+                 body: str | None = None) -> dict[str, Any]:
+        """A POST, PUT, PATCH or DELETE: Idempotency-Key required, answers replayable, and the errors
+        every write can meet (415 only where there is a body to read)."""
+        status, schema = answer
+        codes = (400, 401, 409, 413, 422, *problems, *((415,) if body else ()))
+        responses = {**_success(status, summary, schema, replayable=True), **_problem_responses(*codes)}
+        return _operation(operation_id, summary, self.tag, self.security, responses,
+                          parameters=("IdempotencyKey",), body=body)
 
 
-def _read(operation_id: str, summary: str, tag: str, security: str, schema: str, *problems: int,
-          parameters: tuple[str, ...] = ()) -> dict[str, Any]:
-    responses = {**_success(200, "OK", schema), **_problem_responses(401, *problems)}
-    return _operation(operation_id, summary, tag, security, responses, parameters=parameters)
-
-
-def _mutating(operation_id: str, summary: str, tag: str, security: str, status: int, schema: str, *problems: int,
-              body: str | None = None) -> dict[str, Any]:
-    """A POST/PUT/PATCH/DELETE: Idempotency-Key required, its answers replayable, and the errors
-    every write can meet (a body's 415 only where there is a body to read)."""
-    codes = (400, 401, 409, 413, 422, *problems, *((415,) if body else ()))
-    responses = {**_success(status, summary, schema, replayable=True), **_problem_responses(*codes)}
-    return _operation(operation_id, summary, tag, security, responses, parameters=("IdempotencyKey",), body=body)
-
-
-def _with_path_parameters(*names: str, **operations: dict[str, Any]) -> dict[str, Any]:
+def _in_path(*names: str, **operations: dict[str, Any]) -> dict[str, Any]:
+    """A path item whose operations share path parameters."""
     return {"parameters": [_ref(name, "parameters") for name in names], **operations}
 
 
+def _public(operation_id: str, summary: str, status: int, description: str, content: dict[str, Any],
+            *more: tuple[int, str, dict[str, Any]]) -> dict[str, Any]:
+    responses = {str(code): {"description": text, "content": body}
+                 for code, text, body in [(status, description, content), *more]}
+    return {"get": _operation(operation_id, summary, "operations", None, responses)}
+
+
 def _paths() -> dict[str, Any]:
-    in_project = ("ProjectId",)
+    ingest = _Group("ingest", API_KEY)
+    projects = _Group("projects", OPERATOR_TOKEN)
+    keys = _Group("api-keys", OPERATOR_TOKEN)
+    callback = _Group("repair-callback", OPERATOR_TOKEN)
+    destinations = _Group("alert-destinations", OPERATOR_TOKEN)
+    audit = _Group("audit-log", OPERATOR_TOKEN)
     paging = ("Cursor", "Limit")
+    readiness = _json_content(_ref("Readiness"))
     return {
-        # Ingest: API key; the key's project is the only one it sees.
-        "/api/v1/receipt": {"post": _mutating(
-            "postReceipt", "Accepted: Kafka has the receipt; the flow is pending.", "ingest", API_KEY, 202,
-            "ReceiptAccepted", 503, body="ReceiptBody")},
-        "/api/v1/result": {"post": _mutating(
-            "postResult", "Accepted: Kafka has the result.", "ingest", API_KEY, 202, "ResultAccepted", 503,
+        "/api/v1/receipt": {"post": ingest.mutating(
+            "postReceipt", "Accepted: Kafka has the receipt; the flow is pending.", (202, "ReceiptAccepted"),
+            503, body="ReceiptBody")},
+        "/api/v1/result": {"post": ingest.mutating(
+            "postResult", "Accepted: Kafka has the result.", (202, "ResultAccepted"), 503,
             body="ResultBody")},
-        "/api/v1/flows/{reference}": _with_path_parameters("Reference", get=_read(
-            "getFlow", "A flow's current state (a receipt shows up within about a second).", "ingest", API_KEY,
-            "Flow", 404)),
+        "/api/v1/flows/{reference}": _in_path("FlowReference", get=ingest.read(
+            "getFlow", "A flow's current state (a receipt shows up within about a second).", "Flow", 404)),
 
-        # Operators: operator token; an operator sees the projects they belong to (admins: all).
         "/api/v1/projects": {
-            "post": _mutating("createProject", "Created (test mode); you become a member.", "projects",
-                              OPERATOR_TOKEN, 201, "Project", body="ProjectCreate"),
-            "get": _read("listProjects", "Projects you can see, newest first.", "projects", OPERATOR_TOKEN,
-                         "ProjectPage", 400, parameters=paging),
+            "post": projects.mutating("createProject", "Created, in test mode; you become a member.",
+                                      (201, "Project"), body="ProjectCreate"),
+            "get": projects.read("listProjects", "The projects you can see, newest first.", "ProjectPage",
+                                 400, parameters=paging),
         },
-        PROJECT: _with_path_parameters(
-            *in_project,
-            get=_read("getProject", "A project.", "projects", OPERATOR_TOKEN, "Project", 404),
-            patch=_mutating("updateProject", "Updated.", "projects", OPERATOR_TOKEN, 200, "Project", 404,
-                            body="ProjectUpdate"),
+        PROJECT: _in_path(
+            "ProjectId",
+            get=projects.read("getProject", "A project.", "Project", 404),
+            patch=projects.mutating("updateProject", "Updated.", (200, "Project"), 404, body="ProjectUpdate"),
         ),
-        PROJECT + "/keys": _with_path_parameters(
-            *in_project,
-            post=_mutating("createApiKey", "Created; the only answer that shows the key.", "api-keys",
-                           OPERATOR_TOKEN, 201, "ApiKeyCreated", 404, body="ApiKeyCreate"),
-            get=_read("listApiKeys", "The project's API keys, live and revoked.", "api-keys", OPERATOR_TOKEN,
-                      "ApiKeyList", 404),
+        PROJECT + "/keys": _in_path(
+            "ProjectId",
+            post=keys.mutating("createApiKey", "Created; the only answer that shows the key.",
+                               (201, "ApiKeyCreated"), 404, body="ApiKeyCreate"),
+            get=keys.read("listApiKeys", "The project's API keys, live and revoked.", "ApiKeyList", 404),
         ),
-        PROJECT + "/keys/{key_id}/revoke": _with_path_parameters(
-            *in_project, "KeyId",
-            post=_mutating("revokeApiKey", "Revoked (refused everywhere within 5 s); revoking again is a no-op.",
-                           "api-keys", OPERATOR_TOKEN, 200, "ApiKey", 404),
+        PROJECT + "/keys/{key_id}/revoke": _in_path(
+            "ProjectId", "KeyId",
+            post=keys.mutating("revokeApiKey", "Revoked: refused everywhere within 5 s. Revoking again "
+                               "changes nothing.", (200, "ApiKey"), 404),
         ),
-        PROJECT + "/repair-callback": _with_path_parameters(
-            *in_project,
-            put=_mutating("setRepairCallback", "Set, with a new signing secret shown this once.", "repair-callback",
-                          OPERATOR_TOKEN, 200, "RepairCallbackSecret", 404, body="RepairCallbackSet"),
-            get=_read("getRepairCallback", "The callback URL and when its secrets were made.", "repair-callback",
-                      OPERATOR_TOKEN, "RepairCallback", 404),
+        PROJECT + "/repair-callback": _in_path(
+            "ProjectId",
+            put=callback.mutating("setRepairCallback", "Set, with a new signing secret shown this once.",
+                                  (200, "RepairCallbackSecret"), 404, body="RepairCallbackSet"),
+            get=callback.read("getRepairCallback", "The callback URL, and when its secrets were made.",
+                              "RepairCallback", 404),
         ),
-        PROJECT + "/repair-callback/rotate-secret": _with_path_parameters(
-            *in_project,
-            post=_mutating("rotateRepairCallbackSecret", "Rotated: the new secret, shown this once; the old one "
-                           "still signs for 24 h.", "repair-callback", OPERATOR_TOKEN, 200, "RepairCallbackSecret",
-                           404),
+        PROJECT + "/repair-callback/rotate-secret": _in_path(
+            "ProjectId",
+            post=callback.mutating("rotateRepairCallbackSecret", "Rotated: the new secret, shown this once; "
+                                   "the old one still signs for 24 h.", (200, "RepairCallbackSecret"), 404),
         ),
-        PROJECT + "/alert-destinations": _with_path_parameters(
-            *in_project,
-            post=_mutating("createAlertDestination", "Added.", "alert-destinations", OPERATOR_TOKEN, 201,
-                           "AlertDestination", 404, body="AlertDestinationCreate"),
-            get=_read("listAlertDestinations", "The project's alert destinations.", "alert-destinations",
-                      OPERATOR_TOKEN, "AlertDestinationList", 404),
+        PROJECT + "/alert-destinations": _in_path(
+            "ProjectId",
+            post=destinations.mutating("createAlertDestination", "Added.", (201, "AlertDestination"), 404,
+                                       body="AlertDestinationCreate"),
+            get=destinations.read("listAlertDestinations", "The project's alert destinations.",
+                                  "AlertDestinationList", 404),
         ),
-        PROJECT + "/alert-destinations/{destination_id}": _with_path_parameters(
-            *in_project, "DestinationId",
-            delete=_mutating("deleteAlertDestination", "Removed; the answer is what was removed.",
-                             "alert-destinations", OPERATOR_TOKEN, 200, "AlertDestination", 404),
+        PROJECT + "/alert-destinations/{destination_id}": _in_path(
+            "ProjectId", "DestinationId",
+            delete=destinations.mutating("deleteAlertDestination", "Removed; the answer is what was removed.",
+                                         (200, "AlertDestination"), 404),
         ),
-        PROJECT + "/audit-log": _with_path_parameters(
-            *in_project,
-            get=_read("listAuditLog", "The project's audit log, newest first.", "audit-log", OPERATOR_TOKEN,
-                      "AuditEntryPage", 400, 404, parameters=paging),
+        PROJECT + "/audit-log": _in_path(
+            "ProjectId",
+            get=audit.read("listAuditLog", "The project's audit log, newest first.", "AuditEntryPage",
+                           400, 404, parameters=paging),
         ),
 
-        # Operations: no credentials.
-        "/healthz": {"get": _operation("getHealth", "The process is up.", "operations", None,
-                                       _success(200, "Up.", "Health"))},
-        "/readyz": {"get": _operation("getReadiness", "Kafka and PostgreSQL answer.", "operations", None, {
-            **_success(200, "Ready.", "Readiness"), **_success(503, "Not ready.", "Readiness")})},
-        "/metrics": {"get": _operation("getMetrics", "Prometheus metrics.", "operations", None, {
-            "200": {"description": "Prometheus text format.", "content": {"text/plain": {"schema": {"type": "string"}}}}})},
-        "/api/v1/openapi.json": {"get": _operation("getOpenApiDocument", "This document.", "operations", None, {
-            "200": {"description": "OpenAPI 3.1.", "content": _json_content({"type": "object"})}})},
+        "/healthz": _public("getHealth", "The process is up.", 200, "Up.", _json_content(_ref("Health"))),
+        "/readyz": _public("getReadiness", "Kafka and PostgreSQL answer.", 200, "Ready.", readiness,
+                           (503, "Not ready.", readiness)),
+        "/metrics": _public("getMetrics", "Prometheus metrics.", 200, "Prometheus text format.",
+                            _json_content({"type": "string"}, "text/plain")),
+        "/api/v1/openapi.json": _public("getOpenApiDocument", "This document.", 200, "OpenAPI 3.1.",
+                                        _json_content({"type": "object"})),
     }
 
 
@@ -470,17 +502,18 @@ def _build() -> dict[str, Any]:
         "info": {
             "title": "SendPromptly API", "version": "1",
             "description": (
-                "Catches 'paid but not applied'. Ingest (receipts, results, flows) takes a project's API key; "
-                "the operator API takes an operator's personal token. JSON in and out; errors are RFC 9457 "
-                f"application/problem+json. Bodies at most {MAX_BODY_BYTES} bytes. Every POST, PUT, PATCH and "
-                "DELETE needs an Idempotency-Key."
+                "Catches 'paid but not applied'. Ingest (receipts, results, flows) takes a project's "
+                "API key; the operator API takes an operator's personal token. JSON in and out; errors "
+                f"are RFC 9457 application/problem+json. Bodies at most {MAX_BODY_BYTES} bytes. Every "
+                "POST, PUT, PATCH and DELETE needs an Idempotency-Key."
             ),
         },
         "tags": [
             {"name": "ingest", "description": "Receipts and results in, flow state out (API key)."},
             {"name": "projects"}, {"name": "api-keys"}, {"name": "repair-callback"},
             {"name": "alert-destinations"}, {"name": "audit-log"},
-            {"name": "operations", "description": "Health, readiness, metrics, this document (no credentials)."},
+            {"name": "operations",
+             "description": "Health, readiness, metrics and this document; no credentials."},
         ],
         "paths": _paths(),
         "components": {

@@ -65,7 +65,8 @@ def decode_cursor(request: web.Request, arity: int) -> list[Any] | None:
 
 def limit_param(request: web.Request, default: int = 50, maximum: int = 200) -> int:
     raw = request.query.get("limit", str(default))
-    if not raw.isdigit() or not 1 <= int(raw) <= maximum:
+    # isdigit() alone accepts "²"; the length bound keeps int() off absurdly long strings.
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 6) or not 1 <= int(raw) <= maximum:
         raise Problem(400, "invalid-limit", "Invalid limit", f"limit must be a whole number from 1 to {maximum}.",
                       errors=[("limit", f"must be 1 to {maximum}")])
     return int(raw)

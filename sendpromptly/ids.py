@@ -7,6 +7,7 @@ replayed stream produces the same id again (DESIGN.md §4).
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 
 _ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
@@ -19,6 +20,14 @@ def _base62(data: bytes) -> str:
         number, digit = divmod(number, 62)
         out.append(_ALPHABET[digit])
     return "".join(reversed(out)) or "0"
+
+
+_ID_RE = re.compile(r"[a-z]{2,4}_[0-9A-Za-z]{1,32}")
+
+
+def is_well_formed(prefix: str, value: str) -> bool:
+    """Could ``value`` be an id of this kind? Lets callers answer 404 before querying for garbage."""
+    return value.startswith(prefix + "_") and _ID_RE.fullmatch(value) is not None
 
 
 def new_id(prefix: str) -> str:

@@ -37,6 +37,8 @@ def check_url_syntax(url: str, *, require_https: bool) -> str:
     """Scheme, host, no credentials; returns the URL unchanged when it passes."""
     if not isinstance(url, str) or not url or len(url) > MAX_URL_CHARS:
         raise TargetError(f"must be a URL of at most {MAX_URL_CHARS} characters")
+    if any(ch.isspace() or not ch.isprintable() for ch in url):
+        raise TargetError("must not contain spaces or control characters")
     try:
         parts = urlsplit(url)
         port = parts.port
@@ -51,8 +53,6 @@ def check_url_syntax(url: str, *, require_https: bool) -> str:
         raise TargetError("must not contain credentials (user:password@); authenticate with the signature instead")
     if parts.fragment:
         raise TargetError("must not contain a #fragment")
-    if any(ch.isspace() for ch in url):
-        raise TargetError("must not contain spaces")
     del port
     return url
 

@@ -145,11 +145,11 @@ def parse_timestamp(value: str) -> datetime | None:
     """Parse RFC 3339 into an aware UTC datetime; ``None`` when it is not one."""
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
-    except ValueError:
+        if parsed.tzinfo is None:
+            return None
+        return parsed.astimezone(UTC)
+    except (ValueError, OverflowError):  # OverflowError: year 1 with a positive offset, and the like
         return None
-    if parsed.tzinfo is None:
-        return None
-    return parsed.astimezone(UTC)
 
 
 def format_timestamp(moment: datetime) -> str:

@@ -20,7 +20,7 @@ def entry_document(row: AuditRow) -> dict[str, object]:
 async def list_(request: web.Request) -> web.Response:
     limit = limit_param(request)
     cursor = decode_cursor(request, 1)
-    if cursor is not None and not isinstance(cursor[0], int):
+    if cursor is not None and not (type(cursor[0]) is int and 0 <= cursor[0] < 2**63):
         raise Problem(400, "invalid-cursor", "Invalid cursor", "The cursor is not one this API gave out.")
     async with request.app[POOL].connection() as conn:
         project = await visible_project(request, conn)

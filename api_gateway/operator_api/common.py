@@ -10,6 +10,7 @@ from psycopg import AsyncConnection
 from api_gateway.problems import Problem
 from api_gateway.responses import json_document
 from api_gateway.state import OPERATOR
+from sendpromptly.ids import is_well_formed
 from store import audit
 from store.operators import Operator
 from store.projects import Project, get_project
@@ -31,7 +32,7 @@ def project_not_found(project_id: str) -> Problem:
 
 async def visible_project(request: web.Request, conn: AsyncConnection, project_id: str | None = None) -> Project:
     project_id = project_id or request.match_info["project_id"]
-    if not operator_of(request).can_see(project_id):
+    if not is_well_formed("prj", project_id) or not operator_of(request).can_see(project_id):
         raise project_not_found(project_id)
     project = await get_project(conn, project_id)
     if project is None:
@@ -47,6 +48,14 @@ async def record_audit(conn: AsyncConnection, request: web.Request, *, project_i
         data=json_document({"operator_email": operator_of(request).email, **(data or {})}),
         source_address=request.remote,
     )
+
+
+def path_id(request: web.Request, name: str, prefix: str, not_found: Problem) -> str:
+    """A resource id from the path; one that is not even well formed names nothing: 404."""
+    value = request.match_info[name]
+    if not is_well_formed(prefix, value):
+        raise not_found
+    return value
 
 
 def project_document(project: Project) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from psycopg import AsyncConnection
 from api_gateway.http_input import parsed_body
 from api_gateway.idempotency import run_idempotent
 from api_gateway.operator_api.bodies import parse_destination
-from api_gateway.operator_api.common import operator_of, record_audit, visible_project
+from api_gateway.operator_api.common import operator_of, path_id, record_audit, visible_project
 from api_gateway.problems import Problem, invalid_fields
 from api_gateway.responses import json_response
 from api_gateway.state import POOL, SETTINGS
@@ -54,11 +54,12 @@ async def list_(request: web.Request) -> web.Response:
 async def delete(request: web.Request) -> web.Response:
     async def action(conn: AsyncConnection) -> web.Response:
         project = await visible_project(request, conn)
-        destination_id = request.match_info["destination_id"]
+        not_found = Problem(404, "destination-not-found", "Alert destination not found",
+                            f"No alert destination {request.match_info['destination_id']!r} in this project.")
+        destination_id = path_id(request, "destination_id", "dst", not_found)
         removed = await destinations.remove_destination(conn, project.id, destination_id)
         if removed is None:
-            raise Problem(404, "destination-not-found", "Alert destination not found",
-                          f"No alert destination {destination_id!r} in this project.")
+            raise not_found
         await record_audit(conn, request, project_id=project.id, action="destination.removed", target=removed.id,
                            data={"type": removed.type, "target": removed.target})
         return json_response(200, destination_document(removed))

@@ -8,7 +8,7 @@ from psycopg import AsyncConnection
 from api_gateway.http_input import parsed_body
 from api_gateway.idempotency import run_idempotent, with_secret_redacted
 from api_gateway.operator_api.bodies import parse_key_create
-from api_gateway.operator_api.common import operator_of, record_audit, visible_project
+from api_gateway.operator_api.common import operator_of, path_id, record_audit, visible_project
 from api_gateway.problems import Problem
 from api_gateway.responses import json_document, json_response
 from api_gateway.state import POOL
@@ -57,11 +57,13 @@ async def list_(request: web.Request) -> web.Response:
 async def revoke(request: web.Request) -> web.Response:
     async def action(conn: AsyncConnection) -> web.Response:
         project = await visible_project(request, conn)
-        key_id = request.match_info["key_id"]
+        not_found = Problem(404, "key-not-found", "API key not found",
+                            f"No API key {request.match_info['key_id']!r} in this project.")
+        key_id = path_id(request, "key_id", "key", not_found)
         before = await projects.get_api_key(conn, project.id, key_id)
         revoked = await projects.revoke_api_key(conn, project.id, key_id)
         if revoked is None or before is None:
-            raise Problem(404, "key-not-found", "API key not found", f"No API key {key_id!r} in this project.")
+            raise not_found
         if before.revoked_at is None:
             await record_audit(conn, request, project_id=project.id, action="api_key.revoked", target=key_id,
                                data={"label": revoked.label, "prefix": revoked.prefix})

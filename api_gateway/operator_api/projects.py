@@ -12,6 +12,7 @@ from api_gateway.operator_api.common import operator_of, project_document, recor
 from api_gateway.problems import Problem
 from api_gateway.responses import decode_cursor, json_response, limit_param, page
 from api_gateway.state import POOL, SETTINGS
+from sendpromptly.ids import is_well_formed
 from sendpromptly.targets import TargetError, check_url
 from store import destinations, operators, projects
 from store.projects import Project
@@ -42,7 +43,7 @@ async def list_(request: web.Request) -> web.Response:
     before = None
     if cursor is not None:
         at = parse_timestamp(str(cursor[0]))
-        if at is None:
+        if at is None or not is_well_formed("prj", str(cursor[1])):
             raise Problem(400, "invalid-cursor", "Invalid cursor", "The cursor is not one this API gave out.")
         before = (at, str(cursor[1]))
     async with request.app[POOL].connection() as conn:
