@@ -58,8 +58,8 @@ PRINTABLE = f"^{_PRINTABLE_CHAR}*$"
 # ... and at least one character that is not a space (``value.strip()`` is not empty).
 PRINTABLE_NOT_BLANK = rf"^{_PRINTABLE_CHAR}*[^\x00-\x20\x7f-\x9f]{_PRINTABLE_CHAR}*$"
 # ``check_url_syntax``: http(s) (the scheme is case-insensitive), a host, no user:password@, no
-# #fragment, no whitespace.
-_URL_REST = r"://[^\s/?#@]+(?:[/?][^\s#]*)?$"
+# #fragment, nothing but printable characters other than whitespace.
+_URL_REST = r"://[^\s\x00-\x1f\x7f-\x9f/?#@]+(?:[/?][^\s\x00-\x1f\x7f-\x9f#]*)?$"
 HTTP_URL = "^[Hh][Tt][Tt][Pp][Ss]?" + _URL_REST
 HTTPS_URL = "^[Hh][Tt][Tt][Pp][Ss]" + _URL_REST
 TIMESTAMP = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$"
@@ -217,9 +217,9 @@ def _schemas() -> dict[str, Any]:
 
         # Repair callback
         "RepairCallbackSet": _object({"url": _string(
-            f"An http(s) URL of at most {MAX_URL_CHARS} characters with a host and a valid port, without "
-            "user:password@, #fragment or whitespace. https in live mode; a public address unless the server "
-            "allows private targets (SENDPROMPTLY_ALLOW_PRIVATE_TARGETS).",
+            f"An http(s) URL of at most {MAX_URL_CHARS} printable characters with a host and a valid port, "
+            "without whitespace, user:password@ or #fragment. https in live mode; a host that resolves to "
+            "public addresses only, unless the server allows private targets.",
             minLength=1, maxLength=MAX_URL_CHARS, pattern=HTTP_URL)}),
         "RepairCallback": _object({
             "url": _nullable(_string()),

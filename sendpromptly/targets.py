@@ -63,6 +63,8 @@ async def resolve(host: str, port: int) -> list[str]:
         infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
         raise TargetError(f"host {host!r} does not resolve ({exc.strerror})") from None
+    except UnicodeError:  # IDNA refuses empty or over-long labels and some characters
+        raise TargetError(f"host {host!r} is not a valid host name") from None
     return sorted({info[4][0] for info in infos})
 
 
