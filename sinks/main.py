@@ -13,7 +13,6 @@ from sendpromptly.observability import configure_logging
 from sinks import read_model
 from sinks.runner import SinkRunner, serve_health
 from store.db import open_pool
-from topics import AUDIT
 
 SINK_NAMES = (read_model.NAME,)
 
@@ -21,7 +20,7 @@ SINK_NAMES = (read_model.NAME,)
 async def _run(settings: Settings, name: str) -> None:
     pool = await open_pool(settings.database_url, max_size=4)
     sink = read_model.ReadModelSink(pool)
-    runner = SinkRunner(settings, name=name, topic=AUDIT, handle=sink.handle)
+    runner = SinkRunner(settings, name=name, handlers=sink.handlers())
     health = await serve_health(runner, settings.http_host, settings.sink_metrics_port)
     task = asyncio.create_task(runner.run())
     loop = asyncio.get_running_loop()

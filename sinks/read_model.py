@@ -1,34 +1,61 @@
-"""The read-model sink: copies each flow transition from the audit topic into PostgreSQL."""
+"""The read-model sink: copies each flow transition from the audit topic, and each incident event
+from the incidents topic, into PostgreSQL."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from aiokafka import ConsumerRecord
+from psycopg import AsyncConnection
 from psycopg.errors import ForeignKeyViolation
 from psycopg_pool import AsyncConnectionPool
 
-from sinks.runner import Unprocessable
+from sinks.runner import Handler, Unprocessable
 from store.flows import FlowView, upsert_flow
-from topics import AuditEvent, decode
+from store.incidents import apply_event
+from topics import AUDIT, INCIDENTS, AuditEvent, IncidentEvent, TopicSpec, decode
 from topics.fields import parse_timestamp
 
 NAME = "read-model"
 FLOW_ACTION_PREFIX = "flow."
+# What each kind of incident event must carry for the read model to use it; the schema leaves
+# these optional because they belong to one kind each.
+REQUIRED_BY_TYPE = {
+    "opened": ("reason", "deadline"),
+    "resolved": ("resolution",),
+    "reprocess_requested": ("replay_id",),
+}
 
 
 class ReadModelSink:
     def __init__(self, pool: AsyncConnectionPool):
         self._pool = pool
 
-    async def handle(self, record: ConsumerRecord) -> None:
+    def handlers(self) -> dict[TopicSpec, Handler]:
+        return {AUDIT: self.handle_audit, INCIDENTS: self.handle_incident}
+
+    async def handle_audit(self, record: ConsumerRecord) -> None:
         event = decode(AuditEvent, record.value)
         if not event.action.startswith(FLOW_ACTION_PREFIX):
             return
         flow = flow_from_event(event)
+        await self._write(event.project_id, lambda conn: upsert_flow(conn, flow))
+
+    async def handle_incident(self, record: ConsumerRecord) -> None:
+        event = decode(IncidentEvent, record.value)
+        missing = [name for name in REQUIRED_BY_TYPE.get(event.type, ()) if getattr(event, name) is None]
+        if missing:
+            raise Unprocessable("invalid_incident_event",
+                                f"an {event.type!r} event needs {', '.join(missing)}")
+        await self._write(event.project_id, lambda conn: apply_event(conn, event))
+
+    async def _write(self, project_id: str | None,
+                     write: Callable[[AsyncConnection], Awaitable[object]]) -> None:
         try:
             async with self._pool.connection() as conn:
-                await upsert_flow(conn, flow)
+                await write(conn)
         except ForeignKeyViolation:
-            raise Unprocessable("unknown_project", f"{event.project_id} does not exist") from None
+            raise Unprocessable("unknown_project", f"{project_id} does not exist") from None
 
 
 def flow_from_event(event: AuditEvent) -> FlowView:

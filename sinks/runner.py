@@ -1,16 +1,16 @@
-"""What every sink shares: a consumer group on one topic, at-least-once, with dead letters.
+"""What every sink shares: a consumer group on its topics, at-least-once, with dead letters.
 
-A sink supplies ``handle(record)``; this loop commits offsets only after a batch was handled, sends
-records that can never be handled (``SchemaError``, ``Unprocessable``) to the dead-letter topic with
-the reason, and retries a batch whose handling failed for a passing reason (the database restarting)
-without losing or skipping anything.
+A sink supplies one ``handle(record)`` per topic; this loop commits offsets only after a batch was
+handled, sends records that can never be handled (``SchemaError``, ``Unprocessable``) to the
+dead-letter topic with the reason, and retries a batch whose handling failed for a passing reason
+(the database restarting) without losing or skipping anything.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 
 from aiohttp import web
@@ -38,18 +38,18 @@ Handler = Callable[[ConsumerRecord], Awaitable[None]]
 
 
 class SinkRunner:
-    def __init__(self, settings: Settings, *, name: str, topic: TopicSpec, handle: Handler):
+    def __init__(self, settings: Settings, *, name: str, handlers: Mapping[TopicSpec, Handler]):
         self._settings = settings
         self.name = name
-        self._topic = topic.name(settings.topic_prefix)
+        # By topic name as the records carry it: each record goes to its own topic's handler.
+        self._handlers = {topic.name(settings.topic_prefix): handle for topic, handle in handlers.items()}
         self._deadletter_topic = DEADLETTER.name(settings.topic_prefix)
-        self._handle = handle
         self._group = f"{settings.topic_prefix}sendpromptly-sink-{name}"
         self.ready = asyncio.Event()
 
     async def run(self) -> None:
         consumer = AIOKafkaConsumer(
-            self._topic, bootstrap_servers=self._settings.kafka_bootstrap, group_id=self._group,
+            *self._handlers, bootstrap_servers=self._settings.kafka_bootstrap, group_id=self._group,
             enable_auto_commit=False, auto_offset_reset="earliest", max_poll_records=500,
         )
         producer = AIOKafkaProducer(
@@ -58,7 +58,7 @@ class SinkRunner:
         await producer.start()
         await consumer.start()
         self.ready.set()
-        log.info("sink %s consuming %s as group %s", self.name, self._topic, self._group)
+        log.info("sink %s consuming %s as group %s", self.name, ", ".join(self._handlers), self._group)
         try:
             while True:
                 batch = await consumer.getmany(timeout_ms=1000)
@@ -72,9 +72,10 @@ class SinkRunner:
             await producer.stop()
 
     async def _handle_until_done(self, record: ConsumerRecord, producer: AIOKafkaProducer) -> None:
+        handle = self._handlers[record.topic]
         while True:
             try:
-                await self._handle(record)
+                await handle(record)
                 return
             except SchemaError as exc:
                 await self._dead_letter(producer, record, exc.reason, exc.detail)

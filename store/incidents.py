@@ -1,0 +1,162 @@
+"""The incident read model: incidents and their replays, merged from incident events.
+
+``apply_event`` is safe to call any number of times, in any order, for the events of one incident:
+each column only ever moves one way (first opened, first acknowledged, resolved is final, the
+strongest resolution wins), so a redelivered or reordered event leaves the row as it was.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from psycopg import AsyncConnection
+
+from topics import IncidentEvent
+
+
+@dataclass(frozen=True)
+class Replay:
+    replay_id: str
+    requested_by: str
+    requested_at: datetime
+    attempts: int
+    outcome: str | None
+
+
+@dataclass(frozen=True)
+class Incident:
+    id: str
+    project_id: str
+    reference: str
+    mode: str
+    reason: str
+    status: str
+    opened_at: datetime
+    deadline: datetime
+    acknowledged_at: datetime | None
+    resolved_at: datetime | None
+    resolution: str | None
+    note: str | None
+    replays: tuple[Replay, ...] = ()
+
+
+_COLUMNS = ("id, project_id, reference, mode, reason, status, opened_at, deadline, acknowledged_at,"
+            " resolved_at, resolution, note")
+_REPLAY_COLUMNS = "replay_id, requested_by, requested_at, attempts, outcome"
+
+
+def _rank(row: str) -> str:
+    # A result that succeeded outranks a manual resolution: the agents emit outcome_succeeded only
+    # when the flow was still in incident as the result came, so that is what the flow says.
+    return f"coalesce(array_position(ARRAY['manual', 'outcome_succeeded'], {row}.resolution), 0)"
+
+
+# The incoming resolution wins over the stored one when it ranks higher, or ranks the same and
+# happened earlier: a total order, so the outcome does not depend on which event came first.
+_WINS = f"({_rank('EXCLUDED')}, i.resolved_at) > ({_rank('i')}, EXCLUDED.resolved_at)"
+
+_UPSERT = (
+    "INSERT INTO incidents AS i (id, project_id, reference, mode, reason, opened_at, deadline, status,"
+    "   acknowledged_at, resolved_at, resolution, note)"
+    " VALUES (%(id)s, %(project_id)s, %(reference)s, %(mode)s, %(reason)s, %(opened_at)s, %(deadline)s,"
+    "   %(status)s, %(acknowledged_at)s, %(resolved_at)s, %(resolution)s, %(note)s)"
+    " ON CONFLICT (id) DO UPDATE SET"
+    "   reason = coalesce(i.reason, EXCLUDED.reason),"
+    # least() skips NULLs: the earliest time any copy of the event carried.
+    "   opened_at = least(i.opened_at, EXCLUDED.opened_at),"
+    "   deadline = coalesce(i.deadline, EXCLUDED.deadline),"
+    "   acknowledged_at = least(i.acknowledged_at, EXCLUDED.acknowledged_at),"
+    # Resolved is final: a late "opened" never reopens.
+    "   status = CASE WHEN EXCLUDED.status = 'resolved' THEN 'resolved' ELSE i.status END,"
+    f"   resolved_at = CASE WHEN {_WINS} THEN EXCLUDED.resolved_at ELSE i.resolved_at END,"
+    f"   resolution = CASE WHEN {_WINS} THEN EXCLUDED.resolution ELSE i.resolution END,"
+    # The operator's note is kept even when a succeeded result outranks the manual resolution.
+    f"   note = CASE WHEN {_WINS} THEN coalesce(EXCLUDED.note, i.note)"
+    "     ELSE coalesce(i.note, EXCLUDED.note) END"
+)
+
+
+def _row(event: IncidentEvent) -> dict[str, Any]:
+    """The columns one event sets; the others stay NULL and the merge keeps what is stored."""
+    at = event.occurred_at
+    opened, resolved = event.type == "opened", event.type == "resolved"
+    return {
+        "id": event.incident_id, "project_id": event.project_id, "reference": event.reference,
+        "mode": event.mode, "deadline": event.deadline,
+        "reason": event.reason if opened else None,
+        "opened_at": at if opened else None,
+        "acknowledged_at": at if event.type == "acknowledged" else None,
+        "status": "resolved" if resolved else "open",
+        "resolved_at": at if resolved else None,
+        "resolution": event.resolution if resolved else None,
+        "note": event.note if resolved else None,
+    }
+
+
+async def apply_event(conn: AsyncConnection, event: IncidentEvent) -> None:
+    """Merge one incident event into the read model (see the module's docstring)."""
+    async with conn.transaction():
+        await conn.execute(_UPSERT, _row(event))
+        if event.type == "reprocess_requested":
+            await conn.execute(
+                "INSERT INTO replays (replay_id, incident_id, requested_by, requested_at)"
+                " VALUES (%s, %s, %s, %s)"
+                # A retried request carries the same replay id: still one replay, first time kept.
+                " ON CONFLICT (replay_id) DO UPDATE SET requested_at = least(replays.requested_at,"
+                "   EXCLUDED.requested_at)",
+                (event.replay_id, event.incident_id, event.actor, event.occurred_at),
+            )
+
+
+async def get_incident(conn: AsyncConnection, incident_id: str, *, lock: bool = False) -> Incident | None:
+    """An incident that has opened; ``lock`` holds its row until the transaction ends, so that two
+    operator actions on one incident take turns."""
+    rows = await (await conn.execute(
+        f"SELECT {_COLUMNS} FROM incidents WHERE id = %s AND opened_at IS NOT NULL"
+        + (" FOR UPDATE" if lock else ""),
+        (incident_id,),
+    )).fetchall()
+    found = await _with_replays(conn, rows)
+    return found[0] if found else None
+
+
+async def incident_for_flow(conn: AsyncConnection, project_id: str, reference: str) -> Incident | None:
+    """The flow's newest incident, if one has opened."""
+    rows = await (await conn.execute(
+        f"SELECT {_COLUMNS} FROM incidents WHERE project_id = %s AND reference = %s AND opened_at IS NOT NULL"
+        " ORDER BY opened_at DESC, id DESC LIMIT 1",
+        (project_id, reference),
+    )).fetchall()
+    found = await _with_replays(conn, rows)
+    return found[0] if found else None
+
+
+async def list_incidents(conn: AsyncConnection, project_id: str, *, status: str | None,
+                         before: tuple[datetime, str] | None, limit: int) -> list[Incident]:
+    """Newest first (by opened_at, then id), optionally only open or only resolved ones."""
+    rows = await (await conn.execute(
+        f"SELECT {_COLUMNS} FROM incidents"
+        " WHERE project_id = %(project)s AND opened_at IS NOT NULL"
+        " AND (%(status)s::text IS NULL OR status = %(status)s)"
+        " AND (%(at)s::timestamptz IS NULL OR (opened_at, id) < (%(at)s, %(id)s))"
+        " ORDER BY opened_at DESC, id DESC LIMIT %(limit)s",
+        {"project": project_id, "status": status, "at": before[0] if before else None,
+         "id": before[1] if before else None, "limit": limit},
+    )).fetchall()
+    return await _with_replays(conn, rows)
+
+
+async def _with_replays(conn: AsyncConnection, rows: list[dict[str, Any]]) -> list[Incident]:
+    if not rows:
+        return []
+    replays: dict[str, list[Replay]] = {row["id"]: [] for row in rows}
+    found = await (await conn.execute(
+        f"SELECT incident_id, {_REPLAY_COLUMNS} FROM replays WHERE incident_id = ANY(%s)"
+        " ORDER BY requested_at, replay_id",
+        (list(replays),),
+    )).fetchall()
+    for replay in found:
+        replays[replay.pop("incident_id")].append(Replay(**replay))
+    return [Incident(**row, replays=tuple(replays[row["id"]])) for row in rows]
