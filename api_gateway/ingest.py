@@ -9,6 +9,7 @@ from prometheus_client import Counter
 
 from api_gateway.http_input import idempotency_key, parsed_body
 from api_gateway.idempotency import run_idempotent_publish
+from api_gateway.incident_document import incident_document
 from api_gateway.ingest_bodies import parse_receipt, parse_result
 from api_gateway.problems import Problem
 from api_gateway.publisher import PublishUnavailable
@@ -16,6 +17,7 @@ from api_gateway.responses import json_response
 from api_gateway.snapshots import seal
 from api_gateway.state import POOL, PROJECT, PUBLISHER, SETTINGS, SNAPSHOT_KEYRING
 from store.flows import FlowView, get_flow
+from store.incidents import Incident, incident_for_flow
 from store.projects import Project
 from topics import RECEIPTS, RESULTS, Receipt, Result, encode, flow_key
 from topics.fields import MAX_REFERENCE_CHARS
@@ -87,19 +89,21 @@ async def get_flow_state(request: web.Request) -> web.Response:
     project: Project = request[PROJECT]
     reference = request.match_info["reference"]
     # A reference that breaks the field rules (e.g. holds a NUL) was never accepted: nothing to find.
-    flow = None
+    flow = incident = None
     if reference.isprintable() and 1 <= len(reference) <= MAX_REFERENCE_CHARS:
         async with request.app[POOL].connection() as conn:
             flow = await get_flow(conn, project.id, reference)
+            if flow is not None:
+                incident = await incident_for_flow(conn, project.id, reference)
     if flow is None:
         raise Problem(
             404, "flow-not-found", "Flow not found",
             f"No flow with reference {reference!r} in this project (yet: a receipt shows up within a second or so).",
         )
-    return json_response(200, flow_document(flow))
+    return json_response(200, flow_document(flow, incident))
 
 
-def flow_document(flow: FlowView) -> dict[str, object]:
+def flow_document(flow: FlowView, incident: Incident | None = None) -> dict[str, object]:
     doc: dict[str, object] = {
         "project_id": flow.project_id, "reference": flow.reference, "mode": flow.mode, "status": flow.status,
         "event_type": flow.event_type, "effect_type": flow.effect_type,
@@ -109,4 +113,6 @@ def flow_document(flow: FlowView) -> dict[str, object]:
         doc["applied_at"] = flow.applied_at
     if flow.incident_id is not None:
         doc["incident_id"] = flow.incident_id
+    if incident is not None:
+        doc["incident"] = incident_document(incident)
     return doc

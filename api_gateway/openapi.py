@@ -25,7 +25,13 @@ from agents.flow import Status as FlowStatus
 from api_gateway.http_input import _IDEMPOTENCY_KEY_RE, MAX_BODY_BYTES
 from api_gateway.ingest import RETRY_AFTER_SECONDS
 from api_gateway.ingest_bodies import MAX_PAYLOAD_BYTES, MAX_TIMEOUT_MINUTES
-from api_gateway.operator_api.bodies import MAX_LABEL_CHARS, MAX_NAME_CHARS, TIMEOUT_MINUTES_RANGE
+from api_gateway.operator_api.bodies import (
+    MAX_LABEL_CHARS,
+    MAX_NAME_CHARS,
+    MAX_NOTE_BYTES,
+    TIMEOUT_MINUTES_RANGE,
+)
+from api_gateway.operator_api.incidents import STATUSES as INCIDENT_STATUSES
 from api_gateway.problems import CONTENT_TYPE as PROBLEM_JSON
 from api_gateway.problems import PROBLEM_TYPE_BASE
 from api_gateway.responses import limit_param
@@ -41,11 +47,13 @@ from topics.fields import (
     MODES,
     RESULT_STATUSES,
 )
+from topics.messages import INCIDENT_REASONS, RESOLUTIONS
 
 JSON = "application/json"
 API_KEY = "apiKey"
 OPERATOR_TOKEN = "operatorToken"
 PROJECT = "/api/v1/projects/{project_id}"
+INCIDENT = "/api/v1/incidents/{incident_id}"
 
 _LIMIT = inspect.signature(limit_param).parameters
 LIMIT_DEFAULT, LIMIT_MAX = _LIMIT["default"].default, _LIMIT["maximum"].default
@@ -62,6 +70,9 @@ PRINTABLE_NOT_BLANK = rf"^{_PRINTABLE_CHAR}*[^\x00-\x20\x7f-\x9f]{_PRINTABLE_CHA
 _URL_REST = r"://[^\s\x00-\x1f\x7f-\x9f/?#@]+(?:[/?][^\s\x00-\x1f\x7f-\x9f#]*)?$"
 HTTP_URL = "^[Hh][Tt][Tt][Pp][Ss]?" + _URL_REST
 HTTPS_URL = "^[Hh][Tt][Tt][Pp][Ss]" + _URL_REST
+# A resolution note: printable characters, newlines and tabs, and not only whitespace.
+_NOTE_CHAR = r"[^\x00-\x08\x0b-\x1f\x7f-\x9f]"
+NOTE = rf"^{_NOTE_CHAR}*[^\x00-\x20\x7f-\x9f]{_NOTE_CHAR}*$"
 TIMESTAMP = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$"
 
 
@@ -184,7 +195,7 @@ def _schemas() -> dict[str, Any]:
             "project_id": _id("prj"), "reference": _string(), "mode": mode,
             "status": _string(enum=[s.value for s in FlowStatus]), "event_type": _string(),
             "effect_type": _string(), "received_at": timestamp, "deadline": timestamp,
-        }, {"applied_at": timestamp, "incident_id": _id("inc")}),
+        }, {"applied_at": timestamp, "incident_id": _id("inc"), "incident": _ref("Incident")}),
 
         # Projects
         "ProjectName": _string(f"1 to {MAX_NAME_CHARS} printable characters, not only spaces.",
@@ -262,6 +273,25 @@ def _schemas() -> dict[str, Any]:
         }),
         "AuditEntryPage": _page("AuditEntry"),
 
+        # Incidents
+        "Replay": _object({
+            "replay_id": _id("rpl"), "requested_by": _string("Who asked: operator:<operator id>."),
+            "requested_at": timestamp,
+            "attempts": {"type": "integer", "minimum": 0, "description": "Repair callback attempts so far."},
+        }, {"outcome": _string(enum=list(RESULT_STATUSES))}),
+        "Incident": _object({
+            "id": _id("inc"), "project_id": _id("prj"), "reference": _string(), "mode": mode,
+            "reason": _string(enum=list(INCIDENT_REASONS)), "status": _string(enum=list(INCIDENT_STATUSES)),
+            "opened_at": timestamp, "deadline": timestamp,
+            "replays": {"type": "array", "items": _ref("Replay"), "description": "Oldest first."},
+        }, {"acknowledged_at": timestamp, "resolved_at": timestamp,
+            "resolution": _string(enum=list(RESOLUTIONS))}),
+        "IncidentPage": _page("Incident"),
+        "IncidentResolve": _object({"note": _string(
+            f"Why it is resolved: at most {MAX_NOTE_BYTES} bytes of UTF-8; printable characters, newlines "
+            "and tabs; not only whitespace.", minLength=1, maxLength=MAX_NOTE_BYTES, pattern=NOTE)}),
+        "ReplayRequested": _object({"replay_id": _id("rpl")}),
+
         # Operations
         "Health": _object({"status": _string(enum=["ok"])}),
         "Readiness": _object({
@@ -288,6 +318,10 @@ def _parameters() -> dict[str, Any]:
         "KeyId": path("key_id", "An API key id (key_...)."),
         "DestinationId": path("destination_id", "An alert destination id (dst_...)."),
         "FlowReference": path("reference", "The flow's reference, as sent in its receipt."),
+        "IncidentId": path("incident_id", "An incident id (inc_...)."),
+        "IncidentStatus": {"name": "status", "in": "query", "required": False,
+                           "description": "Only open, or only resolved, incidents; absent for both.",
+                           "schema": _string(enum=list(INCIDENT_STATUSES))},
         "Cursor": {"name": "cursor", "in": "query", "required": False,
                    "description": "next_cursor of the previous page; absent or empty for the first page.",
                    "schema": _string()},
@@ -315,13 +349,14 @@ _RETRY_AFTER = {"Retry-After": _ref("RetryAfter", "headers")}
 # Status -> (component name, description, headers). The action's own client errors (404, 409, 422)
 # are stored with its Idempotency-Key and replayed like its successes.
 _PROBLEMS: dict[int, tuple[str, str, dict[str, Any]]] = {
-    400: ("BadRequest", "Malformed JSON, a missing or invalid Idempotency-Key, or an invalid cursor or "
-                        "limit.", {}),
+    400: ("BadRequest", "Malformed JSON, a missing or invalid Idempotency-Key, or an invalid cursor, "
+                        "limit or status filter.", {}),
     401: ("Unauthorized", "No credential, or not a valid one for this route.",
           {"WWW-Authenticate": _ref("WWWAuthenticate", "headers")}),
     404: ("NotFound", "No such resource that you can see.", _REPLAYED),
     409: ("Conflict", "A request with this Idempotency-Key is still in flight (with Retry-After), or the "
-                      "state does not allow it (live-mode prerequisites, no callback to rotate).",
+                      "state does not allow it (live-mode prerequisites, no callback to rotate or to "
+                      "reprocess with, a resolved incident).",
           {**_RETRY_AFTER, **_REPLAYED}),
     413: ("PayloadTooLarge", f"The body is over {MAX_BODY_BYTES} bytes.", {}),
     415: ("UnsupportedMediaType", "The body is not sent as Content-Type: application/json.", {}),
@@ -412,6 +447,7 @@ def _paths() -> dict[str, Any]:
     callback = _Group("repair-callback", OPERATOR_TOKEN)
     destinations = _Group("alert-destinations", OPERATOR_TOKEN)
     audit = _Group("audit-log", OPERATOR_TOKEN)
+    incidents = _Group("incidents", OPERATOR_TOKEN)
     paging = ("Cursor", "Limit")
     readiness = _json_content(_ref("Readiness"))
     return {
@@ -422,7 +458,8 @@ def _paths() -> dict[str, Any]:
             "postResult", "Accepted: Kafka has the result.", (202, "ResultAccepted"), 503,
             body="ResultBody")},
         "/api/v1/flows/{reference}": _in_path("FlowReference", get=ingest.read(
-            "getFlow", "A flow's current state (a receipt shows up within about a second).", "Flow", 404)),
+            "getFlow", "A flow's current state and its incident, if any (a receipt shows up within about "
+            "a second).", "Flow", 404)),
 
         "/api/v1/projects": {
             "post": projects.mutating("createProject", "Created, in test mode; you become a member.",
@@ -475,6 +512,29 @@ def _paths() -> dict[str, Any]:
             get=audit.read("listAuditLog", "The project's audit log, newest first.", "AuditEntryPage",
                            400, 404, parameters=paging),
         ),
+        PROJECT + "/incidents": _in_path(
+            "ProjectId",
+            get=incidents.read("listIncidents", "The project's incidents, newest first.", "IncidentPage",
+                               400, 404, parameters=("IncidentStatus", *paging)),
+        ),
+        INCIDENT: _in_path(
+            "IncidentId", get=incidents.read("getIncident", "An incident and its replays.", "Incident", 404)),
+        INCIDENT + "/acknowledge": _in_path(
+            "IncidentId",
+            post=incidents.mutating("acknowledgeIncident", "Accepted: Kafka has the acknowledgement. "
+                                    "Acknowledging again changes nothing.", (202, "Incident"), 404, 503),
+        ),
+        INCIDENT + "/resolve": _in_path(
+            "IncidentId",
+            post=incidents.mutating("resolveIncident", "Accepted: Kafka has the manual resolution.",
+                                    (202, "Incident"), 404, 503, body="IncidentResolve"),
+        ),
+        INCIDENT + "/reprocess": _in_path(
+            "IncidentId",
+            post=incidents.mutating("reprocessIncident", "Accepted: Kafka has the repair request; the "
+                                    "project's repair callback will be called with this replay_id.",
+                                    (202, "ReplayRequested"), 404, 503),
+        ),
 
         "/healthz": _public("getHealth", "The process is up.", 200, "Up.", _json_content(_ref("Health"))),
         "/readyz": _public("getReadiness", "Kafka and PostgreSQL answer.", 200, "Ready.", readiness,
@@ -511,7 +571,7 @@ def _build() -> dict[str, Any]:
         "tags": [
             {"name": "ingest", "description": "Receipts and results in, flow state out (API key)."},
             {"name": "projects"}, {"name": "api-keys"}, {"name": "repair-callback"},
-            {"name": "alert-destinations"}, {"name": "audit-log"},
+            {"name": "alert-destinations"}, {"name": "audit-log"}, {"name": "incidents"},
             {"name": "operations",
              "description": "Health, readiness, metrics and this document; no credentials."},
         ],

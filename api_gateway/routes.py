@@ -6,9 +6,10 @@ from __future__ import annotations
 from aiohttp import web
 
 from api_gateway import health, ingest, openapi
-from api_gateway.operator_api import audit_log, callback, destinations, keys, projects
+from api_gateway.operator_api import audit_log, callback, destinations, incidents, keys, projects
 
 PROJECT = "/api/v1/projects/{project_id}"
+INCIDENT = "/api/v1/incidents/{incident_id}"
 
 
 def setup_routes(app: web.Application) -> None:
@@ -32,6 +33,11 @@ def setup_routes(app: web.Application) -> None:
     r.add_delete(PROJECT + "/alert-destinations/{destination_id}", destinations.delete,
                  name="operator.destinations.delete")
     r.add_get(PROJECT + "/audit-log", audit_log.list_, name="operator.audit_log.list")
+    r.add_get(PROJECT + "/incidents", incidents.list_, name="operator.incidents.list")
+    r.add_get(INCIDENT, incidents.read, name="operator.incidents.read")
+    r.add_post(INCIDENT + "/acknowledge", incidents.acknowledge, name="operator.incidents.acknowledge")
+    r.add_post(INCIDENT + "/resolve", incidents.resolve, name="operator.incidents.resolve")
+    r.add_post(INCIDENT + "/reprocess", incidents.reprocess, name="operator.incidents.reprocess")
 
     r.add_get("/healthz", health.healthz, name="healthz")
     r.add_get("/readyz", health.readyz, name="readyz")

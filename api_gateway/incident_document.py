@@ -1,0 +1,37 @@
+"""An incident's wire form (DESIGN.md §5), for the operator API and the flow answer of ingest.
+
+Its own module because both ``ingest`` and ``operator_api.incidents`` answer with it, and the
+latter already builds on the former.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from store.incidents import Incident, Replay
+
+
+def _present(doc: dict[str, Any]) -> dict[str, Any]:
+    # Optional members (acknowledged_at, resolved_at, resolution, outcome) are left out until
+    # they have a value, as in the flow document.
+    return {name: value for name, value in doc.items() if value is not None}
+
+
+def replay_document(replay: Replay) -> dict[str, Any]:
+    return _present({
+        "replay_id": replay.replay_id, "requested_by": replay.requested_by,
+        "requested_at": replay.requested_at, "attempts": replay.attempts, "outcome": replay.outcome,
+    })
+
+
+def incident_document(incident: Incident) -> dict[str, Any]:
+    return {
+        **_present({
+            "id": incident.id, "project_id": incident.project_id, "reference": incident.reference,
+            "mode": incident.mode, "reason": incident.reason, "status": incident.status,
+            "acknowledged_at": incident.acknowledged_at, "opened_at": incident.opened_at,
+            "deadline": incident.deadline, "resolved_at": incident.resolved_at,
+            "resolution": incident.resolution,
+        }),
+        "replays": [replay_document(replay) for replay in incident.replays],
+    }

@@ -1,0 +1,211 @@
+"""``/api/v1/projects/{id}/incidents`` and ``/api/v1/incidents/{id}``: read incidents, acknowledge,
+resolve and reprocess them.
+
+Reads come from the read model. An action publishes its event (and, to reprocess, the repair
+request) and waits for Kafka's acknowledgement before it answers: if Kafka does not take it, the
+answer is 503 and the Idempotency-Key is released for the retry. Then, in the transaction that
+stores the idempotency record and the audit row, the action applies its own event to the read
+model: the operator reads their write at once (a second resolve is a 409 straight away), and the
+read-model sink applying the same event from the topic later changes nothing (``store.incidents``
+merges idempotently). Event and replay ids derive from the Idempotency-Key, so a retry after a 503
+repeats them rather than counting twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import web
+from psycopg import AsyncConnection
+
+from api_gateway.http_input import idempotency_key, parsed_body
+from api_gateway.idempotency import run_idempotent
+from api_gateway.incident_document import incident_document
+from api_gateway.ingest import RETRY_AFTER_SECONDS
+from api_gateway.operator_api.bodies import MAX_NOTE_BYTES
+from api_gateway.operator_api.common import actor_of, operator_of, path_id, record_audit, visible_project
+from api_gateway.problems import Problem
+from api_gateway.publisher import PublishUnavailable
+from api_gateway.responses import decode_cursor, json_response, limit_param, page
+from api_gateway.state import POOL, PUBLISHER, SETTINGS
+from sendpromptly.ids import derived_id, is_well_formed
+from store import incidents
+from store.flows import get_flow
+from store.incidents import Incident
+from store.projects import get_project
+from topics import INCIDENTS, REPAIRS, IncidentEvent, RepairRequest, TopicSpec, encode, flow_key
+from topics.fields import Checker, parse_timestamp
+
+STATUSES = ("open", "resolved")
+
+Act = Callable[[AsyncConnection, Incident], Awaitable[web.Response]]
+
+
+# --- reading --------------------------------------------------------------------------------------
+
+async def list_(request: web.Request) -> web.Response:
+    limit = limit_param(request)
+    status = _status_param(request)
+    before = _cursor(request)
+    async with request.app[POOL].connection() as conn:
+        project = await visible_project(request, conn)
+        found = await incidents.list_incidents(conn, project.id, status=status, before=before,
+                                               limit=limit + 1)
+    # The cursor keeps microseconds: two incidents opened in the same millisecond stay apart.
+    return json_response(200, page(found, limit, incident_document,
+                                   lambda incident: [incident.opened_at.isoformat(), incident.id]))
+
+
+async def read(request: web.Request) -> web.Response:
+    async with request.app[POOL].connection() as conn:
+        incident = await _visible_incident(request, conn)
+    return json_response(200, incident_document(incident))
+
+
+def _status_param(request: web.Request) -> str | None:
+    status = request.query.get("status")
+    if status is not None and status not in STATUSES:
+        raise Problem(400, "invalid-status", "Invalid status", "status must be open or resolved.",
+                      errors=[("status", "must be open or resolved")])
+    return status
+
+
+def _cursor(request: web.Request) -> tuple[datetime, str] | None:
+    cursor = decode_cursor(request, 2)
+    if cursor is None:
+        return None
+    at = parse_timestamp(str(cursor[0]))
+    if at is None or not is_well_formed("inc", str(cursor[1])):
+        raise Problem(400, "invalid-cursor", "Invalid cursor", "The cursor is not one this API gave out.")
+    return at, str(cursor[1])
+
+
+async def _visible_incident(request: web.Request, conn: AsyncConnection, *, lock: bool = False) -> Incident:
+    # The same answer whether the incident does not exist or is in a project the operator cannot
+    # see: incident ids of other projects stay unknown.
+    not_found = Problem(404, "incident-not-found", "Incident not found",
+                        f"No incident {request.match_info['incident_id']!r} that you can see.")
+    incident_id = path_id(request, "incident_id", "inc", not_found)
+    incident = await incidents.get_incident(conn, incident_id, lock=lock)
+    if incident is None or not operator_of(request).can_see(incident.project_id):
+        raise not_found
+    return incident
+
+
+# --- actions --------------------------------------------------------------------------------------
+
+async def acknowledge(request: web.Request) -> web.Response:
+    async def act(conn: AsyncConnection, incident: Incident) -> web.Response:
+        if incident.acknowledged_at is not None:
+            # Someone is on it already; acknowledging again announces nothing.
+            return json_response(202, incident_document(incident))
+        event = _event(request, incident, "acknowledged")
+        await _publish(request, (INCIDENTS, event))
+        return json_response(202, incident_document(await _commit(conn, request, event)))
+
+    return await _act_on_open_incident(request, act)
+
+
+async def resolve(request: web.Request) -> web.Response:
+    note = await parsed_body(request, parse_resolve)
+
+    async def act(conn: AsyncConnection, incident: Incident) -> web.Response:
+        event = _event(request, incident, "resolved", resolution="manual", note=note)
+        await _publish(request, (INCIDENTS, event))
+        return json_response(202, incident_document(await _commit(conn, request, event, note=note)))
+
+    return await _act_on_open_incident(request, act)
+
+
+async def reprocess(request: web.Request) -> web.Response:
+    async def act(conn: AsyncConnection, incident: Incident) -> web.Response:
+        project = await get_project(conn, incident.project_id)
+        if project is None or project.repair_callback_url is None:
+            raise Problem(409, "no-callback", "No repair callback",
+                          "The project has no repair callback URL to call; set one first "
+                          "(PUT .../repair-callback).")
+        flow = await get_flow(conn, incident.project_id, incident.reference)
+        if flow is None:
+            raise Problem(409, "flow-not-ready", "Flow not ready",
+                          "The incident's flow is not in the read model yet; retry in a moment.",
+                          headers={"Retry-After": "1"})
+        replay_id = derived_id("rpl", incident.id, *_request_identity(request))
+        event = _event(request, incident, "reprocess_requested", replay_id=replay_id)
+        repair = RepairRequest(
+            replay_id=replay_id, incident_id=incident.id, project_id=incident.project_id,
+            reference=incident.reference, mode=incident.mode, event_type=flow.event_type,
+            effect_type=flow.effect_type, requested_by=event.actor, requested_at=event.occurred_at,
+        )
+        # The repair first: "reprocess requested" is announced only once the request is out.
+        await _publish(request, (REPAIRS, repair), (INCIDENTS, event))
+        await _commit(conn, request, event, replay_id=replay_id)
+        return json_response(202, {"replay_id": replay_id})
+
+    return await _act_on_open_incident(request, act)
+
+
+def parse_resolve(doc: Any) -> str:
+    check = Checker(doc, allowed=frozenset({"note"}))
+    note = check.string("note")
+    if note is not None and not (note.strip() and len(note.encode()) <= MAX_NOTE_BYTES
+                                 and all(c.isprintable() or c in "\n\t" for c in note)):
+        check.fail("note", f"must be 1 to {MAX_NOTE_BYTES} bytes of printable text (newlines and tabs "
+                           "allowed), not only spaces")
+    check.done()
+    return note  # type: ignore[return-value]
+
+
+async def _act_on_open_incident(request: web.Request, act: Act) -> web.Response:
+    """Run ``act`` idempotently on the path's incident, its row locked so that two actions on one
+    incident take turns (the second sees what the first did)."""
+    async def action(conn: AsyncConnection) -> web.Response:
+        incident = await _visible_incident(request, conn, lock=True)
+        if incident.status == "resolved":
+            raise Problem(409, "incident-resolved", "Incident resolved",
+                          f"Incident {incident.id} is resolved ({incident.resolution}); "
+                          "a resolved incident is final.")
+        return await act(conn, incident)
+
+    return await run_idempotent(request, operator_of(request).id, action)
+
+
+def _request_identity(request: web.Request) -> tuple[str, str]:
+    # The idempotency scope and key: the same for a retry of one request, different for any other.
+    return operator_of(request).id, idempotency_key(request)
+
+
+def _event(request: web.Request, incident: Incident, kind: str, **fields: Any) -> IncidentEvent:
+    return IncidentEvent(
+        event_id=derived_id("ive", incident.id, kind, *_request_identity(request)),
+        type=kind, incident_id=incident.id, project_id=incident.project_id, reference=incident.reference,
+        mode=incident.mode, actor=actor_of(request), occurred_at=datetime.now(UTC),
+        deadline=incident.deadline, **fields,
+    )
+
+
+async def _publish(request: web.Request, *messages: tuple[TopicSpec, IncidentEvent | RepairRequest]) -> None:
+    """Each message to its topic, keyed by its flow like the agents' own, acknowledged by Kafka."""
+    prefix = request.app[SETTINGS].topic_prefix
+    try:
+        for topic, message in messages:
+            key = flow_key(message.project_id, message.reference)
+            await request.app[PUBLISHER].publish(topic.name(prefix), key, encode(message))
+    except PublishUnavailable as exc:
+        raise Problem(
+            503, "kafka-unavailable", "Service Unavailable",
+            f"The action was not completed ({exc}). Retry with the same Idempotency-Key.",
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        ) from exc
+
+
+async def _commit(conn: AsyncConnection, request: web.Request, event: IncidentEvent,
+                  **audit_data: Any) -> Incident:
+    """After Kafka took the event: the read model and the audit row, in the action's transaction."""
+    await incidents.apply_event(conn, event)
+    await record_audit(conn, request, project_id=event.project_id, action=f"incident.{event.type}",
+                       target=event.incident_id, data={"reference": event.reference, **audit_data})
+    incident = await incidents.get_incident(conn, event.incident_id)
+    assert incident is not None
+    return incident
