@@ -1,4 +1,5 @@
-"""``sendpromptly projects|keys|callback|destinations|audit-log``: the operator API from a shell.
+"""``sendpromptly projects|keys|callback|destinations|audit-log|incidents``: the operator API from a
+shell.
 
 Every command talks HTTP to a gateway (``--url``, else ``SENDPROMPTLY_URL``) with the operator token
 from ``SENDPROMPTLY_OPERATOR_TOKEN``. Output is short aligned text; ``--json`` prints each JSON
@@ -380,7 +381,82 @@ def audit_log(call: Call, project_id: str, limit: int | None, everything: bool) 
     call.listing(pages(fetch, cap), AUDIT_COLUMNS, "no entries")
 
 
+# Incidents
+
+INCIDENT_LINES: list[Column] = [
+    ("id", field("id")), ("project", field("project_id")), ("reference", field("reference")),
+    ("mode", field("mode")), ("reason", field("reason")), ("status", field("status")),
+    ("opened", field("opened_at")), ("deadline", field("deadline")),
+    ("acknowledged", field("acknowledged_at")), ("resolved", field("resolved_at")),
+    ("resolution", field("resolution")),
+]
+INCIDENT_COLUMNS = table_columns([
+    ("id", field("id")), ("reference", field("reference")), ("reason", field("reason")),
+    ("status", field("status")), ("opened", field("opened_at")), ("acknowledged", field("acknowledged_at")),
+    ("replays", lambda doc: str(len(doc["replays"]))),
+])
+
+
+def _replay_line(replay: Document) -> Callable[[Document], str]:
+    outcome = replay.get("outcome") or "no outcome yet"
+    return lambda _: (f"{replay['replay_id']} by {replay['requested_by']} at {replay['requested_at']}: "
+                      f"{replay['attempts']} attempts, {outcome}")
+
+
+def _record_incident(call: Call, doc: Document, note: str | None = None) -> None:
+    replays = [("replay", _replay_line(replay)) for replay in doc["replays"]]
+    call.record(doc, [*INCIDENT_LINES, *replays], note)
+
+
+@click.group()
+def incidents() -> None:
+    """Incidents: list, show, acknowledge, resolve, reprocess."""
+
+
+@api_command(incidents, "list")
+@click.argument("project_id")
+@click.option("--status", type=click.Choice(["open", "resolved"]), help="Only open, or only resolved, ones.")
+@click.option("--limit", type=click.IntRange(min=1), help="Show at most this many [default: all].")
+def incidents_list(call: Call, project_id: str, status: str | None, limit: int | None) -> None:
+    """A project's incidents, newest first."""
+    fetch = functools.partial(call.client.list_incidents, project_id, status=status)
+    call.listing(pages(fetch, limit), INCIDENT_COLUMNS, "no incidents")
+
+
+@api_command(incidents, "show")
+@click.argument("incident_id")
+def incidents_show(call: Call, incident_id: str) -> None:
+    """One incident and its replays."""
+    _record_incident(call, call.client.get_incident(incident_id))
+
+
+@api_command(incidents, "acknowledge", mutating=True)
+@click.argument("incident_id")
+def incidents_acknowledge(call: Call, incident_id: str) -> None:
+    """Say that someone is on it."""
+    acknowledged = call.client.acknowledge_incident(incident_id, idempotency_key=call.idempotency_key)
+    _record_incident(call, acknowledged)
+
+
+@api_command(incidents, "resolve", mutating=True)
+@click.argument("incident_id")
+@click.option("--note", required=True, help="Why it is resolved; kept in the audit log.")
+def incidents_resolve(call: Call, incident_id: str, note: str) -> None:
+    """Resolve an incident by hand (final: it cannot be reprocessed afterwards)."""
+    resolved = call.client.resolve_incident(incident_id, note, idempotency_key=call.idempotency_key)
+    _record_incident(call, resolved)
+
+
+@api_command(incidents, "reprocess", mutating=True)
+@click.argument("incident_id")
+def incidents_reprocess(call: Call, incident_id: str) -> None:
+    """Have the project's repair callback rerun the effect, under a new replay id."""
+    answer = call.client.reprocess_incident(incident_id, idempotency_key=call.idempotency_key)
+    call.record(answer, [("replay id", field("replay_id"))],
+                "The repair callback will be called with this replay id; 'incidents show' lists it.")
+
+
 def register(main: click.Group) -> None:
     """Add the operator API commands to the ``sendpromptly`` command."""
-    for command in (projects, keys, callback, destinations, audit_log):
+    for command in (projects, keys, callback, destinations, audit_log, incidents):
         main.add_command(command)

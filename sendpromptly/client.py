@@ -129,6 +129,25 @@ class OperatorClient:
     def audit_log(self, project_id: str, *, cursor: str | None = None, limit: int | None = None) -> Document:
         return self._call("GET", _project(project_id, "audit-log") + _query(cursor, limit))
 
+    # Incidents
+
+    def list_incidents(self, project_id: str, *, status: str | None = None, cursor: str | None = None,
+                       limit: int | None = None) -> Document:
+        return self._call("GET", _project(project_id, "incidents") + _query(cursor, limit, status=status))
+
+    def get_incident(self, incident_id: str) -> Document:
+        return self._call("GET", _incident(incident_id))
+
+    def acknowledge_incident(self, incident_id: str, *, idempotency_key: str | None = None) -> Document:
+        return self._call("POST", _incident(incident_id, "acknowledge"), None, idempotency_key)
+
+    def resolve_incident(self, incident_id: str, note: str, *,
+                         idempotency_key: str | None = None) -> Document:
+        return self._call("POST", _incident(incident_id, "resolve"), {"note": note}, idempotency_key)
+
+    def reprocess_incident(self, incident_id: str, *, idempotency_key: str | None = None) -> Document:
+        return self._call("POST", _incident(incident_id, "reprocess"), None, idempotency_key)
+
     # The wire
 
     def _call(self, method: str, path: str, body: Document | None = None,
@@ -175,12 +194,21 @@ def _outcome_unknown(error: ClientError) -> bool:
     return isinstance(error, ApiError) and error.status >= 500
 
 
+def _path(collection: str, *segments: str) -> str:
+    return "/".join(["", collection, *(_segment(s) for s in segments)])
+
+
 def _project(project_id: str, *segments: str) -> str:
-    return "/".join(["/projects", _segment(project_id), *(_segment(s) for s in segments)])
+    return _path("projects", project_id, *segments)
 
 
-def _query(cursor: str | None, limit: int | None) -> str:
-    params = {k: v for k, v in (("cursor", cursor), ("limit", limit)) if v is not None}
+def _incident(incident_id: str, *segments: str) -> str:
+    return _path("incidents", incident_id, *segments)
+
+
+def _query(cursor: str | None, limit: int | None, **filters: str | None) -> str:
+    given = {"cursor": cursor, "limit": limit, **filters}
+    params = {k: v for k, v in given.items() if v is not None}
     return "?" + urlencode(params) if params else ""
 
 
