@@ -1,23 +1,44 @@
-"""The faust application: wires the flow tracker to its topics and its changelog-backed table."""
+"""The faust application: wires the flow tracker to its topics, its changelog-backed table and
+the wall-clock deadline timer."""
 
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
+from typing import Any
 
 import faust
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from agents import metrics
+from agents.deadlines import DeadlineIndex
+from agents.flow import Status, state_from_json
 from agents.projects import ProjectDirectory
-from agents.tracker import FlowTracker, Incoming
+from agents.tracker import FlowTracker, Incoming, Outcome, TrackerTopics
 from sendpromptly.config import Settings
 from sendpromptly.observability import DEAD_LETTERS
 from store.db import open_pool
-from topics import AUDIT, DEADLETTER, INCIDENTS, RECEIPTS, RESULTS, encode, flow_key, project_key
-from topics.messages import AuditEvent
+from topics import (
+    AUDIT,
+    DEADLETTER,
+    DEADLINES,
+    INCIDENTS,
+    RECEIPTS,
+    RESULTS,
+    AuditEvent,
+    DeadlineTick,
+    encode,
+    flow_key,
+    project_key,
+)
 
 log = logging.getLogger(__name__)
 
 FLOW_TABLE = "flow-state"
+TIMER_SECONDS = 0.25  # DESIGN.md §4: an incident opens no later than 2 s after its deadline
+LAG_SECONDS = 5.0
+# Stored beside the machine's state so the deadline index can be rebuilt partition by partition.
+PARTITION_FIELD = "partition"
 
 
 def create_app(settings: Settings) -> faust.App:
@@ -36,48 +57,88 @@ def create_app(settings: Settings) -> faust.App:
         web_host=settings.http_host,
     )
     raw = {"key_serializer": "raw", "value_serializer": "raw"}
-    signals = app.topic(RECEIPTS.name(prefix), RESULTS.name(prefix), **raw)
+    names = TrackerTopics(receipts=RECEIPTS.name(prefix), results=RESULTS.name(prefix),
+                          incidents=INCIDENTS.name(prefix), deadlines=DEADLINES.name(prefix))
+    # One stream over every co-partitioned input: a flow's receipts, results, operator actions and
+    # deadline ticks all arrive on the same partition number, in order, to the task that owns it.
+    inputs = app.topic(names.receipts, names.results, names.incidents, names.deadlines, **raw)
     audit = app.topic(AUDIT.name(prefix), **raw)
-    incidents = app.topic(INCIDENTS.name(prefix), **raw)
+    incidents = app.topic(names.incidents, **raw)
+    deadlines = app.topic(names.deadlines, **raw)
     deadletter = app.topic(DEADLETTER.name(prefix), **raw)
-    # Keys are raw bytes and values JSON: faust's defaults (key_serializer="raw", value_serializer="json").
-    flows = app.Table(FLOW_TABLE, partitions=settings.flow_partitions)
-
+    # key_type=bytes stores the flow key as is (faust would JSON-encode it otherwise); values are JSON.
+    flows = app.Table(FLOW_TABLE, partitions=settings.flow_partitions, key_type=bytes)
+    index = DeadlineIndex()
     resources: dict[str, FlowTracker] = {}
 
     async def tracker() -> FlowTracker:
         if "tracker" not in resources:
             pool = await open_pool(settings.database_url, max_size=4)
-            resources["tracker"] = FlowTracker(
-                receipts_topic=RECEIPTS.name(prefix), results_topic=RESULTS.name(prefix),
-                projects=ProjectDirectory(pool),
-            )
+            resources["tracker"] = FlowTracker(topics=names, projects=ProjectDirectory(pool))
         return resources["tracker"]
 
-    @app.agent(signals)
+    async def publish(outcome: Outcome, key: bytes) -> None:
+        if outcome.dead_letter is not None:
+            reason = outcome.dead_letter.reason
+            log.warning("dead-lettered %s[%d]@%d: %s", outcome.dead_letter.topic, outcome.dead_letter.partition,
+                        outcome.dead_letter.offset, reason)
+            DEAD_LETTERS.labels(FlowTracker.CONSUMER, reason.split(":", 1)[0]).inc()
+            await deadletter.send(key=key, value=encode(outcome.dead_letter))
+        for out in outcome.messages:
+            if isinstance(out, AuditEvent):
+                await audit.send(key=project_key(out.project_id), value=encode(out))
+            else:
+                await incidents.send(key=flow_key(out.project_id, out.reference), value=encode(out))
+
+    @app.agent(inputs)
     async def track_flows(stream: faust.StreamT) -> None:
         flow_tracker = await tracker()
         async for event in stream.events():
-            message = Incoming(
-                topic=event.message.topic, partition=event.message.partition, offset=event.message.offset,
-                key=event.key, value=event.value,
-            )
-            outcome = await flow_tracker.handle(message, flows.get(event.key) if event.key else None)
-            if outcome.dead_letter is not None:
-                log.warning("dead-lettered %s[%d]@%d: %s", message.topic, message.partition,
-                            message.offset, outcome.dead_letter.reason)
-                DEAD_LETTERS.labels(FlowTracker.CONSUMER, outcome.dead_letter.reason.split(":", 1)[0]).inc()
-                await (await deadletter.send(key=event.key, value=encode(outcome.dead_letter)))
-                continue
-            # Publish before storing: if the worker dies in between, the message is processed
-            # again and the outputs, whose ids are deterministic, are published again harmlessly.
-            for out in outcome.messages:
-                if isinstance(out, AuditEvent):
-                    await (await audit.send(key=project_key(out.project_id), value=encode(out)))
-                else:
-                    await (await incidents.send(key=flow_key(out.project_id, out.reference), value=encode(out)))
+            key, partition = event.key, event.message.partition
+            message = Incoming(topic=event.message.topic, partition=partition, offset=event.message.offset,
+                               key=key, value=event.value)
+            outcome = await flow_tracker.handle(message, flows.get(key) if key else None)
+            # Outputs are queued, not awaited one by one: faust flushes the producer before it
+            # commits an offset, so a message's outputs are in Kafka before the message counts as
+            # done. A crash in between replays the message; the outputs' deterministic ids make
+            # the repeat harmless.
+            await publish(outcome, key)
             if outcome.state is not None:
-                flows[event.key] = outcome.state
+                flows[key] = {**outcome.state, PARTITION_FIELD: partition}
+            if outcome.flow is not None and key:
+                if outcome.flow.status is Status.PENDING:
+                    index.track(key, outcome.flow.deadline, partition)
+                else:
+                    index.forget(key)
+                metrics.PENDING_FLOWS.set(len(index))
+
+    @app.on_rebalance_complete.connect
+    async def rebuild_index(sender: Any, **kwargs: Any) -> None:
+        """The partitions this worker owns changed: index their pending flows afresh."""
+        index.clear()
+        for key, stored in flows.items():
+            flow = state_from_json(stored).flow
+            if flow is not None and flow.status is Status.PENDING:
+                index.track(key, flow.deadline, stored[PARTITION_FIELD])
+        metrics.PENDING_FLOWS.set(len(index))
+        log.info("deadline index rebuilt: %d pending flows", len(index))
+
+    @app.timer(TIMER_SECONDS)
+    async def fire_deadlines() -> None:
+        for due in index.due(datetime.now(UTC)):
+            await deadlines.send(key=due.key, value=encode(DeadlineTick(deadline=due.deadline)),
+                                 partition=due.partition)
+        index.compact()
+
+    @app.timer(LAG_SECONDS)
+    async def measure_lag() -> None:
+        consumer = app.consumer
+        for tp in consumer.assignment():
+            if tp.topic in (names.receipts, names.results, names.incidents, names.deadlines):
+                # faust keeps committed offsets privately; lag = end of partition - committed.
+                committed = consumer._committed_offset.get(tp) or 0  # noqa: SLF001
+                lag = max(0, consumer.highwater(tp) - committed)
+                metrics.CONSUMER_LAG.labels(app.conf.id, tp.topic, str(tp.partition)).set(lag)
 
     @app.page("/healthz")
     async def healthz(web: faust.web.Web, request: faust.web.Request) -> faust.web.Response:
@@ -89,8 +150,9 @@ def create_app(settings: Settings) -> faust.App:
         return web.json({"status": "ready" if ready else "starting"}, status=200 if ready else 503)
 
     @app.page("/metrics")
-    async def metrics(web: faust.web.Web, request: faust.web.Request) -> faust.web.Response:
-        return web.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST)
+    async def metrics_page(web: faust.web.Web, request: faust.web.Request) -> faust.web.Response:
+        # aiohttp refuses a charset inside content_type; Prometheus reads the bare type fine.
+        return web.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST.partition(";")[0])
 
     return app
 

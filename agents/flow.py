@@ -27,6 +27,10 @@ HELD_RESULT_TTL = timedelta(days=7)
 # Held results per flow: enough for retries of a real app, bounded so a misbehaving producer
 # cannot grow one key's state without limit.
 MAX_HELD_RESULTS = 16
+# DESIGN.md §3: a repeated (project_id, idempotency_key) within 24 h is a duplicate. Keys are
+# remembered per flow (the only state a partition owns); the newest ones, bounded.
+DEDUPE_WINDOW = timedelta(hours=24)
+MAX_REMEMBERED_KEYS = 64
 
 
 class Status(StrEnum):
@@ -67,6 +71,8 @@ class FlowState:
 
     flow: Flow | None = None
     held: tuple[HeldResult, ...] = ()
+    # (idempotency_key, first seen) of the signals already applied, for duplicate detection.
+    seen: tuple[tuple[str, datetime], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +118,15 @@ def deadline_for(receipt: Receipt, project_timeout_minutes: int) -> datetime:
     return receipt.received_at + timedelta(minutes=project_timeout_minutes)
 
 
+def remember(state: FlowState, idempotency_key: str, now: datetime) -> FlowState | None:
+    """``state`` with this signal's key remembered, or None when the key was seen within 24 h
+    (the signal is a duplicate and must change nothing)."""
+    recent = tuple((k, at) for k, at in state.seen if now - at < DEDUPE_WINDOW)
+    if any(k == idempotency_key for k, _ in recent):
+        return None
+    return replace(state, seen=(*recent, (idempotency_key, now))[-MAX_REMEMBERED_KEYS:])
+
+
 def on_receipt(state: FlowState, receipt: Receipt, *, mode: str, project_timeout_minutes: int, now: datetime) -> Step:
     """Start the flow; a repeated receipt changes nothing (its deadline does not move)."""
     if state.flow is not None:
@@ -121,7 +136,7 @@ def on_receipt(state: FlowState, receipt: Receipt, *, mode: str, project_timeout
         event_type=receipt.event_type, effect_type=receipt.effect_type, received_at=receipt.received_at,
         deadline=deadline_for(receipt, project_timeout_minutes), version=1,
     )
-    step = Step(FlowState(flow=flow), [Transition(flow, None, "receipt", now)])
+    step = Step(replace(state, flow=flow, held=()), [Transition(flow, None, "receipt", now)])
     for held in sorted(state.held, key=lambda h: h.received_at):
         step = _merge(step, _apply_result(step.state, held, now))
     return step
@@ -132,7 +147,7 @@ def on_result(state: FlowState, result: Result, *, now: datetime) -> Step:
     if state.flow is None:
         # Results before their receipt are joined when it comes; they never open an incident.
         kept = tuple(h for h in state.held if now - h.received_at < HELD_RESULT_TTL)
-        return Step(FlowState(held=(*kept, held)[-MAX_HELD_RESULTS:]))
+        return Step(replace(state, held=(*kept, held)[-MAX_HELD_RESULTS:]))
     return _apply_result(state, held, now)
 
 
@@ -141,7 +156,16 @@ def on_deadline(state: FlowState, *, now: datetime) -> Step:
     flow = state.flow
     if flow is None or flow.status is not Status.PENDING or now < flow.deadline:
         return Step(state)
-    return _open_incident(flow, "timeout", now)
+    return _open_incident(state, "timeout", now)
+
+
+def on_operator_resolve(state: FlowState, *, now: datetime) -> Step:
+    """An operator resolved the incident by hand (the gateway published the incident event)."""
+    flow = state.flow
+    if flow is None or flow.status is not Status.INCIDENT:
+        return Step(state)
+    resolved = _advance(flow, status=Status.RESOLVED, resolved_at=now, resolution="manual")
+    return Step(replace(state, flow=resolved), [Transition(resolved, flow.status, "operator_resolved", now)])
 
 
 def _apply_result(state: FlowState, result: HeldResult, now: datetime) -> Step:
@@ -149,29 +173,31 @@ def _apply_result(state: FlowState, result: HeldResult, now: datetime) -> Step:
     assert flow is not None
     if flow.status is Status.PENDING:
         if result.status == "failed":
-            return _open_incident(flow, "failed_outcome", now)
+            return _open_incident(state, "failed_outcome", now)
         if result.received_at <= flow.deadline:
             applied = _advance(flow, status=Status.APPLIED, applied_at=result.received_at)
-            return Step(FlowState(flow=applied), [Transition(applied, flow.status, "result_succeeded", now)])
+            return Step(replace(state, flow=applied), [Transition(applied, flow.status, "result_succeeded", now)])
         # Succeeded, but after the deadline and before the timer fired: the incident was due, so
         # it opens and the late success resolves it at once, as if the timer had been on time.
-        opened = _open_incident(flow, "timeout", now)
+        opened = _open_incident(state, "timeout", now)
         return _merge(opened, _apply_result(opened.state, result, now))
     if flow.status is Status.INCIDENT and result.status == "succeeded":
         resolved = _advance(flow, status=Status.RESOLVED, resolved_at=now, resolution="outcome_succeeded")
         return Step(
-            FlowState(flow=resolved),
+            replace(state, flow=resolved),
             [Transition(resolved, flow.status, "result_succeeded", now), IncidentResolved(resolved, now)],
         )
     return Step(state)
 
 
-def _open_incident(flow: Flow, reason: str, now: datetime) -> Step:
+def _open_incident(state: FlowState, reason: str, now: datetime) -> Step:
+    flow = state.flow
+    assert flow is not None
     opened = _advance(
         flow, status=Status.INCIDENT, incident_id=incident_id_for(flow.project_id, flow.reference),
         incident_reason=reason,
     )
-    return Step(FlowState(flow=opened), [Transition(opened, flow.status, reason, now), IncidentOpened(opened, now)])
+    return Step(replace(state, flow=opened), [Transition(opened, flow.status, reason, now), IncidentOpened(opened, now)])
 
 
 def _advance(flow: Flow, **changes: Any) -> Flow:
@@ -188,6 +214,7 @@ def state_to_json(state: FlowState) -> dict[str, Any]:
     return {
         "flow": None if state.flow is None else _dump(asdict(state.flow)),
         "held": [_dump(asdict(h)) for h in state.held],
+        "seen": [[key, format_timestamp(at)] for key, at in state.seen],
     }
 
 
@@ -198,6 +225,7 @@ def state_from_json(doc: dict[str, Any] | None) -> FlowState:
     return FlowState(
         flow=None if flow is None else Flow(**_load(flow, Flow)),
         held=tuple(HeldResult(**_load(h, HeldResult)) for h in doc.get("held", ())),
+        seen=tuple((key, parse_timestamp(at)) for key, at in doc.get("seen", ())),
     )
 
 

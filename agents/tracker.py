@@ -1,8 +1,9 @@
 """The flow tracker: the thin adapter between Kafka messages and the state machine in ``agents.flow``.
 
-It decodes and validates each receipt or result, loads the flow's state, runs one step of the
-state machine and returns what to store and what to publish. Anything it cannot use becomes a
-dead letter with a reason instead of an exception, so one bad message never stalls a partition.
+It decodes and validates each message (receipts, results, operator incident events, deadline
+ticks), loads the flow's state, runs one step of the state machine and returns what to store and
+what to publish. Anything it cannot use becomes a dead letter with a reason instead of an
+exception, so one bad message never stalls a partition.
 """
 
 from __future__ import annotations
@@ -13,9 +14,20 @@ from datetime import UTC, datetime
 from typing import Any
 
 from agents import flow as machine
-from agents.outputs import to_message
+from agents import metrics
+from agents.outputs import ACTOR, to_message
 from agents.projects import ProjectDirectory
-from topics import AuditEvent, DeadLetter, IncidentEvent, Receipt, Result, SchemaError, decode, flow_key
+from topics import (
+    AuditEvent,
+    DeadLetter,
+    DeadlineTick,
+    IncidentEvent,
+    Receipt,
+    Result,
+    SchemaError,
+    decode,
+    flow_key,
+)
 
 
 @dataclass(frozen=True)
@@ -29,55 +41,78 @@ class Incoming:
 
 @dataclass(frozen=True)
 class Outcome:
-    """What one message led to: the new state to store (None: leave it), and messages to publish."""
+    """What one message led to: the new state to store (None: leave it), the messages to publish,
+    and the flow as it now stands (for the deadline index)."""
 
     state: dict[str, Any] | None
     messages: list[AuditEvent | IncidentEvent]
+    flow: machine.Flow | None = None
     dead_letter: DeadLetter | None = None
+
+
+@dataclass(frozen=True)
+class TrackerTopics:
+    receipts: str
+    results: str
+    incidents: str
+    deadlines: str
 
 
 class FlowTracker:
     CONSUMER = "agents.flow_tracker"
 
-    def __init__(self, *, receipts_topic: str, results_topic: str, projects: ProjectDirectory,
+    def __init__(self, *, topics: TrackerTopics, projects: ProjectDirectory,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)):
-        self._receipts_topic = receipts_topic
-        self._results_topic = results_topic
+        self._topics = topics
         self._projects = projects
         self._clock = clock
 
     async def handle(self, message: Incoming, stored: dict[str, Any] | None) -> Outcome:
         now = self._clock()
+        state = machine.state_from_json(stored)
         try:
-            signal = self._decode(message)
+            if message.topic in (self._topics.receipts, self._topics.results):
+                step = await self._signal(message, state, now)
+            elif message.topic == self._topics.deadlines:
+                decode(DeadlineTick, message.value)
+                step = machine.on_deadline(state, now=now)
+            elif message.topic == self._topics.incidents:
+                step = self._incident_event(message, state, now)
+            else:
+                raise SchemaError("unexpected_topic", f"the tracker does not read {message.topic}")
         except SchemaError as exc:
             return self._dead(message, f"{exc.reason}: {exc.detail}", now)
-        if message.key != flow_key(signal.project_id, signal.reference):
-            # A mis-keyed message sits on the wrong partition for its flow; joining it there
-            # would split one flow's state across two tasks.
-            return self._dead(message, "key_mismatch: key must be '<project_id>:<reference>' of the value", now)
+        if step is None or step.state == state:
+            return Outcome(state=None, messages=[], flow=state.flow)
+        _observe(step, now)
+        return Outcome(state=machine.state_to_json(step.state), messages=[to_message(e) for e in step.effects],
+                       flow=step.state.flow)
+
+    async def _signal(self, message: Incoming, state: machine.FlowState, now: datetime) -> machine.Step | None:
+        kind = "receipt" if message.topic == self._topics.receipts else "result"
+        signal: Receipt | Result = decode(Receipt if kind == "receipt" else Result, message.value)
+        _require_flow_key(message, signal.project_id, signal.reference)
         project = await self._projects.get(signal.project_id)
         if project is None:
-            return self._dead(message, f"unknown_project: {signal.project_id} does not exist", now)
-
-        state = machine.state_from_json(stored)
+            raise SchemaError("unknown_project", f"{signal.project_id} does not exist")
+        remembered = machine.remember(state, signal.idempotency_key, now)
+        if remembered is None:
+            metrics.DUPLICATES.labels(kind).inc()
+            return None
+        metrics.JOIN_LATENCY.labels(kind).observe(max(0.0, (now - signal.received_at).total_seconds()))
         if isinstance(signal, Receipt):
-            step = machine.on_receipt(
-                state, signal, mode=signal.mode or project.mode,
-                project_timeout_minutes=project.timeout_minutes, now=now,
-            )
-        else:
-            step = machine.on_result(state, signal, now=now)
-        if step.state == state:
-            return Outcome(state=None, messages=[])
-        return Outcome(state=machine.state_to_json(step.state), messages=[to_message(e) for e in step.effects])
+            return machine.on_receipt(remembered, signal, mode=signal.mode or project.mode,
+                                      project_timeout_minutes=project.timeout_minutes, now=now)
+        return machine.on_result(remembered, signal, now=now)
 
-    def _decode(self, message: Incoming) -> Receipt | Result:
-        if message.topic == self._receipts_topic:
-            return decode(Receipt, message.value)
-        if message.topic == self._results_topic:
-            return decode(Result, message.value)
-        raise SchemaError("unexpected_topic", f"the tracker does not read {message.topic}")
+    def _incident_event(self, message: Incoming, state: machine.FlowState, now: datetime) -> machine.Step | None:
+        event = decode(IncidentEvent, message.value)
+        _require_flow_key(message, event.project_id, event.reference)
+        # Our own events come back on this topic too; only an operator's manual resolution
+        # changes the flow.
+        if event.actor == ACTOR or event.type != "resolved" or event.resolution != "manual":
+            return None
+        return machine.on_operator_resolve(state, now=now)
 
     def _dead(self, message: Incoming, reason: str, now: datetime) -> Outcome:
         letter = DeadLetter.of(
@@ -85,3 +120,21 @@ class FlowTracker:
             value=message.value, reason=reason, consumer=self.CONSUMER, failed_at=now,
         )
         return Outcome(state=None, messages=[], dead_letter=letter)
+
+
+def _require_flow_key(message: Incoming, project_id: str, reference: str) -> None:
+    # A mis-keyed message sits on the wrong partition for its flow; joining it there would split
+    # one flow's state across two tasks.
+    if message.key != flow_key(project_id, reference):
+        raise SchemaError("key_mismatch", "the key must be '<project_id>:<reference>' of the value")
+
+
+def _observe(step: machine.Step, now: datetime) -> None:
+    for effect in step.effects:
+        flow = effect.flow
+        if isinstance(effect, machine.IncidentOpened):
+            metrics.INCIDENTS_OPENED.labels(flow.incident_reason, flow.mode).inc()
+            if flow.incident_reason == "timeout":
+                metrics.DETECTION_LAG.observe(max(0.0, (now - flow.deadline).total_seconds()))
+        elif isinstance(effect, machine.Transition) and flow.status is machine.Status.RESOLVED:
+            metrics.INCIDENTS_RESOLVED.labels(flow.resolution, flow.mode).inc()

@@ -72,7 +72,9 @@ async def test_direct_producers_are_joined_and_bad_messages_are_dead_lettered(
 
     good = Receipt(project_id=project.project_id, idempotency_key="direct-1", reference="inv_direct",
                    event_type="invoice.paid", effect_type="grant_access", received_at=datetime.now(UTC))
-    producer = Producer({"bootstrap.servers": services.kafka_bootstrap, "enable.idempotence": True})
+    # Direct producers partition with murmur2 (the Java client's default), like the gateway.
+    producer = Producer({"bootstrap.servers": services.kafka_bootstrap, "enable.idempotence": True,
+                         "partitioner": "murmur2_random"})
     topic = RECEIPTS.name(topic_prefix)
     producer.produce(topic, key=flow_key(project.project_id, "inv_direct"), value=b"{not json")
     producer.produce(topic, key=b"prj_unknown:inv_x", value=encode(Receipt(

@@ -4,6 +4,7 @@ from topics.catalog import (
     ALL_TOPICS,
     AUDIT,
     DEADLETTER,
+    DEADLINES,
     INCIDENTS,
     RECEIPTS,
     REPAIRS,
@@ -14,10 +15,10 @@ from topics.catalog import (
     split_flow_key,
 )
 from topics.codec import SchemaError, decode, encode
-from topics.messages import AuditEvent, DeadLetter, IncidentEvent, Receipt, RepairRequest, Result, Snapshot
+from topics.messages import AuditEvent, DeadLetter, DeadlineTick, IncidentEvent, Receipt, RepairRequest, Result, Snapshot
 
 __all__ = [
-    "ALL_TOPICS", "AUDIT", "DEADLETTER", "INCIDENTS", "RECEIPTS", "REPAIRS", "RESULTS",
-    "AuditEvent", "DeadLetter", "IncidentEvent", "Receipt", "RepairRequest", "Result",
+    "ALL_TOPICS", "AUDIT", "DEADLETTER", "DEADLINES", "INCIDENTS", "RECEIPTS", "REPAIRS", "RESULTS",
+    "AuditEvent", "DeadLetter", "DeadlineTick", "IncidentEvent", "Receipt", "RepairRequest", "Result",
     "SchemaError", "Snapshot", "TopicSpec", "decode", "encode", "flow_key", "project_key", "split_flow_key",
 ]

@@ -11,6 +11,7 @@ from enum import Enum
 from topics.messages import (
     AuditEvent,
     DeadLetter,
+    DeadlineTick,
     IncidentEvent,
     Message,
     Receipt,
@@ -61,8 +62,12 @@ REPAIRS = TopicSpec("sendpromptly.repairs.v1", Key.FLOW, RepairRequest, Partitio
 # Keyed by project so one project's events stay in order: the audit sink chains them per project.
 AUDIT = TopicSpec("sendpromptly.audit.v1", Key.PROJECT, AuditEvent, Partitioning.FLOW)
 DEADLETTER = TopicSpec("sendpromptly.deadletter.v1", Key.FLOW, DeadLetter, Partitioning.SINGLE)
+# Internal to the agents (not part of the public contract): the deadline timer's ticks, each sent
+# to the partition that owns the flow. A tick is only useful for moments, so it is kept a day.
+DEADLINES = TopicSpec("sendpromptly.agents.deadlines.v1", Key.FLOW, DeadlineTick, Partitioning.FLOW,
+                      retention_ms=DAY_MS)
 
-ALL_TOPICS: tuple[TopicSpec, ...] = (RECEIPTS, RESULTS, INCIDENTS, REPAIRS, AUDIT, DEADLETTER)
+ALL_TOPICS: tuple[TopicSpec, ...] = (RECEIPTS, RESULTS, INCIDENTS, REPAIRS, AUDIT, DEADLETTER, DEADLINES)
 
 
 def flow_key(project_id: str, reference: str) -> bytes:

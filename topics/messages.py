@@ -328,3 +328,21 @@ class DeadLetter(Message):
         )
         check.done()
         return cls(**values)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True, slots=True)
+class DeadlineTick(Message):
+    """Internal to the agents: the deadline timer's "this flow's deadline has passed", sent on the
+    flow's own partition so the state change happens inside stream processing."""
+
+    SCHEMA: ClassVar[str] = "deadline_tick.v1"
+    FIELDS: ClassVar[frozenset[str]] = _fields("deadline")
+
+    deadline: datetime
+
+    @classmethod
+    def from_dict(cls, doc: Any) -> DeadlineTick:
+        check = cls.checker(doc)
+        deadline = check.timestamp("deadline")
+        check.done()
+        return cls(deadline=deadline)  # type: ignore[arg-type]

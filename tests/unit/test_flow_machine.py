@@ -164,3 +164,28 @@ def test_any_order_of_signals_keeps_the_rules(events: list[tuple[str, int]]) -> 
 @given(st.lists(_event, max_size=12))
 def test_replaying_the_same_signals_gives_the_same_outcome(events: list[tuple[str, int]]) -> None:
     assert _run(events) == _run(events)
+
+
+def test_a_repeated_idempotency_key_within_24_hours_is_a_duplicate() -> None:
+    state = machine.remember(FlowState(), "k1", T0)
+    assert state is not None
+    assert machine.remember(state, "k1", T0 + timedelta(hours=23)) is None
+    assert machine.remember(state, "k2", T0 + timedelta(hours=23)) is not None
+    assert machine.remember(state, "k1", T0 + timedelta(hours=24, seconds=1)) is not None
+
+
+def test_remembered_keys_survive_the_json_round_trip_and_stay_bounded() -> None:
+    state = FlowState()
+    for n in range(machine.MAX_REMEMBERED_KEYS + 10):
+        state = machine.remember(state, f"k{n}", T0)
+    assert len(state.seen) == machine.MAX_REMEMBERED_KEYS
+    assert machine.state_from_json(machine.state_to_json(state)) == state
+
+
+def test_an_operator_resolves_an_open_incident_by_hand() -> None:
+    opened = machine.on_result(start(), result("failed", T0), now=T0).state
+    step = machine.on_operator_resolve(opened, now=T0 + timedelta(minutes=5))
+    assert step.state.flow.status is Status.RESOLVED and step.state.flow.resolution == "manual"
+    assert [type(e) for e in step.effects] == [Transition]
+    # Nothing to resolve on a pending or applied flow.
+    assert machine.on_operator_resolve(start(), now=T0).effects == []

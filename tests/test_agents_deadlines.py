@@ -1,0 +1,104 @@
+"""Deadlines on wall-clock time, and state that survives kill -9 and rebalances (DESIGN.md §4)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from tests.conftest import ProjectKey
+from tests.support.api import Api, eventually
+from tests.support.kafka import read_topic
+from tests.support.stack import Stack
+from topics import INCIDENTS, IncidentEvent, decode
+from topics.fields import parse_timestamp
+
+pytestmark = pytest.mark.e2e
+
+
+def _status(expected: str):
+    return lambda answer: answer[0] == 200 and answer[1]["status"] == expected
+
+
+async def _incident_events(services, topic_prefix: str) -> list[IncidentEvent]:
+    return [decode(IncidentEvent, v) for _, v in await read_topic(services.kafka_bootstrap, INCIDENTS.name(topic_prefix))]
+
+
+async def test_a_missed_deadline_opens_an_incident_within_2_seconds_with_no_other_traffic(
+        api: Api, services, topic_prefix: str, stack: Stack) -> None:
+    status, accepted = await api.receipt("inv_late", timeout_seconds=3)
+    assert status == 202
+    deadline = parse_timestamp(accepted["deadline"])
+    _, flow = await eventually(lambda: api.flow("inv_late"), _status("incident"), timeout=15)
+
+    [opened] = [e for e in await _incident_events(services, topic_prefix) if e.reference == "inv_late"]
+    assert opened.type == "opened" and opened.reason == "timeout"
+    assert opened.incident_id == flow["incident_id"]
+    lag = (opened.occurred_at - deadline).total_seconds()
+    assert 0 <= lag <= 2, f"incident opened {lag:.2f}s after the deadline"
+
+    async with api.session.get(stack.agents_url + "/metrics") as response:
+        assert response.status == 200
+        metrics = await response.text()
+    assert 'sendpromptly_incidents_opened_total{mode="test",reason="timeout"} 1.0' in metrics
+    assert "sendpromptly_detection_lag_seconds_count 1.0" in metrics
+    assert 'sendpromptly_pending_flows 0.0' in metrics, [l for l in metrics.splitlines() if 'pending' in l]
+
+
+async def test_a_success_before_the_deadline_never_becomes_an_incident(api: Api, services, topic_prefix: str) -> None:
+    await api.receipt("inv_ok", timeout_seconds=2)
+    await api.result("inv_ok", "succeeded")
+    await eventually(lambda: api.flow("inv_ok"), _status("applied"))
+    await asyncio.sleep(4)  # well past the deadline
+    assert (await api.flow("inv_ok"))[1]["status"] == "applied"
+    assert [e for e in await _incident_events(services, topic_prefix) if e.reference == "inv_ok"] == []
+
+
+async def test_a_late_success_resolves_the_timeout_incident(api: Api) -> None:
+    await api.receipt("inv_slow", timeout_seconds=1)
+    await eventually(lambda: api.flow("inv_slow"), _status("incident"), timeout=15)
+    await api.result("inv_slow", "succeeded")
+    await eventually(lambda: api.flow("inv_slow"), _status("resolved"))
+
+
+async def test_kill_9_mid_stream_loses_no_deadline_and_doubles_no_incident(
+        stack: Stack, api: Api, services, topic_prefix: str) -> None:
+    # Applied flows, and pending ones whose deadlines fall while the worker is dead.
+    for n in range(10):
+        await api.receipt(f"inv_applied_{n}", timeout_seconds=4)
+        await api.result(f"inv_applied_{n}", "succeeded")
+    for n in range(10):
+        await api.receipt(f"inv_due_{n}", timeout_seconds=4)
+    await eventually(lambda: api.flow("inv_due_9"), _status("pending"))
+    stack.agents.kill()
+    await asyncio.sleep(5)  # every deadline passes while no agent runs
+    stack.agents.start()
+    stack.agents.wait_ready(stack.agents_url + "/readyz", timeout=90)
+
+    for n in range(10):
+        await eventually(lambda n=n: api.flow(f"inv_due_{n}"), _status("incident"), timeout=30)
+    await asyncio.sleep(3)  # room for a wrongly doubled incident to show up
+    events = await _incident_events(services, topic_prefix)
+    opened = [e.reference for e in events if e.type == "opened"]
+    assert sorted(opened) == sorted(f"inv_due_{n}" for n in range(10)), "each deadline fires exactly once"
+    for n in range(10):
+        assert (await api.flow(f"inv_applied_{n}"))[1]["status"] == "applied"
+
+
+async def test_a_rebalance_hands_deadlines_to_the_remaining_worker(
+        stack_factory, project: ProjectKey, http, services, topic_prefix: str) -> None:
+    first = stack_factory()
+    second = stack_factory()  # a second set of processes: its agents join the same group
+    api = Api(http, first.base_url, project.api_key)
+    for n in range(12):
+        await api.receipt(f"inv_moved_{n}", timeout_seconds=8)
+    await eventually(lambda: api.flow("inv_moved_11"), _status("pending"))
+    second.agents.stop()  # its partitions move to the first worker, with their pending deadlines
+
+    for n in range(12):
+        await eventually(lambda n=n: api.flow(f"inv_moved_{n}"), _status("incident"), timeout=45)
+    events = await _incident_events(services, topic_prefix)
+    opened = sorted(e.reference for e in events if e.type == "opened")
+    assert opened == sorted(f"inv_moved_{n}" for n in range(12))
+
+

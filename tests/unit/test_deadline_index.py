@@ -1,0 +1,59 @@
+"""The deadline index, on an injected clock: due exactly once per deadline, again if still pending."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from agents.deadlines import REFIRE_AFTER, DeadlineIndex
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def test_nothing_is_due_before_its_deadline() -> None:
+    index = DeadlineIndex()
+    index.track(b"a", T0 + timedelta(seconds=5), 0)
+    assert index.due(T0 + timedelta(seconds=4)) == []
+    assert [d.key for d in index.due(T0 + timedelta(seconds=5))] == [b"a"]
+
+
+def test_a_due_flow_comes_due_again_only_if_still_pending_after_the_refire_delay() -> None:
+    index = DeadlineIndex()
+    index.track(b"a", T0, 3)
+    [first] = index.due(T0)
+    assert (first.key, first.deadline, first.partition) == (b"a", T0, 3)
+    assert index.due(T0 + REFIRE_AFTER - timedelta(seconds=1)) == []
+    assert [d.key for d in index.due(T0 + REFIRE_AFTER)] == [b"a"]  # the tick was lost: again
+    index.forget(b"a")
+    assert index.due(T0 + 10 * REFIRE_AFTER) == []
+    assert len(index) == 0
+
+
+def test_forgotten_and_retracked_flows_leave_no_stale_expiry() -> None:
+    index = DeadlineIndex()
+    index.track(b"a", T0, 0)
+    index.forget(b"a")
+    index.track(b"b", T0, 0)
+    index.track(b"b", T0 + timedelta(seconds=30), 1)
+    assert index.due(T0 + timedelta(seconds=1)) == []
+    assert [(d.key, d.partition) for d in index.due(T0 + timedelta(seconds=30))] == [(b"b", 1)]
+
+
+@given(st.lists(st.tuples(st.integers(0, 50), st.integers(0, 100)), max_size=60))
+def test_every_tracked_deadline_comes_due_once_in_order(entries: list[tuple[int, int]]) -> None:
+    index = DeadlineIndex()
+    expected = {}
+    for key, second in entries:
+        index.track(str(key).encode(), T0 + timedelta(seconds=second), 0)
+        expected[str(key).encode()] = T0 + timedelta(seconds=second)
+    seen: list[tuple[datetime, bytes]] = []
+    for second in range(0, 101):
+        for due in index.due(T0 + timedelta(seconds=second)):
+            seen.append((due.deadline, due.key))
+            index.forget(due.key)  # the agent opened the incident
+            assert due.deadline <= T0 + timedelta(seconds=second)
+    assert sorted(seen) == sorted((d, k) for k, d in expected.items())
+    assert len(seen) == len(expected)
+    index.compact()
