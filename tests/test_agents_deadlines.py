@@ -102,3 +102,15 @@ async def test_a_rebalance_hands_deadlines_to_the_remaining_worker(
     assert opened == sorted(f"inv_moved_{n}" for n in range(12))
 
 
+
+
+async def test_an_operators_manual_resolution_resolves_the_flow(api: Api, operator_api: Api) -> None:
+    await api.receipt("inv_manual")
+    await api.result("inv_manual", "failed")
+    _, flow = await eventually(lambda: api.flow("inv_manual"), _status("incident"))
+    await eventually(lambda: operator_api.get(f"/api/v1/incidents/{flow['incident_id']}"), lambda a: a[0] == 200)
+    status, _, _ = await operator_api.send("POST", f"/api/v1/incidents/{flow['incident_id']}/resolve",
+                                           {"note": "refunded by hand"})
+    assert status == 202
+    # The agents, the only writer of flow state, apply the operator's event to the flow.
+    await eventually(lambda: api.flow("inv_manual"), _status("resolved"))
