@@ -17,7 +17,11 @@ source "$SCRIPT_DIR/lib.sh"
 RUN_DIR=$REPO_DIR/.run/stack
 SP=$REPO_DIR/.venv/bin/sendpromptly
 PY=$REPO_DIR/.venv/bin/python
-PROCESSES=(gateway agents sink-read-model)
+# Sinks run as `sendpromptly sink <name>`, each serving /metrics on its own port from
+# SENDPROMPTLY_SINK_METRICS_PORT (8082) upwards, in this order. One word per sink.
+SINKS=(read-model)
+PROCESSES=(gateway agents "${SINKS[@]/#/sink-}")
+SINK_BASE_PORT=${SENDPROMPTLY_SINK_METRICS_PORT:-8082}
 
 export SENDPROMPTLY_ALLOW_PRIVATE_TARGETS=${SENDPROMPTLY_ALLOW_PRIVATE_TARGETS:-1}
 export SENDPROMPTLY_HTTP_HOST=${SENDPROMPTLY_HTTP_HOST:-127.0.0.1}
@@ -30,15 +34,22 @@ command_for() {
   case $1 in
     gateway) echo "$SP gateway" ;;
     agents) echo "$SP agents" ;;
-    sink-read-model) echo "$SP sink read-model" ;;
+    sink-*) echo "$SP sink ${1#sink-}" ;;
   esac
+}
+
+sink_port() {
+  local i
+  for i in "${!SINKS[@]}"; do
+    [[ ${SINKS[$i]} == "$1" ]] && echo $((SINK_BASE_PORT + i))
+  done
 }
 
 ready_url_for() {
   case $1 in
     gateway) echo "http://$SENDPROMPTLY_HTTP_HOST:$SENDPROMPTLY_HTTP_PORT/readyz" ;;
     agents) echo "http://$SENDPROMPTLY_HTTP_HOST:$SENDPROMPTLY_AGENTS_WEB_PORT/readyz" ;;
-    sink-read-model) echo "http://$SENDPROMPTLY_HTTP_HOST:${SINK_READ_MODEL_PORT}/readyz" ;;
+    sink-*) echo "http://$SENDPROMPTLY_HTTP_HOST:$(sink_port "${1#sink-}")/readyz" ;;
   esac
 }
 
@@ -79,7 +90,7 @@ start_process() {
     return
   fi
   # shellcheck disable=SC2046 # the command is meant to split into words
-  SENDPROMPTLY_SINK_METRICS_PORT=$SINK_READ_MODEL_PORT setsid nohup $(command_for "$name") \
+  SENDPROMPTLY_SINK_METRICS_PORT=$(sink_port "${name#sink-}") setsid nohup $(command_for "$name") \
     >>"$RUN_DIR/$name.log" 2>&1 </dev/null &
   echo $! >"$pid_file"
 }
@@ -100,7 +111,6 @@ wait_ready() {
 up() {
   [[ -x $SP ]] || sp_die "no virtualenv: run 'make up' (it installs .venv first)"
   mkdir -p "$RUN_DIR"
-  SINK_READ_MODEL_PORT=${SENDPROMPTLY_SINK_METRICS_PORT:-8082}
   load_keys
   start_services
   # Remember the stack's connection settings so `status`, `down` and the user's shell can reuse them.
@@ -125,7 +135,8 @@ SendPromptly is up.
   API and console   $base   (OpenAPI: $base/api/v1/openapi.json)
   Kafka             $SENDPROMPTLY_KAFKA_BOOTSTRAP
   PostgreSQL        $SENDPROMPTLY_DATABASE_URL
-  Metrics           $base/metrics, http://$SENDPROMPTLY_HTTP_HOST:$SENDPROMPTLY_AGENTS_WEB_PORT/metrics, http://$SENDPROMPTLY_HTTP_HOST:$SINK_READ_MODEL_PORT/metrics
+  Metrics           $base/metrics, http://$SENDPROMPTLY_HTTP_HOST:$SENDPROMPTLY_AGENTS_WEB_PORT/metrics (agents),
+                    sinks from http://$SENDPROMPTLY_HTTP_HOST:$SINK_BASE_PORT/metrics upwards (${SINKS[*]})
   Logs              $RUN_DIR/*.log
 
 Demo project $project (test mode). Shown once, stored only as hashes:

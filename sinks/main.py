@@ -1,26 +1,36 @@
-"""Run one sink process: ``sendpromptly sink <name>``."""
+"""Run one sink process: ``sendpromptly sink <name>``.
+
+Each sink is one module with a ``NAME`` and a ``build(pool, settings)`` that returns its handlers
+(one per topic); ``SINKS`` lists them all. Adding a sink is one line here.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import signal
+from collections.abc import Callable
 
 import uvloop
+from psycopg_pool import AsyncConnectionPool
 
 from sendpromptly.config import Settings
 from sendpromptly.observability import configure_logging
 from sinks import read_model
-from sinks.runner import SinkRunner, serve_health
+from sinks.runner import Handler, SinkRunner, serve_health
 from store.db import open_pool
+from topics import TopicSpec
 
-SINK_NAMES = (read_model.NAME,)
+Build = Callable[[AsyncConnectionPool, Settings], dict[TopicSpec, Handler]]
+
+SINKS: dict[str, Build] = {
+    read_model.NAME: read_model.build,
+}
 
 
 async def _run(settings: Settings, name: str) -> None:
     pool = await open_pool(settings.database_url, max_size=4)
-    sink = read_model.ReadModelSink(pool)
-    runner = SinkRunner(settings, name=name, handlers=sink.handlers())
+    runner = SinkRunner(settings, name=name, handlers=SINKS[name](pool, settings))
     health = await serve_health(runner, settings.http_host, settings.sink_metrics_port)
     task = asyncio.create_task(runner.run())
     loop = asyncio.get_running_loop()
@@ -35,7 +45,7 @@ async def _run(settings: Settings, name: str) -> None:
 
 
 def run(settings: Settings, name: str) -> None:
-    if name not in SINK_NAMES:
-        raise SystemExit(f"unknown sink {name!r}; choose one of: {', '.join(SINK_NAMES)}")
+    if name not in SINKS:
+        raise SystemExit(f"unknown sink {name!r}; choose one of: {', '.join(SINKS)}")
     configure_logging(settings.log_level)
     uvloop.run(_run(settings, name))

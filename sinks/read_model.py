@@ -10,6 +10,7 @@ from psycopg import AsyncConnection
 from psycopg.errors import ForeignKeyViolation
 from psycopg_pool import AsyncConnectionPool
 
+from sendpromptly.config import Settings
 from sinks.runner import Handler, Unprocessable
 from store.flows import FlowView, upsert_flow
 from store.incidents import apply_event
@@ -77,3 +78,7 @@ def _time(value: str):
     if parsed is None:
         raise ValueError(f"timestamp {value!r}")
     return parsed
+
+
+def build(pool: AsyncConnectionPool, settings: Settings) -> dict[TopicSpec, Handler]:
+    return ReadModelSink(pool).handlers()

@@ -15,26 +15,35 @@ TEST_SECRET_KEYS = Keyring.generate_spec("test-secrets-1")
 TEST_SNAPSHOT_KEYS = Keyring.generate_spec("test-snapshots-1")
 
 
+# The sink processes every test stack runs (``sendpromptly sink <name>``); one line per sink.
+SINK_NAMES = ("read-model",)
+
+
 @dataclass
 class Stack:
     env: dict[str, str]
     gateway: ManagedProcess
     agents: ManagedProcess
-    read_model: ManagedProcess
+    sinks: dict[str, ManagedProcess]
     base_url: str
     agents_url: str
-    read_model_url: str
+    sink_urls: dict[str, str]
+
+    @property
+    def read_model(self) -> ManagedProcess:
+        return self.sinks["read-model"]
 
     @property
     def processes(self) -> list[ManagedProcess]:
-        return [self.gateway, self.agents, self.read_model]
+        return [self.gateway, self.agents, *self.sinks.values()]
 
     def start(self) -> None:
         for process in self.processes:
             process.start()
         self.gateway.wait_ready(self.base_url + "/readyz")
         self.agents.wait_ready(self.agents_url + "/readyz")
-        self.read_model.wait_ready(self.read_model_url + "/readyz")
+        for name, process in self.sinks.items():
+            process.wait_ready(self.sink_urls[name] + "/readyz")
 
     def stop(self) -> None:
         for process in self.processes:
@@ -63,7 +72,8 @@ def stack_env(*, kafka_bootstrap: str, database_url: str, topic_prefix: str, wor
 
 
 def build_stack(env: dict[str, str], workdir: Path) -> Stack:
-    http, agents, read_model = free_port(), free_port(), free_port()
+    http, agents = free_port(), free_port()
+    sink_ports = {name: free_port() for name in SINK_NAMES}
 
     def process(name: str, args: list[str], port_var: str, port: int) -> ManagedProcess:
         return ManagedProcess(name, args, {**env, port_var: str(port)}, workdir / f"{name}.log")
@@ -72,8 +82,9 @@ def build_stack(env: dict[str, str], workdir: Path) -> Stack:
         env=env,
         gateway=process("gateway", ["gateway"], "SENDPROMPTLY_HTTP_PORT", http),
         agents=process("agents", ["agents"], "SENDPROMPTLY_AGENTS_WEB_PORT", agents),
-        read_model=process("read-model", ["sink", "read-model"], "SENDPROMPTLY_SINK_METRICS_PORT", read_model),
+        sinks={name: process(name, ["sink", name], "SENDPROMPTLY_SINK_METRICS_PORT", port)
+               for name, port in sink_ports.items()},
         base_url=f"http://127.0.0.1:{http}",
         agents_url=f"http://127.0.0.1:{agents}",
-        read_model_url=f"http://127.0.0.1:{read_model}",
+        sink_urls={name: f"http://127.0.0.1:{port}" for name, port in sink_ports.items()},
     )
