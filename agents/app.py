@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import faust
+from aiokafka.partitioner import murmur2
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from agents import metrics
@@ -119,7 +120,7 @@ def create_app(settings: Settings) -> faust.App:
         for key, stored in flows.items():
             flow = state_from_json(stored).flow
             if flow is not None and flow.status is Status.PENDING:
-                index.track(key, flow.deadline, stored[PARTITION_FIELD])
+                index.track(key, flow.deadline, stored.get(PARTITION_FIELD, _partition_of(key, settings.flow_partitions)))
         metrics.PENDING_FLOWS.set(len(index))
         log.info("deadline index rebuilt: %d pending flows", len(index))
 
@@ -155,6 +156,12 @@ def create_app(settings: Settings) -> faust.App:
         return web.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST.partition(";")[0])
 
     return app
+
+
+def _partition_of(key: bytes, partitions: int) -> int:
+    """The partition every producer here puts ``key`` on (murmur2, as the Java client does); for
+    state written before the partition was stored beside it."""
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
 
 
 def run_worker(settings: Settings) -> None:
