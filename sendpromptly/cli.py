@@ -77,10 +77,34 @@ def agents() -> None:
 @main.command()
 @click.argument("name")
 def sink(name: str) -> None:
-    """Run one sink process (read-model)."""
+    """Run one sink process (read-model, callbacks)."""
     from sinks.main import run
 
     run(_settings(), name)
+
+
+@main.group()
+def snapshots() -> None:
+    """Encrypted payload snapshots."""
+
+
+@snapshots.command("purge")
+def snapshots_purge() -> None:
+    """Delete snapshots older than 30 days now (the callbacks sink also does it hourly)."""
+    from sinks.snapshot_purge import purge_snapshots
+    from store.db import open_pool
+
+    async def purge() -> dict[str, int]:
+        pool = await open_pool(_settings().database_url, max_size=1)
+        try:
+            return await purge_snapshots(pool)
+        finally:
+            await pool.close()
+
+    purged = asyncio.run(purge())
+    for project_id, count in sorted(purged.items()):
+        click.echo(f"{project_id}  {count} snapshot(s) purged")
+    click.echo(f"purged {sum(purged.values())} snapshot(s) older than 30 days")
 
 
 @main.group()

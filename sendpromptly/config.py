@@ -64,6 +64,19 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raise ConfigError(f"{PREFIX}{name} must be 1/0, true/false, yes/no or on/off, got {value!r}")
 
 
+def _seconds_list(env: Mapping[str, str], name: str, default: tuple[float, ...]) -> tuple[float, ...]:
+    value = _raw(env, name)
+    if value is None or value == "":
+        return default
+    try:
+        numbers = tuple(float(item) for item in value.split(","))
+    except ValueError:
+        raise ConfigError(f"{PREFIX}{name} must be comma-separated seconds, got {value!r}") from None
+    if not all(0 < number <= 7 * 24 * 3600 for number in numbers):
+        raise ConfigError(f"{PREFIX}{name}: each delay must be more than 0 and at most 7 days, got {value!r}")
+    return numbers
+
+
 @dataclass(frozen=True)
 class Settings:
     kafka_bootstrap: str = "127.0.0.1:9092"
@@ -76,6 +89,8 @@ class Settings:
     replication_factor: int = 1
     http_host: str = "127.0.0.1"
     http_port: int = 8080
+    # Gateway processes sharing the HTTP port (SO_REUSEPORT): one event loop uses one core.
+    http_workers: int = 1
     agents_web_port: int = 8081
     sink_metrics_port: int = 8082
     agents_datadir: str = ".run/agents"
@@ -87,6 +102,9 @@ class Settings:
     # to recover (callback signing secrets), one for payload snapshots. Kept apart on purpose.
     secret_keys: str = ""
     snapshot_keys: str = ""
+    # Delays before each retry of a repair callback (seconds; Svix's schedule, ~27 h in all):
+    # one first attempt plus one per entry.
+    callback_retry_schedule: tuple[float, ...] = (5, 300, 1800, 7200, 18000, 36000, 36000)
     log_level: str = "INFO"
 
     def __post_init__(self) -> None:
@@ -107,6 +125,7 @@ class Settings:
             replication_factor=_int(env, "REPLICATION_FACTOR", defaults.replication_factor, 1, 16),
             http_host=_str(env, "HTTP_HOST", defaults.http_host),
             http_port=_int(env, "HTTP_PORT", defaults.http_port, 0, 65535),
+            http_workers=_int(env, "HTTP_WORKERS", defaults.http_workers, 1, 64),
             agents_web_port=_int(env, "AGENTS_WEB_PORT", defaults.agents_web_port, 0, 65535),
             sink_metrics_port=_int(env, "SINK_METRICS_PORT", defaults.sink_metrics_port, 0, 65535),
             agents_datadir=_str(env, "AGENTS_DATADIR", defaults.agents_datadir),
@@ -115,5 +134,6 @@ class Settings:
             allow_private_targets=_bool(env, "ALLOW_PRIVATE_TARGETS", defaults.allow_private_targets),
             secret_keys=_str(env, "SECRET_KEYS", defaults.secret_keys),
             snapshot_keys=_str(env, "SNAPSHOT_KEYS", defaults.snapshot_keys),
+            callback_retry_schedule=_seconds_list(env, "CALLBACK_RETRY_SCHEDULE", defaults.callback_retry_schedule),
             log_level=_str(env, "LOG_LEVEL", defaults.log_level).upper(),
         )

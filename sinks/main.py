@@ -16,7 +16,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from sendpromptly.config import Settings
 from sendpromptly.observability import configure_logging
-from sinks import read_model
+from sinks import callbacks, read_model
 from sinks.runner import Handler, SinkRunner, serve_health
 from store.db import open_pool
 from topics import TopicSpec
@@ -25,6 +25,7 @@ Build = Callable[[AsyncConnectionPool, Settings], dict[TopicSpec, Handler]]
 
 SINKS: dict[str, Build] = {
     read_model.NAME: read_model.build,
+    callbacks.NAME: callbacks.build,
 }
 
 

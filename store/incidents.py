@@ -100,14 +100,40 @@ async def apply_event(conn: AsyncConnection, event: IncidentEvent) -> None:
     async with conn.transaction():
         await conn.execute(_UPSERT, _row(event))
         if event.type == "reprocess_requested":
-            await conn.execute(
-                "INSERT INTO replays (replay_id, incident_id, requested_by, requested_at)"
-                " VALUES (%s, %s, %s, %s)"
-                # A retried request carries the same replay id: still one replay, first time kept.
-                " ON CONFLICT (replay_id) DO UPDATE SET requested_at = least(replays.requested_at,"
-                "   EXCLUDED.requested_at)",
-                (event.replay_id, event.incident_id, event.actor, event.occurred_at),
-            )
+            assert event.replay_id is not None
+            await add_replay(conn, event.replay_id, event.incident_id, event.actor, event.occurred_at)
+
+
+async def add_replay(conn: AsyncConnection, replay_id: str, incident_id: str, requested_by: str,
+                     requested_at: datetime) -> None:
+    """The replay's row, from its incident event or its repair request, whichever comes first;
+    attempts and outcome stay as they are."""
+    await conn.execute(
+        "INSERT INTO replays (replay_id, incident_id, requested_by, requested_at)"
+        " VALUES (%s, %s, %s, %s)"
+        # A retried request carries the same replay id: still one replay, first time kept.
+        " ON CONFLICT (replay_id) DO UPDATE SET requested_at = least(replays.requested_at,"
+        "   EXCLUDED.requested_at)",
+        (replay_id, incident_id, requested_by, requested_at),
+    )
+
+
+async def record_replay_attempts(conn: AsyncConnection, replay_id: str, attempts: int) -> None:
+    """The repair-callback sink made ``attempts`` attempts; never counts down."""
+    await conn.execute("UPDATE replays SET attempts = greatest(attempts, %s) WHERE replay_id = %s",
+                       (attempts, replay_id))
+
+
+async def record_replay_outcome(conn: AsyncConnection, project_id: str, reference: str, replay_id: str,
+                                outcome: str) -> None:
+    """Only for a replay of this project's flow (a result cannot touch another project's replay).
+    ``succeeded`` is final: a success reported once stays, whatever failed before or after."""
+    await conn.execute(
+        "UPDATE replays r SET outcome = CASE WHEN r.outcome = 'succeeded' THEN r.outcome ELSE %s END"
+        " FROM incidents i WHERE r.replay_id = %s AND i.id = r.incident_id"
+        " AND i.project_id = %s AND i.reference = %s",
+        (outcome, replay_id, project_id, reference),
+    )
 
 
 async def get_incident(conn: AsyncConnection, incident_id: str, *, lock: bool = False) -> Incident | None:

@@ -17,7 +17,7 @@ from api_gateway.operator_api.common import operator_of, record_audit, visible_p
 from api_gateway.problems import Problem, invalid_fields
 from api_gateway.responses import json_response
 from api_gateway.state import POOL, SECRETS_KEYRING, SETTINGS
-from sendpromptly.keyring import Keyring
+from sendpromptly.keyring import Envelope, Keyring
 from sendpromptly.targets import TargetError, check_url
 from store import callbacks, projects
 
@@ -36,6 +36,11 @@ def _associated_data(project_id: str) -> bytes:
 
 def encrypt_secret(keyring: Keyring, project_id: str, secret: str) -> dict[str, str]:
     return keyring.encrypt(secret.encode(), _associated_data(project_id)).to_dict()
+
+
+def decrypt_secret(keyring: Keyring, project_id: str, secret_enc: dict[str, str]) -> str:
+    """The ``whsec_`` secret again, for the callbacks sink to sign with."""
+    return keyring.decrypt(Envelope.from_dict(secret_enc), _associated_data(project_id)).decode()
 
 
 async def put(request: web.Request) -> web.Response:

@@ -1,0 +1,234 @@
+"""Repair-callback attempts (DESIGN.md §6): claim due deliveries, call the project's URL, record.
+
+The request is Standard Webhooks: ``webhook-id`` is the replay id (the same on every retry),
+``webhook-timestamp`` this attempt's time, ``webhook-signature`` one ``v1,`` signature per active
+secret (two during a rotation). Each attempt has a new ``nonce`` in the body, so a receiver can
+tell a replayed request from our own retry. Every attempt is stored, counted on the incident's
+replay and audited (status and latency; never the payload or a secret).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import secrets
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import aiohttp
+import orjson
+from prometheus_client import Counter, Histogram
+from psycopg import AsyncConnection
+from psycopg_pool import AsyncConnectionPool
+
+from api_gateway.operator_api.callback import decrypt_secret
+from api_gateway.snapshots import open_snapshot
+from sendpromptly.config import Settings
+from sendpromptly.keyring import DecryptionError, Keyring
+from sendpromptly.receiver import sign
+from sendpromptly.targets import TargetError, check_url_syntax
+from sinks.callback_policy import Verdict, parse_retry_after, retry_delay, verdict
+from sinks.safe_http import outbound_session
+from store import audit, callbacks, incidents
+from store.callback_deliveries import (
+    DELIVERED,
+    EXHAUSTED,
+    FAILED,
+    PENDING,
+    Attempt,
+    Delivery,
+    claim_due,
+    finish_without_attempt,
+    record_attempt,
+)
+from store.projects import get_project
+from store.snapshots import get_snapshot
+from topics import RepairRequest
+from topics.fields import format_timestamp
+
+log = logging.getLogger(__name__)
+
+ATTEMPTS = Counter("sendpromptly_callback_attempts_total", "Repair callback attempts, by what came of them",
+                   ["outcome"])
+LATENCY = Histogram("sendpromptly_callback_latency_seconds", "Time from sending a repair callback to its answer",
+                    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+
+ACTOR = "system:callbacks"
+TIMEOUT_SECONDS = 10.0
+# Longer than an attempt can take: a delivery leased by a process that died is attempted again
+# after this, by whichever replica claims it.
+LEASE = timedelta(seconds=60)
+POLL_SECONDS = 1.0
+CLAIM_BATCH = 20
+# What the metric and the audit call each delivery state after an attempt.
+OUTCOME_LABELS = {PENDING: "retrying", DELIVERED: "delivered", FAILED: "failed", EXHAUSTED: "exhausted"}
+
+
+@dataclass(frozen=True)
+class Target:
+    url: str
+    secrets: list[str]
+    payload: dict[str, Any] | None
+
+
+def repair_body(repair: RepairRequest, attempt: int, nonce: str, payload: dict[str, Any] | None) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "type": "repair.requested", "replay_id": repair.replay_id, "attempt": attempt, "nonce": nonce,
+        "incident_id": repair.incident_id, "project_id": repair.project_id, "mode": repair.mode,
+        "reference": repair.reference, "event_type": repair.event_type, "effect_type": repair.effect_type,
+        "requested_at": format_timestamp(repair.requested_at),
+    }
+    if payload is not None:
+        body["payload"] = payload
+    return body
+
+
+def signed_headers(replay_id: str, timestamp: int, raw_body: bytes, signing_secrets: list[str]) -> dict[str, str]:
+    return {
+        "Content-Type": "application/json",
+        "webhook-id": replay_id,
+        "webhook-timestamp": str(timestamp),
+        "webhook-signature": " ".join(sign(secret, replay_id, timestamp, raw_body) for secret in signing_secrets),
+    }
+
+
+class CallbackDeliverer:
+    """The delivery loop of one callbacks-sink process; replicas share the work through the table."""
+
+    def __init__(self, pool: AsyncConnectionPool, settings: Settings):
+        self._pool = pool
+        self._settings = settings
+        self._secrets_keyring = Keyring.parse("SENDPROMPTLY_SECRET_KEYS", settings.secret_keys)
+        # Optional: without snapshot keys no project can have snapshots to send.
+        self._snapshot_keyring = (Keyring.parse("SENDPROMPTLY_SNAPSHOT_KEYS", settings.snapshot_keys)
+                                  if settings.snapshot_keys else None)
+        self._rng = random.Random()
+        self._wake = asyncio.Event()
+
+    def wake(self) -> None:
+        """A delivery was recorded: look now rather than at the next poll."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        async with outbound_session(allow_private=self._settings.allow_private_targets,
+                                    timeout_seconds=TIMEOUT_SECONDS) as session:
+            while not self._pool.closed:
+                claimed: list[Delivery] = []
+                try:
+                    async with self._pool.connection() as conn:
+                        claimed = await claim_due(conn, limit=CLAIM_BATCH, lease=LEASE)
+                    await asyncio.gather(*(self._deliver(session, delivery) for delivery in claimed))
+                except Exception:
+                    # The database restarting, a keyring that lacks a key: the leased deliveries
+                    # come back after the lease; keep the loop alive.
+                    log.exception("callback delivery round failed; retrying")
+                if len(claimed) < CLAIM_BATCH:
+                    self._wake.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), POLL_SECONDS)
+
+    async def _deliver(self, session: aiohttp.ClientSession, delivery: Delivery) -> None:
+        repair = delivery.request
+        async with self._pool.connection() as conn:
+            target = await self._target(conn, repair)
+        if isinstance(target, str):
+            await self._give_up(repair, target)
+            return
+        number = delivery.attempts + 1
+        nonce = secrets.token_urlsafe(16)
+        raw_body = orjson.dumps(repair_body(repair, number, nonce, target.payload))
+        attempted_at = datetime.now(UTC)
+        headers = signed_headers(repair.replay_id, int(attempted_at.timestamp()), raw_body, target.secrets)
+        http_status, retry_after, error = None, None, None
+        started = time.monotonic()
+        try:
+            async with session.post(target.url, data=raw_body, headers=headers, allow_redirects=False) as response:
+                http_status = response.status
+                retry_after = parse_retry_after(response.headers.get("Retry-After"), datetime.now(UTC))
+        except TimeoutError:
+            error = f"no answer within {TIMEOUT_SECONDS:g} s"
+        except aiohttp.ClientError as exc:
+            error = f"{type(exc).__name__}: {exc}"
+        latency = time.monotonic() - started
+        LATENCY.observe(latency)
+        attempt = Attempt(replay_id=repair.replay_id, number=number, nonce=nonce, attempted_at=attempted_at,
+                          http_status=http_status, latency_ms=round(latency * 1000), error=error)
+        await self._record(repair, attempt, self._next_state(number, http_status, retry_after))
+
+    def _next_state(self, number: int, http_status: int | None,
+                    retry_after: float | None) -> tuple[str, datetime | None]:
+        match verdict(http_status):
+            case Verdict.DELIVERED:
+                return DELIVERED, None
+            case Verdict.FAIL:
+                return FAILED, None
+        delay = retry_delay(self._settings.callback_retry_schedule, number, retry_after, self._rng)
+        if delay is None:
+            return EXHAUSTED, None
+        return PENDING, datetime.now(UTC) + timedelta(seconds=delay)
+
+    async def _target(self, conn: AsyncConnection, repair: RepairRequest) -> Target | str:
+        """Where and how to call, or why there is nothing to call."""
+        project = await get_project(conn, repair.project_id)
+        if project is None or project.repair_callback_url is None:
+            return "the project has no repair callback URL"
+        try:
+            check_url_syntax(project.repair_callback_url, require_https=project.mode == "live")
+        except TargetError as exc:
+            return f"the repair callback URL {exc}"
+        stored = await callbacks.active_secrets(conn, project.id)
+        if not stored:
+            return "the project has no active signing secret"
+        signing_secrets = [decrypt_secret(self._secrets_keyring, project.id, s.secret_enc) for s in stored]
+        return Target(project.repair_callback_url, signing_secrets, await self._payload(conn, repair))
+
+    async def _payload(self, conn: AsyncConnection, repair: RepairRequest) -> dict[str, Any] | None:
+        snapshot = await get_snapshot(conn, repair.project_id, repair.reference)
+        if snapshot is None:
+            return None
+        if self._snapshot_keyring is None:
+            log.warning("replay %s: a snapshot exists but SENDPROMPTLY_SNAPSHOT_KEYS is not set; "
+                        "calling without payload", repair.replay_id)
+            return None
+        try:
+            return open_snapshot(self._snapshot_keyring, repair.project_id, repair.reference, snapshot)
+        except DecryptionError as exc:
+            log.warning("replay %s: the snapshot does not open (%s); calling without payload", repair.replay_id, exc)
+            return None
+
+    async def _record(self, repair: RepairRequest, attempt: Attempt, state: tuple[str, datetime | None]) -> None:
+        status, next_attempt_at = state
+        async with self._pool.connection() as conn, conn.transaction():
+            if not await record_attempt(conn, attempt, status=status, next_attempt_at=next_attempt_at):
+                log.warning("replay %s attempt %d was recorded by another process; dropping this one",
+                            repair.replay_id, attempt.number)
+                return
+            await incidents.record_replay_attempts(conn, repair.replay_id, attempt.number)
+            data = {"replay_id": repair.replay_id, "attempt": attempt.number, "http_status": attempt.http_status,
+                    "latency_ms": attempt.latency_ms, "error": attempt.error, "result": OUTCOME_LABELS[status]}
+            if next_attempt_at is not None:
+                data["next_attempt_at"] = format_timestamp(next_attempt_at)
+            await audit.record(conn, project_id=repair.project_id, actor=ACTOR, action="callback.attempted",
+                               target=repair.incident_id, data=data)
+            if status in (FAILED, EXHAUSTED):
+                await self._record_failure(conn, repair, status, attempt.problem or "")
+        ATTEMPTS.labels(OUTCOME_LABELS[status]).inc()
+        log.info("replay %s attempt %d: %s (%s)", repair.replay_id, attempt.number, OUTCOME_LABELS[status],
+                 attempt.problem or f"HTTP {attempt.http_status}")
+
+    async def _give_up(self, repair: RepairRequest, reason: str) -> None:
+        async with self._pool.connection() as conn, conn.transaction():
+            await finish_without_attempt(conn, repair.replay_id, reason)
+            await self._record_failure(conn, repair, FAILED, reason)
+        log.warning("replay %s: not called: %s", repair.replay_id, reason)
+
+    async def _record_failure(self, conn: AsyncConnection, repair: RepairRequest, status: str, reason: str) -> None:
+        """The replay's outcome is ``failed``; the audit says why (``callback.failed`` or
+        ``callback.exhausted``). Alerts pick exhausted deliveries up from ``callback_deliveries``."""
+        await incidents.record_replay_outcome(conn, repair.project_id, repair.reference, repair.replay_id, "failed")
+        await audit.record(conn, project_id=repair.project_id, actor=ACTOR, action=f"callback.{status}",
+                           target=repair.incident_id, data={"replay_id": repair.replay_id, "reason": reason})

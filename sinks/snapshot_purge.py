@@ -1,0 +1,42 @@
+"""Snapshot purge (DESIGN.md §7): ciphertext older than 30 days is deleted, and each project's
+audit log says how many of its snapshots went. Hourly in the callbacks sink, and on demand with
+``sendpromptly snapshots purge``; running it twice, or on two replicas, deletes nothing twice."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime, timedelta
+
+from psycopg_pool import AsyncConnectionPool
+
+from store import audit
+from store.snapshots import delete_received_before
+
+log = logging.getLogger(__name__)
+
+RETENTION = timedelta(days=30)
+INTERVAL_SECONDS = 3600.0
+ACTOR = "system:snapshot-purge"
+
+
+async def purge_snapshots(pool: AsyncConnectionPool, *, now: datetime | None = None) -> dict[str, int]:
+    """Delete snapshots received more than 30 days before ``now``; returns how many per project."""
+    cutoff = (now or datetime.now(UTC)) - RETENTION
+    async with pool.connection() as conn, conn.transaction():
+        purged = await delete_received_before(conn, cutoff)
+        for project_id, count in purged.items():
+            await audit.record(conn, project_id=project_id, actor=ACTOR, action="snapshots.purged",
+                               target=project_id, data={"count": count, "received_before": cutoff.isoformat()})
+    return purged
+
+
+async def purge_hourly(pool: AsyncConnectionPool) -> None:
+    while not pool.closed:
+        try:
+            purged = await purge_snapshots(pool)
+            if purged:
+                log.info("purged %d snapshot(s) older than %s", sum(purged.values()), RETENTION)
+        except Exception:
+            log.exception("snapshot purge failed; trying again in an hour")
+        await asyncio.sleep(INTERVAL_SECONDS)
