@@ -1,0 +1,235 @@
+"""Repair callbacks on the real stack (DESIGN.md §6): an operator reprocesses an incident and the
+callbacks sink calls a real HTTP receiver on loopback, signed, retried, recorded on the incident."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from standardwebhooks.webhooks import Webhook
+
+from store.callback_deliveries import list_attempts
+from store.db import open_pool
+from tests.conftest import ProjectKey
+from tests.support.api import Api, eventually
+from tests.support.stack import Stack
+from tests.test_incidents_api import incident_path, open_incident
+
+pytestmark = pytest.mark.e2e
+
+RETRY_SCHEDULE = "2,2"
+
+
+@pytest.fixture
+def stack(stack_factory) -> Stack:
+    return stack_factory(SENDPROMPTLY_CALLBACK_RETRY_SCHEDULE=RETRY_SCHEDULE)
+
+
+@dataclass
+class Received:
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+    @property
+    def doc(self) -> dict[str, Any]:
+        return json.loads(self.body)
+
+
+@dataclass
+class Receiver:
+    """Records every request and answers from ``script`` (status, headers) in turn, then 200."""
+
+    url: str
+    script: list[tuple[int, dict[str, str]]] = field(default_factory=list)
+    received: list[Received] = field(default_factory=list)
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    recorder = Receiver(url="")
+
+    async def handle(request: web.Request) -> web.Response:
+        recorder.received.append(Received(request.path, dict(request.headers), await request.read()))
+        status, headers = recorder.script.pop(0) if recorder.script else (200, {})
+        return web.Response(status=status, headers=headers, text="")
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    recorder.url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"
+    yield recorder
+    await runner.cleanup()
+
+
+async def set_callback(operator_api: Api, project_id: str, url: str) -> str:
+    status, answer, _ = await operator_api.send("PUT", f"/api/v1/projects/{project_id}/repair-callback", {"url": url})
+    assert status == 200, answer
+    return answer["signing_secret"]
+
+
+async def reprocess(operator_api: Api, incident_id: str) -> str:
+    status, answer, _ = await operator_api.send("POST", incident_path(incident_id, "reprocess"))
+    assert status == 202, answer
+    return answer["replay_id"]
+
+
+async def replay_of(operator_api: Api, incident_id: str) -> dict[str, Any]:
+    (replay,) = (await operator_api.get(incident_path(incident_id)))[1]["replays"]
+    return replay
+
+
+async def requests_received(receiver: Receiver, count: int, timeout: float = 20) -> list[Received]:
+    async def probe() -> int:
+        return len(receiver.received)
+
+    await eventually(probe, lambda n: n >= count, timeout=timeout)
+    return receiver.received
+
+
+async def attempt_statuses(database_url: str, replay_id: str) -> list[int | None]:
+    pool = await open_pool(database_url, max_size=1)
+    try:
+        async with pool.connection() as conn:
+            return [attempt.http_status for attempt in await list_attempts(conn, replay_id)]
+    finally:
+        await pool.close()
+
+
+async def test_a_callback_is_signed_with_both_secrets_retried_and_recorded(
+        api: Api, operator_api: Api, project: ProjectKey, receiver: Receiver, database_url: str) -> None:
+    old_secret = await set_callback(operator_api, project.project_id, receiver.url + "/repair")
+    status, rotated, _ = await operator_api.send(
+        "POST", f"/api/v1/projects/{project.project_id}/repair-callback/rotate-secret")
+    assert status == 200
+    new_secret = rotated["signing_secret"]
+    incident = await open_incident(api, "inv_cb_retry")
+    receiver.script = [(500, {})]
+
+    replay_id = await reprocess(operator_api, incident["id"])
+    first, second = await requests_received(receiver, 2)
+
+    for request in (first, second):
+        assert request.path == "/repair" and request.headers["Content-Type"] == "application/json"
+        assert request.headers["webhook-id"] == replay_id
+        assert len(request.headers["webhook-signature"].split(" ")) == 2  # rotation: both signatures
+        for secret in (old_secret, new_secret):
+            assert Webhook(secret).verify(request.body, request.headers) == request.doc
+    assert [r.doc["attempt"] for r in (first, second)] == [1, 2]
+    assert first.doc["nonce"] != second.doc["nonce"]
+    assert {k: v for k, v in first.doc.items() if k not in ("attempt", "nonce", "requested_at")} == {
+        "type": "repair.requested", "replay_id": replay_id, "incident_id": incident["id"],
+        "project_id": project.project_id, "mode": "test", "reference": "inv_cb_retry",
+        "event_type": "invoice.paid", "effect_type": "grant_access"}  # no snapshot, so no payload
+
+    # Both attempts are on the incident, recorded and audited; delivered is not yet an outcome.
+    replay = await eventually(lambda: replay_of(operator_api, incident["id"]), lambda r: r["attempts"] == 2)
+    assert "outcome" not in replay
+    assert await attempt_statuses(database_url, replay_id) == [500, 200]
+    _, audit = await operator_api.get(f"/api/v1/projects/{project.project_id}/audit-log")
+    attempted = [e["data"] for e in audit["items"] if e["action"] == "callback.attempted"]
+    assert [(a["attempt"], a["http_status"], a["result"]) for a in reversed(attempted)] == [
+        (1, 500, "retrying"), (2, 200, "delivered")]
+    assert all(a["latency_ms"] >= 0 and "payload" not in a for a in attempted)
+
+    # A failed result for the replay records it and leaves the incident open.
+    assert (await api.result("inv_cb_retry", "failed", replay_id=replay_id))[0] == 202
+    await eventually(lambda: replay_of(operator_api, incident["id"]), lambda r: r.get("outcome") == "failed")
+    assert (await operator_api.get(incident_path(incident["id"])))[1]["status"] == "open"
+    assert len(receiver.received) == 2
+
+
+async def test_a_4xx_fails_at_once_and_a_redirect_is_not_followed(
+        api: Api, operator_api: Api, project: ProjectKey, receiver: Receiver, database_url: str) -> None:
+    await set_callback(operator_api, project.project_id, receiver.url + "/repair")
+    for reference, answer in (("inv_cb_400", (400, {})),
+                              ("inv_cb_307", (307, {"Location": receiver.url + "/elsewhere"}))):
+        incident = await open_incident(api, reference)
+        receiver.script = [answer]
+        replay_id = await reprocess(operator_api, incident["id"])
+        replay = await eventually(lambda incident=incident: replay_of(operator_api, incident["id"]),
+                                  lambda r: r.get("outcome") == "failed")
+        assert replay["attempts"] == 1, reference
+        assert await attempt_statuses(database_url, replay_id) == [answer[0]]
+    await asyncio.sleep(3)  # longer than the first retry delay: nothing more comes
+    assert [r.path for r in receiver.received] == ["/repair", "/repair"]
+
+
+async def test_a_pending_retry_survives_kill_9_of_the_sink_and_is_delivered_once(
+        api: Api, operator_api: Api, project: ProjectKey, receiver: Receiver, stack: Stack) -> None:
+    await set_callback(operator_api, project.project_id, receiver.url + "/repair")
+    incident = await open_incident(api, "inv_cb_kill")
+    receiver.script = [(503, {"Retry-After": "1"})]
+    replay_id = await reprocess(operator_api, incident["id"])
+    await eventually(lambda: replay_of(operator_api, incident["id"]), lambda r: r["attempts"] == 1)
+
+    sink = stack.sinks["callbacks"]
+    sink.kill()
+    await asyncio.sleep(3)  # the retry falls due while no sink runs
+    assert len(receiver.received) == 1
+    sink.start()
+    await asyncio.to_thread(sink.wait_ready, stack.sink_urls["callbacks"] + "/readyz")
+
+    await requests_received(receiver, 2)
+    await eventually(lambda: replay_of(operator_api, incident["id"]), lambda r: r["attempts"] == 2)
+    await asyncio.sleep(3)
+    assert [r.headers["webhook-id"] for r in receiver.received] == [replay_id, replay_id]
+
+
+def load_example_receiver():
+    path = Path(__file__).resolve().parents[1] / "examples" / "repair_receiver.py"
+    spec = importlib.util.spec_from_file_location("repair_receiver", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+async def test_the_example_receiver_reruns_the_effect_and_resolves_the_incident(
+        api: Api, operator_api: Api, project: ProjectKey, stack: Stack) -> None:
+    status, _, _ = await operator_api.send("PATCH", f"/api/v1/projects/{project.project_id}",
+                                           {"snapshots_enabled": True})
+    assert status == 200
+    rerun: list[dict[str, Any]] = []
+
+    async def grant_access(callback: dict[str, Any]) -> None:
+        rerun.append(callback)
+
+    # The secret is known only once the URL is saved; the app reads it from this list.
+    secrets: list[str] = []
+    example = load_example_receiver()
+    app = example.make_app(secrets=secrets, sendpromptly_url=stack.base_url, api_key=project.api_key,
+                           effect=grant_access)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        port = site._server.sockets[0].getsockname()[1]
+        secrets.append(await set_callback(operator_api, project.project_id, f"http://127.0.0.1:{port}/repair"))
+        assert (await api.receipt("inv_cb_example", payload={"customer": "cus_42", "plan": "pro"}))[0] == 202
+        assert (await api.result("inv_cb_example", "failed"))[0] == 202
+        _, flow = await eventually(lambda: api.flow("inv_cb_example"), lambda answer: "incident" in answer[1])
+        incident_id = flow["incident"]["id"]
+
+        replay_id = await reprocess(operator_api, incident_id)
+        resolved = await eventually(lambda: operator_api.get(incident_path(incident_id)),
+                                    lambda answer: answer[1]["status"] == "resolved"
+                                    and answer[1]["replays"][0].get("outcome") == "succeeded")
+        assert resolved[1]["resolution"] == "outcome_succeeded"
+        (replay,) = resolved[1]["replays"]
+        assert (replay["replay_id"], replay["attempts"]) == (replay_id, 1)
+        (callback,) = rerun
+        assert callback["payload"] == {"customer": "cus_42", "plan": "pro"}
+    finally:
+        await runner.cleanup()
