@@ -1,0 +1,45 @@
+"""Delivery state in PostgreSQL: a redelivered repair request makes no second delivery, a claimed
+delivery is leased away from other replicas, and only the replay's own flow sets its outcome."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from store.callback_deliveries import claim_due, record_delivery
+from store.db import open_pool
+from store.incidents import add_replay, apply_event, get_incident, record_replay_outcome
+from tests.conftest import ProjectKey
+from topics import IncidentEvent, RepairRequest
+
+# Milliseconds, as the wire form keeps them.
+NOW = datetime.now(UTC).replace(microsecond=123_000)
+
+
+async def test_deliveries_are_recorded_once_and_claimed_once(database_url: str, project: ProjectKey) -> None:
+    opened = IncidentEvent(event_id="ive_1", type="opened", incident_id="inc_1", project_id=project.project_id,
+                           reference="inv_1", mode="test", actor="agents", occurred_at=NOW, reason="timeout",
+                           deadline=NOW)
+    repair = RepairRequest(replay_id="rpl_1", incident_id="inc_1", project_id=project.project_id,
+                           reference="inv_1", mode="test", event_type="invoice.paid", effect_type="grant_access",
+                           requested_by="operator:opr_1", requested_at=NOW)
+    pool = await open_pool(database_url, max_size=2)
+    try:
+        async with pool.connection() as conn:
+            await apply_event(conn, opened)
+            await add_replay(conn, "rpl_1", "inc_1", "operator:opr_1", NOW)
+            assert await record_delivery(conn, repair) is True
+            assert await record_delivery(conn, repair) is False  # Kafka redelivered it
+
+        async with pool.connection() as one, pool.connection() as other:
+            (claimed,) = await claim_due(one, limit=10, lease=timedelta(seconds=60))
+            assert (claimed.replay_id, claimed.request, claimed.attempts) == ("rpl_1", repair, 0)
+            assert await claim_due(other, limit=10, lease=timedelta(seconds=60)) == []  # leased
+
+            # Another project's result naming this replay changes nothing; the flow's own does.
+            await record_replay_outcome(one, "prj_other", "inv_1", "rpl_1", "succeeded")
+            assert (await get_incident(one, "inc_1")).replays[0].outcome is None
+            await record_replay_outcome(one, project.project_id, "inv_1", "rpl_1", "succeeded")
+            await record_replay_outcome(one, project.project_id, "inv_1", "rpl_1", "failed")
+            assert (await get_incident(one, "inc_1")).replays[0].outcome == "succeeded"
+    finally:
+        await pool.close()
