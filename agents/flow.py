@@ -13,7 +13,7 @@ around it, so every rule here is tested without a broker.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
@@ -212,8 +212,8 @@ def _merge(first: Step, second: Step) -> Step:
 
 def state_to_json(state: FlowState) -> dict[str, Any]:
     return {
-        "flow": None if state.flow is None else _dump(asdict(state.flow)),
-        "held": [_dump(asdict(h)) for h in state.held],
+        "flow": None if state.flow is None else _dump(_fields_of(state.flow)),
+        "held": [_dump(_fields_of(h)) for h in state.held],
         "seen": [[key, format_timestamp(at)] for key, at in state.seen],
     }
 
@@ -230,6 +230,12 @@ def state_from_json(doc: dict[str, Any] | None) -> FlowState:
 
 
 _TIME_FIELDS = {"received_at", "deadline", "applied_at", "resolved_at"}
+
+
+def _fields_of(obj: Flow | HeldResult) -> dict[str, Any]:
+    # dataclasses.asdict deep-copies every value; these are flat and immutable, so a shallow read
+    # is the same and much cheaper on the agents' hot path.
+    return {name: getattr(obj, name) for name in obj.__dataclass_fields__}
 
 
 def _dump(values: dict[str, Any]) -> dict[str, Any]:
