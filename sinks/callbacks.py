@@ -12,10 +12,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import contextlib
+from typing import TypeVar
 
 from aiokafka import ConsumerRecord
-from psycopg import AsyncConnection
 from psycopg.errors import ForeignKeyViolation
 from psycopg_pool import AsyncConnectionPool
 
@@ -26,9 +26,10 @@ from sinks.snapshot_purge import purge_hourly
 from store import incidents
 from store.callback_deliveries import record_delivery
 from store.snapshots import store_snapshot
-from topics import RECEIPTS, REPAIRS, RESULTS, Receipt, RepairRequest, Result, TopicSpec, decode
+from topics import RECEIPTS, REPAIRS, RESULTS, Receipt, RepairRequest, Result, SchemaError, TopicSpec, decode
 
 NAME = "callbacks"
+M = TypeVar("M", Receipt, Result)
 
 
 class CallbacksSink:
@@ -43,39 +44,42 @@ class CallbacksSink:
 
     async def handle_repair(self, record: ConsumerRecord) -> None:
         repair = decode(RepairRequest, record.value)
-
-        async def write(conn: AsyncConnection) -> None:
-            async with conn.transaction():
+        try:
+            async with self._pool.connection() as conn, conn.transaction():
                 # The replay's row before any attempt, so each attempt has a row to count on even
                 # if the gateway's own write of it is still on its way.
                 await incidents.add_replay(conn, repair.replay_id, repair.incident_id, repair.requested_by,
                                            repair.requested_at)
                 await record_delivery(conn, repair)
-
-        await self._write(f"incident {repair.incident_id} of {repair.project_id}", write)
+        except ForeignKeyViolation:
+            raise Unprocessable("unknown_incident",
+                                f"incident {repair.incident_id} of {repair.project_id} does not exist") from None
         self._deliverer.wake()
 
     async def handle_receipt(self, record: ConsumerRecord) -> None:
-        receipt = decode(Receipt, record.value)
-        if receipt.snapshot is None:
+        receipt = _signal(Receipt, record)
+        if receipt is None or receipt.snapshot is None:
             return
         snapshot = receipt.snapshot
-        await self._write(f"project {receipt.project_id}", lambda conn: store_snapshot(
-            conn, receipt.project_id, receipt.reference, snapshot, receipt.received_at))
+        with contextlib.suppress(ForeignKeyViolation):  # an unknown project: the agents dead-letter it
+            async with self._pool.connection() as conn:
+                await store_snapshot(conn, receipt.project_id, receipt.reference, snapshot, receipt.received_at)
 
     async def handle_result(self, record: ConsumerRecord) -> None:
-        result = decode(Result, record.value)
-        if result.replay_id is None:
+        result = _signal(Result, record)
+        if result is None or result.replay_id is None:
             return
-        await self._write(f"project {result.project_id}", lambda conn: incidents.record_replay_outcome(
-            conn, result.project_id, result.reference, result.replay_id, result.status))
+        async with self._pool.connection() as conn:
+            await incidents.record_replay_outcome(conn, result.project_id, result.reference, result.replay_id,
+                                                  result.status)
 
-    async def _write(self, what: str, write: Callable[[AsyncConnection], Awaitable[object]]) -> None:
-        try:
-            async with self._pool.connection() as conn:
-                await write(conn)
-        except ForeignKeyViolation:
-            raise Unprocessable("unknown_reference", f"{what} does not exist") from None
+def _signal(cls: type[M], record: ConsumerRecord) -> M | None:
+    """A receipt or result, or None for one that is malformed: the agents validate the signal
+    topics and dead-letter what they refuse, so one bad message makes one dead letter, not two."""
+    try:
+        return decode(cls, record.value)
+    except SchemaError:
+        return None
 
 
 def build(pool: AsyncConnectionPool, settings: Settings) -> dict[TopicSpec, Handler]:
