@@ -25,7 +25,9 @@ from topics import INCIDENTS, REPAIRS, IncidentEvent, RepairRequest, decode, flo
 
 pytestmark = pytest.mark.e2e
 
-CALLBACK = "http://127.0.0.1:9/repair"  # loopback: allowed on the test stack; never called here
+# Loopback is allowed on the test stack. Nothing listens on port 9: the callbacks sink's attempts
+# fail and are retried, which these tests do not look at (tests/test_repair_callbacks.py does).
+CALLBACK = "http://127.0.0.1:9/repair"
 
 
 async def open_incident(api: Api, reference: str) -> dict[str, Any]:
@@ -108,7 +110,8 @@ async def test_acknowledge_reprocess_and_resolve(api: Api, operator_api: Api, pr
 
     _, shown = await operator_api.get(incident_path(incident["id"]))
     (replay,) = shown["replays"]
-    assert replay["replay_id"] == replay_id and replay["attempts"] == 0 and "outcome" not in replay
+    # The callbacks sink may already be trying the (unreachable) callback: attempts only grow.
+    assert replay["replay_id"] == replay_id and replay["attempts"] >= 0 and replay.get("outcome") in (None, "failed")
     assert replay["requested_by"].startswith("operator:opr_")
     assert replay["requested_at"] >= incident["opened_at"]
 
