@@ -111,7 +111,7 @@ async def test_acknowledge_reprocess_and_resolve(api: Api, operator_api: Api, pr
     _, shown = await operator_api.get(incident_path(incident["id"]))
     (replay,) = shown["replays"]
     # The callbacks sink may already be trying the (unreachable) callback: attempts only grow.
-    assert replay["replay_id"] == replay_id and replay["attempts"] >= 0 and replay.get("outcome") in (None, "failed")
+    assert replay["replay_id"] == replay_id and replay.get("outcome") in (None, "failed")
     assert replay["requested_by"].startswith("operator:opr_")
     assert replay["requested_at"] >= incident["opened_at"]
 
