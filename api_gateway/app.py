@@ -13,6 +13,8 @@ from psycopg_pool import AsyncConnectionPool
 
 from api_gateway.auth import auth_middleware
 from api_gateway.http_input import MAX_BODY_BYTES
+from api_gateway.idempotency import BATCHER
+from api_gateway.idempotency_batcher import IdempotencyBatcher
 from api_gateway.key_usage import KeyUsage
 from api_gateway.metrics import metrics_middleware
 from api_gateway.outbox_relay import run_relay
@@ -62,6 +64,14 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     await pool.close()
 
 
+async def _idempotency_batching(app: web.Application) -> AsyncIterator[None]:
+    batcher = IdempotencyBatcher(app[POOL])
+    app[BATCHER] = batcher
+    yield
+    # Before the pool closes: no request waits on a batch any more, but a batch may still be running.
+    await batcher.drain()
+
+
 async def _kafka(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     publisher = Publisher(settings.kafka_bootstrap, timeout_ms=settings.produce_timeout_ms)
@@ -108,7 +118,7 @@ def create_app(settings: Settings) -> web.Application:
     app[SECRETS_KEYRING] = Keyring.parse("SENDPROMPTLY_SECRET_KEYS", settings.secret_keys)
     app[SNAPSHOT_KEYRING] = Keyring.parse("SENDPROMPTLY_SNAPSHOT_KEYS", settings.snapshot_keys)
     app[KEY_USAGE] = KeyUsage()
-    app.cleanup_ctx.extend([_database, _kafka, _background])
+    app.cleanup_ctx.extend([_database, _idempotency_batching, _kafka, _background])
     setup_routes(app)
     return app
 

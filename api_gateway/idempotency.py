@@ -18,13 +18,17 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from api_gateway.http_input import idempotency_key
+from api_gateway.idempotency_batcher import IdempotencyBatcher
 from api_gateway.problems import Problem
 from api_gateway.state import POOL
 from store import idempotency as records
-from store.idempotency import ClaimOutcome, StoredResponse
+from store.idempotency import Claim, ClaimOutcome, StoredResponse
 
 REPLAYS = Counter("sendpromptly_idempotent_replays_total", "Requests answered from an idempotency record", ["scope_kind"])
 CONFLICTS = Counter("sendpromptly_idempotency_conflicts_total", "Idempotency-Key reuse refused", ["scope_kind", "reason"])
+
+# The ingest path's claims and completions, batched across concurrent requests (app.py starts it).
+BATCHER = web.AppKey("idempotency_batcher", IdempotencyBatcher)
 
 # Headers worth replaying; Date and the like belong to the new answer.
 _KEPT_HEADERS = ("Content-Type", "Location", "Retry-After")
@@ -49,10 +53,15 @@ def fingerprint(method: str, path: str, body: bytes) -> bytes:
 async def run_idempotent(request: web.Request, scope: str, action: Action) -> web.Response:
     """For actions that write to the database: their writes and the stored response commit in one
     transaction, so a crash can never leave the action done but the key unanswered."""
-    key, replay = await _claim(request, scope)
+    pool = request.app[POOL]
+
+    async def claim(key: str, request_print: bytes) -> Claim:
+        async with pool.connection() as conn:
+            return await records.claim(conn, scope, key, request_print)
+
+    key, replay = await _claim(request, scope, claim)
     if replay is not None:
         return replay
-    pool = request.app[POOL]
     try:
         async with pool.connection() as conn:
             async with conn.transaction():
@@ -70,31 +79,35 @@ async def run_idempotent(request: web.Request, scope: str, action: Action) -> we
 async def run_idempotent_publish(request: web.Request, scope: str,
                                  publish: Callable[[], Awaitable[web.Response]]) -> web.Response:
     """For actions whose effect is a Kafka write (ingest): no database transaction and no
-    connection held while waiting for the broker, two statements per request in all. If the
-    process dies between the broker's ack and ``complete``, the claim's lease runs out and a retry
-    publishes again: at-least-once, which the agents' (project_id, idempotency_key) dedupe absorbs."""
-    key, replay = await _claim(request, scope)
+    connection held while waiting for the broker; the claim and the completion each share one
+    statement with the concurrent requests' (``BATCHER``). If the process dies between the broker's
+    ack and the completion, the claim's lease runs out and a retry publishes again: at-least-once,
+    which the agents' (project_id, idempotency_key) dedupe absorbs."""
+    batcher = request.app[BATCHER]
+
+    async def claim(key: str, request_print: bytes) -> Claim:
+        return await batcher.claim(scope, key, request_print)
+
+    key, replay = await _claim(request, scope, claim)
     if replay is not None:
         return replay
-    pool = request.app[POOL]
     try:
         response = await _answer(publish)
     except BaseException:
-        await _release(pool, scope, key)
+        await _release(request.app[POOL], scope, key)
         raise
-    async with pool.connection() as conn:
-        await records.complete(conn, scope, key, _stored(response))
+    await batcher.complete(scope, key, _stored(response))
     return response
 
 
-async def _claim(request: web.Request, scope: str) -> tuple[str, web.Response | None]:
-    """Claim the request's key; returns it, and the answer to give instead when it is a replay.
-    Refuses a reused key (422) and one still in flight (409)."""
+async def _claim(request: web.Request, scope: str,
+                 claim_key: Callable[[str, bytes], Awaitable[Claim]]) -> tuple[str, web.Response | None]:
+    """Claim the request's key with ``claim_key``; returns it, and the answer to give instead when
+    it is a replay. Refuses a reused key (422) and one still in flight (409)."""
     key = idempotency_key(request)
     scope_kind = scope.split("_", 1)[0]
     request_print = fingerprint(request.method, request.path, await request.read())
-    async with request.app[POOL].connection() as conn:
-        claim = await records.claim(conn, scope, key, request_print)
+    claim = await claim_key(key, request_print)
     if claim.outcome is ClaimOutcome.REPLAY:
         assert claim.response is not None
         REPLAYS.labels(scope_kind).inc()

@@ -2,14 +2,21 @@
 
 Correct across gateway replicas because the database arbitrates: the primary key makes exactly
 one request the owner of a ``(scope, key)``; the others see it in flight (409) or completed (replay).
+
+``claim_many`` and ``complete_many`` do the same for many concurrent requests in one statement
+each (the ingest path's batching, ``api_gateway/idempotency_batcher.py``), with the same outcomes
+as ``claim`` and ``complete`` one by one.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import Enum
+from typing import Any
 
+import orjson
 from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 
@@ -38,6 +45,9 @@ class Claim:
     response: StoredResponse | None = None
 
 
+_OWNED = Claim(ClaimOutcome.OWNED)
+
+
 async def claim(conn: AsyncConnection, scope: str, key: str, fingerprint: bytes) -> Claim:
     inserted = await (await conn.execute(
         "INSERT INTO idempotency_records (scope, key, fingerprint, state, lease_until)"
@@ -53,7 +63,7 @@ async def claim(conn: AsyncConnection, scope: str, key: str, fingerprint: bytes)
         (scope, key, fingerprint, LEASE, RETENTION),
     )).fetchone()
     if inserted:
-        return Claim(ClaimOutcome.OWNED)
+        return _OWNED
     row = await (await conn.execute(
         "SELECT fingerprint, state, response_status, response_headers, response_body"
         " FROM idempotency_records WHERE scope = %s AND key = %s",
@@ -61,11 +71,99 @@ async def claim(conn: AsyncConnection, scope: str, key: str, fingerprint: bytes)
     )).fetchone()
     if row is None:  # released between our two statements: try once more
         return await claim(conn, scope, key, fingerprint)
+    return _classified(row, fingerprint)
+
+
+@dataclass(frozen=True)
+class ClaimRequest:
+    scope: str
+    key: str
+    fingerprint: bytes
+
+
+@dataclass(frozen=True)
+class Completion:
+    scope: str
+    key: str
+    response: StoredResponse
+
+
+async def claim_many(conn: AsyncConnection, requests: Sequence[ClaimRequest]) -> list[Claim]:
+    """``claim`` for each request, in order, as if they had come one after the other.
+
+    Fresh keys, the common case, take one statement for the whole batch; keys that already have a
+    record take one more to classify them all. The rare takeover of an expired record or of a claim
+    whose lease ran out goes through ``claim``, whose conditional upsert arbitrates it."""
+    # The first of several requests with one key in a batch is the one that may own it; the others
+    # then see it in flight (or reused with another body), as they would have one after the other.
+    first: dict[tuple[str, str], int] = {}
+    for index, request in enumerate(requests):
+        first.setdefault((request.scope, request.key), index)
+    fresh = [requests[index] for index in first.values()]
+    inserted = await (await conn.execute(
+        "INSERT INTO idempotency_records (scope, key, fingerprint, state, lease_until)"
+        " SELECT scope, key, decode(fingerprint, 'hex'), 'in_flight', now() + %s"
+        " FROM jsonb_to_recordset(%s::jsonb) AS batch(scope text, key text, fingerprint text)"
+        # One order for every batch on every replica: two batches that share keys then wait for
+        # each other's inserts in the same order and cannot deadlock.
+        " ORDER BY scope, key"
+        " ON CONFLICT (scope, key) DO NOTHING RETURNING scope, key",
+        (LEASE, _rows([{"scope": r.scope, "key": r.key, "fingerprint": r.fingerprint.hex()} for r in fresh])),
+    )).fetchall()
+    owned = {(row["scope"], row["key"]) for row in inserted}
+    claims: dict[int, Claim] = {first[scope_key]: _OWNED for scope_key in owned}
+    taken = [index for index in range(len(requests)) if index not in claims]
+    if taken:
+        existing = await _records(conn, [requests[index] for index in taken])
+        for index in taken:
+            request = requests[index]
+            row = existing.get((request.scope, request.key))
+            if row is None or row["expired"] or (
+                    row["state"] == "in_flight" and row["lease_over"] and bytes(row["fingerprint"]) == request.fingerprint):
+                # Released since, or up for takeover: the single-key upsert decides.
+                claims[index] = await claim(conn, request.scope, request.key, request.fingerprint)
+            else:
+                claims[index] = _classified(row, request.fingerprint)
+    return [claims[index] for index in range(len(requests))]
+
+
+async def _records(conn: AsyncConnection, requests: Sequence[ClaimRequest]) -> dict[tuple[str, str], dict[str, Any]]:
+    rows = await (await conn.execute(
+        "SELECT r.scope, r.key, r.fingerprint, r.state, r.response_status, r.response_headers, r.response_body,"
+        "  r.created_at < now() - %s AS expired, r.lease_until < now() AS lease_over"
+        " FROM idempotency_records AS r"
+        " JOIN jsonb_to_recordset(%s::jsonb) AS batch(scope text, key text)"
+        "   ON r.scope = batch.scope AND r.key = batch.key",
+        (RETENTION, _rows([{"scope": r.scope, "key": r.key} for r in requests])),
+    )).fetchall()
+    return {(row["scope"], row["key"]): row for row in rows}
+
+
+def _classified(row: dict[str, Any], fingerprint: bytes) -> Claim:
     if bytes(row["fingerprint"]) != fingerprint:
         return Claim(ClaimOutcome.MISMATCH)
     if row["state"] == "in_flight":
         return Claim(ClaimOutcome.IN_FLIGHT)
     return Claim(ClaimOutcome.REPLAY, StoredResponse(row["response_status"], row["response_headers"], bytes(row["response_body"])))
+
+
+async def complete_many(conn: AsyncConnection, completions: Sequence[Completion]) -> None:
+    """``complete`` for each, in one statement."""
+    await conn.execute(
+        "UPDATE idempotency_records AS r SET state = 'completed', response_status = batch.status,"
+        "  response_headers = batch.headers, response_body = decode(batch.body, 'hex')"
+        " FROM jsonb_to_recordset(%s::jsonb) AS batch(scope text, key text, status int, headers jsonb, body text)"
+        " WHERE r.scope = batch.scope AND r.key = batch.key",
+        (_rows([{"scope": c.scope, "key": c.key, "status": c.response.status, "headers": c.response.headers,
+                 "body": c.response.body.hex()} for c in completions]),),
+    )
+
+
+def _rows(rows: list[dict[str, object]]) -> str:
+    """A batch as one JSON parameter: psycopg adapts a Python list element by element in Python,
+    orjson writes the whole batch in C. Bytes travel as hex. Keys and scopes hold no NUL (they
+    are visible ASCII and ids), which jsonb could not carry."""
+    return orjson.dumps(rows).decode()
 
 
 async def complete(conn: AsyncConnection, scope: str, key: str, response: StoredResponse) -> None:
