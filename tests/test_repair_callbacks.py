@@ -4,11 +4,9 @@ callbacks sink calls a real HTTP receiver on loopback, signed, retried, recorded
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,6 +17,7 @@ from store.callback_deliveries import list_attempts
 from store.db import open_pool
 from tests.conftest import ProjectKey
 from tests.support.api import Api, eventually
+from tests.support.example_receiver import running_example_receiver
 from tests.support.stack import Stack
 from tests.test_incidents_api import incident_path, open_incident
 
@@ -186,15 +185,6 @@ async def test_a_pending_retry_survives_kill_9_of_the_sink_and_is_delivered_once
     assert [r.headers["webhook-id"] for r in receiver.received] == [replay_id, replay_id]
 
 
-def load_example_receiver():
-    path = Path(__file__).resolve().parents[1] / "examples" / "repair_receiver.py"
-    spec = importlib.util.spec_from_file_location("repair_receiver", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 async def test_the_example_receiver_reruns_the_effect_and_resolves_the_incident(
         api: Api, operator_api: Api, project: ProjectKey, stack: Stack) -> None:
     status, _, _ = await operator_api.send("PATCH", f"/api/v1/projects/{project.project_id}",
@@ -207,16 +197,9 @@ async def test_the_example_receiver_reruns_the_effect_and_resolves_the_incident(
 
     # The secret is known only once the URL is saved; the app reads it from this list.
     secrets: list[str] = []
-    example = load_example_receiver()
-    app = example.make_app(secrets=secrets, sendpromptly_url=stack.base_url, api_key=project.api_key,
-                           effect=grant_access)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        port = site._server.sockets[0].getsockname()[1]
-        secrets.append(await set_callback(operator_api, project.project_id, f"http://127.0.0.1:{port}/repair"))
+    async with running_example_receiver(secrets=secrets, sendpromptly_url=stack.base_url, api_key=project.api_key,
+                                        effect=grant_access) as url:
+        secrets.append(await set_callback(operator_api, project.project_id, url))
         assert (await api.receipt("inv_cb_example", payload={"customer": "cus_42", "plan": "pro"}))[0] == 202
         assert (await api.result("inv_cb_example", "failed"))[0] == 202
         _, flow = await eventually(lambda: api.flow("inv_cb_example"), lambda answer: "incident" in answer[1])
@@ -231,5 +214,3 @@ async def test_the_example_receiver_reruns_the_effect_and_resolves_the_incident(
         assert (replay["replay_id"], replay["attempts"]) == (replay_id, 1)
         (callback,) = rerun
         assert callback["payload"] == {"customer": "cus_42", "plan": "pro"}
-    finally:
-        await runner.cleanup()
