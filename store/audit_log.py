@@ -1,0 +1,138 @@
+"""The audit log (``audit_log``, DESIGN.md §7): append-only, hash-chained per project.
+
+Each row's ``hash`` is SHA-256 over the canonical JSON of its fields and ``prev_hash``, the hash of
+the row before it in the same chain; so a changed, removed or reordered row breaks the chain at
+that row, and ``verify_chain`` names it. Appends to one chain are serialized with a transaction
+advisory lock on the chain, so two sink replicas cannot fork it; the database refuses UPDATE and
+DELETE (a trigger, migration 0005).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from psycopg import AsyncConnection
+from psycopg.types.json import Jsonb
+
+from topics import AuditEvent
+
+SYSTEM_CHAIN = "system"
+GENESIS = "0" * 64
+
+
+@dataclass(frozen=True)
+class AuditLogRow:
+    seq: int
+    chain: str
+    event_id: str
+    actor: str
+    action: str
+    target: str
+    data: dict[str, Any]
+    source_address: str | None
+    occurred_at: datetime
+    recorded_at: datetime
+    prev_hash: str
+    hash: str
+
+
+@dataclass(frozen=True)
+class BrokenLink:
+    """The first row of a chain whose hash or link does not hold."""
+
+    chain: str
+    seq: int
+    event_id: str
+    reason: str
+
+
+_COLUMNS = ("seq, chain, event_id, actor, action, target, data, source_address, occurred_at, recorded_at,"
+            " prev_hash, hash")
+
+
+def chain_of(project_id: str | None) -> str:
+    return project_id or SYSTEM_CHAIN
+
+
+def row_hash(*, chain: str, event_id: str, actor: str, action: str, target: str, data: dict[str, Any],
+             source_address: str | None, occurred_at: datetime, recorded_at: datetime, prev_hash: str) -> str:
+    """SHA-256 (hex) of the row's canonical JSON: sorted keys, no spaces, UTF-8, times in UTC to the
+    microsecond (what ``timestamptz`` keeps), so the hash recomputes from the stored row."""
+    canonical = json.dumps({
+        "chain": chain, "event_id": event_id, "actor": actor, "action": action, "target": target, "data": data,
+        "source_address": source_address, "occurred_at": _time(occurred_at), "recorded_at": _time(recorded_at),
+        "prev_hash": prev_hash,
+    }, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _time(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+async def append(conn: AsyncConnection, event: AuditEvent) -> bool:
+    """Append ``event`` to its project's chain; False when its event id is there already (a
+    redelivered event), which then changes nothing."""
+    chain = chain_of(event.project_id)
+    async with conn.transaction():
+        # Held until commit: the next append to this chain reads the head this one wrote.
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtext('audit_log:' || %s))", (chain,))
+        if await (await conn.execute("SELECT 1 FROM audit_log WHERE event_id = %s", (event.event_id,))).fetchone():
+            return False
+        head = await (await conn.execute(
+            "SELECT hash FROM audit_log WHERE chain = %s ORDER BY seq DESC LIMIT 1", (chain,))).fetchone()
+        prev_hash = GENESIS if head is None else head["hash"]
+        # Through JSON once, so the hash covers exactly what jsonb will give back.
+        data = json.loads(json.dumps(event.data))
+        recorded_at = datetime.now(UTC)
+        digest = row_hash(chain=chain, event_id=event.event_id, actor=event.actor, action=event.action,
+                          target=event.target, data=data, source_address=event.source_address,
+                          occurred_at=event.occurred_at, recorded_at=recorded_at, prev_hash=prev_hash)
+        cursor = await conn.execute(
+            "INSERT INTO audit_log (chain, event_id, actor, action, target, data, source_address, occurred_at,"
+            "   recorded_at, prev_hash, hash) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+            " ON CONFLICT (event_id) DO NOTHING",
+            (chain, event.event_id, event.actor, event.action, event.target, Jsonb(data), event.source_address,
+             event.occurred_at, recorded_at, prev_hash, digest),
+        )
+        return cursor.rowcount == 1
+
+
+async def list_for_chain(conn: AsyncConnection, chain: str, *, before_seq: int | None,
+                         limit: int) -> list[AuditLogRow]:
+    """Newest first."""
+    rows = await (await conn.execute(
+        f"SELECT {_COLUMNS} FROM audit_log WHERE chain = %s AND (%s::bigint IS NULL OR seq < %s)"
+        " ORDER BY seq DESC LIMIT %s",
+        (chain, before_seq, before_seq, limit),
+    )).fetchall()
+    return [AuditLogRow(**row) for row in rows]
+
+
+async def chains(conn: AsyncConnection) -> list[str]:
+    rows = await (await conn.execute("SELECT DISTINCT chain FROM audit_log ORDER BY chain")).fetchall()
+    return [row["chain"] for row in rows]
+
+
+async def verify_chain(conn: AsyncConnection, chain: str) -> tuple[int, BrokenLink | None]:
+    """Recompute ``chain`` oldest first: how many rows were checked, and the first broken one."""
+    prev_hash, checked = GENESIS, 0
+    async with conn.transaction(), conn.cursor(name="audit_verify") as cursor:
+        await cursor.execute(f"SELECT {_COLUMNS} FROM audit_log WHERE chain = %s ORDER BY seq", (chain,))
+        async for found in cursor:
+            row = AuditLogRow(**found)
+            checked += 1
+            if row.prev_hash != prev_hash:
+                return checked, BrokenLink(chain, row.seq, row.event_id,
+                                           "prev_hash does not match the previous row's hash")
+            expected = row_hash(chain=row.chain, event_id=row.event_id, actor=row.actor, action=row.action,
+                                target=row.target, data=row.data, source_address=row.source_address,
+                                occurred_at=row.occurred_at, recorded_at=row.recorded_at, prev_hash=row.prev_hash)
+            if row.hash != expected:
+                return checked, BrokenLink(chain, row.seq, row.event_id, "the row's fields do not match its hash")
+            prev_hash = row.hash
+    return checked, None
