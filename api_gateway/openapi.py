@@ -262,14 +262,25 @@ def _schemas() -> dict[str, Any]:
         "AlertDestination": _object({
             "id": _id("dst"), "type": _string(enum=["email", "slack"]), "target": _string(),
             "created_at": timestamp,
+            "last_failure": _nullable(_string("Why the last alert to it was refused for good (Slack 404/410, "
+                                              "SMTP 5xx); null once an alert is accepted again.")),
+            "failed_at": _nullable(timestamp),
         }),
         "AlertDestinationList": _page("AlertDestination"),
+        "AlertDestinationTested": _object({
+            "outcome": {"const": "sent", "description": "The channel accepted the test alert."},
+            "destination": _ref("AlertDestination"),
+        }),
 
         # Audit log
         "AuditEntry": _object({
             "id": _id("aud"), "seq": {"type": "integer", "minimum": 1}, "actor": _string(),
             "action": _string(), "target": _string(), "data": {"type": "object"},
             "source_address": _nullable(_string()), "occurred_at": timestamp,
+            "prev_hash": _string("The hash of the project's previous entry (64 zeros for the first).",
+                                 pattern="^[0-9a-f]{64}$"),
+            "hash": _string("SHA-256 (hex) over this entry's canonical JSON and prev_hash; "
+                            "`sendpromptly audit verify` recomputes the chain.", pattern="^[0-9a-f]{64}$"),
         }),
         "AuditEntryPage": _page("AuditEntry"),
 
@@ -362,6 +373,8 @@ _PROBLEMS: dict[int, tuple[str, str, dict[str, Any]]] = {
     415: ("UnsupportedMediaType", "The body is not sent as Content-Type: application/json.", {}),
     422: ("UnprocessableContent", "Invalid fields (each named in errors), or an Idempotency-Key reused with "
                                   "another request.", _REPLAYED),
+    502: ("BadGateway", "The alert channel (SMTP server, Slack) did not accept the test alert; the detail "
+                        "says why. Nothing is stored under the Idempotency-Key, so a retry sends again.", {}),
     503: ("ServiceUnavailable", "Kafka did not acknowledge the write: nothing was stored. Retry with the "
                                 f"same Idempotency-Key (Retry-After: {RETRY_AFTER_SECONDS}).",
           {"Retry-After": {**_headers()["RetryAfter"], "required": True}}),
@@ -507,9 +520,16 @@ def _paths() -> dict[str, Any]:
             delete=destinations.mutating("deleteAlertDestination", "Removed; the answer is what was removed.",
                                          (200, "AlertDestination"), 404),
         ),
+        PROJECT + "/alert-destinations/{destination_id}/test": _in_path(
+            "ProjectId", "DestinationId",
+            post=destinations.mutating("testAlertDestination", "Sent a test alert now; audited as "
+                                       "destination.tested.", (200, "AlertDestinationTested"), 404, 502),
+        ),
         PROJECT + "/audit-log": _in_path(
             "ProjectId",
-            get=audit.read("listAuditLog", "The project's audit log, newest first.", "AuditEntryPage",
+            get=audit.read("listAuditLog", "The project's audit log (operator actions, flow transitions, "
+                           "callback attempts), newest first; appended within seconds of the event, each "
+                           "entry hash-chained to the one before.", "AuditEntryPage",
                            400, 404, parameters=paging),
         ),
         PROJECT + "/incidents": _in_path(

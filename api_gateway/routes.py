@@ -32,6 +32,8 @@ def setup_routes(app: web.Application) -> None:
     r.add_get(PROJECT + "/alert-destinations", destinations.list_, name="operator.destinations.list")
     r.add_delete(PROJECT + "/alert-destinations/{destination_id}", destinations.delete,
                  name="operator.destinations.delete")
+    r.add_post(PROJECT + "/alert-destinations/{destination_id}/test", destinations.send_test,
+               name="operator.destinations.test")
     r.add_get(PROJECT + "/audit-log", audit_log.list_, name="operator.audit_log.list")
     r.add_get(PROJECT + "/incidents", incidents.list_, name="operator.incidents.list")
     r.add_get(INCIDENT, incidents.read, name="operator.incidents.read")

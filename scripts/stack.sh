@@ -19,7 +19,7 @@ SP=$REPO_DIR/.venv/bin/sendpromptly
 PY=$REPO_DIR/.venv/bin/python
 # Sinks run as `sendpromptly sink <name>`, each serving /metrics on its own port from
 # SENDPROMPTLY_SINK_METRICS_PORT (8082) upwards, in this order. One word per sink.
-SINKS=(read-model callbacks)
+SINKS=(read-model callbacks alerts audit)
 PROCESSES=(gateway agents "${SINKS[@]/#/sink-}")
 SINK_BASE_PORT=${SENDPROMPTLY_SINK_METRICS_PORT:-8082}
 

@@ -324,7 +324,8 @@ def callback_rotate_secret(call: Call, project_id: str) -> None:
 # Alert destinations
 
 DESTINATION_LINES: list[Column] = [("id", field("id")), ("type", field("type")), ("target", field("target")),
-                                   ("created", field("created_at"))]
+                                   ("created", field("created_at")), ("last failure", field("last_failure")),
+                                   ("failed", field("failed_at"))]
 
 
 @click.group()
@@ -357,6 +358,19 @@ def destinations_remove(call: Call, project_id: str, destination_id: str) -> Non
     """Remove an alert destination."""
     removed = call.client.remove_destination(project_id, destination_id, idempotency_key=call.idempotency_key)
     call.record(removed, DESTINATION_LINES, "Removed.")
+
+
+@api_command(destinations, "test", mutating=True)
+@click.argument("project_id")
+@click.argument("destination_id")
+def destinations_test(call: Call, project_id: str, destination_id: str) -> None:
+    """Send a test alert to a destination now (exit 1 with the channel's error if it fails)."""
+    tested = call.client.test_destination(project_id, destination_id, idempotency_key=call.idempotency_key)
+    call.record(tested, [(label, _of_destination(show)) for label, show in DESTINATION_LINES], "Test alert sent.")
+
+
+def _of_destination(show: Callable[[Document], str]) -> Callable[[Document], str]:
+    return lambda doc: show(doc["destination"])
 
 
 # Audit log

@@ -124,6 +124,11 @@ class OperatorClient:
         path = _project(project_id, "alert-destinations", destination_id)
         return self._call("DELETE", path, None, idempotency_key)
 
+    def test_destination(self, project_id: str, destination_id: str, *,
+                         idempotency_key: str | None = None) -> Document:
+        path = _project(project_id, "alert-destinations", destination_id, "test")
+        return self._call("POST", path, None, idempotency_key)
+
     # Audit log
 
     def audit_log(self, project_id: str, *, cursor: str | None = None, limit: int | None = None) -> Document:

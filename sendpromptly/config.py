@@ -12,6 +12,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 PREFIX = "SENDPROMPTLY_"
 _TOPIC_PREFIX_RE = re.compile(r"[A-Za-z0-9._-]{0,100}")
@@ -105,6 +106,13 @@ class Settings:
     # Delays before each retry of a repair callback (seconds; Svix's schedule, ~27 h in all):
     # one first attempt plus one per entry.
     callback_retry_schedule: tuple[float, ...] = (5, 300, 1800, 7200, 18000, 36000, 36000)
+    # Alerts: the SMTP server (smtp://user:pass@host:port[?starttls=1] or smtps://...; empty: email
+    # alerts wait and retry), their sender, the console their links point to, and the delays
+    # before each retry of a send that failed for a passing reason (~2 h in all).
+    smtp_url: str = ""
+    smtp_from: str = "SendPromptly <alerts@sendpromptly.invalid>"
+    console_url: str = "http://127.0.0.1:8080"
+    alert_retry_schedule: tuple[float, ...] = (5, 30, 120, 600, 1800, 3600)
     log_level: str = "INFO"
 
     def __post_init__(self) -> None:
@@ -112,6 +120,11 @@ class Settings:
             raise ConfigError(f"{PREFIX}TOPIC_PREFIX may hold only A-Z a-z 0-9 . _ - (got {self.topic_prefix!r})")
         if self.log_level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
             raise ConfigError(f"{PREFIX}LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR (got {self.log_level!r})")
+        smtp = urlsplit(self.smtp_url)
+        if self.smtp_url and (smtp.scheme not in ("smtp", "smtps") or not smtp.hostname):
+            raise ConfigError(f"{PREFIX}SMTP_URL must look like smtp://user:pass@host:port or smtps://host:port")
+        if urlsplit(self.console_url).scheme not in ("http", "https"):
+            raise ConfigError(f"{PREFIX}CONSOLE_URL must be an http(s) URL (got {self.console_url!r})")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -135,5 +148,9 @@ class Settings:
             secret_keys=_str(env, "SECRET_KEYS", defaults.secret_keys),
             snapshot_keys=_str(env, "SNAPSHOT_KEYS", defaults.snapshot_keys),
             callback_retry_schedule=_seconds_list(env, "CALLBACK_RETRY_SCHEDULE", defaults.callback_retry_schedule),
+            smtp_url=_str(env, "SMTP_URL", defaults.smtp_url),
+            smtp_from=_str(env, "SMTP_FROM", defaults.smtp_from),
+            console_url=_str(env, "CONSOLE_URL", defaults.console_url),
+            alert_retry_schedule=_seconds_list(env, "ALERT_RETRY_SCHEDULE", defaults.alert_retry_schedule),
             log_level=_str(env, "LOG_LEVEL", defaults.log_level).upper(),
         )

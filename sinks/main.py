@@ -16,7 +16,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from sendpromptly.config import Settings
 from sendpromptly.observability import configure_logging
-from sinks import callbacks, read_model
+from sinks import alerts, audit_log, callbacks, read_model
 from sinks.runner import Handler, SinkRunner, serve_health
 from store.db import open_pool
 from topics import TopicSpec
@@ -26,6 +26,8 @@ Build = Callable[[AsyncConnectionPool, Settings], dict[TopicSpec, Handler]]
 SINKS: dict[str, Build] = {
     read_model.NAME: read_model.build,
     callbacks.NAME: callbacks.build,
+    alerts.NAME: alerts.build,
+    audit_log.NAME: audit_log.build,
 }
 
 

@@ -17,9 +17,12 @@ class Destination:
     type: str
     target: str
     created_at: datetime
+    # Why the last alert to it failed for good, and when; None once one is accepted again.
+    last_failure: str | None = None
+    failed_at: datetime | None = None
 
 
-_COLUMNS = "id, project_id, type, target, created_at"
+_COLUMNS = "id, project_id, type, target, created_at, last_failure, failed_at"
 
 
 async def add_destination(conn: AsyncConnection, project_id: str, type_: str, target: str) -> Destination:
@@ -46,3 +49,20 @@ async def remove_destination(conn: AsyncConnection, project_id: str, destination
         (project_id, destination_id),
     )).fetchone()
     return None if row is None else Destination(**row)
+
+
+async def get_destination(conn: AsyncConnection, project_id: str, destination_id: str) -> Destination | None:
+    row = await (await conn.execute(
+        f"SELECT {_COLUMNS} FROM alert_destinations WHERE project_id = %s AND id = %s AND deleted_at IS NULL",
+        (project_id, destination_id),
+    )).fetchone()
+    return None if row is None else Destination(**row)
+
+
+async def record_outcome(conn: AsyncConnection, destination_id: str, permanent_failure: str | None) -> None:
+    """After a send: a permanent failure is kept for operators; an accepted alert clears it."""
+    await conn.execute(
+        "UPDATE alert_destinations SET last_failure = %s, failed_at = CASE WHEN %s::text IS NULL THEN NULL"
+        " ELSE now() END WHERE id = %s AND last_failure IS DISTINCT FROM %s",
+        (permanent_failure, permanent_failure, destination_id, permanent_failure),
+    )

@@ -1,6 +1,8 @@
-"""``/api/v1/projects/{id}/alert-destinations``: where incidents are announced."""
+"""``/api/v1/projects/{id}/alert-destinations``: where incidents are announced, and test alerts."""
 
 from __future__ import annotations
+
+from datetime import UTC, datetime
 
 from aiohttp import web
 from psycopg import AsyncConnection
@@ -13,13 +15,23 @@ from api_gateway.problems import Problem, invalid_fields
 from api_gateway.responses import json_response
 from api_gateway.state import POOL, SETTINGS
 from sendpromptly.targets import TargetError, check_email, check_url
+from sinks.channels import TransportError, open_channels
+from sinks.channels.message import TEST, Alert
 from store import destinations
 from store.destinations import Destination
+from store.projects import Project
+from topics.fields import format_timestamp
 
 
 def destination_document(destination: Destination) -> dict[str, object]:
     return {"id": destination.id, "type": destination.type, "target": destination.target,
-            "created_at": destination.created_at}
+            "created_at": destination.created_at, "last_failure": destination.last_failure,
+            "failed_at": destination.failed_at}
+
+
+def _not_found(request: web.Request) -> Problem:
+    return Problem(404, "destination-not-found", "Alert destination not found",
+                   f"No alert destination {request.match_info['destination_id']!r} in this project.")
 
 
 async def create(request: web.Request) -> web.Response:
@@ -54,8 +66,7 @@ async def list_(request: web.Request) -> web.Response:
 async def delete(request: web.Request) -> web.Response:
     async def action(conn: AsyncConnection) -> web.Response:
         project = await visible_project(request, conn)
-        not_found = Problem(404, "destination-not-found", "Alert destination not found",
-                            f"No alert destination {request.match_info['destination_id']!r} in this project.")
+        not_found = _not_found(request)
         destination_id = path_id(request, "destination_id", "dst", not_found)
         removed = await destinations.remove_destination(conn, project.id, destination_id)
         if removed is None:
@@ -65,3 +76,45 @@ async def delete(request: web.Request) -> web.Response:
         return json_response(200, destination_document(removed))
 
     return await run_idempotent(request, operator_of(request).id, action)
+
+
+async def send_test(request: web.Request) -> web.Response:
+    """Send a test alert now, through the channel the alerts sink uses: 200 when the channel took
+    it, 502 with the channel's error when not. Audited either way; a permanent failure is recorded
+    on the destination like the sink's. A 502 releases the Idempotency-Key, so a retry sends again."""
+    settings = request.app[SETTINGS]
+
+    async def action(conn: AsyncConnection) -> web.Response:
+        project = await visible_project(request, conn)
+        not_found = _not_found(request)
+        destination = await destinations.get_destination(
+            conn, project.id, path_id(request, "destination_id", "dst", not_found))
+        if destination is None:
+            raise not_found
+        error: TransportError | None = None
+        try:
+            async with open_channels(settings) as channels:
+                await channels[destination.type].send(destination.target, _test_alert(project))
+        except TransportError as exc:
+            error = exc
+        if error is None or error.permanent:
+            await destinations.record_outcome(conn, destination.id, None if error is None else error.message)
+        await record_audit(conn, request, project_id=project.id, action="destination.tested", target=destination.id,
+                           data={"type": destination.type, "target": destination.target,
+                                 "outcome": "sent" if error is None else "failed",
+                                 "error": None if error is None else error.message})
+        if error is not None:
+            kind = "refused for good" if error.permanent else "failed for now"
+            # Returned, not raised: the audit entry commits with it.
+            return Problem(502, "alert-send-failed", "The test alert was not sent",
+                           f"The {destination.type} channel {kind}: {error.message}").response()
+        tested = await destinations.get_destination(conn, project.id, destination.id)
+        assert tested is not None
+        return json_response(200, {"outcome": "sent", "destination": destination_document(tested)})
+
+    return await run_idempotent(request, operator_of(request).id, action)
+
+
+def _test_alert(project: Project) -> Alert:
+    return Alert(kind=TEST, project_id=project.id, project_name=project.name, mode=project.mode,
+                 occurred_at=format_timestamp(datetime.now(UTC)))

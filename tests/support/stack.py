@@ -16,7 +16,7 @@ TEST_SNAPSHOT_KEYS = Keyring.generate_spec("test-snapshots-1")
 
 
 # The sink processes every test stack runs (``sendpromptly sink <name>``); one line per sink.
-SINK_NAMES = ("read-model", "callbacks")
+SINK_NAMES = ("read-model", "callbacks", "alerts", "audit")
 
 
 @dataclass

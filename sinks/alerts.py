@@ -1,0 +1,62 @@
+"""The alerts sink (DESIGN.md §1, §5): tells a project's alert destinations (email, Slack) when an
+incident opens or resolves, and when a repair callback runs out of retries.
+
+Consuming ``sendpromptly.incidents.v1`` only records what to send: one notification per
+(incident, event, destination), claimed in PostgreSQL before anything is sent (a redelivered
+event claims nothing new), and then the offset is committed. The sender loop in the same process
+(``sinks/alert_delivery.py``) does the sending, so a restart or a second replica sends each alert
+once; only a send cut off by a crash after the channel accepted it can go out twice (SMTP and
+Slack webhooks have no idempotency key).
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiokafka import ConsumerRecord
+from psycopg_pool import AsyncConnectionPool
+
+from sendpromptly.config import Settings
+from sinks.alert_delivery import AlertSender
+from sinks.channels.message import OPENED, RESOLVED, Alert
+from sinks.runner import Handler
+from store import notifications
+from topics import INCIDENTS, IncidentEvent, TopicSpec, decode
+from topics.fields import format_timestamp
+
+NAME = "alerts"
+ALERTED_EVENTS = (OPENED, RESOLVED)
+
+
+class AlertsSink:
+    def __init__(self, pool: AsyncConnectionPool, sender: AlertSender):
+        self._pool = pool
+        self._sender = sender
+        # The sender loop, referenced here (asyncio holds tasks weakly).
+        self.background: asyncio.Task[None] | None = None
+
+    async def handle_incident(self, record: ConsumerRecord) -> None:
+        event = decode(IncidentEvent, record.value)
+        if event.type not in ALERTED_EVENTS:
+            return
+        async with self._pool.connection() as conn, conn.transaction():
+            found = await notifications.context(conn, event.project_id, event.incident_id)
+            if found is None:  # an unknown project: the read model dead-letters the event
+                return
+            project_name, stored_reason = found
+            alert = Alert(kind=event.type, project_id=event.project_id, project_name=project_name, mode=event.mode,
+                          occurred_at=format_timestamp(event.occurred_at), incident_id=event.incident_id,
+                          reference=event.reference, reason=event.reason or stored_reason,
+                          resolution=event.resolution)
+            claimed = await notifications.claim(conn, project_id=event.project_id, incident_id=event.incident_id,
+                                                event_type=event.type, alert=alert.to_dict())
+        if claimed:
+            self._sender.wake()
+
+
+def build(pool: AsyncConnectionPool, settings: Settings) -> dict[TopicSpec, Handler]:
+    sender = AlertSender(pool, settings)
+    sink = AlertsSink(pool, sender)
+    # Runs beside the consumer in this process and stops once the sink process closes its pool.
+    sink.background = asyncio.get_running_loop().create_task(sender.run())
+    return {INCIDENTS: sink.handle_incident}

@@ -1,0 +1,71 @@
+"""Slack alerts through incoming webhooks: ``text`` (the notification and fallback) and ``blocks``
+with the same facts and a button to the incident.
+
+The webhook URL was checked when saved and is checked again here and when connecting (the
+session's socket factory refuses non-public addresses, DNS rebinding included). Which answers are
+worth retrying is the repair callbacks' rule (``sinks/callback_policy.py``): network errors, 408,
+429 and 5xx; Slack's 404 (``no_service``) and 410 (``channel_is_archived``) and other 4xx are
+permanent. Slack has no idempotency key either: a send cut off by a crash may post twice.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aiohttp
+
+from sendpromptly.targets import TargetError, check_url_syntax
+from sinks.callback_policy import Verdict, verdict
+from sinks.channels.message import Alert, console_link, facts, subject
+from sinks.channels.transport import TransportError
+
+# Slack shows at most 10 fields in a section.
+MAX_FIELDS = 10
+
+
+def _escape(text: str) -> str:
+    """Slack's mrkdwn control characters (https://api.slack.com/reference/surfaces/formatting)."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def payload(alert: Alert, console_url: str) -> dict[str, Any]:
+    link = console_link(alert, console_url)
+    text = _escape(subject(alert)) + (f" <{link}|Open the incident>" if link else "")
+    blocks: list[dict[str, Any]] = [
+        {"type": "header", "text": {"type": "plain_text", "text": subject(alert)[:150]}},
+        {"type": "section", "fields": [{"type": "mrkdwn", "text": f"*{label}*\n{_escape(value)}"}
+                                       for label, value in facts(alert)[:MAX_FIELDS]]},
+    ]
+    if link:
+        blocks.append({"type": "actions", "elements": [
+            {"type": "button", "text": {"type": "plain_text", "text": "Open the incident"}, "url": link}]})
+    return {"text": text, "blocks": blocks}
+
+
+class SlackChannel:
+    kind = "slack"
+
+    def __init__(self, session: aiohttp.ClientSession, console_url: str):
+        self._session = session
+        self._console_url = console_url
+
+    async def send(self, target: str, alert: Alert) -> None:
+        try:
+            check_url_syntax(target, require_https=True)
+        except TargetError as exc:
+            raise TransportError(f"the webhook URL {exc}", permanent=True) from None
+        try:
+            async with self._session.post(target, json=payload(alert, self._console_url),
+                                          allow_redirects=False) as response:
+                status, body = response.status, (await response.text())[:200]
+        except TimeoutError:
+            raise TransportError("Slack did not answer in time", permanent=False) from None
+        except aiohttp.ClientError as exc:
+            raise TransportError(f"Slack: {type(exc).__name__}: {exc}", permanent=False) from None
+        match verdict(status):
+            case Verdict.DELIVERED:
+                return
+            case Verdict.RETRY:
+                raise TransportError(f"Slack answered HTTP {status}: {body}", permanent=False)
+            case Verdict.FAIL:
+                raise TransportError(f"Slack answered HTTP {status}: {body}", permanent=True)
