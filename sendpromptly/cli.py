@@ -77,7 +77,7 @@ def agents() -> None:
 @main.command()
 @click.argument("name")
 def sink(name: str) -> None:
-    """Run one sink process (read-model, callbacks)."""
+    """Run one sink process (read-model, callbacks, alerts, audit)."""
     from sinks.main import run
 
     run(_settings(), name)
@@ -105,6 +105,39 @@ def snapshots_purge() -> None:
     for project_id, count in sorted(purged.items()):
         click.echo(f"{project_id}  {count} snapshot(s) purged")
     click.echo(f"purged {sum(purged.values())} snapshot(s) older than 30 days")
+
+
+@main.group()
+def audit() -> None:
+    """The hash-chained audit log (the operator API's ``audit-log`` shows it)."""
+
+
+@audit.command("verify")
+@click.option("--project", "project_id", help="Check only this project's chain (default: every chain).")
+def audit_verify(project_id: str | None) -> None:
+    """Recompute every hash of the audit log; exit 1 naming the first broken entry of a chain."""
+    from store.audit_log import BrokenLink, chains, verify_chain
+    from store.db import open_pool
+
+    async def verify() -> list[tuple[str, int, BrokenLink | None]]:
+        pool = await open_pool(_settings().database_url, max_size=1)
+        try:
+            async with pool.connection() as conn:
+                names = [project_id] if project_id else await chains(conn)
+                return [(name, *await verify_chain(conn, name)) for name in names]
+        finally:
+            await pool.close()
+
+    results = asyncio.run(verify())
+    broken = [link for _, _, link in results if link is not None]
+    for name, checked, link in results:
+        if link is None:
+            click.echo(f"ok      {name}: {checked} entries")
+        else:
+            click.echo(f"BROKEN  {name}: entry seq {link.seq} ({link.event_id}): {link.reason}")
+    if broken:
+        raise click.ClickException(f"{len(broken)} of {len(results)} chain(s) broken")
+    click.echo(f"verified {sum(checked for _, checked, _ in results)} entries in {len(results)} chain(s)")
 
 
 @main.group()

@@ -84,6 +84,24 @@ class Cli:
         return self.ok(*args, "--json").json()
 
 
+def audit_entries(stack: Stack, operator: Operator, project_id: str, count: int) -> None:
+    """Wait until the audit sink has appended ``count`` entries of the project (it trails the API)."""
+    path = f"/api/v1/projects/{project_id}/audit-log?limit=200"
+
+    def appended() -> int:
+        page = api_get(stack, operator, path)
+        found = len(page["items"])
+        while page["next_cursor"]:
+            page = api_get(stack, operator, f"{path}&cursor={page['next_cursor']}")
+            found += len(page["items"])
+        return found
+
+    deadline = time.monotonic() + 30
+    while appended() < count:
+        assert time.monotonic() < deadline, f"the audit log of {project_id} did not reach {count} entries"
+        time.sleep(0.2)
+
+
 def api_get(stack: Stack, operator: Operator, path: str) -> Any:
     """What the API itself answers, read without the CLI."""
     authorization = {"Authorization": f"Bearer {operator.token}"}
@@ -102,7 +120,8 @@ def cli(stack: Stack, admin: Operator) -> Cli:
     return Cli(stack, admin)
 
 
-def test_a_project_goes_live_only_once_it_has_a_callback_a_key_and_an_alert_destination(cli: Cli) -> None:
+def test_a_project_goes_live_only_once_it_has_a_callback_a_key_and_an_alert_destination(
+        cli: Cli, stack: Stack, admin: Operator) -> None:
     project = cli.json("projects", "create", "--name", "Checkout")
     assert project["mode"] == "test"
     project_id = project["id"]
@@ -130,6 +149,7 @@ def test_a_project_goes_live_only_once_it_has_a_callback_a_key_and_an_alert_dest
     assert re.search(r"^mode\s+live$", live.out, re.MULTILINE)
 
     assert cli.json("projects", "show", project_id)["mode"] == "live"
+    audit_entries(stack, admin, project_id, 5)
     actions = [entry["action"] for entry in cli.json("audit-log", project_id)["items"]]
     assert actions == ["project.mode_switched", "destination.added", "api_key.created", "callback.set",
                        "project.created"]
@@ -147,6 +167,7 @@ def test_json_output_is_exactly_what_the_api_answers(cli: Cli, stack: Stack, adm
     destination = cli.json("destinations", "add", project_id, "--type", "email", "--target", "a@example.com")
     callback = cli.json("callback", "set", project_id, "http://127.0.0.1:9/repair")
     assert callback["signing_secret"].startswith("whsec_")
+    audit_entries(stack, admin, project_id, 4)
 
     reads = {
         ("projects", "list"): "/api/v1/projects?limit=200",
@@ -166,6 +187,7 @@ def test_audit_log_all_follows_every_page(cli: Cli, stack: Stack, admin: Operato
     # 210 entries: more than the API's largest page (200), so --all has to follow next_cursor.
     for n in range(209):
         _patch(stack, admin, project_id, {"timeout_minutes": 31 + n})
+    audit_entries(stack, admin, project_id, 210)
 
     pages = cli.ok("audit-log", project_id, "--all", "--json").json_lines()
     assert [len(page["items"]) for page in pages] == [200, 10]

@@ -183,16 +183,20 @@ async def test_every_action_is_audited_newest_first_with_paging(operator_api: Ap
     _, dst, _ = await operator_api.send("POST", base + "/alert-destinations", {"type": "email", "target": "a@example.com"})
     await operator_api.send("DELETE", f"{base}/alert-destinations/{dst['id']}")
 
-    actions, cursor = [], None
-    while True:
-        status, entries = await operator_api.get(base + "/audit-log?limit=3" + (f"&cursor={cursor}" if cursor else ""))
-        assert status == 200
-        actions += [e["action"] for e in entries["items"]]
-        for entry in entries["items"]:
-            assert entry["actor"].startswith("operator:opr_") and entry["source_address"] == "127.0.0.1"
-        cursor = entries["next_cursor"]
-        if cursor is None:
-            break
+    async def every_page() -> list[str]:
+        actions, cursor = [], None
+        while True:
+            status, entries = await operator_api.get(base + "/audit-log?limit=3" + (f"&cursor={cursor}" if cursor else ""))
+            assert status == 200
+            actions += [e["action"] for e in entries["items"]]
+            for entry in entries["items"]:
+                assert entry["actor"].startswith("operator:opr_") and entry["source_address"] == "127.0.0.1"
+            cursor = entries["next_cursor"]
+            if cursor is None:
+                return actions
+
+    # The audit sink appends what the gateway published: wait until all eight are in.
+    actions = await eventually(every_page, lambda found: len(found) >= 8)
     assert actions == ["destination.removed", "destination.added", "api_key.revoked", "api_key.created",
                        "callback.secret_rotated", "callback.set", "project.updated", "project.created"]
 

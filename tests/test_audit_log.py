@@ -1,0 +1,104 @@
+"""The audit log on the real stack (DESIGN.md §7): operator actions and flow transitions land in
+``audit_log`` once each, hash-chained per project; the database refuses UPDATE and DELETE; and
+``sendpromptly audit verify`` finds a tampered row."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from typing import Any
+
+import psycopg
+import pytest
+
+from store.audit_log import GENESIS
+from tests.support.api import Api, eventually
+from tests.support.kafka import read_topic
+from tests.support.services import Services
+from tests.support.stack import Stack
+from topics import AUDIT, AuditEvent, decode
+
+pytestmark = pytest.mark.e2e
+
+
+async def rows_of(database_url: str, chain: str) -> list[dict[str, Any]]:
+    async with await psycopg.AsyncConnection.connect(database_url, row_factory=psycopg.rows.dict_row) as conn:
+        return await (await conn.execute(
+            "SELECT seq, event_id, actor, action, target, prev_hash, hash FROM audit_log WHERE chain = %s"
+            " ORDER BY seq", (chain,))).fetchall()
+
+
+async def project_with_flows(operator_api: Api, stack: Stack) -> tuple[str, Api]:
+    """A project made through the operator API, with one applied flow and one in incident."""
+    status, project, _ = await operator_api.send("POST", "/api/v1/projects", {"name": "Audited"})
+    assert status == 201
+    status, key, _ = await operator_api.send("POST", f"/api/v1/projects/{project['id']}/keys", {"label": "k"})
+    assert status == 201
+    api = Api(operator_api.session, stack.base_url, key["key"])
+    for reference, outcome in (("inv_ok", "succeeded"), ("inv_bad", "failed")):
+        assert (await api.receipt(reference))[0] == 202
+        assert (await api.result(reference, outcome))[0] == 202
+    return project["id"], api
+
+
+def verify(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "sendpromptly", "audit", "verify", *args],
+                          env={"SENDPROMPTLY_DATABASE_URL": database_url, "PATH": ""},
+                          capture_output=True, text=True, timeout=60)
+
+
+async def test_operator_actions_and_flow_transitions_are_appended_once_each_and_chained(
+        operator_api: Api, stack: Stack, services: Services, topic_prefix: str, database_url: str) -> None:
+    project_id, _ = await project_with_flows(operator_api, stack)
+    expected = {"project.created", "api_key.created", "flow.pending", "flow.applied", "flow.incident"}
+    rows = await eventually(lambda: rows_of(database_url, project_id),
+                            lambda found: expected <= {r["action"] for r in found} and len(found) >= 6)
+
+    published = [decode(AuditEvent, value) for _, value in await read_topic(services.kafka_bootstrap,
+                                                                            AUDIT.name(topic_prefix))]
+    ours = [event.event_id for event in published if event.project_id == project_id]
+    # Once each, in topic order (a redelivered event would be on the topic twice, in the log once).
+    assert [r["event_id"] for r in rows] == list(dict.fromkeys(ours))
+    # The gateway's relay and the agents publish independently: only each source's own order holds.
+    assert [r["action"] for r in rows if r["actor"] != "agents"] == ["project.created", "api_key.created"]
+    assert sorted(r["action"] for r in rows if r["actor"] == "agents") == [
+        "flow.applied", "flow.incident", "flow.pending", "flow.pending"]
+    assert rows[0]["prev_hash"] == GENESIS
+    assert all(later["prev_hash"] == earlier["hash"] for earlier, later in zip(rows, rows[1:], strict=False))
+
+    status, page = await operator_api.get(f"/api/v1/projects/{project_id}/audit-log?limit=200")
+    assert status == 200
+    assert [(e["id"], e["hash"], e["prev_hash"]) for e in page["items"]] == [
+        (r["event_id"], r["hash"], r["prev_hash"]) for r in reversed(rows)]
+
+
+async def test_the_database_refuses_update_and_delete_and_verify_finds_tampering(
+        operator_api: Api, stack: Stack, database_url: str) -> None:
+    project_id, _ = await project_with_flows(operator_api, stack)
+    rows = await eventually(lambda: rows_of(database_url, project_id), lambda found: len(found) >= 6)
+    victim = rows[2]
+
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+        for statement in ("UPDATE audit_log SET target = 'x' WHERE seq = %s", "DELETE FROM audit_log WHERE seq = %s"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege, match="append-only"):
+                await conn.execute(statement, (victim["seq"],))
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            await conn.execute("TRUNCATE audit_log")
+
+    passed = verify(database_url, "--project", project_id)
+    assert passed.returncode == 0, passed.stdout + passed.stderr
+    assert f"ok      {project_id}" in passed.stdout
+
+    async def set_target(value: str) -> None:
+        async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+            await conn.execute("ALTER TABLE audit_log DISABLE TRIGGER audit_log_append_only")
+            await conn.execute("UPDATE audit_log SET target = %s WHERE seq = %s", (value, victim["seq"]))
+            await conn.execute("ALTER TABLE audit_log ENABLE TRIGGER audit_log_append_only")
+
+    await set_target("tampered")
+    failed = verify(database_url)
+    assert failed.returncode == 1
+    assert f"BROKEN  {project_id}: entry seq {victim['seq']} ({victim['event_id']})" in failed.stdout
+
+    await set_target(victim["target"])
+    assert verify(database_url).returncode == 0
