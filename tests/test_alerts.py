@@ -17,6 +17,7 @@ from tests.support.api import Api, eventually
 from tests.support.processes import ManagedProcess, free_port
 from tests.support.stack import Stack
 from tests.test_incidents_api import open_incident
+from tests.test_repair_callbacks import reprocess, set_callback
 
 pytestmark = pytest.mark.e2e
 
@@ -26,7 +27,8 @@ CONSOLE = "https://console.example.test"
 @pytest.fixture
 def stack(stack_factory, smtp: Mailbox, loopback_cert: tuple[Path, Path]) -> Stack:
     return stack_factory(SENDPROMPTLY_SMTP_URL=smtp.url, SENDPROMPTLY_CONSOLE_URL=CONSOLE,
-                         SENDPROMPTLY_ALERT_RETRY_SCHEDULE="1,1", SSL_CERT_FILE=str(loopback_cert[0]))
+                         SENDPROMPTLY_ALERT_RETRY_SCHEDULE="1,1", SENDPROMPTLY_CALLBACK_RETRY_SCHEDULE="1",
+                         SSL_CERT_FILE=str(loopback_cert[0]))
 
 
 async def add_destination(operator_api: Api, project_id: str, type_: str, target: str) -> dict[str, Any]:
@@ -194,3 +196,21 @@ async def test_the_test_alert_endpoint_sends_now_and_is_audited(
                                lambda got: sum(e["action"] == "destination.tested" for e in got[1]["items"]) == 2)
     tested = [e["data"] for e in entries[1]["items"] if e["action"] == "destination.tested"]
     assert [t["outcome"] for t in tested] == ["failed", "sent"]
+
+
+async def test_a_repair_callback_that_runs_out_of_retries_is_alerted_once(
+        api: Api, operator_api: Api, project: ProjectKey, smtp: Mailbox, slack: SlackHook) -> None:
+    await add_destination(operator_api, project.project_id, "email", "ops@example.com")
+    incident = await open_incident(api, "inv_exhausted")
+    await mails(smtp, 1)  # the incident's own alert
+    # The webhook peer doubles as the project's repair receiver: 500 twice uses up a 1-step schedule.
+    slack.scripts["/repair"] = [500, 500]
+    await set_callback(operator_api, project.project_id, slack.base_url + "/repair")
+    replay_id = await reprocess(operator_api, incident["id"])
+
+    gave_up = (await mails(smtp, 2))[1]
+    assert gave_up["Subject"].startswith("[TEST] Repair callback gave up: ") and "inv_exhausted" in gave_up["Subject"]
+    text = parts(gave_up)["text/plain"]
+    assert replay_id in text and "HTTP 500" in text and f"/console/incidents/{incident['id']}" in text
+    await asyncio.sleep(6)  # more scans of callback_deliveries than one: still one alert
+    assert len(smtp.messages) == 2 and len(slack.posts("/repair")) == 2
