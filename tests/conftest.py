@@ -21,6 +21,9 @@ from tests.support.services import Services, provide_services
 from tests.support.stack import Stack, build_stack, stack_env
 from topics.admin import delete_topics, ensure_topics
 
+# Fixtures for real alert peers (SMTP server, Slack-like HTTPS receiver), shared by several files.
+pytest_plugins = ["tests.support.alert_peers"]
+
 TEST_FLOW_PARTITIONS = 2
 
 

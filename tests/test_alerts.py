@@ -12,7 +12,7 @@ import pytest
 
 from store.db import open_pool
 from tests.conftest import ProjectKey
-from tests.support.alert_peers import Mailbox, SlackHook, loopback_cert, slack, smtp  # noqa: F401 (fixtures)
+from tests.support.alert_peers import Mailbox, SlackHook
 from tests.support.api import Api, eventually
 from tests.support.processes import ManagedProcess, free_port
 from tests.support.stack import Stack
