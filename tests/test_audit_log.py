@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 from typing import Any
@@ -102,3 +103,29 @@ async def test_the_database_refuses_update_and_delete_and_verify_finds_tampering
 
     await set_target(victim["target"])
     assert verify(database_url).returncode == 0
+
+
+async def test_kill_9_of_the_audit_sink_mid_stream_loses_and_doubles_no_row(
+        operator_api: Api, stack: Stack, services: Services, topic_prefix: str, database_url: str) -> None:
+    project_id, api = await project_with_flows(operator_api, stack)
+    audit_sink = stack.sinks["audit"]
+    for n in range(40):  # a stream of flow transitions to be in the middle of
+        assert (await api.receipt(f"inv_burst_{n}"))[0] == 202
+        if n == 20:
+            audit_sink.kill()
+    audit_sink.start()
+    audit_sink.wait_ready(stack.sink_urls["audit"] + "/readyz")
+
+    async def published_for_project() -> list[str]:
+        events = await read_topic(services.kafka_bootstrap, AUDIT.name(topic_prefix))
+        return [e.event_id for e in map(lambda v: decode(AuditEvent, v[1]), events) if e.project_id == project_id]
+
+    # project.created, api_key.created, 4 transitions of the two first flows, 40 flows pending.
+    ours = await eventually(published_for_project, lambda found: len(set(found)) >= 46, timeout=60)
+    rows = await eventually(lambda: rows_of(database_url, project_id), lambda found: len(found) >= len(set(ours)),
+                            timeout=60)
+    await asyncio.sleep(2)  # room for a doubled append to show up
+    rows = await rows_of(database_url, project_id)
+    assert sorted(r["event_id"] for r in rows) == sorted(set(ours)), "each event once, none missing"
+    done = verify(database_url, "--project", project_id)
+    assert done.returncode == 0, done.stdout + done.stderr
