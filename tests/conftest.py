@@ -18,7 +18,7 @@ from store.projects import add_api_key, create_project
 from tests.support.api import Api
 from tests.support.db import create_database, drop_database, migrated_template
 from tests.support.services import Services, provide_services
-from tests.support.stack import Stack, build_stack, stack_env
+from tests.support.stack import DEFAULT_SINKS, Stack, build_stack, stack_env
 from topics.admin import delete_topics, ensure_topics
 
 # Fixtures for real alert peers (SMTP server, Slack-like HTTPS receiver), shared by several files.
@@ -61,13 +61,13 @@ def stack_factory(services: Services, database_url: str, topic_prefix: str, tmp_
                   request: pytest.FixtureRequest) -> Iterator:
     started: list[Stack] = []
 
-    def start(**extra_env: str) -> Stack:
+    def start(*, sinks: tuple[str, ...] = DEFAULT_SINKS, **extra_env: str) -> Stack:
         # Each stack its own directory: two agents must not share one RocksDB store.
         workdir = tmp_path / f"stack-{len(started)}"
         workdir.mkdir()
         env = stack_env(kafka_bootstrap=services.kafka_bootstrap, database_url=database_url,
                         topic_prefix=topic_prefix, workdir=workdir, extra=extra_env)
-        stack = build_stack(env, workdir)
+        stack = build_stack(env, workdir, sinks)
         started.append(stack)
         stack.start()
         return stack

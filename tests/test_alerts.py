@@ -15,7 +15,7 @@ from tests.conftest import ProjectKey
 from tests.support.alert_peers import Mailbox, SlackHook
 from tests.support.api import Api, eventually
 from tests.support.processes import ManagedProcess, free_port
-from tests.support.stack import Stack
+from tests.support.stack import SINK_NAMES, Stack
 from tests.test_incidents_api import open_incident
 from tests.test_repair_callbacks import reprocess, set_callback
 
@@ -26,7 +26,7 @@ CONSOLE = "https://console.example.test"
 
 @pytest.fixture
 def stack(stack_factory, smtp: Mailbox, loopback_cert: tuple[Path, Path]) -> Stack:
-    return stack_factory(SENDPROMPTLY_SMTP_URL=smtp.url, SENDPROMPTLY_CONSOLE_URL=CONSOLE,
+    return stack_factory(sinks=SINK_NAMES, SENDPROMPTLY_SMTP_URL=smtp.url, SENDPROMPTLY_CONSOLE_URL=CONSOLE,
                          SENDPROMPTLY_ALERT_RETRY_SCHEDULE="1,1", SENDPROMPTLY_CALLBACK_RETRY_SCHEDULE="1",
                          SSL_CERT_FILE=str(loopback_cert[0]))
 

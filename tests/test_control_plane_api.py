@@ -9,10 +9,10 @@ import uuid
 import aiohttp
 import pytest
 
+from api_gateway.idempotency import fingerprint
 from sendpromptly.bootstrap import create_operator, revoke_tokens
 from store.db import open_pool
 from store.idempotency import claim
-from api_gateway.idempotency import fingerprint
 from tests.support.api import Api, eventually
 from tests.support.kafka import read_topic
 from tests.support.stack import Stack

@@ -148,7 +148,10 @@ async def test_acknowledge_reprocess_and_resolve(api: Api, operator_api: Api, pr
     await eventually(lambda: asyncio.to_thread(sink_caught_up, services, topic_prefix, topic), bool)
     _, listed = await operator_api.get(f"/api/v1/projects/{project.project_id}/incidents?status=resolved")
     assert listed["items"] == [resolved]
-    _, audit = await operator_api.get(f"/api/v1/projects/{project.project_id}/audit-log")
+    # The audit log is appended by the audit sink, from the topic: wait for it to catch up.
+    _, audit = await eventually(
+        lambda: operator_api.get(f"/api/v1/projects/{project.project_id}/audit-log"),
+        lambda answer: sum(e["action"].startswith("incident.") for e in answer[1]["items"]) >= 3)
     incident_actions = [e["action"] for e in audit["items"] if e["action"].startswith("incident.")]
     assert incident_actions == ["incident.resolved", "incident.reprocess_requested", "incident.acknowledged"]
 

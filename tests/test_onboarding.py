@@ -12,14 +12,14 @@ from tests.support.alert_peers import Mailbox
 from tests.support.api import Api, eventually
 from tests.support.example_receiver import running_example_receiver
 from tests.support.processes import free_port
-from tests.support.stack import Stack
+from tests.support.stack import SINK_NAMES, Stack
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture
 def stack(stack_factory, smtp: Mailbox) -> Stack:
-    return stack_factory(SENDPROMPTLY_SMTP_URL=smtp.url)
+    return stack_factory(sinks=SINK_NAMES, SENDPROMPTLY_SMTP_URL=smtp.url)
 
 
 def _flow_status(expected: str):

@@ -18,7 +18,7 @@ from store.db import open_pool
 from tests.conftest import ProjectKey
 from tests.support.api import Api, eventually
 from tests.support.example_receiver import running_example_receiver
-from tests.support.stack import Stack
+from tests.support.stack import SINK_NAMES, Stack
 from tests.test_incidents_api import incident_path, open_incident
 
 pytestmark = pytest.mark.e2e
@@ -28,7 +28,7 @@ RETRY_SCHEDULE = "2,2"
 
 @pytest.fixture
 def stack(stack_factory) -> Stack:
-    return stack_factory(SENDPROMPTLY_CALLBACK_RETRY_SCHEDULE=RETRY_SCHEDULE)
+    return stack_factory(sinks=SINK_NAMES, SENDPROMPTLY_CALLBACK_RETRY_SCHEDULE=RETRY_SCHEDULE)
 
 
 @dataclass

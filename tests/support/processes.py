@@ -39,6 +39,12 @@ class ManagedProcess:
     def alive(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
+    def terminate(self) -> None:
+        """Ask it to stop (SIGTERM) without waiting; ``stop`` waits."""
+        if self.alive:
+            assert self._proc is not None
+            self._proc.send_signal(signal.SIGTERM)
+
     def stop(self, timeout: float = 20.0) -> None:
         if not self.alive:
             return

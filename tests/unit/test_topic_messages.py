@@ -9,7 +9,18 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from topics import RECEIPTS, RESULTS, ALL_TOPICS, Receipt, Result, SchemaError, decode, encode, flow_key, split_flow_key
+from topics import (
+    ALL_TOPICS,
+    RECEIPTS,
+    RESULTS,
+    Receipt,
+    Result,
+    SchemaError,
+    decode,
+    encode,
+    flow_key,
+    split_flow_key,
+)
 from topics.catalog import SNAPSHOT_RETENTION_MS
 from topics.messages import DeadLetter, Snapshot
 
