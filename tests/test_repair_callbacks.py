@@ -135,7 +135,10 @@ async def test_a_callback_is_signed_with_both_secrets_retried_and_recorded(
     replay = await eventually(lambda: replay_of(operator_api, incident["id"]), lambda r: r["attempts"] == 2)
     assert "outcome" not in replay
     assert await attempt_statuses(database_url, replay_id) == [500, 200]
-    _, audit = await operator_api.get(f"/api/v1/projects/{project.project_id}/audit-log")
+    # The audit log is appended by the audit sink, from the topic: wait for it to catch up.
+    _, audit = await eventually(
+        lambda: operator_api.get(f"/api/v1/projects/{project.project_id}/audit-log"),
+        lambda answer: sum(e["action"] == "callback.attempted" for e in answer[1]["items"]) >= 2)
     attempted = [e["data"] for e in audit["items"] if e["action"] == "callback.attempted"]
     assert [(a["attempt"], a["http_status"], a["result"]) for a in reversed(attempted)] == [
         (1, 500, "retrying"), (2, 200, "delivered")]
