@@ -11,7 +11,7 @@ from api_gateway.http_input import idempotency_key, parsed_body
 from api_gateway.idempotency import run_idempotent_publish
 from api_gateway.incident_document import incident_document
 from api_gateway.ingest_bodies import parse_receipt, parse_result
-from api_gateway.problems import Problem
+from api_gateway.problems import Problem, kafka_unavailable
 from api_gateway.publisher import PublishUnavailable
 from api_gateway.responses import json_response
 from api_gateway.snapshots import seal
@@ -22,8 +22,6 @@ from store.projects import Project
 from topics import RECEIPTS, RESULTS, Receipt, Result, encode, flow_key
 from topics.fields import MAX_REFERENCE_CHARS
 
-RETRY_AFTER_SECONDS = 5
-
 SIGNALS = Counter("sendpromptly_ingest_signals_total", "Signals accepted (acknowledged by Kafka)", ["kind", "mode"])
 
 
@@ -31,11 +29,7 @@ async def _publish(request: web.Request, topic: str, key: bytes, value: bytes) -
     try:
         await request.app[PUBLISHER].publish(topic, key, value)
     except PublishUnavailable as exc:
-        raise Problem(
-            503, "kafka-unavailable", "Service Unavailable",
-            f"The signal was not stored ({exc}). Retry with the same Idempotency-Key.",
-            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
-        ) from exc
+        raise kafka_unavailable("The signal was not stored", exc) from exc
 
 
 def _topic_prefix(request: web.Request) -> str:

@@ -23,7 +23,6 @@ from aiohttp import web
 
 from agents.flow import Status as FlowStatus
 from api_gateway.http_input import _IDEMPOTENCY_KEY_RE, MAX_BODY_BYTES
-from api_gateway.ingest import RETRY_AFTER_SECONDS
 from api_gateway.ingest_bodies import MAX_PAYLOAD_BYTES, MAX_TIMEOUT_MINUTES
 from api_gateway.operator_api.bodies import (
     MAX_LABEL_CHARS,
@@ -33,7 +32,7 @@ from api_gateway.operator_api.bodies import (
 )
 from api_gateway.operator_api.incidents import STATUSES as INCIDENT_STATUSES
 from api_gateway.problems import CONTENT_TYPE as PROBLEM_JSON
-from api_gateway.problems import PROBLEM_TYPE_BASE
+from api_gateway.problems import KAFKA_RETRY_AFTER_SECONDS, PROBLEM_TYPE_BASE
 from api_gateway.responses import limit_param
 from sendpromptly.targets import _EMAIL_RE, MAX_URL_CHARS
 from topics.fields import (
@@ -376,7 +375,7 @@ _PROBLEMS: dict[int, tuple[str, str, dict[str, Any]]] = {
     502: ("BadGateway", "The alert channel (SMTP server, Slack) did not accept the test alert; the detail "
                         "says why. Nothing is stored under the Idempotency-Key, so a retry sends again.", {}),
     503: ("ServiceUnavailable", "Kafka did not acknowledge the write: nothing was stored. Retry with the "
-                                f"same Idempotency-Key (Retry-After: {RETRY_AFTER_SECONDS}).",
+                                f"same Idempotency-Key (Retry-After: {KAFKA_RETRY_AFTER_SECONDS}).",
           {"Retry-After": {**_headers()["RetryAfter"], "required": True}}),
 }
 

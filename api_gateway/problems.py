@@ -49,6 +49,20 @@ def invalid_fields(errors: list[tuple[str, str]]) -> Problem:
     return Problem(422, "invalid-fields", "Invalid fields", f"These fields are invalid: {named}.", errors=errors)
 
 
+# How long a client should wait before retrying when Kafka did not take a write.
+KAFKA_RETRY_AFTER_SECONDS = 5
+
+
+def kafka_unavailable(what: str, cause: Exception) -> Problem:
+    """503 for a write Kafka did not acknowledge: ``what`` did not happen, and the client retries
+    with the same Idempotency-Key (which was released)."""
+    return Problem(
+        503, "kafka-unavailable", "Service Unavailable",
+        f"{what} ({cause}). Retry with the same Idempotency-Key.",
+        headers={"Retry-After": str(KAFKA_RETRY_AFTER_SECONDS)},
+    )
+
+
 _STATUS_SLUGS = {404: "not-found", 405: "method-not-allowed", 413: "payload-too-large"}
 
 

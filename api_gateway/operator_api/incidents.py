@@ -23,10 +23,9 @@ from psycopg import AsyncConnection
 from api_gateway.http_input import idempotency_key, parsed_body
 from api_gateway.idempotency import run_idempotent
 from api_gateway.incident_document import incident_document
-from api_gateway.ingest import RETRY_AFTER_SECONDS
 from api_gateway.operator_api.bodies import MAX_NOTE_BYTES
 from api_gateway.operator_api.common import actor_of, operator_of, path_id, record_audit, visible_project
-from api_gateway.problems import Problem
+from api_gateway.problems import Problem, kafka_unavailable
 from api_gateway.publisher import PublishUnavailable
 from api_gateway.responses import decode_cursor, json_response, limit_param, page
 from api_gateway.state import POOL, PUBLISHER, SETTINGS
@@ -193,11 +192,7 @@ async def _publish(request: web.Request, *messages: tuple[TopicSpec, IncidentEve
             key = flow_key(message.project_id, message.reference)
             await request.app[PUBLISHER].publish(topic.name(prefix), key, encode(message))
     except PublishUnavailable as exc:
-        raise Problem(
-            503, "kafka-unavailable", "Service Unavailable",
-            f"The action was not completed ({exc}). Retry with the same Idempotency-Key.",
-            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
-        ) from exc
+        raise kafka_unavailable("The action was not completed", exc) from exc
 
 
 async def _commit(conn: AsyncConnection, request: web.Request, event: IncidentEvent,
