@@ -22,11 +22,14 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from tempfile import TemporaryDirectory
 
 import aiohttp
 
+from bench.processes import child_pid, cpu_seconds
+from bench.profile import start_recording, summary
 from sendpromptly.apikeys import generate_api_key
 from store.db import open_pool
 from store.projects import add_api_key, create_project
@@ -49,6 +52,13 @@ def wrk(url: str, api_key: str, duration: int, connections: int) -> dict[str, fl
     if summary["non2xx"] or summary["socket_errors"]:
         raise RuntimeError(f"errors under load against {url}: {summary}\n{done.stdout}")
     return {"rps": summary["requests"] / summary["seconds"], **summary}
+
+
+def measured(run: Callable[..., dict[str, float]], pid: int, *args: object) -> dict[str, float]:
+    """``run``'s figures, plus the CPU time ``pid`` (and its workers) spent per request meanwhile."""
+    before = cpu_seconds(pid)
+    figures = run(*args)
+    return {**figures, "cpu_ms_per_request": 1000 * (cpu_seconds(pid) - before) / figures["requests"]}
 
 
 async def open_loop(url: str, api_key: str, rate: float, seconds: float) -> dict[str, float]:
@@ -99,6 +109,9 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=15, help="seconds of each wrk run")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--latency-seconds", type=int, default=15)
+    parser.add_argument("--workers", type=int, default=1, help="the gateway's SENDPROMPTLY_HTTP_WORKERS")
+    parser.add_argument("--profile", type=Path, metavar="RAW",
+                        help="record the gateway with py-spy during its peak run into RAW and print the top costs")
     args = parser.parse_args()
 
     with provide_services() as services, TemporaryDirectory() as tmp:
@@ -113,6 +126,7 @@ def main() -> None:
         ours_port, bare_port = free_port(), free_port()
         env = stack_env(kafka_bootstrap=services.kafka_bootstrap, database_url=database_url, topic_prefix=prefix,
                         workdir=workdir, extra={"SENDPROMPTLY_HTTP_PORT": str(ours_port),
+                                                "SENDPROMPTLY_HTTP_WORKERS": str(args.workers),
                                                 "SENDPROMPTLY_LOG_LEVEL": "WARNING"})
         gateway = ManagedProcess("gateway", ["gateway"], env, workdir / "gateway.log")
         bare = subprocess.Popen([sys.executable, str(HERE / "bare_server.py"), str(bare_port)])
@@ -121,9 +135,13 @@ def main() -> None:
             gateway.wait_ready(f"http://127.0.0.1:{ours_port}/readyz")
             ours_url = f"http://127.0.0.1:{ours_port}/api/v1/receipt"
             bare_url = f"http://127.0.0.1:{bare_port}/api/v1/receipt"
+            gateway_pid = child_pid("sendpromptly gateway")
             wrk(ours_url, api_key, 3, args.connections)  # warm-up: connections, pool, producer
-            peak_bare = wrk(bare_url, api_key, args.duration, args.connections)
-            peak_ours = wrk(ours_url, api_key, args.duration, args.connections)
+            peak_bare = measured(wrk, bare.pid, bare_url, api_key, args.duration, args.connections)
+            spy = start_recording(gateway_pid, args.duration, args.profile) if args.profile else None
+            peak_ours = measured(wrk, gateway_pid, ours_url, api_key, args.duration, args.connections)
+            if spy is not None and spy.wait(30) != 0:
+                raise RuntimeError(f"py-spy failed: {spy.stderr.read().decode() if spy.stderr else ''}")
             rate = peak_ours["rps"] / 2
             lat_bare = asyncio.run(open_loop(bare_url, api_key, rate, args.latency_seconds))
             lat_ours = asyncio.run(open_loop(ours_url, api_key, rate, args.latency_seconds))
@@ -137,9 +155,13 @@ def main() -> None:
 
     result = {"peak_rps": {"gateway": round(peak_ours["rps"]), "bare": round(peak_bare["rps"])},
               "ratio": round(peak_ours["rps"] / peak_bare["rps"], 3),
+              "cpu_ms_per_request": {"gateway": round(peak_ours["cpu_ms_per_request"], 3),
+                                     "bare": round(peak_bare["cpu_ms_per_request"], 3)},
               "at_half_peak": {"rate": round(rate), "gateway": lat_ours, "bare": lat_bare},
-              "connections": args.connections, "cpus": os.cpu_count()}
+              "connections": args.connections, "workers": args.workers, "cpus": os.cpu_count()}
     print(json.dumps(result, indent=2))
+    if args.profile:
+        print(summary(args.profile))
 
 
 if __name__ == "__main__":

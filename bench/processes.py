@@ -1,0 +1,57 @@
+"""Finding the benchmarked processes and the CPU time they use, from /proc (Linux).
+
+CPU time per request is the figure that holds on a shared machine: requests per second move with
+whatever else runs on the cores, the CPU one request costs the gateway much less.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+_TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK")
+
+
+def _stat_fields(pid: int) -> list[str]:
+    # The command name (field 2) may hold spaces; everything after its closing parenthesis splits.
+    return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if int(_stat_fields(int(entry.name))[1]) == pid:
+                    found.append(int(entry.name))
+            except (OSError, IndexError, ValueError):
+                continue  # exited while we looked
+    return found
+
+
+def child_pid(command_fragment: str) -> int:
+    """The pid of this process's child whose command line holds ``command_fragment``."""
+    for pid in _children(os.getpid()):
+        try:
+            cmdline = (Path("/proc") / str(pid) / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if command_fragment in cmdline:
+            return pid
+    raise LookupError(f"no child process runs {command_fragment!r}")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of ``pid`` and its live descendants (a gateway's worker processes)."""
+    total = 0.0
+    pending = [pid]
+    while pending:
+        current = pending.pop()
+        try:
+            fields = _stat_fields(current)
+        except OSError:
+            continue
+        # utime and stime: fields 14 and 15 of stat, 12 and 13 after the command name.
+        total += (int(fields[11]) + int(fields[12])) / _TICKS_PER_SECOND
+        pending += _children(current)
+    return total
