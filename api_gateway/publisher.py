@@ -43,9 +43,10 @@ class Publisher:
             # key on the same partition, or a flow's receipts, results and incident events would
             # not meet in the task that owns the flow.
             "partitioner": "murmur2_random",
-            # A short linger batches concurrent requests into one produce without adding latency
-            # a client would notice.
-            "linger.ms": 2,
+            # No linger: every request waits for its ack, so the ack's latency is the request's. What
+            # queues while earlier produce requests are in flight still goes out in one batch; a
+            # 2 ms linger measured lower throughput and higher latency (bench/RESULTS.md).
+            "linger.ms": 0,
             # librdkafka reports every message within this time, as an error if it was not
             # acknowledged: the bound on how long ``publish`` waits.
             "message.timeout.ms": timeout_ms,
