@@ -108,7 +108,7 @@ async def claim_many(conn: AsyncConnection, requests: Sequence[ClaimRequest]) ->
         # each other's inserts in the same order and cannot deadlock.
         " ORDER BY scope, key"
         " ON CONFLICT (scope, key) DO NOTHING RETURNING scope, key",
-        (LEASE, _rows([{"scope": r.scope, "key": r.key, "fingerprint": r.fingerprint.hex()} for r in fresh])),
+        (LEASE, _json([{"scope": r.scope, "key": r.key, "fingerprint": r.fingerprint.hex()} for r in fresh])),
     )).fetchall()
     owned = {(row["scope"], row["key"]) for row in inserted}
     claims: dict[int, Claim] = {first[scope_key]: _OWNED for scope_key in owned}
@@ -128,15 +128,19 @@ async def claim_many(conn: AsyncConnection, requests: Sequence[ClaimRequest]) ->
 
 
 async def _records(conn: AsyncConnection, requests: Sequence[ClaimRequest]) -> dict[tuple[str, str], dict[str, Any]]:
-    rows = await (await conn.execute(
-        "SELECT r.scope, r.key, r.fingerprint, r.state, r.response_status, r.response_headers, r.response_body,"
-        "  r.created_at < now() - %s AS expired, r.lease_until < now() AS lease_over"
-        " FROM idempotency_records AS r"
-        " JOIN jsonb_to_recordset(%s::jsonb) AS batch(scope text, key text)"
-        "   ON r.scope = batch.scope AND r.key = batch.key",
-        (RETENTION, _rows([{"scope": r.scope, "key": r.key} for r in requests])),
-    )).fetchall()
-    return {(row["scope"], row["key"]): row for row in rows}
+    by_scope: dict[str, list[str]] = {}
+    for request in requests:
+        by_scope.setdefault(request.scope, []).append(request.key)
+    found: dict[tuple[str, str], dict[str, Any]] = {}
+    for scope, keys in by_scope.items():
+        rows = await (await conn.execute(
+            "SELECT scope, key, fingerprint, state, response_status, response_headers, response_body,"
+            "  created_at < now() - %s AS expired, lease_until < now() AS lease_over"
+            " FROM idempotency_records WHERE scope = %s AND key = ANY(%s::text[])",
+            (RETENTION, scope, keys), prepare=False,  # see _PLANNED_EACH_TIME
+        )).fetchall()
+        found.update({(row["scope"], row["key"]): row for row in rows})
+    return found
 
 
 def _classified(row: dict[str, Any], fingerprint: bytes) -> Claim:
@@ -148,22 +152,36 @@ def _classified(row: dict[str, Any], fingerprint: bytes) -> Claim:
 
 
 async def complete_many(conn: AsyncConnection, completions: Sequence[Completion]) -> None:
-    """``complete`` for each, in one statement."""
-    await conn.execute(
-        "UPDATE idempotency_records AS r SET state = 'completed', response_status = batch.status,"
-        "  response_headers = batch.headers, response_body = decode(batch.body, 'hex')"
-        " FROM jsonb_to_recordset(%s::jsonb) AS batch(scope text, key text, status int, headers jsonb, body text)"
-        " WHERE r.scope = batch.scope AND r.key = batch.key",
-        (_rows([{"scope": c.scope, "key": c.key, "status": c.response.status, "headers": c.response.headers,
-                 "body": c.response.body.hex()} for c in completions]),),
-    )
+    """``complete`` for each: one statement per scope (project) in the batch, usually one."""
+    by_scope: dict[str, dict[str, dict[str, object]]] = {}
+    for c in completions:
+        by_scope.setdefault(c.scope, {})[c.key] = {
+            "status": c.response.status, "headers": c.response.headers, "body": c.response.body.hex(),
+        }
+    for scope, responses in by_scope.items():
+        await conn.execute(
+            "UPDATE idempotency_records SET state = 'completed',"
+            "  response_status = (%(responses)s::jsonb -> key ->> 'status')::int,"
+            "  response_headers = %(responses)s::jsonb -> key -> 'headers',"
+            "  response_body = decode(%(responses)s::jsonb -> key ->> 'body', 'hex')"
+            " WHERE scope = %(scope)s AND key = ANY(%(keys)s::text[])",
+            {"scope": scope, "keys": list(responses), "responses": _json(responses)},
+            prepare=False,  # see _PLANNED_EACH_TIME
+        )
 
 
-def _rows(rows: list[dict[str, object]]) -> str:
-    """A batch as one JSON parameter: psycopg adapts a Python list element by element in Python,
-    orjson writes the whole batch in C. Bytes travel as hex. Keys and scopes hold no NUL (they
-    are visible ASCII and ids), which jsonb could not carry."""
-    return orjson.dumps(rows).decode()
+# _PLANNED_EACH_TIME: statements that find a batch's records by "scope = ... AND key = ANY(...)".
+# psycopg prepares a statement after a few runs, and PostgreSQL then keeps a generic plan; one made
+# while the table was small or not yet analysed may use the primary key for the scope alone and go
+# through all of a project's records, once per batch, ever more of them. Planned with the keys at
+# hand, the primary key is used for both columns.
+
+
+def _json(value: object) -> str:
+    """A batch as one JSON parameter: orjson writes it in C, where psycopg would adapt arrays
+    element by element in Python. Bytes travel as hex; keys and scopes hold no NUL (they are
+    visible ASCII and ids), which jsonb could not carry."""
+    return orjson.dumps(value).decode()
 
 
 async def complete(conn: AsyncConnection, scope: str, key: str, response: StoredResponse) -> None:
