@@ -3,9 +3,9 @@
 Correct across gateway replicas because the database arbitrates: the primary key makes exactly
 one request the owner of a ``(scope, key)``; the others see it in flight (409) or completed (replay).
 
-``claim_many`` and ``complete_many`` do the same for many concurrent requests in one statement
-each (the ingest path's batching, ``api_gateway/idempotency_batcher.py``), with the same outcomes
-as ``claim`` and ``complete`` one by one.
+``claim_many`` and ``complete_many`` do the same for many concurrent requests at once, usually in
+one statement each (the ingest path's batching, ``api_gateway/idempotency_batcher.py``), with the
+same outcomes as ``claim`` and ``complete`` one by one.
 """
 
 from __future__ import annotations
