@@ -138,10 +138,12 @@ async def record_replay_outcome(conn: AsyncConnection, project_id: str, referenc
 
 async def get_incident(conn: AsyncConnection, incident_id: str, *, lock: bool = False) -> Incident | None:
     """An incident that has opened; ``lock`` holds its row until the transaction ends, so that two
-    operator actions on one incident take turns."""
+    operator actions on one incident take turns. NO KEY UPDATE, not UPDATE: a replay row inserted
+    meanwhile (by the callbacks sink) checks its foreign key with KEY SHARE, which UPDATE would block
+    while our own insert of that replay waits on the sink — a deadlock."""
     rows = await (await conn.execute(
         f"SELECT {_COLUMNS} FROM incidents WHERE id = %s AND opened_at IS NOT NULL"
-        + (" FOR UPDATE" if lock else ""),
+        + (" FOR NO KEY UPDATE" if lock else ""),
         (incident_id,),
     )).fetchall()
     found = await _with_replays(conn, rows)

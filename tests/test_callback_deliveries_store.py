@@ -3,6 +3,7 @@ delivery is leased away from other replicas, and only the replay's own flow sets
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 from store.callback_deliveries import claim_due, record_delivery
@@ -41,5 +42,30 @@ async def test_deliveries_are_recorded_once_and_claimed_once(database_url: str, 
             await record_replay_outcome(one, project.project_id, "inv_1", "rpl_1", "succeeded")
             await record_replay_outcome(one, project.project_id, "inv_1", "rpl_1", "failed")
             assert (await get_incident(one, "inc_1")).replays[0].outcome == "succeeded"
+    finally:
+        await pool.close()
+
+
+async def test_a_locked_incident_does_not_deadlock_the_sink_writing_its_replay(
+        database_url: str, project: ProjectKey) -> None:
+    """The reprocess interleaving: the gateway holds the incident's lock while Kafka takes the repair
+    request, the callbacks sink writes the replay row, then the gateway writes the same row."""
+    opened = IncidentEvent(event_id="ive_2", type="opened", incident_id="inc_2", project_id=project.project_id,
+                           reference="inv_2", mode="test", actor="agents", occurred_at=NOW, reason="timeout",
+                           deadline=NOW)
+    pool = await open_pool(database_url, max_size=2)
+    try:
+        async with pool.connection() as conn:
+            await apply_event(conn, opened)
+        async with pool.connection() as gateway, pool.connection() as sink:
+            async with gateway.transaction():
+                assert await get_incident(gateway, "inc_2", lock=True) is not None
+                async with sink.transaction():
+                    await asyncio.wait_for(add_replay(sink, "rpl_2", "inc_2", "operator:opr_1", NOW), 5)
+                    gateway_insert = asyncio.create_task(
+                        add_replay(gateway, "rpl_2", "inc_2", "operator:opr_1", NOW))
+                    await asyncio.sleep(0.2)  # the gateway's insert now waits on the sink's row
+                await asyncio.wait_for(gateway_insert, 5)
+            assert [r.replay_id for r in (await get_incident(gateway, "inc_2")).replays] == ["rpl_2"]
     finally:
         await pool.close()
