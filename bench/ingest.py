@@ -28,7 +28,7 @@ from tempfile import TemporaryDirectory
 
 import aiohttp
 
-from bench.processes import child_pid, cpu_seconds
+from bench.processes import child_pid, cpu_seconds, machine_cpu_seconds
 from bench.profile import start_recording, summary
 from sendpromptly.apikeys import generate_api_key
 from store.db import open_pool
@@ -55,10 +55,13 @@ def wrk(url: str, api_key: str, duration: int, connections: int) -> dict[str, fl
 
 
 def measured(run: Callable[..., dict[str, float]], pid: int, *args: object) -> dict[str, float]:
-    """``run``'s figures, plus the CPU time ``pid`` (and its workers) spent per request meanwhile."""
-    before = cpu_seconds(pid)
+    """``run``'s figures, plus the CPU time per request meanwhile of ``pid`` (and its children) and
+    of the whole machine (server, load generator, Kafka, PostgreSQL)."""
+    before, machine_before = cpu_seconds(pid), machine_cpu_seconds()
     figures = run(*args)
-    return {**figures, "cpu_ms_per_request": 1000 * (cpu_seconds(pid) - before) / figures["requests"]}
+    per_request = 1000 / figures["requests"]
+    return {**figures, "cpu_ms_per_request": per_request * (cpu_seconds(pid) - before),
+            "machine_cpu_ms_per_request": per_request * (machine_cpu_seconds() - machine_before)}
 
 
 async def open_loop(url: str, api_key: str, rate: float, seconds: float) -> dict[str, float]:
@@ -109,7 +112,6 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=15, help="seconds of each wrk run")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--latency-seconds", type=int, default=15)
-    parser.add_argument("--workers", type=int, default=1, help="the gateway's SENDPROMPTLY_HTTP_WORKERS")
     parser.add_argument("--profile", type=Path, metavar="RAW",
                         help="record the gateway with py-spy during its peak run into RAW and print the top costs")
     args = parser.parse_args()
@@ -126,7 +128,6 @@ def main() -> None:
         ours_port, bare_port = free_port(), free_port()
         env = stack_env(kafka_bootstrap=services.kafka_bootstrap, database_url=database_url, topic_prefix=prefix,
                         workdir=workdir, extra={"SENDPROMPTLY_HTTP_PORT": str(ours_port),
-                                                "SENDPROMPTLY_HTTP_WORKERS": str(args.workers),
                                                 "SENDPROMPTLY_LOG_LEVEL": "WARNING"})
         gateway = ManagedProcess("gateway", ["gateway"], env, workdir / "gateway.log")
         bare = subprocess.Popen([sys.executable, str(HERE / "bare_server.py"), str(bare_port)])
@@ -157,8 +158,10 @@ def main() -> None:
               "ratio": round(peak_ours["rps"] / peak_bare["rps"], 3),
               "cpu_ms_per_request": {"gateway": round(peak_ours["cpu_ms_per_request"], 3),
                                      "bare": round(peak_bare["cpu_ms_per_request"], 3)},
+              "machine_cpu_ms_per_request": {"gateway": round(peak_ours["machine_cpu_ms_per_request"], 3),
+                                             "bare": round(peak_bare["machine_cpu_ms_per_request"], 3)},
               "at_half_peak": {"rate": round(rate), "gateway": lat_ours, "bare": lat_bare},
-              "connections": args.connections, "workers": args.workers, "cpus": os.cpu_count()}
+              "connections": args.connections, "cpus": os.cpu_count()}
     print(json.dumps(result, indent=2))
     if args.profile:
         print(summary(args.profile))

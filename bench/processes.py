@@ -42,7 +42,7 @@ def child_pid(command_fragment: str) -> int:
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of ``pid`` and its live descendants (a gateway's worker processes)."""
+    """User + system CPU time of ``pid`` and its live descendants."""
     total = 0.0
     pending = [pid]
     while pending:
@@ -55,3 +55,12 @@ def cpu_seconds(pid: int) -> float:
         total += (int(fields[11]) + int(fields[12])) / _TICKS_PER_SECOND
         pending += _children(current)
     return total
+
+
+def machine_cpu_seconds() -> float:
+    """CPU time every process on the machine has used since boot (busy time of /proc/stat: user,
+    nice, system, irq, softirq, steal), to count what Kafka, PostgreSQL and the load generator
+    spend on a request too."""
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(f) for f in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / _TICKS_PER_SECOND

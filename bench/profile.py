@@ -19,7 +19,7 @@ from pathlib import Path
 
 
 def start_recording(pid: int, seconds: int, output: Path) -> subprocess.Popen[bytes]:
-    """py-spy on ``pid`` and its subprocesses (the gateway's workers) for ``seconds``, in the
+    """py-spy on ``pid`` and its subprocesses for ``seconds``, in the
     background. Only samples holding the GIL count: a gateway process is busy when it holds it, and
     threads waiting in librdkafka or libpq would otherwise look busy. Non-blocking: py-spy does not
     pause the process, so the load it sees stays real."""

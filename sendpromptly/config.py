@@ -90,8 +90,6 @@ class Settings:
     replication_factor: int = 1
     http_host: str = "127.0.0.1"
     http_port: int = 8080
-    # Gateway processes sharing the HTTP port (SO_REUSEPORT): one event loop uses one core.
-    http_workers: int = 1
     agents_web_port: int = 8081
     sink_metrics_port: int = 8082
     agents_datadir: str = ".run/agents"
@@ -138,7 +136,6 @@ class Settings:
             replication_factor=_int(env, "REPLICATION_FACTOR", defaults.replication_factor, 1, 16),
             http_host=_str(env, "HTTP_HOST", defaults.http_host),
             http_port=_int(env, "HTTP_PORT", defaults.http_port, 0, 65535),
-            http_workers=_int(env, "HTTP_WORKERS", defaults.http_workers, 1, 64),
             agents_web_port=_int(env, "AGENTS_WEB_PORT", defaults.agents_web_port, 0, 65535),
             sink_metrics_port=_int(env, "SINK_METRICS_PORT", defaults.sink_metrics_port, 0, 65535),
             agents_datadir=_str(env, "AGENTS_DATADIR", defaults.agents_datadir),
