@@ -2,6 +2,7 @@
 
     .venv/bin/python -m bench.agents throughput [--flows 20000]
     .venv/bin/python -m bench.agents detection [--flows 10000] [--load-rate 300]
+    .venv/bin/python -m bench.agents scale [--flows 1000000]
 
 throughput: N receipts + N results are produced first; then (a) a raw aiokafka consumer that only
   deserializes them and (b) the agents (one worker: join, state machine, changelog table, audit
@@ -9,6 +10,15 @@ throughput: N receipts + N results are produced first; then (a) a raw aiokafka c
 detection: N receipts whose deadlines are spread over 30 s and no results; reported: p50/p99/max of
   (incident opened − deadline), with no other traffic and with receipts+results of other flows
   flowing at --load-rate per second meanwhile.
+scale: N receipts with a 1-day timeout (none expires) are produced first; then one worker ingests
+  them all. Reported: ingest time and msgs/s; the worker's RSS (VmRSS, and its peak VmHWM, from
+  /proc) when it applies its first receipt and once all N are pending, and the growth per pending
+  flow; then, after kill -9 and a restart on the same RocksDB datadir, seconds from the new
+  process's start until it serves HTTP, until /readyz answers 200, and until that and the
+  pending-flows gauge back at N (the deadline index is rebuilt from the table after the rebalance:
+  recovered_s), its RSS then, and the detection lag of one new receipt with a 2 s timeout (it still
+  opens incidents). The broker keeps the killed worker in the group until its session times out
+  (faust's default: 60 s), which is most of recovered_s at small N. Progress goes to stderr.
 """
 
 from __future__ import annotations
@@ -18,10 +28,12 @@ import asyncio
 import json
 import random
 import re
+import sys
 import time
+import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -31,6 +43,7 @@ from tempfile import TemporaryDirectory
 from aiokafka import AIOKafkaConsumer
 from confluent_kafka import Producer
 
+from bench.processes import child_pid
 from sendpromptly.apikeys import generate_api_key
 from store.db import open_pool
 from store.projects import add_api_key, create_project
@@ -121,10 +134,34 @@ def start_agents(bench: Bench) -> tuple[ManagedProcess, str]:
     return agents, f"http://127.0.0.1:{port}"
 
 
-def processed(metrics_url: str) -> int:
+def metric(metrics_url: str, name: str) -> float:
+    """The sum of every series of ``name`` on the agents' /metrics."""
     with urllib.request.urlopen(metrics_url + "/metrics", timeout=5) as response:
         text = response.read().decode()
-    return int(sum(float(v) for v in re.findall(r'^sendpromptly_join_latency_seconds_count\{[^}]*\} (\S+)$', text, re.M)))
+    return sum(float(v) for v in re.findall(rf'^{re.escape(name)}(?:\{{[^}}]*\}})? (\S+)$', text, re.M))
+
+
+def processed(metrics_url: str) -> int:
+    return int(metric(metrics_url, "sendpromptly_join_latency_seconds_count"))
+
+
+def pending(metrics_url: str) -> int:
+    return int(metric(metrics_url, "sendpromptly_pending_flows"))
+
+
+def serving(metrics_url: str) -> int:
+    """1 once the worker's web server answers at all (an OSError until then)."""
+    with urllib.request.urlopen(metrics_url + "/healthz", timeout=5) as response:
+        return int(response.status == 200)
+
+
+def ready(metrics_url: str) -> int:
+    """1 when /readyz answers 200, else 0 (or an OSError while the web server is not up)."""
+    try:
+        with urllib.request.urlopen(metrics_url + "/readyz", timeout=5) as response:
+            return int(response.status == 200)
+    except urllib.error.HTTPError:
+        return 0
 
 
 async def raw_consumer(bench: Bench, total: int) -> float:
@@ -219,14 +256,124 @@ def detection(flows: int, load_rate: int) -> dict[str, object]:
     return results
 
 
+HELD_TIMEOUT_SECONDS = 24 * 3600  # no held flow expires during the run
+PROBE_TIMEOUT_SECONDS = 2
+AGENTS_COMMAND = "sendpromptly agents"
+
+
+def memory_mib(pid: int) -> dict[str, float]:
+    """Resident memory of ``pid`` now (VmRSS) and at its peak (VmHWM), in MiB."""
+    status = (Path("/proc") / str(pid) / "status").read_text()
+    fields = dict(line.split(":", 1) for line in status.splitlines())
+    return {f"{name.lower()}_mib": round(int(fields[name].split()[0]) / 1024, 1)
+            for name in ("VmRSS", "VmHWM")}
+
+
+def wait_until(agents: ManagedProcess, what: str, probe: Callable[[], int], target: int,
+               timeout: float) -> float:
+    """Poll ``probe`` until it reaches ``target``; logs progress to stderr every ~10 s, fails if the
+    agents die or ``timeout`` seconds pass. Returns the monotonic time it got there."""
+    started = time.monotonic()
+    logged = started
+    value = 0
+    while (now := time.monotonic()) < started + timeout:
+        if not agents.alive:
+            raise RuntimeError(f"agents exited while waiting for {what}:\n{agents.log_tail()}")
+        try:
+            value = probe()
+        except OSError:  # not serving yet
+            value = 0
+        if value >= target:
+            return now
+        if now - logged >= 10:
+            print(f"scale: {what} {value}/{target} after {now - started:.0f} s", file=sys.stderr, flush=True)
+            logged = now
+        time.sleep(0.2)
+    raise RuntimeError(f"{what} at {value}/{target} after {timeout:.0f} s:\n{agents.log_tail()}")
+
+
+def produce_held(bench: Bench, flows: int) -> float:
+    """N receipts that stay pending all run; returns the seconds producing them took."""
+    started = time.monotonic()
+    p = producer(bench)
+    produce_receipts(bench, p, [f"held_{n}" for n in range(flows)], [HELD_TIMEOUT_SECONDS] * flows)
+    assert p.flush(300) == 0, "receipts not all delivered"
+    return time.monotonic() - started
+
+
+def ingest(agents: ManagedProcess, url: str, flows: int, started: float) -> dict[str, object]:
+    """Wait until the worker started at ``started`` has applied all N receipts and holds them pending."""
+    timeout = 600 + flows / 100  # ten times the time at ~1 000 msg/s, at least 10 min
+    first = wait_until(agents, "first receipt applied", lambda: processed(url), 1, timeout)
+    base = memory_mib(child_pid(AGENTS_COMMAND))
+    done = wait_until(agents, "receipts applied", lambda: processed(url), flows, timeout)
+    wait_until(agents, "pending flows", lambda: pending(url), flows, 60)
+    held = memory_mib(child_pid(AGENTS_COMMAND))
+    return {"ingest_s": round(done - started, 1), "msgs_per_s": round(flows / (done - first)),
+            "pending_flows": pending(url), "rss_at_first_receipt": base, "rss_all_pending": held,
+            "rss_kib_per_pending_flow": round((held["vmrss_mib"] - base["vmrss_mib"]) * 1024 / flows, 3)}
+
+
+def recover(agents: ManagedProcess, url: str, flows: int, started: float) -> dict[str, object]:
+    """Wait until the worker restarted at ``started`` is ready and watches all N pending flows again;
+    seconds from ``started`` until it serves HTTP, answers /readyz 200 and has both (recovered)."""
+    timeout = 600 + flows / 100
+    serving_at = wait_until(agents, "/healthz", lambda: serving(url), 1, timeout)
+    ready_at = wait_until(agents, "/readyz", lambda: ready(url), 1, timeout)
+    restored_at = wait_until(agents, "pending flows after restart", lambda: pending(url), flows, timeout)
+    times = {"serving_s": serving_at, "ready_s": ready_at, "recovered_s": max(ready_at, restored_at)}
+    return {**{name: round(at - started, 1) for name, at in times.items()},
+            "pending_flows": pending(url), "rss": memory_mib(child_pid(AGENTS_COMMAND))}
+
+
+def opened_incident(bench: Bench, reference: str) -> IncidentEvent | None:
+    messages = read_topic_sync(bench.bootstrap, INCIDENTS.name(bench.prefix))
+    events = (decode(IncidentEvent, v) for _, v in messages)
+    return next((e for e in events if e.type == "opened" and e.reference == reference), None)
+
+
+def probe_detection(bench: Bench, agents: ManagedProcess) -> dict[str, float]:
+    """One new receipt with a short timeout: how long until its incident opens."""
+    reference = f"probe_{uuid.uuid4().hex[:8]}"
+    p = producer(bench)
+    sent = time.monotonic()
+    produce_receipts(bench, p, [reference], [PROBE_TIMEOUT_SECONDS])
+    assert p.flush(30) == 0, "probe receipt not delivered"
+    seen = wait_until(agents, "probe incident", lambda: int(opened_incident(bench, reference) is not None),
+                      1, 120)
+    event = opened_incident(bench, reference)
+    assert event is not None and event.deadline is not None
+    return {"timeout_s": PROBE_TIMEOUT_SECONDS, "seen_after_produce_s": round(seen - sent, 2),
+            "detection_lag_s": round((event.occurred_at - event.deadline).total_seconds(), 3)}
+
+
+def scale(flows: int) -> dict[str, object]:
+    with bench_env() as bench:
+        figures: dict[str, object] = {"flows": flows, "produce_s": round(produce_held(bench, flows), 1)}
+        started = time.monotonic()
+        agents, url = start_agents(bench)
+        try:
+            figures["ingest"] = ingest(agents, url, flows, started)
+            agents.kill()
+            started = time.monotonic()
+            agents, url = start_agents(bench)  # same workdir, so the same RocksDB datadir
+            figures["after_kill_9"] = recover(agents, url, flows, started)
+            figures["probe"] = probe_detection(bench, agents)
+        finally:
+            agents.stop()
+    return figures
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("which", choices=("throughput", "detection"))
+    parser.add_argument("which", choices=("throughput", "detection", "scale"))
     parser.add_argument("--flows", type=int)
     parser.add_argument("--load-rate", type=int, default=300)
     args = parser.parse_args()
     if args.which == "throughput":
         print(json.dumps(throughput(args.flows or 20000), indent=2))
+    elif args.which == "scale":
+        print(json.dumps(scale(args.flows or 1_000_000), indent=2))
     else:
         print(json.dumps(detection(args.flows or 10000, args.load_rate), indent=2))
 
