@@ -56,6 +56,7 @@ def create_app(settings: Settings) -> faust.App:
         # linger lets them go out in batches instead of one request per message.
         producer_linger=0.005,
         consumer_auto_offset_reset="earliest",
+        consumer_group_instance_id=settings.agents_instance_id or None,
         web_bind=settings.http_host,
         web_port=settings.agents_web_port,
         web_host=settings.http_host,

@@ -32,6 +32,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from urllib.parse import urlsplit
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -123,11 +124,15 @@ def _produce(p: Producer, topic: str, key: bytes, value: bytes) -> None:
             p.poll(0.05)
 
 
-def start_agents(bench: Bench) -> tuple[ManagedProcess, str]:
-    port = free_port()
+def start_agents(bench: Bench, port: int | None = None) -> tuple[ManagedProcess, str]:
+    """One worker; a restart passes the port it had, as a pod keeps its address (static membership
+    hands the restarted worker its old assignment, which carries that address)."""
+    port = port or free_port()
     env = stack_env(kafka_bootstrap=bench.bootstrap, database_url=bench.database_url, topic_prefix=bench.prefix,
                     workdir=bench.workdir, extra={"SENDPROMPTLY_AGENTS_WEB_PORT": str(port),
                                                   "SENDPROMPTLY_FLOW_PARTITIONS": str(PARTITIONS),
+                                                  # as the StatefulSet's pod name: static membership
+                                                  "SENDPROMPTLY_AGENTS_INSTANCE_ID": "agents-0",
                                                   "SENDPROMPTLY_LOG_LEVEL": "WARNING"})
     agents = ManagedProcess("agents", ["agents"], env, bench.workdir / "agents.log")
     agents.start()
@@ -356,7 +361,8 @@ def scale(flows: int) -> dict[str, object]:
             figures["ingest"] = ingest(agents, url, flows, started)
             agents.kill()
             started = time.monotonic()
-            agents, url = start_agents(bench)  # same workdir, so the same RocksDB datadir
+            # Same workdir, so the same RocksDB datadir; same port, as a restarted pod keeps its address.
+            agents, url = start_agents(bench, urlsplit(url).port)
             figures["after_kill_9"] = recover(agents, url, flows, started)
             figures["probe"] = probe_detection(bench, agents)
         finally:

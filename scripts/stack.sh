@@ -29,6 +29,8 @@ export SENDPROMPTLY_HTTP_PORT=${SENDPROMPTLY_HTTP_PORT:-8080}
 export SENDPROMPTLY_AGENTS_WEB_PORT=${SENDPROMPTLY_AGENTS_WEB_PORT:-8081}
 export SENDPROMPTLY_AGENTS_DATADIR=${SENDPROMPTLY_AGENTS_DATADIR:-$REPO_DIR/.run/agents}
 export SENDPROMPTLY_AGENTS_STORE=${SENDPROMPTLY_AGENTS_STORE:-rocksdb://}
+# One worker with a fixed address: static membership gets it its partitions back at once after a crash.
+export SENDPROMPTLY_AGENTS_INSTANCE_ID=${SENDPROMPTLY_AGENTS_INSTANCE_ID:-agents-0}
 
 command_for() {
   case $1 in

@@ -15,7 +15,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 PREFIX = "SENDPROMPTLY_"
-_TOPIC_PREFIX_RE = re.compile(r"[A-Za-z0-9._-]{0,100}")
+_KAFKA_NAME_RE = re.compile(r"[A-Za-z0-9._-]{0,100}")
 
 
 class ConfigError(ValueError):
@@ -94,6 +94,10 @@ class Settings:
     sink_metrics_port: int = 8082
     agents_datadir: str = ".run/agents"
     agents_store: str = "rocksdb://"
+    # Static consumer-group membership for one agents worker (unique per worker, stable across its
+    # restarts, e.g. the StatefulSet pod name): a restarted worker takes its partitions straight
+    # back instead of waiting out the dead member's session. Empty: dynamic membership.
+    agents_instance_id: str = ""
     # Upper bound on how long the gateway waits for Kafka's acknowledgement before it answers 503.
     produce_timeout_ms: int = 5000
     allow_private_targets: bool = False
@@ -114,10 +118,13 @@ class Settings:
     log_level: str = "INFO"
 
     def __post_init__(self) -> None:
-        if not _TOPIC_PREFIX_RE.fullmatch(self.topic_prefix):
+        if not _KAFKA_NAME_RE.fullmatch(self.topic_prefix):
             raise ConfigError(f"{PREFIX}TOPIC_PREFIX may hold only A-Z a-z 0-9 . _ - (got {self.topic_prefix!r})")
         if self.log_level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
             raise ConfigError(f"{PREFIX}LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR (got {self.log_level!r})")
+        if self.agents_instance_id and not _KAFKA_NAME_RE.fullmatch(self.agents_instance_id):
+            raise ConfigError(f"{PREFIX}AGENTS_INSTANCE_ID may hold only A-Z a-z 0-9 . _ - "
+                              f"(got {self.agents_instance_id!r})")
         smtp = urlsplit(self.smtp_url)
         if self.smtp_url and (smtp.scheme not in ("smtp", "smtps") or not smtp.hostname):
             raise ConfigError(f"{PREFIX}SMTP_URL must look like smtp://user:pass@host:port or smtps://host:port")
@@ -140,6 +147,7 @@ class Settings:
             sink_metrics_port=_int(env, "SINK_METRICS_PORT", defaults.sink_metrics_port, 0, 65535),
             agents_datadir=_str(env, "AGENTS_DATADIR", defaults.agents_datadir),
             agents_store=_str(env, "AGENTS_STORE", defaults.agents_store),
+            agents_instance_id=_str(env, "AGENTS_INSTANCE_ID", defaults.agents_instance_id),
             produce_timeout_ms=_int(env, "PRODUCE_TIMEOUT_MS", defaults.produce_timeout_ms, 100, 120_000),
             allow_private_targets=_bool(env, "ALLOW_PRIVATE_TARGETS", defaults.allow_private_targets),
             secret_keys=_str(env, "SECRET_KEYS", defaults.secret_keys),

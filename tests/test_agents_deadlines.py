@@ -62,7 +62,10 @@ async def test_a_late_success_resolves_the_timeout_incident(api: Api) -> None:
 
 
 async def test_kill_9_mid_stream_loses_no_deadline_and_doubles_no_incident(
-        stack: Stack, api: Api, services, topic_prefix: str) -> None:
+        stack_factory, project: ProjectKey, http, services, topic_prefix: str) -> None:
+    # As deployed: a static member, restarted at the same address, takes its partitions back at once.
+    stack = stack_factory(SENDPROMPTLY_AGENTS_INSTANCE_ID="agents-0")
+    api = Api(http, stack.base_url, project.api_key)
     # Applied flows, and pending ones whose deadlines fall while the worker is dead.
     for n in range(10):
         await api.receipt(f"inv_applied_{n}", timeout_seconds=4)
@@ -73,7 +76,8 @@ async def test_kill_9_mid_stream_loses_no_deadline_and_doubles_no_incident(
     stack.agents.kill()
     await asyncio.sleep(5)  # every deadline passes while no agent runs
     stack.agents.start()
-    stack.agents.wait_ready(stack.agents_url + "/readyz", timeout=90)
+    # Well under the 60 s session of the killed member: the restart replaced it.
+    stack.agents.wait_ready(stack.agents_url + "/readyz", timeout=30)
 
     for n in range(10):
         await eventually(lambda n=n: api.flow(f"inv_due_{n}"), _status("incident"), timeout=30)
