@@ -115,7 +115,6 @@ def create_app(settings: Settings) -> faust.App:
                     index.track(key, outcome.flow.deadline, partition)
                 else:
                     index.forget(key)
-                metrics.PENDING_FLOWS.set(len(index))
 
     @app.on_rebalance_complete.connect
     async def rebuild_index(sender: Any, **kwargs: Any) -> None:
@@ -134,6 +133,8 @@ def create_app(settings: Settings) -> faust.App:
             await deadlines.send(key=due.key, value=encode(DeadlineTick(deadline=due.deadline)),
                                  partition=due.partition)
         index.compact()
+        # Here rather than per message: a gauge set takes a lock, and a scrape needs no fresher value.
+        metrics.PENDING_FLOWS.set(len(index))
 
     @app.timer(LAG_SECONDS)
     async def measure_lag() -> None:
@@ -172,4 +173,8 @@ def run_worker(settings: Settings) -> None:
     """Run the agents until SIGTERM/SIGINT (``sendpromptly agents``)."""
     app = create_app(settings)
     worker = faust.Worker(app, loglevel=settings.log_level.lower())
+    # faust's terminal spinner, at WARNING and above, turns the root logger to DEBUG so that every
+    # record spins it: every debug line of faust and aiokafka then costs a log record on the
+    # stream's hot path. A service has no terminal to spin.
+    worker.spinner = None
     worker.execute_from_commandline()
