@@ -5,11 +5,14 @@
     .venv/bin/python -m bench.agents scale [--flows 1000000]
 
 throughput: N receipts + N results are produced first; then (a) a raw aiokafka consumer that only
-  deserializes them and (b) the agents (one worker: join, state machine, changelog table, audit
-  events) each consume all 2N. Reported: messages/s of each and the ratio.
+  deserializes them, (b) an empty faust agent that only deserializes them (bench/faust_floor.py:
+  the framework's own cost) and (c) the agents (one worker: join, state machine, changelog table,
+  audit events) each consume all 2N. Reported: messages/s of each and the ratios.
 detection: N receipts whose deadlines are spread over 30 s and no results; reported: p50/p99/max of
-  (incident opened − deadline), with no other traffic and with receipts+results of other flows
-  flowing at --load-rate per second meanwhile.
+  (incident opened - deadline), with no other traffic and with receipts+results of other flows
+  flowing at --load-rate per second meanwhile. Two arrival patterns: burst (all N receipts at
+  once, deadlines 5-35 s later: the worker must ingest the burst before the first deadlines) and
+  spread (the receipts arrive evenly over the 30 s, each with a 5 s timeout).
 scale: N receipts with a 1-day timeout (none expires) are produced first; then one worker ingests
   them all. Reported: ingest time and msgs/s; the worker's RSS (VmRSS, and its peak VmHWM, from
   /proc) when it applies its first receipt and once all N are pending, and the growth per pending
@@ -26,19 +29,21 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import random
 import re
+import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
-from urllib.parse import urlsplit
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import urlsplit
 from tempfile import TemporaryDirectory
 
 from aiokafka import AIOKafkaConsumer
@@ -198,6 +203,7 @@ def throughput(flows: int) -> dict[str, object]:
         produce_results(bench, p, references)
         assert p.flush(60) == 0
         raw = asyncio.run(raw_consumer(bench, 2 * flows))
+        floor = faust_floor(bench, 2 * flows)
         agents, url = start_agents(bench)
         try:
             first_at, done_at = None, None
@@ -221,7 +227,20 @@ def throughput(flows: int) -> dict[str, object]:
         finally:
             agents.stop()
     return {"flows": flows, "messages": 2 * flows, "raw_consumer_msgs_per_s": round(raw),
-            "agents_msgs_per_s": round(ours), "ratio": round(ours / raw, 3)}
+            "faust_floor_msgs_per_s": round(floor), "agents_msgs_per_s": round(ours), "ratio": round(ours / raw, 3),
+            "faust_floor_ratio": round(floor / raw, 3), "agents_of_floor": round(ours / floor, 3)}
+
+
+def faust_floor(bench: Bench, total: int) -> float:
+    """Messages/s of an empty faust agent over the same messages (bench/faust_floor.py)."""
+    env = {**os.environ, "FLOOR_PREFIX": bench.prefix, "FLOOR_BOOTSTRAP": bench.bootstrap,
+           "FLOOR_MESSAGES": str(total), "FLOOR_DATADIR": str(bench.workdir / "faust-floor")}
+    done = subprocess.run([sys.executable, "-m", "bench.faust_floor", "worker", "-l", "warn"], env=env,
+                          capture_output=True, text=True, timeout=600, check=False)
+    figure = re.search(r"FLOOR (\d+)", done.stdout + done.stderr)  # faust logs what it prints
+    if figure is None:
+        raise RuntimeError(f"the faust floor agent did not report: {done.stdout[-2000:]}{done.stderr[-2000:]}")
+    return float(figure.group(1))
 
 
 def _percentiles(values: list[float]) -> dict[str, float]:
@@ -230,35 +249,52 @@ def _percentiles(values: list[float]) -> dict[str, float]:
             "p99_s": round(values[int(len(values) * 0.99)], 3), "max_s": round(values[-1], 3)}
 
 
+SPREAD_SECONDS = 30
+TICK_SECONDS = 0.1
+
+
 def detection(flows: int, load_rate: int) -> dict[str, object]:
+    """Each arrival pattern with no other traffic, then with ``load_rate`` other flows per second."""
     results: dict[str, object] = {"flows": flows}
-    for label, rate in (("idle", 0), ("under_load", load_rate)):
-        with bench_env() as bench:
-            agents, url = start_agents(bench)
-            try:
-                agents.wait_ready(url + "/readyz", timeout=120)
-                p = producer(bench)
-                references = [f"due_{n}" for n in range(flows)]
-                produce_receipts(bench, p, references, [random.randint(5, 35) for _ in references])
-                assert p.flush(60) == 0
-                end = time.monotonic() + 45
-                n = 0
-                while time.monotonic() < end:  # background traffic of other (applied) flows
-                    if rate:
-                        batch = [f"busy_{n + i}" for i in range(rate // 10)]
-                        produce_receipts(bench, p, batch)
-                        produce_results(bench, p, batch)
-                        p.poll(0)
-                        n += len(batch)
-                    time.sleep(0.1)
-                p.flush(60)
-                events = [decode(IncidentEvent, v) for _, v in read_topic_sync(bench.bootstrap, INCIDENTS.name(bench.prefix))]
-                lags = [(e.occurred_at - e.deadline).total_seconds() for e in events
-                        if e.type == "opened" and e.deadline is not None]
-                results[label] = {**_percentiles(lags), "background_flows": n}
-            finally:
-                agents.stop()
+    for arrival in ("burst", "spread"):
+        for label, rate in (("idle", 0), ("under_load", load_rate)):
+            results[f"{arrival}_{label}"] = _detection_run(flows, rate, arrival)
     return results
+
+
+def _detection_run(flows: int, rate: int, arrival: str) -> dict[str, object]:
+    """burst: all N receipts at once, deadlines 5-35 s later. spread: the N receipts arrive evenly
+    over 30 s, each with a 5 s timeout (deadlines 5-35 s from the start, as in burst)."""
+    with bench_env() as bench:
+        agents, url = start_agents(bench)
+        try:
+            agents.wait_ready(url + "/readyz", timeout=120)
+            p = producer(bench)
+            references = [f"due_{n}" for n in range(flows)]
+            if arrival == "burst":
+                produce_receipts(bench, p, references, [random.randint(5, 5 + SPREAD_SECONDS) for _ in references])
+                references = []
+            per_tick = flows * TICK_SECONDS / SPREAD_SECONDS
+            start, step, background = time.monotonic(), 0, 0
+            while time.monotonic() < start + SPREAD_SECONDS + 15:
+                step += 1
+                count = int(step * per_tick) - int((step - 1) * per_tick)
+                due, references = references[:count], references[count:]
+                produce_receipts(bench, p, due, [5] * len(due))
+                if rate:  # other flows, applied at once: load on the same partitions
+                    batch = [f"busy_{background + i}" for i in range(int(rate * TICK_SECONDS))]
+                    produce_receipts(bench, p, batch)
+                    produce_results(bench, p, batch)
+                    background += len(batch)
+                p.poll(0)
+                time.sleep(max(0.0, start + step * TICK_SECONDS - time.monotonic()))
+            assert p.flush(60) == 0
+            events = [decode(IncidentEvent, v) for _, v in read_topic_sync(bench.bootstrap, INCIDENTS.name(bench.prefix))]
+            lags = [(e.occurred_at - e.deadline).total_seconds() for e in events
+                    if e.type == "opened" and e.deadline is not None]
+            return {**_percentiles(lags), "background_flows": background}
+        finally:
+            agents.stop()
 
 
 HELD_TIMEOUT_SECONDS = 24 * 3600  # no held flow expires during the run
