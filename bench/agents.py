@@ -20,8 +20,10 @@ scale: N receipts with a 1-day timeout (none expires) are produced first; then o
   process's start until it serves HTTP, until /readyz answers 200, and until that and the
   pending-flows gauge back at N (the deadline index is rebuilt from the table after the rebalance:
   recovered_s), its RSS then, and the detection lag of one new receipt with a 2 s timeout (it still
-  opens incidents). The broker keeps the killed worker in the group until its session times out
-  (faust's default: 60 s), which is most of recovered_s at small N. Progress goes to stderr.
+  opens incidents). The worker runs as a static group member (SENDPROMPTLY_AGENTS_INSTANCE_ID, as
+  the StatefulSet's pods do) and restarts at the same address, so the restart replaces the killed
+  member at once; with dynamic membership the broker would keep the dead member for its 60 s
+  session first. Progress goes to stderr.
 """
 
 from __future__ import annotations
