@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from psycopg_pool import AsyncConnectionPool
-
 from sendpromptly.ttlcache import TTLCache
+from store.db import Pool
 from store.projects import Project, get_project
 
 # Settings changes (mode, timeout) reach new flows within this many seconds.
@@ -12,7 +11,7 @@ PROJECT_CACHE_SECONDS = 5.0
 
 
 class ProjectDirectory:
-    def __init__(self, pool: AsyncConnectionPool):
+    def __init__(self, pool: Pool):
         self._pool = pool
         self._cache: TTLCache[str, Project | None] = TTLCache(self._load, PROJECT_CACHE_SECONDS)
 

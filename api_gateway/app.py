@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator
 
 import uvloop
 from aiohttp import web
-from psycopg_pool import AsyncConnectionPool
 
 from api_gateway.auth import auth_middleware
 from api_gateway.http_input import MAX_BODY_BYTES
@@ -35,7 +34,7 @@ from sendpromptly.config import Settings
 from sendpromptly.keyring import Keyring
 from sendpromptly.observability import configure_logging
 from sendpromptly.ttlcache import TTLCache
-from store.db import open_pool
+from store.db import Pool, open_pool
 from store.idempotency import purge_expired
 from store.operators import Operator, operator_for_token_hash
 from store.projects import Project, project_for_key_hash
@@ -80,7 +79,7 @@ async def _kafka(app: web.Application) -> AsyncIterator[None]:
     await asyncio.to_thread(publisher.close)
 
 
-async def _purge_idempotency_records(pool: AsyncConnectionPool) -> None:
+async def _purge_idempotency_records(pool: Pool) -> None:
     """Records older than 24 h answer nothing any more; delete them so the table stays small."""
     while True:
         try:

@@ -14,14 +14,13 @@ from collections.abc import Awaitable, Callable
 import orjson
 from aiohttp import web
 from prometheus_client import Counter
-from psycopg import AsyncConnection
-from psycopg_pool import AsyncConnectionPool
 
 from api_gateway.http_input import idempotency_key
 from api_gateway.idempotency_batcher import IdempotencyBatcher
 from api_gateway.problems import Problem
 from api_gateway.state import POOL
 from store import idempotency as records
+from store.db import Connection, Pool
 from store.idempotency import Claim, ClaimOutcome, StoredResponse
 
 REPLAYS = Counter("sendpromptly_idempotent_replays_total", "Requests answered from an idempotency record", ["scope_kind"])
@@ -42,7 +41,7 @@ def with_secret_redacted(response: web.Response, stored_doc: dict[str, object]) 
     response[STORED_BODY] = orjson.dumps(stored_doc, default=str)
     return response
 
-Action = Callable[[AsyncConnection], Awaitable[web.Response]]
+Action = Callable[[Connection], Awaitable[web.Response]]
 
 
 def fingerprint(method: str, path: str, body: bytes) -> bytes:
@@ -128,12 +127,12 @@ async def _claim(request: web.Request, scope: str,
     return key, None
 
 
-async def _release(pool: AsyncConnectionPool, scope: str, key: str) -> None:
+async def _release(pool: Pool, scope: str, key: str) -> None:
     async with pool.connection() as conn:
         await records.release(conn, scope, key)
 
 
-async def _answer(action: Callable[..., Awaitable[web.Response]], conn: AsyncConnection | None = None) -> web.Response:
+async def _answer(action: Callable[..., Awaitable[web.Response]], conn: Connection | None = None) -> web.Response:
     """The action's response; a client error it raises is an answer too, and is stored as one,
     after the action's own writes (if any, on ``conn``) are rolled back."""
     try:

@@ -16,8 +16,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
-from psycopg_pool import AsyncConnectionPool
-
+from store.db import Pool
 from store.idempotency import Claim, ClaimRequest, Completion, StoredResponse, claim_many, complete_many
 
 Item = TypeVar("Item")
@@ -98,7 +97,7 @@ class _Batches(Generic[Item, Result]):
 class IdempotencyBatcher:
     """``claim`` and ``complete`` for the ingest path, batched across concurrent requests."""
 
-    def __init__(self, pool: AsyncConnectionPool, *, max_batch: int = MAX_BATCH, max_in_flight: int = MAX_IN_FLIGHT):
+    def __init__(self, pool: Pool, *, max_batch: int = MAX_BATCH, max_in_flight: int = MAX_IN_FLIGHT):
         self._pool = pool
         self._claims = _Batches(self._claim_many, max_batch=max_batch, max_in_flight=max_in_flight)
         self._completions = _Batches(self._complete_many, max_batch=max_batch, max_in_flight=max_in_flight)

@@ -7,8 +7,7 @@ import asyncio
 import logging
 from datetime import UTC, datetime
 
-from psycopg_pool import AsyncConnectionPool
-
+from store.db import Pool
 from store.projects import touch_api_keys
 
 log = logging.getLogger(__name__)
@@ -23,7 +22,7 @@ class KeyUsage:
     def note(self, key_hash: bytes) -> None:
         self._seen[key_hash] = datetime.now(UTC)
 
-    async def flush(self, pool: AsyncConnectionPool) -> None:
+    async def flush(self, pool: Pool) -> None:
         seen, self._seen = self._seen, {}
         if not seen:
             return
@@ -36,7 +35,7 @@ class KeyUsage:
                 self._seen[key_hash] = max(at, self._seen.get(key_hash, at))
             raise
 
-    async def run(self, pool: AsyncConnectionPool) -> None:
+    async def run(self, pool: Pool) -> None:
         while True:
             await asyncio.sleep(FLUSH_SECONDS)
             try:

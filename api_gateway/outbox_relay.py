@@ -8,11 +8,10 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from psycopg_pool import AsyncConnectionPool
-
 from api_gateway.publisher import Publisher, PublishUnavailable
 from store import audit
 from store.audit import AuditRow
+from store.db import Pool
 from topics import AUDIT, AuditEvent, encode, project_key
 
 log = logging.getLogger(__name__)
@@ -28,7 +27,7 @@ def to_event(row: AuditRow) -> AuditEvent:
                       source_address=row.source_address)
 
 
-async def relay_once(pool: AsyncConnectionPool, publisher: Publisher, topic_prefix: str) -> int:
+async def relay_once(pool: Pool, publisher: Publisher, topic_prefix: str) -> int:
     async with pool.connection() as conn, conn.transaction():
         rows = await audit.claim_unpublished(conn, BATCH)
         if rows:
@@ -40,7 +39,7 @@ async def relay_once(pool: AsyncConnectionPool, publisher: Publisher, topic_pref
     return len(rows)
 
 
-async def run_relay(pool: AsyncConnectionPool, publisher: Publisher, topic_prefix: str) -> None:
+async def run_relay(pool: Pool, publisher: Publisher, topic_prefix: str) -> None:
     while True:
         try:
             if await relay_once(pool, publisher, topic_prefix) < BATCH:

@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 from aiohttp import web
-from psycopg_pool import AsyncConnectionPool
 
 from api_gateway.key_usage import KeyUsage
 from api_gateway.publisher import Publisher
 from sendpromptly.config import Settings
 from sendpromptly.keyring import Keyring
 from sendpromptly.ttlcache import TTLCache
+from store.db import Pool
 from store.operators import Operator
 from store.projects import Project
 
 SETTINGS = web.AppKey("settings", Settings)
-POOL = web.AppKey("pool", AsyncConnectionPool)
+POOL = web.AppKey("pool", Pool)
 PUBLISHER = web.AppKey("publisher", Publisher)
 API_KEY_CACHE = web.AppKey("api_key_cache", TTLCache[bytes, Project | None])
 OPERATOR_CACHE = web.AppKey("operator_cache", TTLCache[bytes, Operator | None])

@@ -17,13 +17,13 @@ import time
 from datetime import UTC, datetime, timedelta
 
 from prometheus_client import Counter
-from psycopg_pool import AsyncConnectionPool
 
 from sendpromptly.config import Settings
 from sinks.callback_policy import retry_delay
 from sinks.channels import Channel, TransportError, open_channels
 from sinks.channels.message import CALLBACK_EXHAUSTED, Alert
 from store import destinations, notifications
+from store.db import Pool
 from store.notifications import FAILED, PENDING, SENT, Notification
 from topics.fields import format_timestamp
 
@@ -45,7 +45,7 @@ EXHAUSTED_LOOKBACK = timedelta(days=7)
 
 
 class AlertSender:
-    def __init__(self, pool: AsyncConnectionPool, settings: Settings):
+    def __init__(self, pool: Pool, settings: Settings):
         self._pool = pool
         self._settings = settings
         self._channels: dict[str, Channel] = {}

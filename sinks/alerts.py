@@ -14,13 +14,13 @@ from __future__ import annotations
 import asyncio
 
 from aiokafka import ConsumerRecord
-from psycopg_pool import AsyncConnectionPool
 
 from sendpromptly.config import Settings
 from sinks.alert_delivery import AlertSender
 from sinks.channels.message import OPENED, RESOLVED, Alert
 from sinks.runner import Handler
 from store import notifications
+from store.db import Pool
 from topics import INCIDENTS, IncidentEvent, TopicSpec, decode
 from topics.fields import format_timestamp
 
@@ -29,7 +29,7 @@ ALERTED_EVENTS = (OPENED, RESOLVED)
 
 
 class AlertsSink:
-    def __init__(self, pool: AsyncConnectionPool, sender: AlertSender):
+    def __init__(self, pool: Pool, sender: AlertSender):
         self._pool = pool
         self._sender = sender
         # The sender loop, referenced here (asyncio holds tasks weakly).
@@ -54,7 +54,7 @@ class AlertsSink:
             self._sender.wake()
 
 
-def build(pool: AsyncConnectionPool, settings: Settings) -> dict[TopicSpec, Handler]:
+def build(pool: Pool, settings: Settings) -> dict[TopicSpec, Handler]:
     sender = AlertSender(pool, settings)
     sink = AlertsSink(pool, sender)
     # Runs beside the consumer in this process and stops once the sink process closes its pool.

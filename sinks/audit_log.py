@@ -10,18 +10,18 @@ from __future__ import annotations
 
 from aiokafka import ConsumerRecord
 from psycopg.errors import DataError
-from psycopg_pool import AsyncConnectionPool
 
 from sendpromptly.config import Settings
 from sinks.runner import Handler, Unprocessable
 from store.audit_log import append
+from store.db import Pool
 from topics import AUDIT, AuditEvent, TopicSpec, decode
 
 NAME = "audit"
 
 
 class AuditLogSink:
-    def __init__(self, pool: AsyncConnectionPool):
+    def __init__(self, pool: Pool):
         self._pool = pool
 
     async def handle(self, record: ConsumerRecord) -> None:
@@ -33,5 +33,5 @@ class AuditLogSink:
             raise Unprocessable("unstorable_audit_event", str(exc)) from None
 
 
-def build(pool: AsyncConnectionPool, settings: Settings) -> dict[TopicSpec, Handler]:
+def build(pool: Pool, settings: Settings) -> dict[TopicSpec, Handler]:
     return {AUDIT: AuditLogSink(pool).handle}

@@ -22,8 +22,6 @@ from typing import Any
 import aiohttp
 import orjson
 from prometheus_client import Counter, Histogram
-from psycopg import AsyncConnection
-from psycopg_pool import AsyncConnectionPool
 
 from api_gateway.operator_api.callback import decrypt_secret
 from api_gateway.snapshots import open_snapshot
@@ -45,6 +43,7 @@ from store.callback_deliveries import (
     finish_without_attempt,
     record_attempt,
 )
+from store.db import Connection, Pool
 from store.projects import get_project
 from store.snapshots import get_snapshot
 from topics import RepairRequest
@@ -99,7 +98,7 @@ def signed_headers(replay_id: str, timestamp: int, raw_body: bytes, signing_secr
 class CallbackDeliverer:
     """The delivery loop of one callbacks-sink process; replicas share the work through the table."""
 
-    def __init__(self, pool: AsyncConnectionPool, settings: Settings):
+    def __init__(self, pool: Pool, settings: Settings):
         self._pool = pool
         self._settings = settings
         self._secrets_keyring = Keyring.parse("SENDPROMPTLY_SECRET_KEYS", settings.secret_keys)
@@ -171,7 +170,7 @@ class CallbackDeliverer:
             return EXHAUSTED, None
         return PENDING, datetime.now(UTC) + timedelta(seconds=delay)
 
-    async def _target(self, conn: AsyncConnection, repair: RepairRequest) -> Target | str:
+    async def _target(self, conn: Connection, repair: RepairRequest) -> Target | str:
         """Where and how to call, or why there is nothing to call."""
         project = await get_project(conn, repair.project_id)
         if project is None or project.repair_callback_url is None:
@@ -186,7 +185,7 @@ class CallbackDeliverer:
         signing_secrets = [decrypt_secret(self._secrets_keyring, project.id, s.secret_enc) for s in stored]
         return Target(project.repair_callback_url, signing_secrets, await self._payload(conn, repair))
 
-    async def _payload(self, conn: AsyncConnection, repair: RepairRequest) -> dict[str, Any] | None:
+    async def _payload(self, conn: Connection, repair: RepairRequest) -> dict[str, Any] | None:
         snapshot = await get_snapshot(conn, repair.project_id, repair.reference)
         if snapshot is None:
             return None
@@ -226,7 +225,7 @@ class CallbackDeliverer:
             await self._record_failure(conn, repair, FAILED, reason)
         log.warning("replay %s: not called: %s", repair.replay_id, reason)
 
-    async def _record_failure(self, conn: AsyncConnection, repair: RepairRequest, status: str, reason: str) -> None:
+    async def _record_failure(self, conn: Connection, repair: RepairRequest, status: str, reason: str) -> None:
         """The replay's outcome is ``failed``; the audit says why (``callback.failed`` or
         ``callback.exhausted``). Alerts pick exhausted deliveries up from ``callback_deliveries``."""
         await incidents.record_replay_outcome(conn, repair.project_id, repair.reference, repair.replay_id, "failed")

@@ -17,7 +17,6 @@ from typing import TypeVar
 
 from aiokafka import ConsumerRecord
 from psycopg.errors import ForeignKeyViolation
-from psycopg_pool import AsyncConnectionPool
 
 from sendpromptly.config import Settings
 from sinks.callback_delivery import CallbackDeliverer
@@ -25,6 +24,7 @@ from sinks.runner import Handler, Unprocessable
 from sinks.snapshot_purge import purge_hourly
 from store import incidents
 from store.callback_deliveries import record_delivery
+from store.db import Pool
 from store.snapshots import store_snapshot
 from topics import RECEIPTS, REPAIRS, RESULTS, Receipt, RepairRequest, Result, SchemaError, TopicSpec, decode
 
@@ -33,7 +33,7 @@ M = TypeVar("M", Receipt, Result)
 
 
 class CallbacksSink:
-    def __init__(self, pool: AsyncConnectionPool, deliverer: CallbackDeliverer):
+    def __init__(self, pool: Pool, deliverer: CallbackDeliverer):
         self._pool = pool
         self._deliverer = deliverer
         # The delivery loop and the hourly purge, referenced here (asyncio holds tasks weakly).
@@ -82,7 +82,7 @@ def _signal(cls: type[M], record: ConsumerRecord) -> M | None:
         return None
 
 
-def build(pool: AsyncConnectionPool, settings: Settings) -> dict[TopicSpec, Handler]:
+def build(pool: Pool, settings: Settings) -> dict[TopicSpec, Handler]:
     deliverer = CallbackDeliverer(pool, settings)
     sink = CallbacksSink(pool, deliverer)
     # They run beside the consumer in this process and stop once the sink process closes its pool.

@@ -12,16 +12,15 @@ import signal
 from collections.abc import Callable
 
 import uvloop
-from psycopg_pool import AsyncConnectionPool
 
 from sendpromptly.config import Settings
 from sendpromptly.observability import configure_logging
 from sinks import alerts, audit_log, callbacks, read_model
 from sinks.runner import Handler, SinkRunner, serve_health
-from store.db import open_pool
+from store.db import Pool, open_pool
 from topics import TopicSpec
 
-Build = Callable[[AsyncConnectionPool, Settings], dict[TopicSpec, Handler]]
+Build = Callable[[Pool, Settings], dict[TopicSpec, Handler]]
 
 SINKS: dict[str, Build] = {
     read_model.NAME: read_model.build,

@@ -6,12 +6,11 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from aiokafka import ConsumerRecord
-from psycopg import AsyncConnection
 from psycopg.errors import ForeignKeyViolation
-from psycopg_pool import AsyncConnectionPool
 
 from sendpromptly.config import Settings
 from sinks.runner import Handler, Unprocessable
+from store.db import Connection, Pool
 from store.flows import FlowView, upsert_flow
 from store.incidents import apply_event
 from topics import AUDIT, INCIDENTS, AuditEvent, IncidentEvent, TopicSpec, decode
@@ -29,7 +28,7 @@ REQUIRED_BY_TYPE = {
 
 
 class ReadModelSink:
-    def __init__(self, pool: AsyncConnectionPool):
+    def __init__(self, pool: Pool):
         self._pool = pool
 
     def handlers(self) -> dict[TopicSpec, Handler]:
@@ -51,7 +50,7 @@ class ReadModelSink:
         await self._write(event.project_id, lambda conn: apply_event(conn, event))
 
     async def _write(self, project_id: str | None,
-                     write: Callable[[AsyncConnection], Awaitable[object]]) -> None:
+                     write: Callable[[Connection], Awaitable[object]]) -> None:
         try:
             async with self._pool.connection() as conn:
                 await write(conn)
@@ -80,5 +79,5 @@ def _time(value: str):
     return parsed
 
 
-def build(pool: AsyncConnectionPool, settings: Settings) -> dict[TopicSpec, Handler]:
+def build(pool: Pool, settings: Settings) -> dict[TopicSpec, Handler]:
     return ReadModelSink(pool).handlers()

@@ -8,9 +8,8 @@ import asyncio
 import logging
 from datetime import UTC, datetime, timedelta
 
-from psycopg_pool import AsyncConnectionPool
-
 from store import audit
+from store.db import Pool
 from store.snapshots import delete_received_before
 
 log = logging.getLogger(__name__)
@@ -20,7 +19,7 @@ INTERVAL_SECONDS = 3600.0
 ACTOR = "system:snapshot-purge"
 
 
-async def purge_snapshots(pool: AsyncConnectionPool, *, now: datetime | None = None) -> dict[str, int]:
+async def purge_snapshots(pool: Pool, *, now: datetime | None = None) -> dict[str, int]:
     """Delete snapshots received more than 30 days before ``now``; returns how many per project."""
     cutoff = (now or datetime.now(UTC)) - RETENTION
     async with pool.connection() as conn, conn.transaction():
@@ -31,7 +30,7 @@ async def purge_snapshots(pool: AsyncConnectionPool, *, now: datetime | None = N
     return purged
 
 
-async def purge_hourly(pool: AsyncConnectionPool) -> None:
+async def purge_hourly(pool: Pool) -> None:
     while not pool.closed:
         try:
             purged = await purge_snapshots(pool)

@@ -6,10 +6,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 
 from sendpromptly.ids import new_id
+from store.db import Connection
 
 
 @dataclass(frozen=True)
@@ -28,7 +28,7 @@ class AuditRow:
 _COLUMNS = "seq, event_id, project_id, actor, action, target, data, source_address, occurred_at"
 
 
-async def record(conn: AsyncConnection, *, project_id: str | None, actor: str, action: str, target: str,
+async def record(conn: Connection, *, project_id: str | None, actor: str, action: str, target: str,
                  data: dict[str, Any] | None = None, source_address: str | None = None) -> str:
     """Add an audit event to the outbox; call inside the action's transaction."""
     event_id = new_id("aud")
@@ -40,7 +40,7 @@ async def record(conn: AsyncConnection, *, project_id: str | None, actor: str, a
     return event_id
 
 
-async def list_for_project(conn: AsyncConnection, project_id: str, *, before_seq: int | None, limit: int) -> list[AuditRow]:
+async def list_for_project(conn: Connection, project_id: str, *, before_seq: int | None, limit: int) -> list[AuditRow]:
     rows = await (await conn.execute(
         f"SELECT {_COLUMNS} FROM audit_outbox WHERE project_id = %s AND (%s::bigint IS NULL OR seq < %s)"
         " ORDER BY seq DESC LIMIT %s",
@@ -49,7 +49,7 @@ async def list_for_project(conn: AsyncConnection, project_id: str, *, before_seq
     return [AuditRow(**row) for row in rows]
 
 
-async def claim_unpublished(conn: AsyncConnection, limit: int) -> list[AuditRow]:
+async def claim_unpublished(conn: Connection, limit: int) -> list[AuditRow]:
     """Lock a batch of unpublished rows; call inside a transaction. Replicas skip each other's rows."""
     rows = await (await conn.execute(
         f"SELECT {_COLUMNS} FROM audit_outbox WHERE published_at IS NULL ORDER BY seq LIMIT %s FOR UPDATE SKIP LOCKED",
@@ -58,5 +58,5 @@ async def claim_unpublished(conn: AsyncConnection, limit: int) -> list[AuditRow]
     return [AuditRow(**row) for row in rows]
 
 
-async def mark_published(conn: AsyncConnection, seqs: list[int]) -> None:
+async def mark_published(conn: Connection, seqs: list[int]) -> None:
     await conn.execute("UPDATE audit_outbox SET published_at = now() WHERE seq = ANY(%s)", (seqs,))

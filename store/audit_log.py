@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 
+from store.db import Connection
 from topics import AuditEvent
 
 SYSTEM_CHAIN = "system"
@@ -74,7 +74,7 @@ def _time(value: datetime) -> str:
     return value.astimezone(UTC).isoformat(timespec="microseconds")
 
 
-async def append(conn: AsyncConnection, event: AuditEvent) -> bool:
+async def append(conn: Connection, event: AuditEvent) -> bool:
     """Append ``event`` to its project's chain; False when its event id is there already (a
     redelivered event), which then changes nothing."""
     chain = chain_of(event.project_id)
@@ -102,7 +102,7 @@ async def append(conn: AsyncConnection, event: AuditEvent) -> bool:
         return cursor.rowcount == 1
 
 
-async def list_for_chain(conn: AsyncConnection, chain: str, *, before_seq: int | None,
+async def list_for_chain(conn: Connection, chain: str, *, before_seq: int | None,
                          limit: int) -> list[AuditLogRow]:
     """Newest first."""
     rows = await (await conn.execute(
@@ -113,12 +113,12 @@ async def list_for_chain(conn: AsyncConnection, chain: str, *, before_seq: int |
     return [AuditLogRow(**row) for row in rows]
 
 
-async def chains(conn: AsyncConnection) -> list[str]:
+async def chains(conn: Connection) -> list[str]:
     rows = await (await conn.execute("SELECT DISTINCT chain FROM audit_log ORDER BY chain")).fetchall()
     return [row["chain"] for row in rows]
 
 
-async def verify_chain(conn: AsyncConnection, chain: str) -> tuple[int, BrokenLink | None]:
+async def verify_chain(conn: Connection, chain: str) -> tuple[int, BrokenLink | None]:
     """Recompute ``chain`` oldest first: how many rows were checked, and the first broken one."""
     prev_hash, checked = GENESIS, 0
     async with conn.transaction(), conn.cursor(name="audit_verify") as cursor:

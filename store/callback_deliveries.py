@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 
+from store.db import Connection
 from topics import RepairRequest
 
 PENDING, DELIVERED, FAILED, EXHAUSTED = "pending", "delivered", "failed", "exhausted"
@@ -45,7 +45,7 @@ class Attempt:
         return None if 200 <= self.http_status < 300 else f"HTTP {self.http_status}"
 
 
-async def record_delivery(conn: AsyncConnection, repair: RepairRequest) -> bool:
+async def record_delivery(conn: Connection, repair: RepairRequest) -> bool:
     """A pending delivery for the replay, due now; False when it exists already (a redelivered
     repair request), which then changes nothing."""
     cursor = await conn.execute(
@@ -56,7 +56,7 @@ async def record_delivery(conn: AsyncConnection, repair: RepairRequest) -> bool:
     return cursor.rowcount == 1
 
 
-async def claim_due(conn: AsyncConnection, *, limit: int, lease: timedelta) -> list[Delivery]:
+async def claim_due(conn: Connection, *, limit: int, lease: timedelta) -> list[Delivery]:
     """Take up to ``limit`` due deliveries and push their next attempt ``lease`` ahead, so that a
     process that dies mid-attempt leaves them to be retried after the lease, not stuck."""
     async with conn.transaction():
@@ -74,7 +74,7 @@ async def claim_due(conn: AsyncConnection, *, limit: int, lease: timedelta) -> l
     return [Delivery(row["replay_id"], RepairRequest.from_dict(row["request"]), row["attempts"]) for row in rows]
 
 
-async def record_attempt(conn: AsyncConnection, attempt: Attempt, *, status: str,
+async def record_attempt(conn: Connection, attempt: Attempt, *, status: str,
                          next_attempt_at: datetime | None) -> bool:
     """Store the attempt and the delivery's new state; call inside a transaction. False (and
     nothing stored) when another attempt with this number was recorded first: the lease ran out
@@ -98,7 +98,7 @@ async def record_attempt(conn: AsyncConnection, attempt: Attempt, *, status: str
     return True
 
 
-async def finish_without_attempt(conn: AsyncConnection, replay_id: str, error: str) -> None:
+async def finish_without_attempt(conn: Connection, replay_id: str, error: str) -> None:
     """Give a delivery up before any request (no callback URL or no secret any more)."""
     await conn.execute(
         "UPDATE callback_deliveries SET status = 'failed', next_attempt_at = NULL, finished_at = now(),"
@@ -107,7 +107,7 @@ async def finish_without_attempt(conn: AsyncConnection, replay_id: str, error: s
     )
 
 
-async def list_attempts(conn: AsyncConnection, replay_id: str) -> list[Attempt]:
+async def list_attempts(conn: Connection, replay_id: str) -> list[Attempt]:
     rows = await (await conn.execute(
         "SELECT replay_id, attempt AS number, nonce, attempted_at, http_status, latency_ms, error"
         " FROM callback_attempts WHERE replay_id = %s ORDER BY attempt",

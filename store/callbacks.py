@@ -6,10 +6,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 
 from sendpromptly.ids import new_id
+from store.db import Connection
 
 # DESIGN.md §6: during a rotation both signatures are sent for 24 h.
 ROTATION_OVERLAP = timedelta(hours=24)
@@ -24,7 +24,7 @@ class StoredSecret:
     retired_at: datetime | None
 
 
-async def replace_secret(conn: AsyncConnection, project_id: str, secret_enc: dict[str, Any], *, overlap: bool) -> str:
+async def replace_secret(conn: Connection, project_id: str, secret_enc: dict[str, Any], *, overlap: bool) -> str:
     """Store a new signing secret. With ``overlap`` the current ones keep signing for 24 h
     (rotation); without, they stop at once (a new URL gets a fresh secret of its own)."""
     await conn.execute(
@@ -40,7 +40,7 @@ async def replace_secret(conn: AsyncConnection, project_id: str, secret_enc: dic
     return secret_id
 
 
-async def active_secrets(conn: AsyncConnection, project_id: str) -> list[StoredSecret]:
+async def active_secrets(conn: Connection, project_id: str) -> list[StoredSecret]:
     """Secrets that sign now, newest first."""
     rows = await (await conn.execute(
         "SELECT id, project_id, secret_enc, created_at, retired_at FROM callback_secrets"

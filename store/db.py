@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
-from psycopg.rows import dict_row
+from typing import TypeAlias
+
+from psycopg import AsyncConnection
+from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool
 
+Connection: TypeAlias = AsyncConnection[DictRow]
+"""A connection from ``open_pool``: its rows are dicts keyed by column name."""
 
-async def open_pool(database_url: str, *, min_size: int = 1, max_size: int = 10) -> AsyncConnectionPool:
+Pool: TypeAlias = AsyncConnectionPool[Connection]
+"""The pool ``open_pool`` returns; its connections are ``Connection``s."""
+
+
+async def open_pool(database_url: str, *, min_size: int = 1, max_size: int = 10) -> Pool:
     """An open pool whose connections return rows as dicts; close it with ``await pool.close()``."""
-    pool = AsyncConnectionPool(
+    pool: Pool = AsyncConnectionPool(
         database_url,
         min_size=min_size,
         max_size=max_size,

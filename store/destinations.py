@@ -5,9 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from psycopg import AsyncConnection
-
 from sendpromptly.ids import new_id
+from store.db import Connection
 
 
 @dataclass(frozen=True)
@@ -25,15 +24,16 @@ class Destination:
 _COLUMNS = "id, project_id, type, target, created_at, last_failure, failed_at"
 
 
-async def add_destination(conn: AsyncConnection, project_id: str, type_: str, target: str) -> Destination:
+async def add_destination(conn: Connection, project_id: str, type_: str, target: str) -> Destination:
     row = await (await conn.execute(
         f"INSERT INTO alert_destinations (id, project_id, type, target) VALUES (%s, %s, %s, %s) RETURNING {_COLUMNS}",
         (new_id("dst"), project_id, type_, target),
     )).fetchone()
+    assert row is not None  # INSERT ... RETURNING yields the new row
     return Destination(**row)
 
 
-async def list_destinations(conn: AsyncConnection, project_id: str) -> list[Destination]:
+async def list_destinations(conn: Connection, project_id: str) -> list[Destination]:
     rows = await (await conn.execute(
         f"SELECT {_COLUMNS} FROM alert_destinations WHERE project_id = %s AND deleted_at IS NULL"
         " ORDER BY created_at DESC, id DESC",
@@ -42,7 +42,7 @@ async def list_destinations(conn: AsyncConnection, project_id: str) -> list[Dest
     return [Destination(**row) for row in rows]
 
 
-async def remove_destination(conn: AsyncConnection, project_id: str, destination_id: str) -> Destination | None:
+async def remove_destination(conn: Connection, project_id: str, destination_id: str) -> Destination | None:
     row = await (await conn.execute(
         f"UPDATE alert_destinations SET deleted_at = now() WHERE project_id = %s AND id = %s AND deleted_at IS NULL"
         f" RETURNING {_COLUMNS}",
@@ -51,7 +51,7 @@ async def remove_destination(conn: AsyncConnection, project_id: str, destination
     return None if row is None else Destination(**row)
 
 
-async def get_destination(conn: AsyncConnection, project_id: str, destination_id: str) -> Destination | None:
+async def get_destination(conn: Connection, project_id: str, destination_id: str) -> Destination | None:
     row = await (await conn.execute(
         f"SELECT {_COLUMNS} FROM alert_destinations WHERE project_id = %s AND id = %s AND deleted_at IS NULL",
         (project_id, destination_id),
@@ -59,7 +59,7 @@ async def get_destination(conn: AsyncConnection, project_id: str, destination_id
     return None if row is None else Destination(**row)
 
 
-async def record_outcome(conn: AsyncConnection, destination_id: str, permanent_failure: str | None) -> None:
+async def record_outcome(conn: Connection, destination_id: str, permanent_failure: str | None) -> None:
     """After a send: a permanent failure is kept for operators; an accepted alert clears it."""
     await conn.execute(
         "UPDATE alert_destinations SET last_failure = %s, failed_at = CASE WHEN %s::text IS NULL THEN NULL"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from datetime import datetime
 
-from psycopg import AsyncConnection
+from store.db import Connection
 
 
 @dataclass(frozen=True)
@@ -26,7 +26,7 @@ class FlowView:
 _COLUMNS = tuple(FlowView.__dataclass_fields__)
 
 
-async def upsert_flow(conn: AsyncConnection, flow: FlowView) -> bool:
+async def upsert_flow(conn: Connection, flow: FlowView) -> bool:
     """Write ``flow`` unless a newer version is already stored; True when it was written."""
     names = ", ".join(_COLUMNS)
     placeholders = ", ".join(f"%({c})s" for c in _COLUMNS)
@@ -40,7 +40,7 @@ async def upsert_flow(conn: AsyncConnection, flow: FlowView) -> bool:
     return cursor.rowcount == 1
 
 
-async def get_flow(conn: AsyncConnection, project_id: str, reference: str) -> FlowView | None:
+async def get_flow(conn: Connection, project_id: str, reference: str) -> FlowView | None:
     row = await (await conn.execute(
         f"SELECT {', '.join(_COLUMNS)} FROM flows WHERE project_id = %s AND reference = %s",
         (project_id, reference),

@@ -17,8 +17,9 @@ from enum import Enum
 from typing import Any
 
 import orjson
-from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
+
+from store.db import Connection
 
 RETENTION = timedelta(hours=24)
 # A claim whose owner died (kill -9 mid-request) is taken over after this long.
@@ -48,7 +49,7 @@ class Claim:
 _OWNED = Claim(ClaimOutcome.OWNED)
 
 
-async def claim(conn: AsyncConnection, scope: str, key: str, fingerprint: bytes) -> Claim:
+async def claim(conn: Connection, scope: str, key: str, fingerprint: bytes) -> Claim:
     inserted = await (await conn.execute(
         "INSERT INTO idempotency_records (scope, key, fingerprint, state, lease_until)"
         " VALUES (%s, %s, %s, 'in_flight', now() + %s)"
@@ -88,7 +89,7 @@ class Completion:
     response: StoredResponse
 
 
-async def claim_many(conn: AsyncConnection, requests: Sequence[ClaimRequest]) -> list[Claim]:
+async def claim_many(conn: Connection, requests: Sequence[ClaimRequest]) -> list[Claim]:
     """``claim`` for each request, in order, as if they had come one after the other.
 
     Fresh keys, the common case, take one statement for the whole batch; keys that already have a
@@ -127,7 +128,7 @@ async def claim_many(conn: AsyncConnection, requests: Sequence[ClaimRequest]) ->
     return [claims[index] for index in range(len(requests))]
 
 
-async def _records(conn: AsyncConnection, requests: Sequence[ClaimRequest]) -> dict[tuple[str, str], dict[str, Any]]:
+async def _records(conn: Connection, requests: Sequence[ClaimRequest]) -> dict[tuple[str, str], dict[str, Any]]:
     by_scope: dict[str, list[str]] = {}
     for request in requests:
         by_scope.setdefault(request.scope, []).append(request.key)
@@ -151,7 +152,7 @@ def _classified(row: dict[str, Any], fingerprint: bytes) -> Claim:
     return Claim(ClaimOutcome.REPLAY, StoredResponse(row["response_status"], row["response_headers"], bytes(row["response_body"])))
 
 
-async def complete_many(conn: AsyncConnection, completions: Sequence[Completion]) -> None:
+async def complete_many(conn: Connection, completions: Sequence[Completion]) -> None:
     """``complete`` for each: one statement per scope (project) in the batch, usually one."""
     by_scope: dict[str, dict[str, dict[str, object]]] = {}
     for c in completions:
@@ -184,7 +185,7 @@ def _json(value: object) -> str:
     return orjson.dumps(value).decode()
 
 
-async def complete(conn: AsyncConnection, scope: str, key: str, response: StoredResponse) -> None:
+async def complete(conn: Connection, scope: str, key: str, response: StoredResponse) -> None:
     await conn.execute(
         "UPDATE idempotency_records SET state = 'completed', response_status = %s, response_headers = %s,"
         " response_body = %s WHERE scope = %s AND key = %s",
@@ -192,13 +193,13 @@ async def complete(conn: AsyncConnection, scope: str, key: str, response: Stored
     )
 
 
-async def release(conn: AsyncConnection, scope: str, key: str) -> None:
+async def release(conn: Connection, scope: str, key: str) -> None:
     """Forget an in-flight claim whose request failed, so the client's retry can succeed."""
     await conn.execute(
         "DELETE FROM idempotency_records WHERE scope = %s AND key = %s AND state = 'in_flight'", (scope, key)
     )
 
 
-async def purge_expired(conn: AsyncConnection) -> int:
+async def purge_expired(conn: Connection) -> int:
     cursor = await conn.execute("DELETE FROM idempotency_records WHERE created_at < now() - %s", (RETENTION,))
     return cursor.rowcount

@@ -11,8 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from psycopg import AsyncConnection
-
+from store.db import Connection
 from topics import IncidentEvent
 
 
@@ -95,7 +94,7 @@ def _row(event: IncidentEvent) -> dict[str, Any]:
     }
 
 
-async def apply_event(conn: AsyncConnection, event: IncidentEvent) -> None:
+async def apply_event(conn: Connection, event: IncidentEvent) -> None:
     """Merge one incident event into the read model (see the module's docstring)."""
     async with conn.transaction():
         await conn.execute(_UPSERT, _row(event))
@@ -104,7 +103,7 @@ async def apply_event(conn: AsyncConnection, event: IncidentEvent) -> None:
             await add_replay(conn, event.replay_id, event.incident_id, event.actor, event.occurred_at)
 
 
-async def add_replay(conn: AsyncConnection, replay_id: str, incident_id: str, requested_by: str,
+async def add_replay(conn: Connection, replay_id: str, incident_id: str, requested_by: str,
                      requested_at: datetime) -> None:
     """The replay's row, from its incident event or its repair request, whichever comes first;
     attempts and outcome stay as they are."""
@@ -118,13 +117,13 @@ async def add_replay(conn: AsyncConnection, replay_id: str, incident_id: str, re
     )
 
 
-async def record_replay_attempts(conn: AsyncConnection, replay_id: str, attempts: int) -> None:
+async def record_replay_attempts(conn: Connection, replay_id: str, attempts: int) -> None:
     """The repair-callback sink made ``attempts`` attempts; never counts down."""
     await conn.execute("UPDATE replays SET attempts = greatest(attempts, %s) WHERE replay_id = %s",
                        (attempts, replay_id))
 
 
-async def record_replay_outcome(conn: AsyncConnection, project_id: str, reference: str, replay_id: str,
+async def record_replay_outcome(conn: Connection, project_id: str, reference: str, replay_id: str,
                                 outcome: str) -> None:
     """Only for a replay of this project's flow (a result cannot touch another project's replay).
     ``succeeded`` is final: a success reported once stays, whatever failed before or after."""
@@ -136,7 +135,7 @@ async def record_replay_outcome(conn: AsyncConnection, project_id: str, referenc
     )
 
 
-async def get_incident(conn: AsyncConnection, incident_id: str, *, lock: bool = False) -> Incident | None:
+async def get_incident(conn: Connection, incident_id: str, *, lock: bool = False) -> Incident | None:
     """An incident that has opened; ``lock`` holds its row until the transaction ends, so that two
     operator actions on one incident take turns. NO KEY UPDATE, not UPDATE: a replay row inserted
     meanwhile (by the callbacks sink) checks its foreign key with KEY SHARE, which UPDATE would block
@@ -150,7 +149,7 @@ async def get_incident(conn: AsyncConnection, incident_id: str, *, lock: bool = 
     return found[0] if found else None
 
 
-async def incident_for_flow(conn: AsyncConnection, project_id: str, reference: str) -> Incident | None:
+async def incident_for_flow(conn: Connection, project_id: str, reference: str) -> Incident | None:
     """The flow's newest incident, if one has opened."""
     rows = await (await conn.execute(
         f"SELECT {_COLUMNS} FROM incidents WHERE project_id = %s AND reference = %s AND opened_at IS NOT NULL"
@@ -161,7 +160,7 @@ async def incident_for_flow(conn: AsyncConnection, project_id: str, reference: s
     return found[0] if found else None
 
 
-async def list_incidents(conn: AsyncConnection, project_id: str, *, status: str | None,
+async def list_incidents(conn: Connection, project_id: str, *, status: str | None,
                          before: tuple[datetime, str] | None, limit: int) -> list[Incident]:
     """Newest first (by opened_at, then id), optionally only open or only resolved ones."""
     rows = await (await conn.execute(
@@ -176,7 +175,7 @@ async def list_incidents(conn: AsyncConnection, project_id: str, *, status: str 
     return await _with_replays(conn, rows)
 
 
-async def _with_replays(conn: AsyncConnection, rows: list[dict[str, Any]]) -> list[Incident]:
+async def _with_replays(conn: Connection, rows: list[dict[str, Any]]) -> list[Incident]:
     if not rows:
         return []
     replays: dict[str, list[Replay]] = {row["id"]: [] for row in rows}

@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
+
+from store.db import Connection
 
 PENDING, SENT, FAILED = "pending", "sent", "failed"
 
@@ -46,7 +47,7 @@ class ExhaustedCallback:
     finished_at: datetime
 
 
-async def claim(conn: AsyncConnection, *, project_id: str, incident_id: str, event_type: str,
+async def claim(conn: Connection, *, project_id: str, incident_id: str, event_type: str,
                 replay_id: str | None = None, alert: dict[str, Any]) -> int:
     """One pending notification per live destination of the project, due now; those that exist
     already are left as they are. Returns how many are new."""
@@ -61,7 +62,7 @@ async def claim(conn: AsyncConnection, *, project_id: str, incident_id: str, eve
     return cursor.rowcount
 
 
-async def context(conn: AsyncConnection, project_id: str, incident_id: str) -> tuple[str, str | None] | None:
+async def context(conn: Connection, project_id: str, incident_id: str) -> tuple[str, str | None] | None:
     """The project's name and the incident's reason (from the read model, else from the alert of
     its opening; None when neither has it yet); None when the project does not exist."""
     row = await (await conn.execute(
@@ -73,7 +74,7 @@ async def context(conn: AsyncConnection, project_id: str, incident_id: str) -> t
     return None if row is None else (row["name"], row["reason"])
 
 
-async def unannounced_exhausted_callbacks(conn: AsyncConnection, *, since: timedelta) -> list[ExhaustedCallback]:
+async def unannounced_exhausted_callbacks(conn: Connection, *, since: timedelta) -> list[ExhaustedCallback]:
     """Repair-callback deliveries that ran out of retries within ``since`` and have no alert yet
     (``callback_deliveries``, written by the callbacks sink)."""
     rows = await (await conn.execute(
@@ -89,7 +90,7 @@ async def unannounced_exhausted_callbacks(conn: AsyncConnection, *, since: timed
     return [ExhaustedCallback(**row) for row in rows]
 
 
-async def claim_due(conn: AsyncConnection, *, limit: int, lease: timedelta) -> list[Notification]:
+async def claim_due(conn: Connection, *, limit: int, lease: timedelta) -> list[Notification]:
     """Take up to ``limit`` due notifications and push their next attempt ``lease`` ahead, so that
     one whose sender died is sent again after the lease rather than never."""
     async with conn.transaction():
@@ -107,7 +108,7 @@ async def claim_due(conn: AsyncConnection, *, limit: int, lease: timedelta) -> l
     return [Notification(**row) for row in rows]
 
 
-async def record_attempt(conn: AsyncConnection, notification_id: int, number: int, *, status: str,
+async def record_attempt(conn: Connection, notification_id: int, number: int, *, status: str,
                          next_attempt_at: datetime | None, error: str | None) -> bool:
     """The outcome of send number ``number``; False (nothing stored) when another process recorded
     that attempt first (the lease ran out and a replica sent it too)."""

@@ -5,10 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from psycopg import AsyncConnection
-
 from sendpromptly.apikeys import NewApiKey
 from sendpromptly.ids import new_id
+from store.db import Connection
 
 
 @dataclass(frozen=True)
@@ -26,7 +25,7 @@ _PROJECT_COLUMNS = "id, name, mode, timeout_minutes, snapshots_enabled, repair_c
 
 
 async def create_project(
-    conn: AsyncConnection, *, name: str, mode: str = "test", timeout_minutes: int = 30,
+    conn: Connection, *, name: str, mode: str = "test", timeout_minutes: int = 30,
     snapshots_enabled: bool = False,
 ) -> Project:
     row = await (await conn.execute(
@@ -34,22 +33,23 @@ async def create_project(
         f" VALUES (%s, %s, %s, %s, %s) RETURNING {_PROJECT_COLUMNS}",
         (new_id("prj"), name, mode, timeout_minutes, snapshots_enabled),
     )).fetchone()
+    assert row is not None  # INSERT ... RETURNING yields the new row
     return Project(**row)
 
 
-async def get_project(conn: AsyncConnection, project_id: str) -> Project | None:
+async def get_project(conn: Connection, project_id: str) -> Project | None:
     row = await (await conn.execute(f"SELECT {_PROJECT_COLUMNS} FROM projects WHERE id = %s", (project_id,))).fetchone()
     return None if row is None else Project(**row)
 
 
-async def find_project_by_name(conn: AsyncConnection, name: str) -> Project | None:
+async def find_project_by_name(conn: Connection, name: str) -> Project | None:
     row = await (await conn.execute(
         f"SELECT {_PROJECT_COLUMNS} FROM projects WHERE name = %s ORDER BY created_at LIMIT 1", (name,)
     )).fetchone()
     return None if row is None else Project(**row)
 
 
-async def add_api_key(conn: AsyncConnection, project_id: str, label: str, key: NewApiKey) -> str:
+async def add_api_key(conn: Connection, project_id: str, label: str, key: NewApiKey) -> str:
     """Stores the key's hash and visible parts; returns the key's id (``key_...``)."""
     key_id = new_id("key")
     await conn.execute(
@@ -59,7 +59,7 @@ async def add_api_key(conn: AsyncConnection, project_id: str, label: str, key: N
     return key_id
 
 
-async def project_for_key_hash(conn: AsyncConnection, key_hash: bytes) -> Project | None:
+async def project_for_key_hash(conn: Connection, key_hash: bytes) -> Project | None:
     """The project of a live (not revoked) key with this hash."""
     row = await (await conn.execute(
         f"SELECT {', '.join('p.' + c.strip() for c in _PROJECT_COLUMNS.split(','))}"
@@ -70,7 +70,7 @@ async def project_for_key_hash(conn: AsyncConnection, key_hash: bytes) -> Projec
     return None if row is None else Project(**row)
 
 
-async def list_projects(conn: AsyncConnection, *, operator_id: str | None, before: tuple[datetime, str] | None,
+async def list_projects(conn: Connection, *, operator_id: str | None, before: tuple[datetime, str] | None,
                         limit: int) -> list[Project]:
     """Newest first. ``operator_id`` None lists all projects (admins); else only that member's."""
     cols = ", ".join("p." + c.strip() for c in _PROJECT_COLUMNS.split(","))
@@ -88,7 +88,7 @@ async def list_projects(conn: AsyncConnection, *, operator_id: str | None, befor
 UPDATABLE_FIELDS = ("name", "mode", "timeout_minutes", "snapshots_enabled", "repair_callback_url")
 
 
-async def update_project(conn: AsyncConnection, project_id: str, changes: dict[str, object]) -> Project:
+async def update_project(conn: Connection, project_id: str, changes: dict[str, object]) -> Project:
     unknown = set(changes) - set(UPDATABLE_FIELDS)
     if unknown:
         raise ValueError(f"not updatable: {sorted(unknown)}")
@@ -101,6 +101,7 @@ async def update_project(conn: AsyncConnection, project_id: str, changes: dict[s
         f"UPDATE projects SET {assignments} WHERE id = %(id)s RETURNING {_PROJECT_COLUMNS}",
         {**changes, "id": project_id},
     )).fetchone()
+    assert row is not None
     return Project(**row)
 
 
@@ -119,21 +120,21 @@ class ApiKeyInfo:
 _KEY_COLUMNS = "id, project_id, label, prefix, last_four, created_at, last_used_at, revoked_at"
 
 
-async def get_api_key(conn: AsyncConnection, project_id: str, key_id: str) -> ApiKeyInfo | None:
+async def get_api_key(conn: Connection, project_id: str, key_id: str) -> ApiKeyInfo | None:
     row = await (await conn.execute(
         f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE project_id = %s AND id = %s", (project_id, key_id)
     )).fetchone()
     return None if row is None else ApiKeyInfo(**row)
 
 
-async def list_api_keys(conn: AsyncConnection, project_id: str) -> list[ApiKeyInfo]:
+async def list_api_keys(conn: Connection, project_id: str) -> list[ApiKeyInfo]:
     rows = await (await conn.execute(
         f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE project_id = %s ORDER BY created_at DESC, id DESC", (project_id,)
     )).fetchall()
     return [ApiKeyInfo(**row) for row in rows]
 
 
-async def revoke_api_key(conn: AsyncConnection, project_id: str, key_id: str) -> ApiKeyInfo | None:
+async def revoke_api_key(conn: Connection, project_id: str, key_id: str) -> ApiKeyInfo | None:
     """Revoke; revoking a revoked key keeps its first revocation time."""
     row = await (await conn.execute(
         f"UPDATE api_keys SET revoked_at = coalesce(revoked_at, now()) WHERE project_id = %s AND id = %s"
@@ -143,7 +144,7 @@ async def revoke_api_key(conn: AsyncConnection, project_id: str, key_id: str) ->
     return None if row is None else ApiKeyInfo(**row)
 
 
-async def touch_api_keys(conn: AsyncConnection, last_used: dict[bytes, datetime]) -> None:
+async def touch_api_keys(conn: Connection, last_used: dict[bytes, datetime]) -> None:
     """Record when keys were last used, in one statement for many keys (batched by the gateway)."""
     if last_used:
         await conn.execute(
@@ -153,8 +154,9 @@ async def touch_api_keys(conn: AsyncConnection, last_used: dict[bytes, datetime]
         )
 
 
-async def count_live_keys(conn: AsyncConnection, project_id: str) -> int:
+async def count_live_keys(conn: Connection, project_id: str) -> int:
     row = await (await conn.execute(
         "SELECT count(*) AS n FROM api_keys WHERE project_id = %s AND revoked_at IS NULL", (project_id,)
     )).fetchone()
+    assert row is not None  # an aggregate without GROUP BY yields one row
     return row["n"]

@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections import Counter
 from datetime import datetime
 
-from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 
+from store.db import Connection
 from topics import Snapshot
 
 
-async def store_snapshot(conn: AsyncConnection, project_id: str, reference: str, snapshot: Snapshot,
+async def store_snapshot(conn: Connection, project_id: str, reference: str, snapshot: Snapshot,
                          received_at: datetime) -> None:
     """Keep the flow's first snapshot; a repeated or later receipt changes nothing."""
     await conn.execute(
@@ -21,7 +21,7 @@ async def store_snapshot(conn: AsyncConnection, project_id: str, reference: str,
     )
 
 
-async def get_snapshot(conn: AsyncConnection, project_id: str, reference: str) -> Snapshot | None:
+async def get_snapshot(conn: Connection, project_id: str, reference: str) -> Snapshot | None:
     row = await (await conn.execute(
         "SELECT snapshot FROM snapshots WHERE project_id = %s AND reference = %s", (project_id, reference),
     )).fetchone()
@@ -31,7 +31,7 @@ async def get_snapshot(conn: AsyncConnection, project_id: str, reference: str) -
     return Snapshot(key_id=envelope["kid"], nonce=envelope["nonce"], ciphertext=envelope["ct"])
 
 
-async def delete_received_before(conn: AsyncConnection, cutoff: datetime) -> dict[str, int]:
+async def delete_received_before(conn: Connection, cutoff: datetime) -> dict[str, int]:
     """Delete every snapshot received before ``cutoff``; returns how many per project."""
     rows = await (await conn.execute(
         "DELETE FROM snapshots WHERE received_at < %s RETURNING project_id", (cutoff,),

@@ -8,7 +8,6 @@ import os
 
 import orjson
 from aiohttp import web
-from psycopg import AsyncConnection
 
 from api_gateway.http_input import parsed_body
 from api_gateway.idempotency import run_idempotent, with_secret_redacted
@@ -20,6 +19,7 @@ from api_gateway.state import POOL, SECRETS_KEYRING, SETTINGS
 from sendpromptly.keyring import Envelope, Keyring
 from sendpromptly.targets import TargetError, check_url
 from store import callbacks, projects
+from store.db import Connection
 
 SECRET_PREFIX = "whsec_"
 SECRET_BYTES = 32
@@ -46,7 +46,7 @@ def decrypt_secret(keyring: Keyring, project_id: str, secret_enc: dict[str, str]
 async def put(request: web.Request) -> web.Response:
     url = await parsed_body(request, parse_callback)
 
-    async def action(conn: AsyncConnection) -> web.Response:
+    async def action(conn: Connection) -> web.Response:
         project = await visible_project(request, conn)
         try:
             await check_url(url, require_https=project.mode == "live",
@@ -65,7 +65,7 @@ async def put(request: web.Request) -> web.Response:
 
 
 async def rotate_secret(request: web.Request) -> web.Response:
-    async def action(conn: AsyncConnection) -> web.Response:
+    async def action(conn: Connection) -> web.Response:
         project = await visible_project(request, conn)
         if project.repair_callback_url is None:
             raise Problem(409, "no-callback", "No repair callback",

@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from aiohttp import web
-from psycopg import AsyncConnection
 
 from api_gateway.problems import Problem
 from api_gateway.responses import json_document
 from api_gateway.state import OPERATOR
 from sendpromptly.ids import is_well_formed
 from store import audit
+from store.db import Connection
 from store.operators import Operator
 from store.projects import Project, get_project
 
@@ -30,7 +30,7 @@ def project_not_found(project_id: str) -> Problem:
     return Problem(404, "project-not-found", "Project not found", f"No project {project_id!r} that you can see.")
 
 
-async def visible_project(request: web.Request, conn: AsyncConnection, project_id: str | None = None) -> Project:
+async def visible_project(request: web.Request, conn: Connection, project_id: str | None = None) -> Project:
     project_id = project_id or request.match_info["project_id"]
     if not is_well_formed("prj", project_id) or not operator_of(request).can_see(project_id):
         raise project_not_found(project_id)
@@ -40,7 +40,7 @@ async def visible_project(request: web.Request, conn: AsyncConnection, project_i
     return project
 
 
-async def record_audit(conn: AsyncConnection, request: web.Request, *, project_id: str | None, action: str,
+async def record_audit(conn: Connection, request: web.Request, *, project_id: str | None, action: str,
                        target: str, data: dict[str, Any] | None = None) -> None:
     """Audit an operator action inside its transaction: both commit, or neither."""
     await audit.record(

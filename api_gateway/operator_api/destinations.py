@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from aiohttp import web
-from psycopg import AsyncConnection
 
 from api_gateway.http_input import parsed_body
 from api_gateway.idempotency import run_idempotent
@@ -18,6 +17,7 @@ from sendpromptly.targets import TargetError, check_email, check_url
 from sinks.channels import TransportError, open_channels
 from sinks.channels.message import TEST, Alert
 from store import destinations
+from store.db import Connection
 from store.destinations import Destination
 from store.projects import Project
 from topics.fields import format_timestamp
@@ -46,7 +46,7 @@ async def create(request: web.Request) -> web.Response:
     except TargetError as exc:
         raise invalid_fields([("target", str(exc))]) from None
 
-    async def action(conn: AsyncConnection) -> web.Response:
+    async def action(conn: Connection) -> web.Response:
         project = await visible_project(request, conn)
         created = await destinations.add_destination(conn, project.id, body.type, target)
         await record_audit(conn, request, project_id=project.id, action="destination.added", target=created.id,
@@ -64,7 +64,7 @@ async def list_(request: web.Request) -> web.Response:
 
 
 async def delete(request: web.Request) -> web.Response:
-    async def action(conn: AsyncConnection) -> web.Response:
+    async def action(conn: Connection) -> web.Response:
         project = await visible_project(request, conn)
         not_found = _not_found(request)
         destination_id = path_id(request, "destination_id", "dst", not_found)
@@ -84,7 +84,7 @@ async def send_test(request: web.Request) -> web.Response:
     on the destination like the sink's. A 502 releases the Idempotency-Key, so a retry sends again."""
     settings = request.app[SETTINGS]
 
-    async def action(conn: AsyncConnection) -> web.Response:
+    async def action(conn: Connection) -> web.Response:
         project = await visible_project(request, conn)
         not_found = _not_found(request)
         destination = await destinations.get_destination(

@@ -18,7 +18,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
-from psycopg import AsyncConnection
 
 from api_gateway.http_input import idempotency_key, parsed_body
 from api_gateway.idempotency import run_idempotent
@@ -31,6 +30,7 @@ from api_gateway.responses import decode_cursor, json_response, limit_param, pag
 from api_gateway.state import POOL, PUBLISHER, SETTINGS
 from sendpromptly.ids import derived_id, is_well_formed
 from store import incidents
+from store.db import Connection
 from store.flows import get_flow
 from store.incidents import Incident
 from store.projects import get_project
@@ -39,7 +39,7 @@ from topics.fields import Checker, parse_timestamp
 
 STATUSES = ("open", "resolved")
 
-Act = Callable[[AsyncConnection, Incident], Awaitable[web.Response]]
+Act = Callable[[Connection, Incident], Awaitable[web.Response]]
 
 
 # --- reading --------------------------------------------------------------------------------------
@@ -81,7 +81,7 @@ def _cursor(request: web.Request) -> tuple[datetime, str] | None:
     return at, str(cursor[1])
 
 
-async def _visible_incident(request: web.Request, conn: AsyncConnection, *, lock: bool = False) -> Incident:
+async def _visible_incident(request: web.Request, conn: Connection, *, lock: bool = False) -> Incident:
     # The same answer whether the incident does not exist or is in a project the operator cannot
     # see: incident ids of other projects stay unknown.
     not_found = Problem(404, "incident-not-found", "Incident not found",
@@ -96,7 +96,7 @@ async def _visible_incident(request: web.Request, conn: AsyncConnection, *, lock
 # --- actions --------------------------------------------------------------------------------------
 
 async def acknowledge(request: web.Request) -> web.Response:
-    async def act(conn: AsyncConnection, incident: Incident) -> web.Response:
+    async def act(conn: Connection, incident: Incident) -> web.Response:
         if incident.acknowledged_at is not None:
             # Someone is on it already; acknowledging again announces nothing.
             return json_response(202, incident_document(incident))
@@ -110,7 +110,7 @@ async def acknowledge(request: web.Request) -> web.Response:
 async def resolve(request: web.Request) -> web.Response:
     note = await parsed_body(request, parse_resolve)
 
-    async def act(conn: AsyncConnection, incident: Incident) -> web.Response:
+    async def act(conn: Connection, incident: Incident) -> web.Response:
         event = _event(request, incident, "resolved", resolution="manual", note=note)
         await _publish(request, (INCIDENTS, event))
         return json_response(202, incident_document(await _commit(conn, request, event, note=note)))
@@ -119,7 +119,7 @@ async def resolve(request: web.Request) -> web.Response:
 
 
 async def reprocess(request: web.Request) -> web.Response:
-    async def act(conn: AsyncConnection, incident: Incident) -> web.Response:
+    async def act(conn: Connection, incident: Incident) -> web.Response:
         project = await get_project(conn, incident.project_id)
         if project is None or project.repair_callback_url is None:
             raise Problem(409, "no-callback", "No repair callback",
@@ -159,7 +159,7 @@ def parse_resolve(doc: Any) -> str:
 async def _act_on_open_incident(request: web.Request, act: Act) -> web.Response:
     """Run ``act`` idempotently on the path's incident, its row locked so that two actions on one
     incident take turns (the second sees what the first did)."""
-    async def action(conn: AsyncConnection) -> web.Response:
+    async def action(conn: Connection) -> web.Response:
         incident = await _visible_incident(request, conn, lock=True)
         if incident.status == "resolved":
             raise Problem(409, "incident-resolved", "Incident resolved",
@@ -195,7 +195,7 @@ async def _publish(request: web.Request, *messages: tuple[TopicSpec, IncidentEve
         raise kafka_unavailable("The action was not completed", exc) from exc
 
 
-async def _commit(conn: AsyncConnection, request: web.Request, event: IncidentEvent,
+async def _commit(conn: Connection, request: web.Request, event: IncidentEvent,
                   **audit_data: Any) -> Incident:
     """After Kafka took the event: the read model and the audit row, in the action's transaction."""
     await incidents.apply_event(conn, event)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from aiohttp import web
-from psycopg import AsyncConnection
 
 from api_gateway.http_input import parsed_body
 from api_gateway.idempotency import run_idempotent, with_secret_redacted
@@ -14,6 +13,7 @@ from api_gateway.responses import json_document, json_response
 from api_gateway.state import POOL
 from sendpromptly.apikeys import generate_api_key
 from store import projects
+from store.db import Connection
 from store.projects import ApiKeyInfo
 
 
@@ -28,7 +28,7 @@ def key_document(key: ApiKeyInfo) -> dict[str, object]:
 async def create(request: web.Request) -> web.Response:
     label = await parsed_body(request, parse_key_create)
 
-    async def action(conn: AsyncConnection) -> web.Response:
+    async def action(conn: Connection) -> web.Response:
         project = await visible_project(request, conn)
         new_key = generate_api_key()
         key_id = await projects.add_api_key(conn, project.id, label, new_key)
@@ -55,7 +55,7 @@ async def list_(request: web.Request) -> web.Response:
 
 
 async def revoke(request: web.Request) -> web.Response:
-    async def action(conn: AsyncConnection) -> web.Response:
+    async def action(conn: Connection) -> web.Response:
         project = await visible_project(request, conn)
         not_found = Problem(404, "key-not-found", "API key not found",
                             f"No API key {request.match_info['key_id']!r} in this project.")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from aiohttp import web
-from psycopg import AsyncConnection
 
 from api_gateway.http_input import parsed_body
 from api_gateway.idempotency import run_idempotent
@@ -15,6 +14,7 @@ from api_gateway.state import POOL, SETTINGS
 from sendpromptly.ids import is_well_formed
 from sendpromptly.targets import TargetError, check_url
 from store import destinations, operators, projects
+from store.db import Connection
 from store.projects import Project
 from topics.fields import parse_timestamp
 
@@ -23,7 +23,7 @@ async def create(request: web.Request) -> web.Response:
     operator = operator_of(request)
     body = await parsed_body(request, parse_project_create)
 
-    async def action(conn: AsyncConnection) -> web.Response:
+    async def action(conn: Connection) -> web.Response:
         if body.values.get("mode") == "live":
             raise Problem(409, "live-prerequisites", "Cannot create a live project",
                           "Create the project in test mode, set its callback, key and alert destination, then switch it to live.")
@@ -62,7 +62,7 @@ async def read(request: web.Request) -> web.Response:
 async def update(request: web.Request) -> web.Response:
     body = await parsed_body(request, parse_project_update)
 
-    async def action(conn: AsyncConnection) -> web.Response:
+    async def action(conn: Connection) -> web.Response:
         project = await visible_project(request, conn)
         changes = {k: v for k, v in body.values.items() if getattr(project, k) != v}
         if changes.get("mode") == "live":
@@ -77,7 +77,7 @@ async def update(request: web.Request) -> web.Response:
     return await run_idempotent(request, operator_of(request).id, action)
 
 
-async def require_live_prerequisites(request: web.Request, conn: AsyncConnection, project: Project) -> None:
+async def require_live_prerequisites(request: web.Request, conn: Connection, project: Project) -> None:
     """Live mode needs a reachable repair path and someone to tell: refuse with every gap named."""
     missing: list[tuple[str, str]] = []
     if project.repair_callback_url is None:
