@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import faust
 from aiokafka.partitioner import murmur2
+from faust.tables.manager import TableManager
+from faust.transport.consumer import Consumer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from agents import metrics
@@ -61,16 +63,19 @@ def create_app(settings: Settings) -> faust.App:
         web_port=settings.agents_web_port,
         web_host=settings.http_host,
     )
-    raw = {"key_serializer": "raw", "value_serializer": "raw"}
+
+    def raw_topic(*topic_names: str) -> faust.TopicT:
+        return app.topic(*topic_names, key_serializer="raw", value_serializer="raw")
+
     names = TrackerTopics(receipts=RECEIPTS.name(prefix), results=RESULTS.name(prefix),
                           incidents=INCIDENTS.name(prefix), deadlines=DEADLINES.name(prefix))
     # One stream over every co-partitioned input: a flow's receipts, results, operator actions and
     # deadline ticks all arrive on the same partition number, in order, to the task that owns it.
-    inputs = app.topic(names.receipts, names.results, names.incidents, names.deadlines, **raw)
-    audit = app.topic(AUDIT.name(prefix), **raw)
-    incidents = app.topic(names.incidents, **raw)
-    deadlines = app.topic(names.deadlines, **raw)
-    deadletter = app.topic(DEADLETTER.name(prefix), **raw)
+    inputs = raw_topic(names.receipts, names.results, names.incidents, names.deadlines)
+    audit = raw_topic(AUDIT.name(prefix))
+    incidents = raw_topic(names.incidents)
+    deadlines = raw_topic(names.deadlines)
+    deadletter = raw_topic(DEADLETTER.name(prefix))
     # key_type=bytes stores the flow key as is (faust would JSON-encode it otherwise); values are JSON.
     flows = app.Table(FLOW_TABLE, partitions=settings.flow_partitions, key_type=bytes)
     index = DeadlineIndex()
@@ -117,7 +122,7 @@ def create_app(settings: Settings) -> faust.App:
                     index.forget(key)
 
     @app.on_rebalance_complete.connect
-    async def rebuild_index(sender: Any, **kwargs: Any) -> None:
+    async def rebuild_index(sender: Any, /, *args: Any, **kwargs: Any) -> None:
         """The partitions this worker owns changed: index their pending flows afresh."""
         index.clear()
         for key, stored in flows.items():
@@ -138,27 +143,28 @@ def create_app(settings: Settings) -> faust.App:
 
     @app.timer(LAG_SECONDS)
     async def measure_lag() -> None:
-        consumer = app.consumer
+        # The concrete consumer, not the ConsumerT interface: the committed offsets are its own.
+        consumer = cast(Consumer, app.consumer)
         for tp in consumer.assignment():
             if tp.topic in (names.receipts, names.results, names.incidents, names.deadlines):
                 # faust keeps committed offsets privately; lag = end of partition - committed.
-                committed = consumer._committed_offset.get(tp) or 0  # noqa: SLF001
+                committed = consumer._committed_offset.get(tp) or 0
                 lag = max(0, consumer.highwater(tp) - committed)
                 metrics.CONSUMER_LAG.labels(app.conf.id, tp.topic, str(tp.partition)).set(lag)
 
     @app.page("/healthz")
-    async def healthz(web: faust.web.Web, request: faust.web.Request) -> faust.web.Response:
-        return web.json({"status": "ok"})
+    async def healthz(view: faust.web.View, request: faust.web.Request) -> faust.web.Response:
+        return view.json({"status": "ok"})
 
     @app.page("/readyz")
-    async def readyz(web: faust.web.Web, request: faust.web.Request) -> faust.web.Response:
-        ready = app.tables.recovery.completed.is_set() and not app.rebalancing
-        return web.json({"status": "ready" if ready else "starting"}, status=200 if ready else 503)
+    async def readyz(view: faust.web.View, request: faust.web.Request) -> faust.web.Response:
+        ready = cast(TableManager, app.tables).recovery.completed.is_set() and not app.rebalancing
+        return view.json({"status": "ready" if ready else "starting"}, status=200 if ready else 503)
 
     @app.page("/metrics")
-    async def metrics_page(web: faust.web.Web, request: faust.web.Request) -> faust.web.Response:
+    async def metrics_page(view: faust.web.View, request: faust.web.Request) -> faust.web.Response:
         # aiohttp refuses a charset inside content_type; Prometheus reads the bare type fine.
-        return web.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST.partition(";")[0])
+        return view.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST.partition(";")[0])
 
     return app
 

@@ -225,7 +225,7 @@ def state_from_json(doc: dict[str, Any] | None) -> FlowState:
     return FlowState(
         flow=None if flow is None else Flow(**_load(flow, Flow)),
         held=tuple(HeldResult(**_load(h, HeldResult)) for h in doc.get("held", ())),
-        seen=tuple((key, parse_timestamp(at)) for key, at in doc.get("seen", ())),
+        seen=tuple((key, _stored_time(at)) for key, at in doc.get("seen", ())),
     )
 
 
@@ -238,11 +238,18 @@ def _fields_of(obj: Flow | HeldResult) -> dict[str, Any]:
     return {name: getattr(obj, name) for name in obj.__dataclass_fields__}
 
 
+def _stored_time(value: str) -> datetime:
+    """A time ``state_to_json`` wrote with ``format_timestamp``, so always a valid one."""
+    at = parse_timestamp(value)
+    assert at is not None, value
+    return at
+
+
 def _dump(values: dict[str, Any]) -> dict[str, Any]:
     return {k: format_timestamp(v) if isinstance(v, datetime) else v for k, v in values.items()}
 
 
-def _load(values: dict[str, Any], cls: type) -> dict[str, Any]:
+def _load(values: dict[str, Any], cls: type[Flow] | type[HeldResult]) -> dict[str, Any]:
     known = {k: v for k, v in values.items() if k in cls.__dataclass_fields__}
     for name in _TIME_FIELDS & known.keys():
         if known[name] is not None:

@@ -90,7 +90,9 @@ class FlowTracker:
 
     async def _signal(self, message: Incoming, state: machine.FlowState, now: datetime) -> machine.Step | None:
         kind = "receipt" if message.topic == self._topics.receipts else "result"
-        signal: Receipt | Result = decode(Receipt if kind == "receipt" else Result, message.value)
+        signal: Receipt | Result = (
+            decode(Receipt, message.value) if kind == "receipt" else decode(Result, message.value)
+        )
         _require_flow_key(message, signal.project_id, signal.reference)
         project = await self._projects.get(signal.project_id)
         if project is None:

@@ -128,7 +128,7 @@ def _json_content(schema: dict[str, Any], media_type: str = JSON) -> dict[str, A
 
 def _schemas() -> dict[str, Any]:
     timestamp, mode = _ref("Timestamp"), _ref("Mode")
-    project_fields = {
+    project_fields: dict[str, dict[str, Any]] = {
         "mode": mode,
         "timeout_minutes": {"type": "integer", "minimum": TIMEOUT_MINUTES_RANGE[0],
                             "maximum": TIMEOUT_MINUTES_RANGE[1]},

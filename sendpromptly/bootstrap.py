@@ -4,6 +4,7 @@ for the first admin and for when no admin can log in."""
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sendpromptly import operator_tokens
@@ -48,8 +49,9 @@ async def create_operator(database_url: str, *, email: str, is_admin: bool, proj
             await operators.add_token(conn, created.id, operator_tokens.hash_token(token))
             for project_id in project_ids:
                 await operators.add_member(conn, project_id, created.id)
-            for project_id in project_ids or [None]:
-                await audit.record(conn, project_id=project_id, actor=ACTOR, action="operator.created",
+            audit_scopes: Sequence[str | None] = project_ids or [None]  # None: the system chain
+            for scope in audit_scopes:
+                await audit.record(conn, project_id=scope, actor=ACTOR, action="operator.created",
                                    target=created.id, data={"email": email, "admin": is_admin})
     finally:
         await pool.close()
@@ -64,8 +66,9 @@ async def revoke_tokens(database_url: str, email: str) -> int:
             if operator is None:
                 raise BootstrapError(f"no operator with email {email}")
             count = await operators.revoke_tokens(conn, operator.id)
-            for project_id in sorted(operator.project_ids) or [None]:
-                await audit.record(conn, project_id=project_id, actor=ACTOR, action="operator.tokens_revoked",
+            audit_scopes: Sequence[str | None] = sorted(operator.project_ids) or [None]
+            for scope in audit_scopes:
+                await audit.record(conn, project_id=scope, actor=ACTOR, action="operator.tokens_revoked",
                                    target=operator.id, data={"email": email, "tokens": count})
     finally:
         await pool.close()

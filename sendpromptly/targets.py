@@ -65,7 +65,9 @@ async def resolve(host: str, port: int) -> list[str]:
         raise TargetError(f"host {host!r} does not resolve ({exc.strerror})") from None
     except UnicodeError:  # IDNA refuses empty or over-long labels and some characters
         raise TargetError(f"host {host!r} is not a valid host name") from None
-    return sorted({info[4][0] for info in infos})
+    # info[4] is the socket address; for the AF_INET and AF_INET6 a host name resolves to, [0] is the
+    # address text (typeshed also allows the int of other families).
+    return sorted({str(info[4][0]) for info in infos})
 
 
 async def check_url(url: str, *, require_https: bool, allow_private: bool) -> str:
