@@ -59,6 +59,8 @@ class ReadModelSink:
 
 
 def flow_from_event(event: AuditEvent) -> FlowView:
+    if event.project_id is None:  # the schema allows it for system events; a flow has a project
+        raise Unprocessable("invalid_flow_data", f"{event.action} event has no project_id")
     data = event.data
     try:
         return FlowView(
