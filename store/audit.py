@@ -40,7 +40,8 @@ async def record(conn: Connection, *, project_id: str | None, actor: str, action
     return event_id
 
 
-async def list_for_project(conn: Connection, project_id: str, *, before_seq: int | None, limit: int) -> list[AuditRow]:
+async def list_for_project(conn: Connection, project_id: str, *, before_seq: int | None,
+                           limit: int) -> list[AuditRow]:
     rows = await (await conn.execute(
         f"SELECT {_COLUMNS} FROM audit_outbox WHERE project_id = %s AND (%s::bigint IS NULL OR seq < %s)"
         " ORDER BY seq DESC LIMIT %s",
@@ -52,7 +53,8 @@ async def list_for_project(conn: Connection, project_id: str, *, before_seq: int
 async def claim_unpublished(conn: Connection, limit: int) -> list[AuditRow]:
     """Lock a batch of unpublished rows; call inside a transaction. Replicas skip each other's rows."""
     rows = await (await conn.execute(
-        f"SELECT {_COLUMNS} FROM audit_outbox WHERE published_at IS NULL ORDER BY seq LIMIT %s FOR UPDATE SKIP LOCKED",
+        f"SELECT {_COLUMNS} FROM audit_outbox WHERE published_at IS NULL"
+        " ORDER BY seq LIMIT %s FOR UPDATE SKIP LOCKED",
         (limit,),
     )).fetchall()
     return [AuditRow(**row) for row in rows]

@@ -63,9 +63,9 @@ def row_hash(*, chain: str, event_id: str, actor: str, action: str, target: str,
     """SHA-256 (hex) of the row's canonical JSON: sorted keys, no spaces, UTF-8, times in UTC to the
     microsecond (what ``timestamptz`` keeps), so the hash recomputes from the stored row."""
     canonical = json.dumps({
-        "chain": chain, "event_id": event_id, "actor": actor, "action": action, "target": target, "data": data,
-        "source_address": source_address, "occurred_at": _time(occurred_at), "recorded_at": _time(recorded_at),
-        "prev_hash": prev_hash,
+        "chain": chain, "event_id": event_id, "actor": actor, "action": action, "target": target,
+        "data": data, "source_address": source_address, "occurred_at": _time(occurred_at),
+        "recorded_at": _time(recorded_at), "prev_hash": prev_hash,
     }, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
@@ -81,7 +81,9 @@ async def append(conn: Connection, event: AuditEvent) -> bool:
     async with conn.transaction():
         # Held until commit: the next append to this chain reads the head this one wrote.
         await conn.execute("SELECT pg_advisory_xact_lock(hashtext('audit_log:' || %s))", (chain,))
-        if await (await conn.execute("SELECT 1 FROM audit_log WHERE event_id = %s", (event.event_id,))).fetchone():
+        if await (await conn.execute(
+            "SELECT 1 FROM audit_log WHERE event_id = %s", (event.event_id,)
+        )).fetchone():
             return False
         head = await (await conn.execute(
             "SELECT hash FROM audit_log WHERE chain = %s ORDER BY seq DESC LIMIT 1", (chain,))).fetchone()
@@ -93,11 +95,12 @@ async def append(conn: Connection, event: AuditEvent) -> bool:
                           target=event.target, data=data, source_address=event.source_address,
                           occurred_at=event.occurred_at, recorded_at=recorded_at, prev_hash=prev_hash)
         cursor = await conn.execute(
-            "INSERT INTO audit_log (chain, event_id, actor, action, target, data, source_address, occurred_at,"
-            "   recorded_at, prev_hash, hash) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+            "INSERT INTO audit_log (chain, event_id, actor, action, target, data, source_address,"
+            "   occurred_at, recorded_at, prev_hash, hash)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
             " ON CONFLICT (event_id) DO NOTHING",
-            (chain, event.event_id, event.actor, event.action, event.target, Jsonb(data), event.source_address,
-             event.occurred_at, recorded_at, prev_hash, digest),
+            (chain, event.event_id, event.actor, event.action, event.target, Jsonb(data),
+             event.source_address, event.occurred_at, recorded_at, prev_hash, digest),
         )
         return cursor.rowcount == 1
 
@@ -131,8 +134,10 @@ async def verify_chain(conn: Connection, chain: str) -> tuple[int, BrokenLink | 
                                            "prev_hash does not match the previous row's hash")
             expected = row_hash(chain=row.chain, event_id=row.event_id, actor=row.actor, action=row.action,
                                 target=row.target, data=row.data, source_address=row.source_address,
-                                occurred_at=row.occurred_at, recorded_at=row.recorded_at, prev_hash=row.prev_hash)
+                                occurred_at=row.occurred_at, recorded_at=row.recorded_at,
+                                prev_hash=row.prev_hash)
             if row.hash != expected:
-                return checked, BrokenLink(chain, row.seq, row.event_id, "the row's fields do not match its hash")
+                return checked, BrokenLink(chain, row.seq, row.event_id,
+                                           "the row's fields do not match its hash")
             prev_hash = row.hash
     return checked, None

@@ -71,7 +71,8 @@ async def claim_due(conn: Connection, *, limit: int, lease: timedelta) -> list[D
                 "UPDATE callback_deliveries SET next_attempt_at = now() + %s WHERE replay_id = ANY(%s)",
                 (lease, [row["replay_id"] for row in rows]),
             )
-    return [Delivery(row["replay_id"], RepairRequest.from_dict(row["request"]), row["attempts"]) for row in rows]
+    return [Delivery(row["replay_id"], RepairRequest.from_dict(row["request"]), row["attempts"])
+            for row in rows]
 
 
 async def record_attempt(conn: Connection, attempt: Attempt, *, status: str,
@@ -90,7 +91,8 @@ async def record_attempt(conn: Connection, attempt: Attempt, *, status: str,
     if cursor.rowcount != 1:
         return False
     await conn.execute(
-        "INSERT INTO callback_attempts (replay_id, attempt, nonce, attempted_at, http_status, latency_ms, error)"
+        "INSERT INTO callback_attempts"
+        " (replay_id, attempt, nonce, attempted_at, http_status, latency_ms, error)"
         " VALUES (%s, %s, %s, %s, %s, %s, %s)",
         (attempt.replay_id, attempt.number, attempt.nonce, attempt.attempted_at, attempt.http_status,
          attempt.latency_ms, attempt.error),

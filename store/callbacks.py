@@ -24,13 +24,15 @@ class StoredSecret:
     retired_at: datetime | None
 
 
-async def replace_secret(conn: Connection, project_id: str, secret_enc: dict[str, Any], *, overlap: bool) -> str:
+async def replace_secret(conn: Connection, project_id: str, secret_enc: dict[str, Any], *,
+                         overlap: bool) -> str:
     """Store a new signing secret. With ``overlap`` the current ones keep signing for 24 h
     (rotation); without, they stop at once (a new URL gets a fresh secret of its own)."""
+    retire_after = ROTATION_OVERLAP if overlap else timedelta(0)
     await conn.execute(
         "UPDATE callback_secrets SET retired_at = now() + %s"
         " WHERE project_id = %s AND (retired_at IS NULL OR retired_at > now() + %s)",
-        (ROTATION_OVERLAP if overlap else timedelta(0), project_id, ROTATION_OVERLAP if overlap else timedelta(0)),
+        (retire_after, project_id, retire_after),
     )
     secret_id = new_id("sec")
     await conn.execute(

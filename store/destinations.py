@@ -26,7 +26,8 @@ _COLUMNS = "id, project_id, type, target, created_at, last_failure, failed_at"
 
 async def add_destination(conn: Connection, project_id: str, type_: str, target: str) -> Destination:
     row = await (await conn.execute(
-        f"INSERT INTO alert_destinations (id, project_id, type, target) VALUES (%s, %s, %s, %s) RETURNING {_COLUMNS}",
+        f"INSERT INTO alert_destinations (id, project_id, type, target) VALUES (%s, %s, %s, %s)"
+        f" RETURNING {_COLUMNS}",
         (new_id("dst"), project_id, type_, target),
     )).fetchone()
     assert row is not None  # INSERT ... RETURNING yields the new row
@@ -42,9 +43,11 @@ async def list_destinations(conn: Connection, project_id: str) -> list[Destinati
     return [Destination(**row) for row in rows]
 
 
-async def remove_destination(conn: Connection, project_id: str, destination_id: str) -> Destination | None:
+async def remove_destination(conn: Connection, project_id: str,
+                             destination_id: str) -> Destination | None:
     row = await (await conn.execute(
-        f"UPDATE alert_destinations SET deleted_at = now() WHERE project_id = %s AND id = %s AND deleted_at IS NULL"
+        f"UPDATE alert_destinations SET deleted_at = now()"
+        f" WHERE project_id = %s AND id = %s AND deleted_at IS NULL"
         f" RETURNING {_COLUMNS}",
         (project_id, destination_id),
     )).fetchone()

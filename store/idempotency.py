@@ -120,7 +120,8 @@ async def claim_many(conn: Connection, requests: Sequence[ClaimRequest]) -> list
             request = requests[index]
             row = existing.get((request.scope, request.key))
             if row is None or row["expired"] or (
-                    row["state"] == "in_flight" and row["lease_over"] and bytes(row["fingerprint"]) == request.fingerprint):
+                    row["state"] == "in_flight" and row["lease_over"]
+                    and bytes(row["fingerprint"]) == request.fingerprint):
                 # Released since, or up for takeover: the single-key upsert decides.
                 claims[index] = await claim(conn, request.scope, request.key, request.fingerprint)
             else:
@@ -128,7 +129,8 @@ async def claim_many(conn: Connection, requests: Sequence[ClaimRequest]) -> list
     return [claims[index] for index in range(len(requests))]
 
 
-async def _records(conn: Connection, requests: Sequence[ClaimRequest]) -> dict[tuple[str, str], dict[str, Any]]:
+async def _records(conn: Connection,
+                   requests: Sequence[ClaimRequest]) -> dict[tuple[str, str], dict[str, Any]]:
     by_scope: dict[str, list[str]] = {}
     for request in requests:
         by_scope.setdefault(request.scope, []).append(request.key)
@@ -149,7 +151,8 @@ def _classified(row: dict[str, Any], fingerprint: bytes) -> Claim:
         return Claim(ClaimOutcome.MISMATCH)
     if row["state"] == "in_flight":
         return Claim(ClaimOutcome.IN_FLIGHT)
-    return Claim(ClaimOutcome.REPLAY, StoredResponse(row["response_status"], row["response_headers"], bytes(row["response_body"])))
+    return Claim(ClaimOutcome.REPLAY, StoredResponse(row["response_status"], row["response_headers"],
+                                                     bytes(row["response_body"])))
 
 
 async def complete_many(conn: Connection, completions: Sequence[Completion]) -> None:

@@ -74,7 +74,8 @@ async def context(conn: Connection, project_id: str, incident_id: str) -> tuple[
     return None if row is None else (row["name"], row["reason"])
 
 
-async def unannounced_exhausted_callbacks(conn: Connection, *, since: timedelta) -> list[ExhaustedCallback]:
+async def unannounced_exhausted_callbacks(conn: Connection, *,
+                                          since: timedelta) -> list[ExhaustedCallback]:
     """Repair-callback deliveries that ran out of retries within ``since`` and have no alert yet
     (``callback_deliveries``, written by the callbacks sink)."""
     rows = await (await conn.execute(

@@ -25,8 +25,11 @@ class EmailTaken(Exception):
     pass
 
 
-async def create_operator(conn: Connection, *, email: str, is_admin: bool, password_hash: str | None) -> Operator:
-    existing = await (await conn.execute("SELECT 1 FROM operators WHERE lower(email) = lower(%s)", (email,))).fetchone()
+async def create_operator(conn: Connection, *, email: str, is_admin: bool,
+                          password_hash: str | None) -> Operator:
+    existing = await (await conn.execute(
+        "SELECT 1 FROM operators WHERE lower(email) = lower(%s)", (email,)
+    )).fetchone()
     if existing:
         raise EmailTaken(email)
     row = await (await conn.execute(
@@ -56,7 +59,8 @@ async def add_token(conn: Connection, operator_id: str, token_hash: bytes) -> st
 
 async def revoke_tokens(conn: Connection, operator_id: str) -> int:
     cursor = await conn.execute(
-        "UPDATE operator_tokens SET revoked_at = now() WHERE operator_id = %s AND revoked_at IS NULL", (operator_id,)
+        "UPDATE operator_tokens SET revoked_at = now() WHERE operator_id = %s AND revoked_at IS NULL",
+        (operator_id,),
     )
     return cursor.rowcount
 

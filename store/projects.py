@@ -38,7 +38,9 @@ async def create_project(
 
 
 async def get_project(conn: Connection, project_id: str) -> Project | None:
-    row = await (await conn.execute(f"SELECT {_PROJECT_COLUMNS} FROM projects WHERE id = %s", (project_id,))).fetchone()
+    row = await (await conn.execute(
+        f"SELECT {_PROJECT_COLUMNS} FROM projects WHERE id = %s", (project_id,)
+    )).fetchone()
     return None if row is None else Project(**row)
 
 
@@ -53,7 +55,8 @@ async def add_api_key(conn: Connection, project_id: str, label: str, key: NewApi
     """Stores the key's hash and visible parts; returns the key's id (``key_...``)."""
     key_id = new_id("key")
     await conn.execute(
-        "INSERT INTO api_keys (id, project_id, label, prefix, last_four, key_hash) VALUES (%s, %s, %s, %s, %s, %s)",
+        "INSERT INTO api_keys (id, project_id, label, prefix, last_four, key_hash)"
+        " VALUES (%s, %s, %s, %s, %s, %s)",
         (key_id, project_id, label, key.prefix, key.last_four, key.key_hash),
     )
     return key_id
@@ -80,7 +83,8 @@ async def list_projects(conn: Connection, *, operator_id: str | None, before: tu
         "   SELECT 1 FROM project_members m WHERE m.project_id = p.id AND m.operator_id = %(op)s))"
         " AND (%(at)s::timestamptz IS NULL OR (p.created_at, p.id) < (%(at)s, %(id)s))"
         " ORDER BY p.created_at DESC, p.id DESC LIMIT %(limit)s",
-        {"op": operator_id, "at": before[0] if before else None, "id": before[1] if before else None, "limit": limit},
+        {"op": operator_id, "at": before[0] if before else None, "id": before[1] if before else None,
+         "limit": limit},
     )).fetchall()
     return [Project(**row) for row in rows]
 
@@ -129,7 +133,8 @@ async def get_api_key(conn: Connection, project_id: str, key_id: str) -> ApiKeyI
 
 async def list_api_keys(conn: Connection, project_id: str) -> list[ApiKeyInfo]:
     rows = await (await conn.execute(
-        f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE project_id = %s ORDER BY created_at DESC, id DESC", (project_id,)
+        f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE project_id = %s ORDER BY created_at DESC, id DESC",
+        (project_id,),
     )).fetchall()
     return [ApiKeyInfo(**row) for row in rows]
 

@@ -15,7 +15,16 @@ from topics.catalog import (
     split_flow_key,
 )
 from topics.codec import SchemaError, decode, encode
-from topics.messages import AuditEvent, DeadLetter, DeadlineTick, IncidentEvent, Receipt, RepairRequest, Result, Snapshot
+from topics.messages import (
+    AuditEvent,
+    DeadLetter,
+    DeadlineTick,
+    IncidentEvent,
+    Receipt,
+    RepairRequest,
+    Result,
+    Snapshot,
+)
 
 __all__ = [
     "ALL_TOPICS", "AUDIT", "DEADLETTER", "DEADLINES", "INCIDENTS", "RECEIPTS", "REPAIRS", "RESULTS",

@@ -10,7 +10,6 @@ from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, C
 from topics.catalog import ALL_TOPICS, TopicSpec
 
 
-
 class TopicMismatch(RuntimeError):
     """An existing topic differs from its definition in a way ``ensure`` must not paper over."""
 
@@ -57,7 +56,8 @@ def ensure_topics(bootstrap: str, prefix: str, flow_partitions: int, replication
     return report
 
 
-def _verify_partitions(admin: AdminClient, name: str, spec: TopicSpec, flow_partitions: int, timeout_s: float) -> None:
+def _verify_partitions(admin: AdminClient, name: str, spec: TopicSpec, flow_partitions: int,
+                       timeout_s: float) -> None:
     actual = len(admin.list_topics(name, timeout=timeout_s).topics[name].partitions)
     expected = spec.partitions(flow_partitions)
     if actual != expected:
@@ -75,8 +75,10 @@ def _align_config(admin: AdminClient, name: str, spec: TopicSpec, timeout_s: flo
     if all(current[key].value == value for key, value in wanted.items()):
         return False
     # Incremental, so settings an operator added by hand (e.g. segment.bytes) survive.
-    entries = [ConfigEntry(key, value, incremental_operation=AlterConfigOpType.SET) for key, value in wanted.items()]
-    for future in admin.incremental_alter_configs([ConfigResource(ConfigResource.Type.TOPIC, name, incremental_configs=entries)]).values():
+    entries = [ConfigEntry(key, value, incremental_operation=AlterConfigOpType.SET)
+               for key, value in wanted.items()]
+    change = ConfigResource(ConfigResource.Type.TOPIC, name, incremental_configs=entries)
+    for future in admin.incremental_alter_configs([change]).values():
         future.result(timeout=timeout_s)
     return True
 
