@@ -112,7 +112,8 @@ class AlertSender:
     def _next_state(self, number: int, error: TransportError | None) -> tuple[str, datetime | None]:
         if error is None:
             return SENT, None
-        delay = None if error.permanent else retry_delay(self._settings.alert_retry_schedule, number, None, self._rng)
+        delay = None if error.permanent else retry_delay(self._settings.alert_retry_schedule, number, None,
+                                                         self._rng)
         if delay is None:
             return FAILED, None
         return PENDING, datetime.now(UTC) + timedelta(seconds=delay)
@@ -123,9 +124,10 @@ class AlertSender:
             for callback in found:
                 alert = Alert(kind=CALLBACK_EXHAUSTED, project_id=callback.project_id,
                               project_name=callback.project_name, mode=callback.mode,
-                              occurred_at=format_timestamp(callback.finished_at), incident_id=callback.incident_id,
-                              reference=callback.reference, reason=callback.reason, replay_id=callback.replay_id,
-                              error=callback.last_error)
-                await notifications.claim(conn, project_id=callback.project_id, incident_id=callback.incident_id,
+                              occurred_at=format_timestamp(callback.finished_at),
+                              incident_id=callback.incident_id, reference=callback.reference,
+                              reason=callback.reason, replay_id=callback.replay_id, error=callback.last_error)
+                await notifications.claim(conn, project_id=callback.project_id,
+                                          incident_id=callback.incident_id,
                                           event_type=CALLBACK_EXHAUSTED, replay_id=callback.replay_id,
                                           alert=alert.to_dict())

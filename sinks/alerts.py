@@ -44,12 +44,14 @@ class AlertsSink:
             if found is None:  # an unknown project: the read model dead-letters the event
                 return
             project_name, stored_reason = found
-            alert = Alert(kind=event.type, project_id=event.project_id, project_name=project_name, mode=event.mode,
-                          occurred_at=format_timestamp(event.occurred_at), incident_id=event.incident_id,
-                          reference=event.reference, reason=event.reason or stored_reason,
+            alert = Alert(kind=event.type, project_id=event.project_id, project_name=project_name,
+                          mode=event.mode, occurred_at=format_timestamp(event.occurred_at),
+                          incident_id=event.incident_id, reference=event.reference,
+                          reason=event.reason or stored_reason,
                           resolution=event.resolution)
-            claimed = await notifications.claim(conn, project_id=event.project_id, incident_id=event.incident_id,
-                                                event_type=event.type, alert=alert.to_dict())
+            claimed = await notifications.claim(conn, project_id=event.project_id,
+                                                incident_id=event.incident_id, event_type=event.type,
+                                                alert=alert.to_dict())
         if claimed:
             self._sender.wake()
 

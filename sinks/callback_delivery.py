@@ -53,7 +53,8 @@ log = logging.getLogger(__name__)
 
 ATTEMPTS = Counter("sendpromptly_callback_attempts_total", "Repair callback attempts, by what came of them",
                    ["outcome"])
-LATENCY = Histogram("sendpromptly_callback_latency_seconds", "Time from sending a repair callback to its answer",
+LATENCY = Histogram("sendpromptly_callback_latency_seconds",
+                    "Time from sending a repair callback to its answer",
                     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
 
 ACTOR = "system:callbacks"
@@ -74,7 +75,8 @@ class Target:
     payload: dict[str, Any] | None
 
 
-def repair_body(repair: RepairRequest, attempt: int, nonce: str, payload: dict[str, Any] | None) -> dict[str, Any]:
+def repair_body(repair: RepairRequest, attempt: int, nonce: str,
+                payload: dict[str, Any] | None) -> dict[str, Any]:
     body: dict[str, Any] = {
         "type": "repair.requested", "replay_id": repair.replay_id, "attempt": attempt, "nonce": nonce,
         "incident_id": repair.incident_id, "project_id": repair.project_id, "mode": repair.mode,
@@ -86,12 +88,14 @@ def repair_body(repair: RepairRequest, attempt: int, nonce: str, payload: dict[s
     return body
 
 
-def signed_headers(replay_id: str, timestamp: int, raw_body: bytes, signing_secrets: list[str]) -> dict[str, str]:
+def signed_headers(replay_id: str, timestamp: int, raw_body: bytes,
+                   signing_secrets: list[str]) -> dict[str, str]:
     return {
         "Content-Type": "application/json",
         "webhook-id": replay_id,
         "webhook-timestamp": str(timestamp),
-        "webhook-signature": " ".join(sign(secret, replay_id, timestamp, raw_body) for secret in signing_secrets),
+        "webhook-signature": " ".join(sign(secret, replay_id, timestamp, raw_body)
+                                      for secret in signing_secrets),
     }
 
 
@@ -145,7 +149,8 @@ class CallbackDeliverer:
         http_status, retry_after, error = None, None, None
         started = time.monotonic()
         try:
-            async with session.post(target.url, data=raw_body, headers=headers, allow_redirects=False) as response:
+            async with session.post(target.url, data=raw_body, headers=headers,
+                                    allow_redirects=False) as response:
                 http_status = response.status
                 retry_after = parse_retry_after(response.headers.get("Retry-After"), datetime.now(UTC))
         except TimeoutError:
@@ -196,10 +201,12 @@ class CallbackDeliverer:
         try:
             return open_snapshot(self._snapshot_keyring, repair.project_id, repair.reference, snapshot)
         except DecryptionError as exc:
-            log.warning("replay %s: the snapshot does not open (%s); calling without payload", repair.replay_id, exc)
+            log.warning("replay %s: the snapshot does not open (%s); calling without payload",
+                        repair.replay_id, exc)
             return None
 
-    async def _record(self, repair: RepairRequest, attempt: Attempt, state: tuple[str, datetime | None]) -> None:
+    async def _record(self, repair: RepairRequest, attempt: Attempt,
+                      state: tuple[str, datetime | None]) -> None:
         status, next_attempt_at = state
         async with self._pool.connection() as conn, conn.transaction():
             if not await record_attempt(conn, attempt, status=status, next_attempt_at=next_attempt_at):
@@ -207,8 +214,9 @@ class CallbackDeliverer:
                             repair.replay_id, attempt.number)
                 return
             await incidents.record_replay_attempts(conn, repair.replay_id, attempt.number)
-            data = {"replay_id": repair.replay_id, "attempt": attempt.number, "http_status": attempt.http_status,
-                    "latency_ms": attempt.latency_ms, "error": attempt.error, "result": OUTCOME_LABELS[status]}
+            data = {"replay_id": repair.replay_id, "attempt": attempt.number,
+                    "http_status": attempt.http_status, "latency_ms": attempt.latency_ms,
+                    "error": attempt.error, "result": OUTCOME_LABELS[status]}
             if next_attempt_at is not None:
                 data["next_attempt_at"] = format_timestamp(next_attempt_at)
             await audit.record(conn, project_id=repair.project_id, actor=ACTOR, action="callback.attempted",
@@ -225,9 +233,11 @@ class CallbackDeliverer:
             await self._record_failure(conn, repair, FAILED, reason)
         log.warning("replay %s: not called: %s", repair.replay_id, reason)
 
-    async def _record_failure(self, conn: Connection, repair: RepairRequest, status: str, reason: str) -> None:
+    async def _record_failure(self, conn: Connection, repair: RepairRequest, status: str,
+                              reason: str) -> None:
         """The replay's outcome is ``failed``; the audit says why (``callback.failed`` or
         ``callback.exhausted``). Alerts pick exhausted deliveries up from ``callback_deliveries``."""
-        await incidents.record_replay_outcome(conn, repair.project_id, repair.reference, repair.replay_id, "failed")
+        await incidents.record_replay_outcome(conn, repair.project_id, repair.reference, repair.replay_id,
+                                              "failed")
         await audit.record(conn, project_id=repair.project_id, actor=ACTOR, action=f"callback.{status}",
                            target=repair.incident_id, data={"replay_id": repair.replay_id, "reason": reason})

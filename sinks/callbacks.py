@@ -52,8 +52,9 @@ class CallbacksSink:
                                            repair.requested_at)
                 await record_delivery(conn, repair)
         except ForeignKeyViolation:
-            raise Unprocessable("unknown_incident",
-                                f"incident {repair.incident_id} of {repair.project_id} does not exist") from None
+            raise Unprocessable(
+                "unknown_incident", f"incident {repair.incident_id} of {repair.project_id} does not exist",
+            ) from None
         self._deliverer.wake()
 
     async def handle_receipt(self, record: ConsumerRecord) -> None:
@@ -63,7 +64,8 @@ class CallbacksSink:
         snapshot = receipt.snapshot
         with contextlib.suppress(ForeignKeyViolation):  # an unknown project: the agents dead-letter it
             async with self._pool.connection() as conn:
-                await store_snapshot(conn, receipt.project_id, receipt.reference, snapshot, receipt.received_at)
+                await store_snapshot(conn, receipt.project_id, receipt.reference, snapshot,
+                                     receipt.received_at)
 
     async def handle_result(self, record: ConsumerRecord) -> None:
         result = _signal(Result, record)
@@ -86,5 +88,6 @@ def build(pool: Pool, settings: Settings) -> dict[TopicSpec, Handler]:
     deliverer = CallbackDeliverer(pool, settings)
     sink = CallbacksSink(pool, deliverer)
     # They run beside the consumer in this process and stop once the sink process closes its pool.
-    sink.background = [asyncio.get_running_loop().create_task(job) for job in (deliverer.run(), purge_hourly(pool))]
+    sink.background = [asyncio.get_running_loop().create_task(job)
+                       for job in (deliverer.run(), purge_hourly(pool))]
     return sink.handlers()

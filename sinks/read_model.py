@@ -64,8 +64,8 @@ def flow_from_event(event: AuditEvent) -> FlowView:
     data = event.data
     try:
         return FlowView(
-            project_id=event.project_id, reference=data["reference"], mode=data["mode"], status=data["status"],
-            event_type=data["event_type"], effect_type=data["effect_type"],
+            project_id=event.project_id, reference=data["reference"], mode=data["mode"],
+            status=data["status"], event_type=data["event_type"], effect_type=data["effect_type"],
             received_at=_time(data["received_at"]), deadline=_time(data["deadline"]),
             applied_at=None if data.get("applied_at") is None else _time(data["applied_at"]),
             incident_id=data.get("incident_id"), version=int(data["version"]),

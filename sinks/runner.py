@@ -90,7 +90,8 @@ class SinkRunner:
                               record.partition, record.offset)
                 await asyncio.sleep(RETRY_DELAY_SECONDS)
 
-    async def _dead_letter(self, producer: AIOKafkaProducer, record: ConsumerRecord, reason: str, detail: str) -> None:
+    async def _dead_letter(self, producer: AIOKafkaProducer, record: ConsumerRecord, reason: str,
+                           detail: str) -> None:
         DEAD_LETTERS.labels(f"sinks.{self.name}", reason).inc()
         log.warning("sink %s dead-letters %s[%d]@%d: %s: %s", self.name, record.topic, record.partition,
                     record.offset, reason, detail)

@@ -26,7 +26,8 @@ async def purge_snapshots(pool: Pool, *, now: datetime | None = None) -> dict[st
         purged = await delete_received_before(conn, cutoff)
         for project_id, count in purged.items():
             await audit.record(conn, project_id=project_id, actor=ACTOR, action="snapshots.purged",
-                               target=project_id, data={"count": count, "received_before": cutoff.isoformat()})
+                               target=project_id,
+                               data={"count": count, "received_before": cutoff.isoformat()})
     return purged
 
 

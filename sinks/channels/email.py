@@ -82,12 +82,13 @@ class EmailChannel:
             raise TransportError("no SMTP server is configured (SENDPROMPTLY_SMTP_URL)", permanent=False)
         try:
             await aiosmtplib.send(
-                compose(alert, self._sender, target, self._console_url), hostname=server.host, port=server.port,
-                username=server.username, password=server.password, use_tls=server.use_tls,
-                start_tls=server.start_tls, timeout=self._timeout)
+                compose(alert, self._sender, target, self._console_url), hostname=server.host,
+                port=server.port, username=server.username, password=server.password,
+                use_tls=server.use_tls, start_tls=server.start_tls, timeout=self._timeout)
         except aiosmtplib.SMTPRecipientsRefused as exc:
             codes = [refused.code for refused in exc.recipients]
-            raise TransportError(f"SMTP refused {target}: " + "; ".join(f"{r.code} {r.message}" for r in exc.recipients),
+            refusals = "; ".join(f"{r.code} {r.message}" for r in exc.recipients)
+            raise TransportError(f"SMTP refused {target}: " + refusals,
                                  permanent=all(500 <= code < 600 for code in codes)) from None
         except aiosmtplib.SMTPResponseException as exc:
             raise TransportError(f"SMTP {exc.code}: {exc.message}", permanent=500 <= exc.code < 600) from None
