@@ -90,8 +90,8 @@ def create_app(settings: Settings) -> faust.App:
     async def publish(outcome: Outcome, key: bytes) -> None:
         if outcome.dead_letter is not None:
             reason = outcome.dead_letter.reason
-            log.warning("dead-lettered %s[%d]@%d: %s", outcome.dead_letter.topic, outcome.dead_letter.partition,
-                        outcome.dead_letter.offset, reason)
+            log.warning("dead-lettered %s[%d]@%d: %s", outcome.dead_letter.topic,
+                        outcome.dead_letter.partition, outcome.dead_letter.offset, reason)
             DEAD_LETTERS.labels(FlowTracker.CONSUMER, reason.split(":", 1)[0]).inc()
             await deadletter.send(key=key, value=encode(outcome.dead_letter))
         for out in outcome.messages:
@@ -128,7 +128,8 @@ def create_app(settings: Settings) -> faust.App:
         for key, stored in flows.items():
             flow = state_from_json(stored).flow
             if flow is not None and flow.status is Status.PENDING:
-                index.track(key, flow.deadline, stored.get(PARTITION_FIELD, _partition_of(key, settings.flow_partitions)))
+                index.track(key, flow.deadline,
+                            stored.get(PARTITION_FIELD, _partition_of(key, settings.flow_partitions)))
         metrics.PENDING_FLOWS.set(len(index))
         log.info("deadline index rebuilt: %d pending flows", len(index))
 

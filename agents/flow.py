@@ -127,7 +127,8 @@ def remember(state: FlowState, idempotency_key: str, now: datetime) -> FlowState
     return replace(state, seen=(*recent, (idempotency_key, now))[-MAX_REMEMBERED_KEYS:])
 
 
-def on_receipt(state: FlowState, receipt: Receipt, *, mode: str, project_timeout_minutes: int, now: datetime) -> Step:
+def on_receipt(state: FlowState, receipt: Receipt, *, mode: str, project_timeout_minutes: int,
+               now: datetime) -> Step:
     """Start the flow; a repeated receipt changes nothing (its deadline does not move)."""
     if state.flow is not None:
         return Step(state)
@@ -176,7 +177,8 @@ def _apply_result(state: FlowState, result: HeldResult, now: datetime) -> Step:
             return _open_incident(state, "failed_outcome", now)
         if result.received_at <= flow.deadline:
             applied = _advance(flow, status=Status.APPLIED, applied_at=result.received_at)
-            return Step(replace(state, flow=applied), [Transition(applied, flow.status, "result_succeeded", now)])
+            return Step(replace(state, flow=applied),
+                        [Transition(applied, flow.status, "result_succeeded", now)])
         # Succeeded, but after the deadline and before the timer fired: the incident was due, so
         # it opens and the late success resolves it at once, as if the timer had been on time.
         opened = _open_incident(state, "timeout", now)
@@ -197,7 +199,8 @@ def _open_incident(state: FlowState, reason: str, now: datetime) -> Step:
         flow, status=Status.INCIDENT, incident_id=incident_id_for(flow.project_id, flow.reference),
         incident_reason=reason,
     )
-    return Step(replace(state, flow=opened), [Transition(opened, flow.status, reason, now), IncidentOpened(opened, now)])
+    return Step(replace(state, flow=opened),
+                [Transition(opened, flow.status, reason, now), IncidentOpened(opened, now)])
 
 
 def _advance(flow: Flow, **changes: Any) -> Flow:

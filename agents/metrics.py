@@ -6,7 +6,8 @@ from prometheus_client import Counter, Gauge, Histogram
 
 PENDING_FLOWS = Gauge("sendpromptly_pending_flows", "Pending flows whose deadline this worker watches")
 INCIDENTS_OPENED = Counter("sendpromptly_incidents_opened_total", "Incidents opened", ["reason", "mode"])
-INCIDENTS_RESOLVED = Counter("sendpromptly_incidents_resolved_total", "Incidents resolved", ["resolution", "mode"])
+INCIDENTS_RESOLVED = Counter("sendpromptly_incidents_resolved_total", "Incidents resolved",
+                             ["resolution", "mode"])
 DETECTION_LAG = Histogram(
     "sendpromptly_detection_lag_seconds", "From a flow's deadline to its timeout incident opening",
     buckets=(0.05, 0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10, 30),
@@ -15,6 +16,8 @@ JOIN_LATENCY = Histogram(
     "sendpromptly_join_latency_seconds", "From a signal's receipt at the gateway to the agents applying it",
     ["kind"], buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
-DUPLICATES = Counter("sendpromptly_duplicate_signals_total", "Signals dropped as repeats of an idempotency key",
-                     ["kind"])
-CONSUMER_LAG = Gauge("sendpromptly_consumer_lag", "Messages behind the end of each partition", ["group", "topic", "partition"])
+DUPLICATES = Counter(
+    "sendpromptly_duplicate_signals_total", "Signals dropped as repeats of an idempotency key", ["kind"],
+)
+CONSUMER_LAG = Gauge("sendpromptly_consumer_lag", "Messages behind the end of each partition",
+                     ["group", "topic", "partition"])

@@ -85,10 +85,11 @@ class FlowTracker:
         if step is None or step.state == state:
             return Outcome(state=None, messages=[], flow=state.flow)
         _observe(step, now)
-        return Outcome(state=machine.state_to_json(step.state), messages=[to_message(e) for e in step.effects],
-                       flow=step.state.flow)
+        return Outcome(state=machine.state_to_json(step.state),
+                       messages=[to_message(e) for e in step.effects], flow=step.state.flow)
 
-    async def _signal(self, message: Incoming, state: machine.FlowState, now: datetime) -> machine.Step | None:
+    async def _signal(self, message: Incoming, state: machine.FlowState,
+                      now: datetime) -> machine.Step | None:
         kind = "receipt" if message.topic == self._topics.receipts else "result"
         signal: Receipt | Result = (
             decode(Receipt, message.value) if kind == "receipt" else decode(Result, message.value)
@@ -107,7 +108,8 @@ class FlowTracker:
                                       project_timeout_minutes=project.timeout_minutes, now=now)
         return machine.on_result(remembered, signal, now=now)
 
-    def _incident_event(self, message: Incoming, state: machine.FlowState, now: datetime) -> machine.Step | None:
+    def _incident_event(self, message: Incoming, state: machine.FlowState,
+                        now: datetime) -> machine.Step | None:
         event = decode(IncidentEvent, message.value)
         _require_flow_key(message, event.project_id, event.reference)
         # Our own events come back on this topic too; only an operator's manual resolution

@@ -43,7 +43,8 @@ async def create_operator(database_url: str, *, email: str, is_admin: bool, proj
                     raise BootstrapError(f"project {project_id} does not exist")
             try:
                 created = await operators.create_operator(
-                    conn, email=email, is_admin=is_admin, password_hash=operator_tokens.hash_password(password))
+                    conn, email=email, is_admin=is_admin,
+                    password_hash=operator_tokens.hash_password(password))
             except operators.EmailTaken:
                 raise BootstrapError(f"an operator with email {email} exists already") from None
             await operators.add_token(conn, created.id, operator_tokens.hash_token(token))

@@ -148,10 +148,13 @@ def operator() -> None:
 @operator.command("create")
 @click.option("--email", required=True, help="The operator's email (their console login).")
 @click.option("--admin", is_flag=True, help="May see and change every project.")
-@click.option("--project", "projects", multiple=True, help="A project the operator is a member of (repeatable).")
-@click.option("--password-stdin", is_flag=True, help="Read the console password from stdin instead of generating one.")
+@click.option("--project", "projects", multiple=True,
+              help="A project the operator is a member of (repeatable).")
+@click.option("--password-stdin", is_flag=True,
+              help="Read the console password from stdin instead of generating one.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def operator_create(email: str, admin: bool, projects: tuple[str, ...], password_stdin: bool, as_json: bool) -> None:
+def operator_create(email: str, admin: bool, projects: tuple[str, ...], password_stdin: bool,
+                    as_json: bool) -> None:
     """Create an operator and print its personal token (op_...) and console password, once."""
     from sendpromptly.bootstrap import BootstrapError, create_operator
     from sendpromptly.targets import TargetError, check_email
@@ -203,8 +206,9 @@ def demo(name: str, as_json: bool) -> None:
 
     demo = asyncio.run(create_demo(_settings().database_url, name))
     if as_json:
-        click.echo(json.dumps({"project_id": demo.project.id, "name": demo.project.name, "api_key": demo.api_key,
-                               "operator_email": demo.operator_email, "operator_token": demo.operator_token}))
+        click.echo(json.dumps({"project_id": demo.project.id, "name": demo.project.name,
+                               "api_key": demo.api_key, "operator_email": demo.operator_email,
+                               "operator_token": demo.operator_token}))
     else:
         click.echo(f"project         {demo.project.id} ({demo.project.name}, {demo.project.mode} mode)")
         click.echo(f"api key         {demo.api_key}")

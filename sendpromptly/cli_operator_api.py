@@ -366,7 +366,8 @@ def destinations_remove(call: Call, project_id: str, destination_id: str) -> Non
 def destinations_test(call: Call, project_id: str, destination_id: str) -> None:
     """Send a test alert to a destination now (exit 1 with the channel's error if it fails)."""
     tested = call.client.test_destination(project_id, destination_id, idempotency_key=call.idempotency_key)
-    call.record(tested, [(label, _of_destination(show)) for label, show in DESTINATION_LINES], "Test alert sent.")
+    call.record(tested, [(label, _of_destination(show)) for label, show in DESTINATION_LINES],
+                "Test alert sent.")
 
 
 def _of_destination(show: Callable[[Document], str]) -> Callable[[Document], str]:

@@ -119,9 +119,11 @@ class Settings:
 
     def __post_init__(self) -> None:
         if not _KAFKA_NAME_RE.fullmatch(self.topic_prefix):
-            raise ConfigError(f"{PREFIX}TOPIC_PREFIX may hold only A-Z a-z 0-9 . _ - (got {self.topic_prefix!r})")
+            raise ConfigError(f"{PREFIX}TOPIC_PREFIX may hold only A-Z a-z 0-9 . _ - "
+                              f"(got {self.topic_prefix!r})")
         if self.log_level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
-            raise ConfigError(f"{PREFIX}LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR (got {self.log_level!r})")
+            raise ConfigError(f"{PREFIX}LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR "
+                              f"(got {self.log_level!r})")
         if self.agents_instance_id and not _KAFKA_NAME_RE.fullmatch(self.agents_instance_id):
             raise ConfigError(f"{PREFIX}AGENTS_INSTANCE_ID may hold only A-Z a-z 0-9 . _ - "
                               f"(got {self.agents_instance_id!r})")
@@ -152,7 +154,8 @@ class Settings:
             allow_private_targets=_bool(env, "ALLOW_PRIVATE_TARGETS", defaults.allow_private_targets),
             secret_keys=_str(env, "SECRET_KEYS", defaults.secret_keys),
             snapshot_keys=_str(env, "SNAPSHOT_KEYS", defaults.snapshot_keys),
-            callback_retry_schedule=_seconds_list(env, "CALLBACK_RETRY_SCHEDULE", defaults.callback_retry_schedule),
+            callback_retry_schedule=_seconds_list(env, "CALLBACK_RETRY_SCHEDULE",
+                                                  defaults.callback_retry_schedule),
             smtp_url=_str(env, "SMTP_URL", defaults.smtp_url),
             smtp_from=_str(env, "SMTP_FROM", defaults.smtp_from),
             console_url=_str(env, "CONSOLE_URL", defaults.console_url),

@@ -30,8 +30,9 @@ async def create_demo(database_url: str, name: str) -> Demo:
             project = await find_project_by_name(conn, name) or await create_project(conn, name=name)
             key = generate_api_key()
             await add_api_key(conn, project.id, "Local demo key", key)
-            operator = await operators.find_by_email(conn, DEMO_OPERATOR_EMAIL) or await operators.create_operator(
-                conn, email=DEMO_OPERATOR_EMAIL, is_admin=True, password_hash=None)
+            operator = (await operators.find_by_email(conn, DEMO_OPERATOR_EMAIL)
+                        or await operators.create_operator(conn, email=DEMO_OPERATOR_EMAIL, is_admin=True,
+                                                           password_hash=None))
             token = operator_tokens.generate_token()
             await operators.add_token(conn, operator.id, operator_tokens.hash_token(token))
     finally:

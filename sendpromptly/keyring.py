@@ -47,7 +47,8 @@ class Keyring:
     @classmethod
     def parse(cls, variable: str, spec: str) -> Keyring:
         """Read ``kid:base64key,...``; errors name ``variable`` and say how to make a key."""
-        how = "make a key with: python3 -c 'import os,base64;print(base64.b64encode(os.urandom(32)).decode())'"
+        how = ("make a key with:"
+               " python3 -c 'import os,base64;print(base64.b64encode(os.urandom(32)).decode())'")
         if not spec.strip():
             raise ConfigError(f"{variable} is not set; give it as kid:base64key ({how})")
         keys: dict[str, bytes] = {}
@@ -60,7 +61,8 @@ class Keyring:
             except binascii.Error:
                 raise ConfigError(f"{variable}: key {kid!r} is not valid base64") from None
             if len(key) != 32:
-                raise ConfigError(f"{variable}: key {kid!r} must be 32 bytes (AES-256), got {len(key)}; {how}")
+                raise ConfigError(f"{variable}: key {kid!r} must be 32 bytes (AES-256), "
+                                  f"got {len(key)}; {how}")
             keys[kid] = key
         return cls(keys, active=spec.split(",")[0].strip().partition(":")[0])
 
@@ -76,8 +78,10 @@ class Keyring:
     def decrypt(self, envelope: Envelope, associated_data: bytes) -> bytes:
         cipher = self._ciphers.get(envelope.key_id)
         if cipher is None:
-            raise DecryptionError(f"key {envelope.key_id!r} is not in the keyring (was it removed too early?)")
+            raise DecryptionError(f"key {envelope.key_id!r} is not in the keyring "
+                                  "(was it removed too early?)")
         try:
-            return cipher.decrypt(base64.b64decode(envelope.nonce), base64.b64decode(envelope.ciphertext), associated_data)
+            return cipher.decrypt(base64.b64decode(envelope.nonce), base64.b64decode(envelope.ciphertext),
+                                  associated_data)
         except (InvalidTag, binascii.Error, ValueError):
             raise DecryptionError("the ciphertext does not open with its key and associated data") from None

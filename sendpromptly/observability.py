@@ -7,7 +7,8 @@ import logging
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
 
-DEAD_LETTERS = Counter("sendpromptly_dead_letters_total", "Messages sent to the dead-letter topic", ["consumer", "reason"])
+DEAD_LETTERS = Counter("sendpromptly_dead_letters_total", "Messages sent to the dead-letter topic",
+                       ["consumer", "reason"])
 
 
 def configure_logging(level: str) -> None:

@@ -92,10 +92,12 @@ def verify(raw_body: bytes, headers: Mapping[str, str], secrets: list[str], *, n
         raise VerificationError("webhook-timestamp is not whole unix seconds") from None
     current = time.time() if now is None else now
     if abs(current - timestamp) > tolerance:
-        raise VerificationError(f"webhook-timestamp is more than {tolerance} s away from now (stale or replayed)")
+        raise VerificationError(f"webhook-timestamp is more than {tolerance} s away from now "
+                                "(stale or replayed)")
 
     sent = [sig.removeprefix("v1,").encode() for sig in signatures.split() if sig.startswith("v1,")]
-    expected = [sign(secret, message_id, timestamp, raw_body).removeprefix("v1,").encode() for secret in secrets]
+    expected = [sign(secret, message_id, timestamp, raw_body).removeprefix("v1,").encode()
+                for secret in secrets]
     # compare_digest on every pair: no early exit that would time which one matched.
     matches = [hmac.compare_digest(mine, theirs) for mine in expected for theirs in sent]
     if not any(matches):

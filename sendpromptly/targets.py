@@ -14,7 +14,11 @@ import socket
 from urllib.parse import urlsplit
 
 MAX_URL_CHARS = 2048
-_EMAIL_RE = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+")
+_EMAIL_RE = re.compile(
+    r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+"  # local part
+    r"@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"  # first label of the domain
+    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+"  # one or more further labels
+)
 _CGNAT = ipaddress.ip_network("100.64.0.0/10")
 
 
@@ -50,7 +54,8 @@ def check_url_syntax(url: str, *, require_https: bool) -> str:
     if not parts.hostname:
         raise TargetError("must name a host")
     if parts.username is not None or parts.password is not None:
-        raise TargetError("must not contain credentials (user:password@); authenticate with the signature instead")
+        raise TargetError("must not contain credentials (user:password@); "
+                          "authenticate with the signature instead")
     if parts.fragment:
         raise TargetError("must not contain a #fragment")
     del port
