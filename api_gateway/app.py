@@ -86,7 +86,8 @@ async def _purge_idempotency_records(pool: Pool) -> None:
             async with pool.connection() as conn:
                 await purge_expired(conn)
         except Exception:
-            logging.getLogger(__name__).warning("could not purge idempotency records; will retry", exc_info=True)
+            logging.getLogger(__name__).warning("could not purge idempotency records; will retry",
+                                                exc_info=True)
         await asyncio.sleep(IDEMPOTENCY_PURGE_SECONDS)
 
 

@@ -48,7 +48,8 @@ async def auth_middleware(
         key_hash = hash_api_key(token)
         project = await request.app[API_KEY_CACHE].get(key_hash)
         if project is None:
-            raise _unauthorized("unknown", "This API key is unknown or revoked; create a new one in the console.")
+            raise _unauthorized("unknown",
+                                "This API key is unknown or revoked; create a new one in the console.")
         request.app[KEY_USAGE].note(key_hash)
         request[PROJECT] = project
     elif route_name.startswith(OPERATOR_ROUTE_PREFIX):
@@ -59,11 +60,13 @@ async def auth_middleware(
 async def _operator(request: web.Request) -> Operator:
     token = bearer_token(request)
     if token is None:
-        raise _unauthorized("missing", "Send your operator token as 'Authorization: Bearer op_...'.", "operator")
+        raise _unauthorized("missing", "Send your operator token as 'Authorization: Bearer op_...'.",
+                            "operator")
     if not operator_tokens.looks_like_token(token):
         raise _unauthorized("malformed", "The bearer token is not an operator token (op_...).", "operator")
     operator = await request.app[OPERATOR_CACHE].get(operator_tokens.hash_token(token))
     if operator is None:
-        raise _unauthorized("unknown", "This operator token is unknown or revoked; ask an admin for a new one.",
+        raise _unauthorized("unknown",
+                            "This operator token is unknown or revoked; ask an admin for a new one.",
                             "operator")
     return operator

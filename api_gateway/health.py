@@ -15,9 +15,11 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    checks = {"kafka": await asyncio.to_thread(request.app[PUBLISHER].reachable), "database": await _database_ok(request)}
+    checks = {"kafka": await asyncio.to_thread(request.app[PUBLISHER].reachable),
+              "database": await _database_ok(request)}
     ready = all(checks.values())
-    return web.json_response({"status": "ready" if ready else "unavailable", "checks": checks}, status=200 if ready else 503)
+    return web.json_response({"status": "ready" if ready else "unavailable", "checks": checks},
+                             status=200 if ready else 503)
 
 
 async def _database_ok(request: web.Request) -> bool:

@@ -33,7 +33,8 @@ async def json_body(request: web.Request) -> Any:
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        raise Problem(400, "malformed-json", "Malformed JSON", f"The body is not valid JSON: {exc}.") from None
+        raise Problem(400, "malformed-json", "Malformed JSON",
+                      f"The body is not valid JSON: {exc}.") from None
 
 
 async def parsed_body(request: web.Request, parse: Callable[[Any], T]) -> T:
@@ -46,7 +47,8 @@ async def parsed_body(request: web.Request, parse: Callable[[Any], T]) -> T:
 
 
 def _too_large() -> Problem:
-    return Problem(413, "payload-too-large", "Payload Too Large", f"The body must be at most {MAX_BODY_BYTES} bytes.")
+    return Problem(413, "payload-too-large", "Payload Too Large",
+                   f"The body must be at most {MAX_BODY_BYTES} bytes.")
 
 
 def idempotency_key(request: web.Request) -> str:

@@ -23,8 +23,10 @@ from store import idempotency as records
 from store.db import Connection, Pool
 from store.idempotency import Claim, ClaimOutcome, StoredResponse
 
-REPLAYS = Counter("sendpromptly_idempotent_replays_total", "Requests answered from an idempotency record", ["scope_kind"])
-CONFLICTS = Counter("sendpromptly_idempotency_conflicts_total", "Idempotency-Key reuse refused", ["scope_kind", "reason"])
+REPLAYS = Counter("sendpromptly_idempotent_replays_total", "Requests answered from an idempotency record",
+                  ["scope_kind"])
+CONFLICTS = Counter("sendpromptly_idempotency_conflicts_total", "Idempotency-Key reuse refused",
+                    ["scope_kind", "reason"])
 
 # The ingest path's claims and completions, batched across concurrent requests (app.py starts it).
 BATCHER = web.AppKey("idempotency_batcher", IdempotencyBatcher)
@@ -132,7 +134,8 @@ async def _release(pool: Pool, scope: str, key: str) -> None:
         await records.release(conn, scope, key)
 
 
-async def _answer(action: Callable[..., Awaitable[web.Response]], conn: Connection | None = None) -> web.Response:
+async def _answer(action: Callable[..., Awaitable[web.Response]],
+                  conn: Connection | None = None) -> web.Response:
     """The action's response; a client error it raises is an answer too, and is stored as one,
     after the action's own writes (if any, on ``conn``) are rolled back."""
     try:

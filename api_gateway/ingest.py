@@ -22,7 +22,8 @@ from store.projects import Project
 from topics import RECEIPTS, RESULTS, Receipt, Result, encode, flow_key
 from topics.fields import MAX_REFERENCE_CHARS
 
-SIGNALS = Counter("sendpromptly_ingest_signals_total", "Signals accepted (acknowledged by Kafka)", ["kind", "mode"])
+SIGNALS = Counter("sendpromptly_ingest_signals_total", "Signals accepted (acknowledged by Kafka)",
+                  ["kind", "mode"])
 
 
 async def _publish(request: web.Request, topic: str, key: bytes, value: bytes) -> None:
@@ -44,7 +45,8 @@ async def post_receipt(request: web.Request) -> web.Response:
     receipt = Receipt(
         project_id=project.id, idempotency_key=key, reference=body.reference, event_type=body.event_type,
         effect_type=body.effect_type, received_at=received_at, timeout_seconds=body.timeout_seconds,
-        mode=project.mode, snapshot=seal(request.app[SNAPSHOT_KEYRING], project, body.reference, body.payload),
+        mode=project.mode,
+        snapshot=seal(request.app[SNAPSHOT_KEYRING], project, body.reference, body.payload),
     )
     timeout = timedelta(seconds=body.timeout_seconds or project.timeout_minutes * 60)
 
@@ -73,8 +75,8 @@ async def post_result(request: web.Request) -> web.Response:
         await _publish(request, RESULTS.name(_topic_prefix(request)), flow_key(project.id, body.reference),
                        encode(result))
         SIGNALS.labels("result", project.mode).inc()
-        return json_response(202, {"project_id": project.id, "reference": body.reference, "status": body.status,
-                           "mode": project.mode})
+        return json_response(202, {"project_id": project.id, "reference": body.reference,
+                                   "status": body.status, "mode": project.mode})
 
     return await run_idempotent_publish(request, project.id, publish)
 
@@ -92,7 +94,8 @@ async def get_flow_state(request: web.Request) -> web.Response:
     if flow is None:
         raise Problem(
             404, "flow-not-found", "Flow not found",
-            f"No flow with reference {reference!r} in this project (yet: a receipt shows up within a second or so).",
+            f"No flow with reference {reference!r} in this project "
+            "(yet: a receipt shows up within a second or so).",
         )
     return json_response(200, flow_document(flow, incident))
 

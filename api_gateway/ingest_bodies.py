@@ -36,7 +36,8 @@ class ResultBody:
     detail: str | None
 
 
-_RECEIPT_FIELDS = frozenset({"reference", "event_type", "effect_type", "timeout_minutes", "timeout_seconds", "payload"})
+_RECEIPT_FIELDS = frozenset({"reference", "event_type", "effect_type", "timeout_minutes", "timeout_seconds",
+                             "payload"})
 _RESULT_FIELDS = frozenset({"reference", "status", "replay_id", "detail"})
 
 

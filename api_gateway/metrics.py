@@ -8,7 +8,8 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from prometheus_client import Counter, Histogram
 
-REQUESTS = Counter("sendpromptly_http_requests_total", "HTTP requests answered", ["route", "method", "status"])
+REQUESTS = Counter("sendpromptly_http_requests_total", "HTTP requests answered",
+                   ["route", "method", "status"])
 LATENCY = Histogram(
     "sendpromptly_http_request_seconds", "HTTP request latency", ["route", "method"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),

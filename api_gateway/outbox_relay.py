@@ -32,7 +32,8 @@ async def relay_once(pool: Pool, publisher: Publisher, topic_prefix: str) -> int
         rows = await audit.claim_unpublished(conn, BATCH)
         if rows:
             await asyncio.gather(*(
-                publisher.publish(AUDIT.name(topic_prefix), project_key(row.project_id), encode(to_event(row)))
+                publisher.publish(AUDIT.name(topic_prefix), project_key(row.project_id),
+                                  encode(to_event(row)))
                 for row in rows
             ))
             await audit.mark_published(conn, [row.seq for row in rows])

@@ -32,7 +32,8 @@ class Problem(Exception):
 
     def to_dict(self) -> dict[str, Any]:
         doc: dict[str, Any] = {
-            "type": PROBLEM_TYPE_BASE + self.slug, "title": self.title, "status": self.status, "detail": self.detail,
+            "type": PROBLEM_TYPE_BASE + self.slug, "title": self.title, "status": self.status,
+            "detail": self.detail,
         }
         if self.errors:
             doc["errors"] = [{"field": f, "message": m} for f, m in self.errors]
@@ -40,13 +41,15 @@ class Problem(Exception):
 
     def response(self) -> web.Response:
         return web.Response(
-            status=self.status, body=orjson.dumps(self.to_dict()), content_type=CONTENT_TYPE, headers=self.headers,
+            status=self.status, body=orjson.dumps(self.to_dict()), content_type=CONTENT_TYPE,
+            headers=self.headers,
         )
 
 
 def invalid_fields(errors: list[tuple[str, str]]) -> Problem:
     named = ", ".join(sorted({field or "(body)" for field, _ in errors}))
-    return Problem(422, "invalid-fields", "Invalid fields", f"These fields are invalid: {named}.", errors=errors)
+    return Problem(422, "invalid-fields", "Invalid fields", f"These fields are invalid: {named}.",
+                   errors=errors)
 
 
 # How long a client should wait before retrying when Kafka did not take a write.

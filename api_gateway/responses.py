@@ -38,16 +38,20 @@ def _default(value: Any) -> Any:
     raise TypeError(f"cannot encode {type(value).__name__}")
 
 
-def page(rows: list[T], limit: int, document: Callable[[T], Any], cursor_of: Callable[[T], list[Any]]) -> dict[str, Any]:
+def page(rows: list[T], limit: int, document: Callable[[T], Any],
+         cursor_of: Callable[[T], list[Any]]) -> dict[str, Any]:
     """``{"items", "next_cursor"}`` with at most ``limit`` items; the caller fetched one row more
     than ``limit`` to know whether another page exists."""
     more = len(rows) > limit
     rows = rows[:limit]
-    return {"items": [document(r) for r in rows], "next_cursor": encode_cursor(cursor_of(rows[-1])) if more and rows else None}
+    return {"items": [document(r) for r in rows],
+            "next_cursor": encode_cursor(cursor_of(rows[-1])) if more and rows else None}
 
 
 def encode_cursor(parts: list[Any]) -> str:
-    return base64.urlsafe_b64encode(orjson.dumps(parts, default=_default, option=_OPTIONS)).decode().rstrip("=")
+    return base64.urlsafe_b64encode(
+        orjson.dumps(parts, default=_default, option=_OPTIONS),
+    ).decode().rstrip("=")
 
 
 def decode_cursor(request: web.Request, arity: int) -> list[Any] | None:
@@ -59,7 +63,8 @@ def decode_cursor(request: web.Request, arity: int) -> list[Any] | None:
     except (ValueError, orjson.JSONDecodeError):
         parts = None
     if not isinstance(parts, list) or len(parts) != arity:
-        raise Problem(400, "invalid-cursor", "Invalid cursor", "The cursor is not one this API gave out; start without it.")
+        raise Problem(400, "invalid-cursor", "Invalid cursor",
+                      "The cursor is not one this API gave out; start without it.")
     return parts
 
 
@@ -67,6 +72,7 @@ def limit_param(request: web.Request, default: int = 50, maximum: int = 200) -> 
     raw = request.query.get("limit", str(default))
     # isdigit() alone accepts "²"; the length bound keeps int() off absurdly long strings.
     if not (raw.isascii() and raw.isdigit() and len(raw) <= 6) or not 1 <= int(raw) <= maximum:
-        raise Problem(400, "invalid-limit", "Invalid limit", f"limit must be a whole number from 1 to {maximum}.",
+        raise Problem(400, "invalid-limit", "Invalid limit",
+                      f"limit must be a whole number from 1 to {maximum}.",
                       errors=[("limit", f"must be 1 to {maximum}")])
     return int(raw)

@@ -27,7 +27,8 @@ def setup_routes(app: web.Application) -> None:
     r.add_post(PROJECT + "/keys/{key_id}/revoke", keys.revoke, name="operator.keys.revoke")
     r.add_put(PROJECT + "/repair-callback", callback.put, name="operator.callback.put")
     r.add_get(PROJECT + "/repair-callback", callback.read, name="operator.callback.read")
-    r.add_post(PROJECT + "/repair-callback/rotate-secret", callback.rotate_secret, name="operator.callback.rotate")
+    r.add_post(PROJECT + "/repair-callback/rotate-secret", callback.rotate_secret,
+               name="operator.callback.rotate")
     r.add_post(PROJECT + "/alert-destinations", destinations.create, name="operator.destinations.create")
     r.add_get(PROJECT + "/alert-destinations", destinations.list_, name="operator.destinations.list")
     r.add_delete(PROJECT + "/alert-destinations/{destination_id}", destinations.delete,

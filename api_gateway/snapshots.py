@@ -20,7 +20,8 @@ def associated_data(project_id: str, reference: str) -> bytes:
     return f"snapshot:{project_id}:{reference}".encode()
 
 
-def seal(keyring: Keyring, project: Project, reference: str, payload: dict[str, Any] | None) -> Snapshot | None:
+def seal(keyring: Keyring, project: Project, reference: str,
+         payload: dict[str, Any] | None) -> Snapshot | None:
     if payload is None or not project.snapshots_enabled:
         return None
     envelope = keyring.encrypt(orjson.dumps(payload), associated_data(project.id, reference))

@@ -14,9 +14,9 @@ from store.audit_log import AuditLogRow
 
 
 def entry_document(row: AuditLogRow) -> dict[str, object]:
-    return {"id": row.event_id, "seq": row.seq, "actor": row.actor, "action": row.action, "target": row.target,
-            "data": row.data, "source_address": row.source_address, "occurred_at": row.occurred_at,
-            "prev_hash": row.prev_hash, "hash": row.hash}
+    return {"id": row.event_id, "seq": row.seq, "actor": row.actor, "action": row.action,
+            "target": row.target, "data": row.data, "source_address": row.source_address,
+            "occurred_at": row.occurred_at, "prev_hash": row.prev_hash, "hash": row.hash}
 
 
 async def list_(request: web.Request) -> web.Response:

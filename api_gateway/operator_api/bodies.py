@@ -15,7 +15,8 @@ TIMEOUT_MINUTES_RANGE = (1, 10080)
 
 def _name(check: Checker, field: str, max_chars: int, *, required: bool) -> str | None:
     value = check.string(field, required=required)
-    if value is not None and not (1 <= len(value.strip()) and len(value) <= max_chars and value.isprintable()):
+    if value is not None and not (
+            1 <= len(value.strip()) and len(value) <= max_chars and value.isprintable()):
         check.fail(field, f"must be 1 to {max_chars} printable characters")
     return value
 

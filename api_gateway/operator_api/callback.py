@@ -55,8 +55,8 @@ async def put(request: web.Request) -> web.Response:
             raise invalid_fields([("url", str(exc))]) from None
         await projects.update_project(conn, project.id, {"repair_callback_url": url})
         secret = new_signing_secret()
-        await callbacks.replace_secret(conn, project.id, encrypt_secret(request.app[SECRETS_KEYRING], project.id, secret),
-                                       overlap=False)
+        secret_enc = encrypt_secret(request.app[SECRETS_KEYRING], project.id, secret)
+        await callbacks.replace_secret(conn, project.id, secret_enc, overlap=False)
         await record_audit(conn, request, project_id=project.id, action="callback.set", target=project.id,
                            data={"url": url, "previous_url": project.repair_callback_url})
         return _with_secret({"url": url}, secret)
@@ -69,12 +69,14 @@ async def rotate_secret(request: web.Request) -> web.Response:
         project = await visible_project(request, conn)
         if project.repair_callback_url is None:
             raise Problem(409, "no-callback", "No repair callback",
-                          "Set the repair callback URL first (PUT .../repair-callback); it comes with a secret.")
+                          "Set the repair callback URL first (PUT .../repair-callback); "
+                          "it comes with a secret.")
         secret = new_signing_secret()
-        await callbacks.replace_secret(conn, project.id, encrypt_secret(request.app[SECRETS_KEYRING], project.id, secret),
-                                       overlap=True)
-        await record_audit(conn, request, project_id=project.id, action="callback.secret_rotated", target=project.id,
-                           data={"previous_secret_valid_for_hours": int(callbacks.ROTATION_OVERLAP.total_seconds() // 3600)})
+        secret_enc = encrypt_secret(request.app[SECRETS_KEYRING], project.id, secret)
+        await callbacks.replace_secret(conn, project.id, secret_enc, overlap=True)
+        overlap_hours = int(callbacks.ROTATION_OVERLAP.total_seconds() // 3600)
+        await record_audit(conn, request, project_id=project.id, action="callback.secret_rotated",
+                           target=project.id, data={"previous_secret_valid_for_hours": overlap_hours})
         return _with_secret({"url": project.repair_callback_url}, secret)
 
     return await run_idempotent(request, operator_of(request).id, action)

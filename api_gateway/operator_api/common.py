@@ -27,7 +27,8 @@ def actor_of(request: web.Request) -> str:
 def project_not_found(project_id: str) -> Problem:
     # The same answer whether the project does not exist or belongs to someone else: a member
     # must not learn which project ids exist.
-    return Problem(404, "project-not-found", "Project not found", f"No project {project_id!r} that you can see.")
+    return Problem(404, "project-not-found", "Project not found",
+                   f"No project {project_id!r} that you can see.")
 
 
 async def visible_project(request: web.Request, conn: Connection, project_id: str | None = None) -> Project:
@@ -60,7 +61,7 @@ def path_id(request: web.Request, name: str, prefix: str, not_found: Problem) ->
 
 def project_document(project: Project) -> dict[str, Any]:
     return {
-        "id": project.id, "name": project.name, "mode": project.mode, "timeout_minutes": project.timeout_minutes,
-        "snapshots_enabled": project.snapshots_enabled, "repair_callback_url": project.repair_callback_url,
-        "created_at": project.created_at,
+        "id": project.id, "name": project.name, "mode": project.mode,
+        "timeout_minutes": project.timeout_minutes, "snapshots_enabled": project.snapshots_enabled,
+        "repair_callback_url": project.repair_callback_url, "created_at": project.created_at,
     }

@@ -49,8 +49,8 @@ async def create(request: web.Request) -> web.Response:
     async def action(conn: Connection) -> web.Response:
         project = await visible_project(request, conn)
         created = await destinations.add_destination(conn, project.id, body.type, target)
-        await record_audit(conn, request, project_id=project.id, action="destination.added", target=created.id,
-                           data={"type": created.type, "target": created.target})
+        await record_audit(conn, request, project_id=project.id, action="destination.added",
+                           target=created.id, data={"type": created.type, "target": created.target})
         return json_response(201, destination_document(created))
 
     return await run_idempotent(request, operator_of(request).id, action)
@@ -71,8 +71,8 @@ async def delete(request: web.Request) -> web.Response:
         removed = await destinations.remove_destination(conn, project.id, destination_id)
         if removed is None:
             raise not_found
-        await record_audit(conn, request, project_id=project.id, action="destination.removed", target=removed.id,
-                           data={"type": removed.type, "target": removed.target})
+        await record_audit(conn, request, project_id=project.id, action="destination.removed",
+                           target=removed.id, data={"type": removed.type, "target": removed.target})
         return json_response(200, destination_document(removed))
 
     return await run_idempotent(request, operator_of(request).id, action)
@@ -99,7 +99,8 @@ async def send_test(request: web.Request) -> web.Response:
             error = exc
         if error is None or error.permanent:
             await destinations.record_outcome(conn, destination.id, None if error is None else error.message)
-        await record_audit(conn, request, project_id=project.id, action="destination.tested", target=destination.id,
+        await record_audit(conn, request, project_id=project.id, action="destination.tested",
+                           target=destination.id,
                            data={"type": destination.type, "target": destination.target,
                                  "outcome": "sent" if error is None else "failed",
                                  "error": None if error is None else error.message})

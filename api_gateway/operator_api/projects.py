@@ -26,7 +26,8 @@ async def create(request: web.Request) -> web.Response:
     async def action(conn: Connection) -> web.Response:
         if body.values.get("mode") == "live":
             raise Problem(409, "live-prerequisites", "Cannot create a live project",
-                          "Create the project in test mode, set its callback, key and alert destination, then switch it to live.")
+                          "Create the project in test mode, set its callback, key and alert destination, "
+                          "then switch it to live.")
         project = await projects.create_project(conn, **body.values)
         await operators.add_member(conn, project.id, operator.id)
         await record_audit(conn, request, project_id=project.id, action="project.created", target=project.id,
@@ -50,7 +51,8 @@ async def list_(request: web.Request) -> web.Response:
         found = await projects.list_projects(
             conn, operator_id=None if operator.is_admin else operator.id, before=before, limit=limit + 1)
     # The cursor keeps microseconds: two projects created in the same millisecond stay apart.
-    return json_response(200, page(found, limit, project_document, lambda p: [p.created_at.isoformat(), p.id]))
+    return json_response(200, page(found, limit, project_document,
+                                   lambda p: [p.created_at.isoformat(), p.id]))
 
 
 async def read(request: web.Request) -> web.Response:
@@ -71,7 +73,8 @@ async def update(request: web.Request) -> web.Response:
         if changes:
             action_name = "project.mode_switched" if set(changes) == {"mode"} else "project.updated"
             await record_audit(conn, request, project_id=project.id, action=action_name, target=project.id,
-                               data={"changes": {k: {"from": getattr(project, k), "to": v} for k, v in changes.items()}})
+                               data={"changes": {k: {"from": getattr(project, k), "to": v}
+                                                 for k, v in changes.items()}})
         return json_response(200, project_document(updated))
 
     return await run_idempotent(request, operator_of(request).id, action)
