@@ -45,8 +45,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import urlsplit
 from tempfile import TemporaryDirectory
+from urllib.parse import urlsplit
 
 from aiokafka import AIOKafkaConsumer
 from confluent_kafka import Producer
@@ -105,7 +105,8 @@ def producer(bench: Bench) -> Producer:
                      "acks": "all", "enable.idempotence": True})
 
 
-def produce_receipts(bench: Bench, p: Producer, references: list[str], timeouts: list[int] | None = None) -> None:
+def produce_receipts(bench: Bench, p: Producer, references: list[str],
+                     timeouts: list[int] | None = None) -> None:
     now = datetime.now(UTC)
     for n, reference in enumerate(references):
         receipt = Receipt(project_id=bench.project_id, idempotency_key=f"r-{reference}", reference=reference,
@@ -135,12 +136,13 @@ def start_agents(bench: Bench, port: int | None = None) -> tuple[ManagedProcess,
     """One worker; a restart passes the port it had, as a pod keeps its address (static membership
     hands the restarted worker its old assignment, which carries that address)."""
     port = port or free_port()
-    env = stack_env(kafka_bootstrap=bench.bootstrap, database_url=bench.database_url, topic_prefix=bench.prefix,
-                    workdir=bench.workdir, extra={"SENDPROMPTLY_AGENTS_WEB_PORT": str(port),
-                                                  "SENDPROMPTLY_FLOW_PARTITIONS": str(PARTITIONS),
-                                                  # as the StatefulSet's pod name: static membership
-                                                  "SENDPROMPTLY_AGENTS_INSTANCE_ID": "agents-0",
-                                                  "SENDPROMPTLY_LOG_LEVEL": "WARNING"})
+    env = stack_env(kafka_bootstrap=bench.bootstrap, database_url=bench.database_url,
+                    topic_prefix=bench.prefix, workdir=bench.workdir,
+                    extra={"SENDPROMPTLY_AGENTS_WEB_PORT": str(port),
+                           "SENDPROMPTLY_FLOW_PARTITIONS": str(PARTITIONS),
+                           # as the StatefulSet's pod name: static membership
+                           "SENDPROMPTLY_AGENTS_INSTANCE_ID": "agents-0",
+                           "SENDPROMPTLY_LOG_LEVEL": "WARNING"})
     agents = ManagedProcess("agents", ["agents"], env, bench.workdir / "agents.log")
     agents.start()
     return agents, f"http://127.0.0.1:{port}"
@@ -229,8 +231,9 @@ def throughput(flows: int) -> dict[str, object]:
         finally:
             agents.stop()
     return {"flows": flows, "messages": 2 * flows, "raw_consumer_msgs_per_s": round(raw),
-            "faust_floor_msgs_per_s": round(floor), "agents_msgs_per_s": round(ours), "ratio": round(ours / raw, 3),
-            "faust_floor_ratio": round(floor / raw, 3), "agents_of_floor": round(ours / floor, 3)}
+            "faust_floor_msgs_per_s": round(floor), "agents_msgs_per_s": round(ours),
+            "ratio": round(ours / raw, 3), "faust_floor_ratio": round(floor / raw, 3),
+            "agents_of_floor": round(ours / floor, 3)}
 
 
 def faust_floor(bench: Bench, total: int) -> float:
@@ -241,7 +244,8 @@ def faust_floor(bench: Bench, total: int) -> float:
                           capture_output=True, text=True, timeout=600, check=False)
     figure = re.search(r"FLOOR (\d+)", done.stdout + done.stderr)  # faust logs what it prints
     if figure is None:
-        raise RuntimeError(f"the faust floor agent did not report: {done.stdout[-2000:]}{done.stderr[-2000:]}")
+        raise RuntimeError("the faust floor agent did not report: "
+                           f"{done.stdout[-2000:]}{done.stderr[-2000:]}")
     return float(figure.group(1))
 
 
@@ -274,7 +278,8 @@ def _detection_run(flows: int, rate: int, arrival: str) -> dict[str, object]:
             p = producer(bench)
             references = [f"due_{n}" for n in range(flows)]
             if arrival == "burst":
-                produce_receipts(bench, p, references, [random.randint(5, 5 + SPREAD_SECONDS) for _ in references])
+                produce_receipts(bench, p, references,
+                                 [random.randint(5, 5 + SPREAD_SECONDS) for _ in references])
                 references = []
             per_tick = flows * TICK_SECONDS / SPREAD_SECONDS
             start, step, background = time.monotonic(), 0, 0
@@ -291,7 +296,8 @@ def _detection_run(flows: int, rate: int, arrival: str) -> dict[str, object]:
                 p.poll(0)
                 time.sleep(max(0.0, start + step * TICK_SECONDS - time.monotonic()))
             assert p.flush(60) == 0
-            events = [decode(IncidentEvent, v) for _, v in read_topic_sync(bench.bootstrap, INCIDENTS.name(bench.prefix))]
+            events = [decode(IncidentEvent, v)
+                      for _, v in read_topic_sync(bench.bootstrap, INCIDENTS.name(bench.prefix))]
             lags = [(e.occurred_at - e.deadline).total_seconds() for e in events
                     if e.type == "opened" and e.deadline is not None]
             return {**_percentiles(lags), "background_flows": background}
@@ -409,7 +415,8 @@ def scale(flows: int) -> dict[str, object]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("which", choices=("throughput", "detection", "scale"))
     parser.add_argument("--flows", type=int)
     parser.add_argument("--load-rate", type=int, default=300)

@@ -15,7 +15,8 @@ from aiohttp import web
 
 async def receipt(request: web.Request) -> web.Response:
     doc = orjson.loads(await request.read())
-    return web.Response(status=202, body=orjson.dumps({"reference": doc.get("reference"), "status": "pending"}),
+    return web.Response(status=202,
+                        body=orjson.dumps({"reference": doc.get("reference"), "status": "pending"}),
                         content_type="application/json")
 
 

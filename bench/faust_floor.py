@@ -15,7 +15,9 @@ import faust
 
 from topics import RECEIPTS, RESULTS, Receipt, Result, decode
 
-PREFIX, BOOTSTRAP, MESSAGES = os.environ["FLOOR_PREFIX"], os.environ["FLOOR_BOOTSTRAP"], int(os.environ["FLOOR_MESSAGES"])
+PREFIX, BOOTSTRAP, MESSAGES = (
+    os.environ["FLOOR_PREFIX"], os.environ["FLOOR_BOOTSTRAP"], int(os.environ["FLOOR_MESSAGES"]),
+)
 DATADIR = os.environ["FLOOR_DATADIR"]
 
 app = faust.App(f"{PREFIX}faust-floor-{os.getpid()}", broker=f"kafka://{BOOTSTRAP}", store="memory://",

@@ -93,8 +93,8 @@ async def open_loop(url: str, api_key: str, rate: float, seconds: float) -> dict
         await asyncio.gather(*tasks)
     latencies.sort()
     return {"rate": rate, "requests": total, "failures": failures,
-            "p50_ms": 1000 * latencies[len(latencies) // 2], "p99_ms": 1000 * latencies[int(len(latencies) * 0.99)],
-            "max_ms": 1000 * latencies[-1]}
+            "p50_ms": 1000 * latencies[len(latencies) // 2],
+            "p99_ms": 1000 * latencies[int(len(latencies) * 0.99)], "max_ms": 1000 * latencies[-1]}
 
 
 async def make_project(database_url: str) -> str:
@@ -108,12 +108,14 @@ async def make_project(database_url: str) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=int, default=15, help="seconds of each wrk run")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--latency-seconds", type=int, default=15)
     parser.add_argument("--profile", type=Path, metavar="RAW",
-                        help="record the gateway with py-spy during its peak run into RAW and print the top costs")
+                        help="record the gateway with py-spy during its peak run into RAW "
+                             "and print the top costs")
     args = parser.parse_args()
 
     with provide_services() as services, TemporaryDirectory() as tmp:
@@ -126,9 +128,9 @@ def main() -> None:
         api_key = asyncio.run(make_project(database_url))
 
         ours_port, bare_port = free_port(), free_port()
-        env = stack_env(kafka_bootstrap=services.kafka_bootstrap, database_url=database_url, topic_prefix=prefix,
-                        workdir=workdir, extra={"SENDPROMPTLY_HTTP_PORT": str(ours_port),
-                                                "SENDPROMPTLY_LOG_LEVEL": "WARNING"})
+        env = stack_env(kafka_bootstrap=services.kafka_bootstrap, database_url=database_url,
+                        topic_prefix=prefix, workdir=workdir,
+                        extra={"SENDPROMPTLY_HTTP_PORT": str(ours_port), "SENDPROMPTLY_LOG_LEVEL": "WARNING"})
         gateway = ManagedProcess("gateway", ["gateway"], env, workdir / "gateway.log")
         bare = subprocess.Popen([sys.executable, str(HERE / "bare_server.py"), str(bare_port)])
         gateway.start()

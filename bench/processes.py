@@ -33,7 +33,8 @@ def child_pid(command_fragment: str) -> int:
     """The pid of this process's child whose command line holds ``command_fragment``."""
     for pid in _children(os.getpid()):
         try:
-            cmdline = (Path("/proc") / str(pid) / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            cmdline = ((Path("/proc") / str(pid) / "cmdline").read_bytes()
+                       .replace(b"\0", b" ").decode(errors="replace"))
         except OSError:
             continue
         if command_fragment in cmdline:

@@ -25,8 +25,8 @@ def start_recording(pid: int, seconds: int, output: Path) -> subprocess.Popen[by
     pause the process, so the load it sees stays real."""
     spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     return subprocess.Popen(
-        [spy, "record", "--pid", str(pid), "--duration", str(seconds), "--format", "raw", "--output", str(output),
-         "--subprocesses", "--function", "--gil", "--nonblocking", "--rate", "200"],
+        [spy, "record", "--pid", str(pid), "--duration", str(seconds), "--format", "raw",
+         "--output", str(output), "--subprocesses", "--function", "--gil", "--nonblocking", "--rate", "200"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
 
@@ -67,7 +67,8 @@ def _package(frame: str) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("raw", type=Path, help="a py-spy --format raw recording")
     parser.add_argument("--top", type=int, default=30)
     args = parser.parse_args()

@@ -44,7 +44,8 @@ SESSION = web.AppKey("session", aiohttp.ClientSession)
 
 async def log_effect(callback: dict[str, Any]) -> None:
     """Stands in for the real effect (grant access, ship the order...)."""
-    log.info("rerunning %s for %s (%s)", callback["effect_type"], callback["reference"], callback["event_type"])
+    log.info("rerunning %s for %s (%s)", callback["effect_type"], callback["reference"],
+             callback["event_type"])
 
 
 async def repair(request: web.Request) -> web.Response:
@@ -65,7 +66,8 @@ async def repair(request: web.Request) -> web.Response:
 
 async def report_success(app: web.Application, callback: dict[str, Any]) -> bool:
     base_url, api_key = app[REPORT_TO]
-    headers = {"Authorization": f"Bearer {api_key}", "Idempotency-Key": f"repair-result:{callback['replay_id']}"}
+    headers = {"Authorization": f"Bearer {api_key}",
+               "Idempotency-Key": f"repair-result:{callback['replay_id']}"}
     body = {"reference": callback["reference"], "status": "succeeded", "replay_id": callback["replay_id"]}
     try:
         async with app[SESSION].post(f"{base_url}/api/v1/result", json=body, headers=headers) as response:
@@ -77,7 +79,8 @@ async def report_success(app: web.Application, callback: dict[str, Any]) -> bool
     return False
 
 
-def make_app(*, secrets: list[str], sendpromptly_url: str, api_key: str, effect: Effect = log_effect) -> web.Application:
+def make_app(*, secrets: list[str], sendpromptly_url: str, api_key: str,
+             effect: Effect = log_effect) -> web.Application:
     app = web.Application()
     app[SECRETS] = secrets
     app[NONCES] = InMemoryNonceStore()
