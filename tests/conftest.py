@@ -104,8 +104,8 @@ async def project(database_url: str) -> ProjectKey:
 
 @pytest.fixture
 async def admin_token(database_url: str) -> str:
-    created = await create_operator(database_url, email=f"admin-{uuid.uuid4().hex[:6]}@example.com", is_admin=True,
-                                    project_ids=[], password=None)
+    created = await create_operator(database_url, email=f"admin-{uuid.uuid4().hex[:6]}@example.com",
+                                    is_admin=True, project_ids=[], password=None)
     return created.token
 
 

@@ -21,7 +21,8 @@ def _status(expected: str):
 
 
 async def _incident_events(services, topic_prefix: str) -> list[IncidentEvent]:
-    return [decode(IncidentEvent, v) for _, v in await read_topic(services.kafka_bootstrap, INCIDENTS.name(topic_prefix))]
+    return [decode(IncidentEvent, v)
+            for _, v in await read_topic(services.kafka_bootstrap, INCIDENTS.name(topic_prefix))]
 
 
 async def test_a_missed_deadline_opens_an_incident_within_2_seconds_with_no_other_traffic(
@@ -48,7 +49,8 @@ async def test_a_missed_deadline_opens_an_incident_within_2_seconds_with_no_othe
     assert "sendpromptly_detection_lag_seconds_count 1.0" in metrics
 
 
-async def test_a_success_before_the_deadline_never_becomes_an_incident(api: Api, services, topic_prefix: str) -> None:
+async def test_a_success_before_the_deadline_never_becomes_an_incident(api: Api, services,
+                                                                       topic_prefix: str) -> None:
     await api.receipt("inv_ok", timeout_seconds=2)
     await api.result("inv_ok", "succeeded")
     await eventually(lambda: api.flow("inv_ok"), _status("applied"))
@@ -115,7 +117,8 @@ async def test_an_operators_manual_resolution_resolves_the_flow(api: Api, operat
     await api.receipt("inv_manual")
     await api.result("inv_manual", "failed")
     _, flow = await eventually(lambda: api.flow("inv_manual"), _status("incident"))
-    await eventually(lambda: operator_api.get(f"/api/v1/incidents/{flow['incident_id']}"), lambda a: a[0] == 200)
+    await eventually(lambda: operator_api.get(f"/api/v1/incidents/{flow['incident_id']}"),
+                     lambda a: a[0] == 200)
     status, _, _ = await operator_api.send("POST", f"/api/v1/incidents/{flow['incident_id']}/resolve",
                                            {"note": "refunded by hand"})
     assert status == 202

@@ -61,8 +61,8 @@ async def notification_rows(database_url: str) -> list[dict[str, Any]]:
     try:
         async with pool.connection() as conn:
             return await (await conn.execute(
-                "SELECT incident_id, event_type, destination_id, status, attempts, last_error FROM notifications"
-                " ORDER BY id")).fetchall()
+                "SELECT incident_id, event_type, destination_id, status, attempts, last_error"
+                " FROM notifications ORDER BY id")).fetchall()
     finally:
         await pool.close()
 
@@ -80,10 +80,11 @@ async def test_an_opened_and_a_resolved_incident_alert_each_destination_once(
     link = f"{CONSOLE}/console/incidents/{incident['id']}"
 
     (opened,) = await mails(smtp, 1)
-    status, read = await operator_api.get(f"/api/v1/projects/{project.project_id}")
+    _, read = await operator_api.get(f"/api/v1/projects/{project.project_id}")
     name = read["name"]
     assert opened["To"] == "ops@example.com"
-    assert opened["Subject"] == (f"[TEST] Incident opened: {name} (test), failed_outcome, reference inv_alert")
+    assert opened["Subject"] == (f"[TEST] Incident opened: {name} (test), "
+                                 "failed_outcome, reference inv_alert")
     body = parts(opened)
     assert set(body) == {"text/plain", "text/html"}
     for text in body.values():
@@ -134,7 +135,8 @@ async def test_two_alerts_sink_replicas_send_each_alert_once(
         api: Api, operator_api: Api, project: ProjectKey, smtp: Mailbox, slack: SlackHook, stack: Stack,
         tmp_path: Path) -> None:
     port = free_port()
-    replica = ManagedProcess("alerts-2", ["sink", "alerts"], {**stack.env, "SENDPROMPTLY_SINK_METRICS_PORT": str(port)},
+    replica = ManagedProcess("alerts-2", ["sink", "alerts"],
+                             {**stack.env, "SENDPROMPTLY_SINK_METRICS_PORT": str(port)},
                              tmp_path / "alerts-2.log")
     replica.start()
     try:
@@ -179,7 +181,8 @@ async def test_the_test_alert_endpoint_sends_now_and_is_audited(
     status, answer, _ = await operator_api.send("POST", f"{base}/{mail['id']}/test", idempotency_key="t1")
     assert status == 200 and answer["outcome"] == "sent" and answer["destination"]["id"] == mail["id"]
     (message,) = smtp.messages
-    assert message["Subject"].startswith("[TEST] Test alert: ") and set(parts(message)) == {"text/plain", "text/html"}
+    assert message["Subject"].startswith("[TEST] Test alert: ")
+    assert set(parts(message)) == {"text/plain", "text/html"}
     status, _, headers = await operator_api.send("POST", f"{base}/{mail['id']}/test", idempotency_key="t1")
     assert status == 200 and headers["Idempotent-Replayed"] == "true" and len(smtp.messages) == 1
 
@@ -193,7 +196,8 @@ async def test_the_test_alert_endpoint_sends_now_and_is_audited(
     status, _, _ = await operator_api.send("POST", f"{base}/dst_nothere/test")
     assert status == 404
     entries = await eventually(lambda: operator_api.get(f"/api/v1/projects/{project.project_id}/audit-log"),
-                               lambda got: sum(e["action"] == "destination.tested" for e in got[1]["items"]) == 2)
+                               lambda got: sum(e["action"] == "destination.tested"
+                                               for e in got[1]["items"]) == 2)
     tested = [e["data"] for e in entries[1]["items"] if e["action"] == "destination.tested"]
     assert [t["outcome"] for t in tested] == ["failed", "sent"]
 
@@ -209,7 +213,8 @@ async def test_a_repair_callback_that_runs_out_of_retries_is_alerted_once(
     replay_id = await reprocess(operator_api, incident["id"])
 
     gave_up = (await mails(smtp, 2))[1]
-    assert gave_up["Subject"].startswith("[TEST] Repair callback gave up: ") and "inv_exhausted" in gave_up["Subject"]
+    assert gave_up["Subject"].startswith("[TEST] Repair callback gave up: ")
+    assert "inv_exhausted" in gave_up["Subject"]
     text = parts(gave_up)["text/plain"]
     assert replay_id in text and "HTTP 500" in text and f"/console/incidents/{incident['id']}" in text
     await asyncio.sleep(6)  # more scans of callback_deliveries than one: still one alert

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+from itertools import pairwise
 from typing import Any
 
 import psycopg
@@ -65,7 +66,7 @@ async def test_operator_actions_and_flow_transitions_are_appended_once_each_and_
     assert sorted(r["action"] for r in rows if r["actor"] == "agents") == [
         "flow.applied", "flow.incident", "flow.pending", "flow.pending"]
     assert rows[0]["prev_hash"] == GENESIS
-    assert all(later["prev_hash"] == earlier["hash"] for earlier, later in zip(rows, rows[1:], strict=False))
+    assert all(later["prev_hash"] == earlier["hash"] for earlier, later in pairwise(rows))
 
     status, page = await operator_api.get(f"/api/v1/projects/{project_id}/audit-log?limit=200")
     assert status == 200
@@ -80,7 +81,8 @@ async def test_the_database_refuses_update_and_delete_and_verify_finds_tampering
     victim = rows[2]
 
     async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
-        for statement in ("UPDATE audit_log SET target = 'x' WHERE seq = %s", "DELETE FROM audit_log WHERE seq = %s"):
+        for statement in ("UPDATE audit_log SET target = 'x' WHERE seq = %s",
+                          "DELETE FROM audit_log WHERE seq = %s"):
             with pytest.raises(psycopg.errors.InsufficientPrivilege, match="append-only"):
                 await conn.execute(statement, (victim["seq"],))
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
@@ -118,12 +120,13 @@ async def test_kill_9_of_the_audit_sink_mid_stream_loses_and_doubles_no_row(
 
     async def published_for_project() -> list[str]:
         events = await read_topic(services.kafka_bootstrap, AUDIT.name(topic_prefix))
-        return [e.event_id for e in map(lambda v: decode(AuditEvent, v[1]), events) if e.project_id == project_id]
+        return [e.event_id for e in map(lambda v: decode(AuditEvent, v[1]), events)
+                if e.project_id == project_id]
 
     # project.created, api_key.created, 4 transitions of the two first flows, 40 flows pending.
     ours = await eventually(published_for_project, lambda found: len(set(found)) >= 46, timeout=60)
-    rows = await eventually(lambda: rows_of(database_url, project_id), lambda found: len(found) >= len(set(ours)),
-                            timeout=60)
+    rows = await eventually(lambda: rows_of(database_url, project_id),
+                            lambda found: len(found) >= len(set(ours)), timeout=60)
     await asyncio.sleep(2)  # room for a doubled append to show up
     rows = await rows_of(database_url, project_id)
     assert sorted(r["event_id"] for r in rows) == sorted(set(ours)), "each event once, none missing"

@@ -31,7 +31,8 @@ async def new_project(api: Api, name: str = "Billing") -> dict:
 
 async def test_the_seed_checklist_gates_live_mode_until_each_prerequisite_exists(operator_api: Api) -> None:
     project = await new_project(operator_api)
-    assert project["mode"] == "test" and project["timeout_minutes"] == 30 and project["snapshots_enabled"] is False
+    assert (project["mode"] == "test" and project["timeout_minutes"] == 30
+            and project["snapshots_enabled"] is False)
     base = f"/api/v1/projects/{project['id']}"
 
     async def go_live() -> tuple[int, dict]:
@@ -40,7 +41,8 @@ async def test_the_seed_checklist_gates_live_mode_until_each_prerequisite_exists
 
     status, refused = await go_live()
     assert status == 409
-    assert {e["field"] for e in refused["errors"]} == {"repair_callback_url", "api_keys", "alert_destinations"}
+    assert {e["field"] for e in refused["errors"]} == {"repair_callback_url", "api_keys",
+                                                       "alert_destinations"}
 
     status, callback, _ = await operator_api.send("PUT", base + "/repair-callback", {"url": HTTPS_CALLBACK})
     assert status == 200 and callback["url"] == HTTPS_CALLBACK
@@ -64,7 +66,8 @@ async def test_live_mode_refuses_a_plain_http_callback(operator_api: Api) -> Non
     base = f"/api/v1/projects/{project['id']}"
     await operator_api.send("PUT", base + "/repair-callback", {"url": "http://127.0.0.1:9/repair"})
     await operator_api.send("POST", base + "/keys", {"label": "k"})
-    await operator_api.send("POST", base + "/alert-destinations", {"type": "email", "target": "ops@example.com"})
+    await operator_api.send("POST", base + "/alert-destinations",
+                            {"type": "email", "target": "ops@example.com"})
     status, refused, _ = await operator_api.send("PATCH", base, {"mode": "live"})
     assert status == 409 and "https" in refused["detail"]
 
@@ -79,17 +82,20 @@ async def test_keys_are_listed_without_their_secret_and_a_revoked_key_is_refused
     status, listed = await operator_api.get(base)
     assert status == 200
     assert [k["label"] for k in listed["items"]] == ["CI validation", "Staging worker"]
-    assert all("key" not in k and k["prefix"].startswith("sk_") and len(k["last_four"]) == 4 for k in listed["items"])
+    assert all("key" not in k and k["prefix"].startswith("sk_") and len(k["last_four"]) == 4
+               for k in listed["items"])
 
     old_client, new_client = Api(http, stack.base_url, old["key"]), Api(http, stack.base_url, new["key"])
     assert (await old_client.receipt("inv_rotation"))[0] == 202
-    assert (await new_client.receipt("inv_rotation"))[0] == 202  # both live at once: rotation needs no downtime
+    # Both live at once: rotation needs no downtime.
+    assert (await new_client.receipt("inv_rotation"))[0] == 202
 
     status, revoked, _ = await operator_api.send("POST", f"{base}/{old['id']}/revoke")
     assert status == 200 and revoked["revoked"] is True
     loop = asyncio.get_running_loop()
     started = loop.time()
-    status, problem = await eventually(lambda: old_client.receipt("inv_after_revoke"), lambda a: a[0] == 401, timeout=5)
+    status, problem = await eventually(lambda: old_client.receipt("inv_after_revoke"), lambda a: a[0] == 401,
+                                       timeout=5)
     assert loop.time() - started <= 5
     assert problem["status"] == 401
     assert (await new_client.receipt("inv_after_revoke"))[0] == 202
@@ -115,7 +121,8 @@ async def test_a_member_sees_only_their_projects_and_gets_404_elsewhere(
         ("GET", other, None), ("PATCH", other, {"name": "x"}),
         ("GET", other + "/keys", None), ("POST", other + "/keys", {"label": "x"}),
         ("POST", other + "/keys/key_x/revoke", None),
-        ("GET", other + "/repair-callback", None), ("PUT", other + "/repair-callback", {"url": HTTPS_CALLBACK}),
+        ("GET", other + "/repair-callback", None),
+        ("PUT", other + "/repair-callback", {"url": HTTPS_CALLBACK}),
         ("POST", other + "/repair-callback/rotate-secret", None),
         ("GET", other + "/alert-destinations", None),
         ("POST", other + "/alert-destinations", {"type": "email", "target": "a@example.com"}),
@@ -127,13 +134,15 @@ async def test_a_member_sees_only_their_projects_and_gets_404_elsewhere(
         assert headers["Content-Type"].startswith("application/problem+json")
 
 
-async def test_a_revoked_operator_token_gets_401(operator_api: Api, http, stack: Stack, database_url: str) -> None:
+async def test_a_revoked_operator_token_gets_401(operator_api: Api, http, stack: Stack,
+                                                 database_url: str) -> None:
     member = await create_operator(database_url, email="leaver@example.com", is_admin=True, project_ids=[],
                                    password=None)
     as_member = Api(http, stack.base_url, member.token)
     assert (await as_member.get("/api/v1/projects"))[0] == 200
     await revoke_tokens(database_url, "leaver@example.com")
-    status, problem = await eventually(lambda: as_member.get("/api/v1/projects"), lambda a: a[0] == 401, timeout=5)
+    _, problem = await eventually(lambda: as_member.get("/api/v1/projects"), lambda a: a[0] == 401,
+                                  timeout=5)
     assert problem["title"] == "Unauthorized"
 
 
@@ -147,7 +156,8 @@ async def test_idempotency_replays_refuses_another_body_and_conflicts_in_flight(
     _, listed = await operator_api.get("/api/v1/projects")
     assert [p["name"] for p in listed["items"]].count("Once") == 1
 
-    status, problem, _ = await operator_api.send("POST", "/api/v1/projects", {"name": "Other"}, idempotency_key=key)
+    status, problem, _ = await operator_api.send("POST", "/api/v1/projects", {"name": "Other"},
+                                                 idempotency_key=key)
     assert status == 422 and problem["type"].endswith("idempotency-key-reused")
 
     # Hold a key in flight the way a slow first request would, then send the same request.
@@ -180,13 +190,15 @@ async def test_every_action_is_audited_newest_first_with_paging(operator_api: Ap
     await operator_api.send("POST", base + "/repair-callback/rotate-secret")
     _, key, _ = await operator_api.send("POST", base + "/keys", {"label": "k"})
     await operator_api.send("POST", f"{base}/keys/{key['id']}/revoke")
-    _, dst, _ = await operator_api.send("POST", base + "/alert-destinations", {"type": "email", "target": "a@example.com"})
+    _, dst, _ = await operator_api.send("POST", base + "/alert-destinations",
+                                        {"type": "email", "target": "a@example.com"})
     await operator_api.send("DELETE", f"{base}/alert-destinations/{dst['id']}")
 
     async def every_page() -> list[str]:
         actions, cursor = [], None
         while True:
-            status, entries = await operator_api.get(base + "/audit-log?limit=3" + (f"&cursor={cursor}" if cursor else ""))
+            status, entries = await operator_api.get(base + "/audit-log?limit=3"
+                                                     + (f"&cursor={cursor}" if cursor else ""))
             assert status == 200
             actions += [e["action"] for e in entries["items"]]
             for entry in entries["items"]:
@@ -205,17 +217,21 @@ async def test_no_secret_is_stored_logged_or_published(operator_api: Api, stack:
                                                         services, topic_prefix: str) -> None:
     project = await new_project(operator_api)
     base = f"/api/v1/projects/{project['id']}"
-    _, key, _ = await operator_api.send("POST", base + "/keys", {"label": "Production key"}, idempotency_key="k")
+    _, key, _ = await operator_api.send("POST", base + "/keys", {"label": "Production key"},
+                                        idempotency_key="k")
     _, callback, _ = await operator_api.send("PUT", base + "/repair-callback", {"url": HTTPS_CALLBACK})
     # A replay answers from the stored copy, which must not hold the key.
     _, replayed, headers = await operator_api.send("POST", base + "/keys", {"label": "Production key"},
                                                    idempotency_key="k")
-    assert headers["Idempotent-Replayed"] == "true" and replayed["key"] is None and replayed["id"] == key["id"]
+    assert (headers["Idempotent-Replayed"] == "true" and replayed["key"] is None
+            and replayed["id"] == key["id"])
     assert (await Api(operator_api.session, stack.base_url, key["key"]).receipt("inv_secret"))[0] == 202
     published = await eventually(lambda: _audit_topic_text(services.kafka_bootstrap, topic_prefix),
-                                 lambda text: "api_key.created" in text and "callback.set" in text, timeout=15)
+                                 lambda text: "api_key.created" in text and "callback.set" in text,
+                                 timeout=15)
 
-    dump = subprocess.run(["pg_dump", "--data-only", database_url], capture_output=True, text=True, check=True).stdout
+    dump = subprocess.run(["pg_dump", "--data-only", database_url], capture_output=True, text=True,
+                          check=True).stdout
     assert key["prefix"] in dump  # the dump is real and holds the key's visible part
     logs = stack.logs()
     signing_secret = callback["signing_secret"]

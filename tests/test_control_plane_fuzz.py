@@ -16,14 +16,16 @@ from tests.support.stack import Stack
 pytestmark = pytest.mark.e2e
 
 _json = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats(allow_nan=False) | st.text(max_size=30),
+    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats(allow_nan=False)
+    | st.text(max_size=30),
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=12), inner, max_size=4),
     max_leaves=8,
 )
 _fields = st.fixed_dictionaries({}, optional={
     "name": _json, "mode": st.sampled_from(["test", "live", "LIVE", ""]) | _json,
     "timeout_minutes": st.integers(-5, 20000) | _json, "snapshots_enabled": _json, "label": _json,
-    "url": st.sampled_from(["https://127.0.0.1/x", "ftp://x", "https://u:p@h/x", "http://[::1]:99/x", "https://"]) | _json,
+    "url": st.sampled_from(["https://127.0.0.1/x", "ftp://x", "https://u:p@h/x", "http://[::1]:99/x",
+                            "https://"]) | _json,
     "type": st.sampled_from(["email", "slack", "sms"]) | _json, "target": _json,
 })
 
@@ -41,8 +43,10 @@ def _call(stack: Stack, token: str, method: str, path: str, body: bytes, key: st
 
 @pytest.fixture
 def project_id(stack: Stack, admin_token: str) -> str:
-    request = urllib.request.Request(stack.base_url + "/api/v1/projects", data=b'{"name":"fuzz"}', method="POST", headers={
-        "Authorization": f"Bearer {admin_token}", "Content-Type": "application/json", "Idempotency-Key": "fuzz"})
+    request = urllib.request.Request(
+        stack.base_url + "/api/v1/projects", data=b'{"name":"fuzz"}', method="POST",
+        headers={"Authorization": f"Bearer {admin_token}", "Content-Type": "application/json",
+                 "Idempotency-Key": "fuzz"})
     with urllib.request.urlopen(request) as response:
         return json.load(response)["id"]
 

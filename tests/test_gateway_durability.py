@@ -35,7 +35,8 @@ def lone_gateway(private_broker: dict[str, str], database_url: str, tmp_path: Pa
     prefix = "durability."
     ensure_topics(bootstrap, prefix, 2)
     port = free_port()
-    env = stack_env(kafka_bootstrap=bootstrap, database_url=database_url, topic_prefix=prefix, workdir=tmp_path,
+    env = stack_env(kafka_bootstrap=bootstrap, database_url=database_url, topic_prefix=prefix,
+                    workdir=tmp_path,
                     extra={"SENDPROMPTLY_HTTP_PORT": str(port), "SENDPROMPTLY_PRODUCE_TIMEOUT_MS": "2000"})
     gateway = ManagedProcess("gateway", ["gateway"], env, tmp_path / "gateway.log")
     gateway.start()
@@ -45,7 +46,8 @@ def lone_gateway(private_broker: dict[str, str], database_url: str, tmp_path: Pa
 
 
 async def test_broker_down_gives_503_and_the_same_key_succeeds_once_it_is_back(
-        lone_gateway, private_broker: dict[str, str], project: ProjectKey, http: aiohttp.ClientSession) -> None:
+        lone_gateway, private_broker: dict[str, str], project: ProjectKey,
+        http: aiohttp.ClientSession) -> None:
     base_url, bootstrap, prefix = lone_gateway
     api = Api(http, base_url, project.api_key)
     body = {"reference": "inv_durable", "event_type": "invoice.paid", "effect_type": "grant_access"}

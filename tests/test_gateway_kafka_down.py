@@ -20,7 +20,8 @@ def gateway_without_kafka(database_url: str, topic_prefix: str, tmp_path: Path):
     port = free_port()
     nobody_listens = f"127.0.0.1:{free_port()}"
     env = stack_env(kafka_bootstrap=nobody_listens, database_url=database_url, topic_prefix=topic_prefix,
-                    workdir=tmp_path, extra={"SENDPROMPTLY_HTTP_PORT": str(port), "SENDPROMPTLY_PRODUCE_TIMEOUT_MS": "1500"})
+                    workdir=tmp_path,
+                    extra={"SENDPROMPTLY_HTTP_PORT": str(port), "SENDPROMPTLY_PRODUCE_TIMEOUT_MS": "1500"})
     gateway = ManagedProcess("gateway", ["gateway"], env, tmp_path / "gateway.log")
     gateway.start()
     gateway.wait_ready(f"http://127.0.0.1:{port}/healthz")
@@ -33,7 +34,8 @@ async def test_it_answers_503_with_retry_after_when_the_broker_is_down(
 ) -> None:
     api = Api(http, gateway_without_kafka, project.api_key)
     async with http.post(gateway_without_kafka + "/api/v1/receipt", headers=api.headers("k-1"),
-                         json={"reference": "inv_1", "event_type": "invoice.paid", "effect_type": "grant"}) as response:
+                         json={"reference": "inv_1", "event_type": "invoice.paid",
+                               "effect_type": "grant"}) as response:
         assert response.status == 503
         assert response.content_type == "application/problem+json"
         assert int(response.headers["Retry-After"]) > 0

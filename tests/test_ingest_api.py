@@ -24,7 +24,8 @@ pytestmark = pytest.mark.e2e
 RECEIPT = {"reference": "inv_1", "event_type": "invoice.paid", "effect_type": "grant_access"}
 
 
-async def _post(http: aiohttp.ClientSession, url: str, *, body: bytes, headers: dict[str, str]) -> tuple[int, dict, dict]:
+async def _post(http: aiohttp.ClientSession, url: str, *, body: bytes,
+                headers: dict[str, str]) -> tuple[int, dict, dict]:
     async with http.post(url, data=body, headers=headers) as response:
         return response.status, await response.json(content_type=None), dict(response.headers)
 
@@ -49,10 +50,12 @@ async def test_bad_credentials_get_401_with_a_bearer_challenge(
     ("text/plain", orjson.dumps(RECEIPT), 415, "unsupported-media-type"),
     ("application/json", b'{"reference": ', 400, "malformed-json"),
     ("application/json", orjson.dumps({**RECEIPT, "payload": {"x": "y" * 70_000}}), 413, "payload-too-large"),
-    ("application/json", orjson.dumps({**RECEIPT, "event_type": "bad type", "colour": "red"}), 422, "invalid-fields"),
+    ("application/json", orjson.dumps({**RECEIPT, "event_type": "bad type", "colour": "red"}), 422,
+     "invalid-fields"),
 ])
 async def test_bad_requests_get_the_right_problem(http: aiohttp.ClientSession, api: Api, stack: Stack,
-                                                  content_type: str, body: bytes, status: int, slug: str) -> None:
+                                                  content_type: str, body: bytes, status: int,
+                                                  slug: str) -> None:
     headers = {**api.headers(), "Content-Type": content_type}
     got, problem, _ = await _post(http, stack.base_url + "/api/v1/receipt", body=body, headers=headers)
     assert (got, problem["type"].rsplit("/", 1)[-1]) == (status, slug)
@@ -66,7 +69,8 @@ async def test_a_retry_with_the_same_key_is_replayed_and_published_once(
     second = await api.send("POST", "/api/v1/receipt", RECEIPT, idempotency_key="retry-1")
     assert first[0] == second[0] == 202 and first[1] == second[1]
     assert second[2]["Idempotent-Replayed"] == "true"
-    other = await api.send("POST", "/api/v1/receipt", {**RECEIPT, "reference": "inv_2"}, idempotency_key="retry-1")
+    other = await api.send("POST", "/api/v1/receipt", {**RECEIPT, "reference": "inv_2"},
+                           idempotency_key="retry-1")
     assert other[0] == 422
 
     published = await read_topic(services.kafka_bootstrap, RECEIPTS.name(topic_prefix))
@@ -77,7 +81,8 @@ async def test_two_gateways_side_by_side_publish_a_doubled_request_once(
         stack_factory, project: ProjectKey, http: aiohttp.ClientSession, services, topic_prefix: str) -> None:
     one, two = stack_factory(), stack_factory()
     clients = [Api(http, s.base_url, project.api_key) for s in (one, two)] * 4
-    answers = await asyncio.gather(*(c.send("POST", "/api/v1/receipt", RECEIPT, idempotency_key="double") for c in clients))
+    answers = await asyncio.gather(*(c.send("POST", "/api/v1/receipt", RECEIPT, idempotency_key="double")
+                                     for c in clients))
     assert {a[0] for a in answers} <= {202, 409}
     accepted = [a[1] for a in answers if a[0] == 202]
     assert accepted and all(doc == accepted[0] for doc in accepted)

@@ -69,10 +69,12 @@ async def test_claim_many_gives_the_outcomes_of_claims_one_after_the_other(datab
                 ClaimRequest("prj_1", "k1", b),  # the same key with another body
                 ClaimRequest("prj_2", "k1", b),  # another project's key
             ])
-            assert [c.outcome for c in first] == [ClaimOutcome.OWNED, ClaimOutcome.OWNED, ClaimOutcome.IN_FLIGHT,
-                                                  ClaimOutcome.MISMATCH, ClaimOutcome.OWNED]
+            assert [c.outcome for c in first] == [ClaimOutcome.OWNED, ClaimOutcome.OWNED,
+                                                  ClaimOutcome.IN_FLIGHT, ClaimOutcome.MISMATCH,
+                                                  ClaimOutcome.OWNED]
 
-            stored = StoredResponse(202, {"Content-Type": "application/json"}, b'{"status":"pending"}\x00\xff')
+            stored = StoredResponse(202, {"Content-Type": "application/json"},
+                                    b'{"status":"pending"}\x00\xff')
             await complete_many(conn, [Completion("prj_1", "k1", stored)])
             second = await claim_many(conn, [ClaimRequest("prj_1", "k1", a), ClaimRequest("prj_1", "k1", b),
                                              ClaimRequest("prj_1", "k2", a), ClaimRequest("prj_1", "k3", b)])
@@ -101,7 +103,8 @@ def gateways(services: Services, database_url: str, topic_prefix: str, tmp_path:
     for n in range(2):
         port = free_port()
         env = stack_env(kafka_bootstrap=services.kafka_bootstrap, database_url=database_url,
-                        topic_prefix=topic_prefix, workdir=tmp_path, extra={"SENDPROMPTLY_HTTP_PORT": str(port)})
+                        topic_prefix=topic_prefix, workdir=tmp_path,
+                        extra={"SENDPROMPTLY_HTTP_PORT": str(port)})
         gateway = ManagedProcess(f"gateway-{n}", ["gateway"], env, tmp_path / f"gateway-{n}.log")
         gateway.start()
         started.append((gateway, f"http://127.0.0.1:{port}"))
@@ -128,7 +131,8 @@ async def test_concurrent_new_repeated_and_reused_keys_get_the_right_answers_and
     seeded = [f"{run}-seed-{n}" for n in range(20)]
     first_answers = {}
     for n, key in enumerate(seeded):
-        status, doc, _ = await (one if n % 2 else two).send("POST", "/api/v1/receipt", body(key), idempotency_key=key)
+        status, doc, _ = await (one if n % 2 else two).send("POST", "/api/v1/receipt", body(key),
+                                                            idempotency_key=key)
         assert status == 202
         first_answers[key] = doc
     # Held in flight, as by a slow request elsewhere: the batched path must answer 409.

@@ -13,8 +13,8 @@ from tests.support.services import REPO, local_kafka_env, run_script
 
 
 def _status(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["bash", str(REPO / "scripts" / "kafka.sh"), "status"], env={**env, "PATH": "/usr/bin:/bin"},
-                          capture_output=True, text=True)
+    return subprocess.run(["bash", str(REPO / "scripts" / "kafka.sh"), "status"],
+                          env={**env, "PATH": "/usr/bin:/bin"}, capture_output=True, text=True)
 
 
 @pytest.fixture
@@ -29,7 +29,8 @@ def _answers(port: str) -> bool:
     return metadata.brokers != {}
 
 
-def test_starting_kafka_twice_is_harmless_and_a_stopped_broker_starts_again(private_kafka: dict[str, str]) -> None:
+def test_starting_kafka_twice_is_harmless_and_a_stopped_broker_starts_again(
+        private_kafka: dict[str, str]) -> None:
     port = private_kafka["KAFKA_PORT"]
     run_script("kafka.sh", "start", env=private_kafka)
     first_pid = (Path(private_kafka["KAFKA_STATE_DIR"]) / "kafka.pid").read_text().strip()

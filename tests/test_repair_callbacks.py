@@ -72,7 +72,8 @@ async def receiver() -> AsyncIterator[Receiver]:
 
 
 async def set_callback(operator_api: Api, project_id: str, url: str) -> str:
-    status, answer, _ = await operator_api.send("PUT", f"/api/v1/projects/{project_id}/repair-callback", {"url": url})
+    status, answer, _ = await operator_api.send("PUT", f"/api/v1/projects/{project_id}/repair-callback",
+                                                {"url": url})
     assert status == 200, answer
     return answer["signing_secret"]
 
@@ -200,8 +201,8 @@ async def test_the_example_receiver_reruns_the_effect_and_resolves_the_incident(
 
     # The secret is known only once the URL is saved; the app reads it from this list.
     secrets: list[str] = []
-    async with running_example_receiver(secrets=secrets, sendpromptly_url=stack.base_url, api_key=project.api_key,
-                                        effect=grant_access) as url:
+    async with running_example_receiver(secrets=secrets, sendpromptly_url=stack.base_url,
+                                        api_key=project.api_key, effect=grant_access) as url:
         secrets.append(await set_callback(operator_api, project.project_id, url))
         assert (await api.receipt("inv_cb_example", payload={"customer": "cus_42", "plan": "pro"}))[0] == 202
         assert (await api.result("inv_cb_example", "failed"))[0] == 202

@@ -14,7 +14,8 @@ from topics import Snapshot
 ENVELOPE = Snapshot(key_id="k1", nonce="bm9uY2U=", ciphertext="Y2lwaGVydGV4dA==")
 
 
-async def test_snapshots_older_than_30_days_are_purged_and_audited(database_url: str, project: ProjectKey) -> None:
+async def test_snapshots_older_than_30_days_are_purged_and_audited(database_url: str,
+                                                                   project: ProjectKey) -> None:
     now = datetime.now(UTC)
     pool = await open_pool(database_url, max_size=1)
     try:

@@ -87,7 +87,8 @@ async def test_direct_producers_are_joined_and_bad_messages_are_dead_lettered(
     _, flow = await eventually(lambda: api.flow("inv_direct"), _status("pending"))
     assert flow["mode"] == "test"  # a direct producer's receipt takes the project's mode
 
-    letters = [decode(DeadLetter, v) for _, v in await read_topic(services.kafka_bootstrap, DEADLETTER.name(topic_prefix))]
+    letters = [decode(DeadLetter, v)
+               for _, v in await read_topic(services.kafka_bootstrap, DEADLETTER.name(topic_prefix))]
     reasons = sorted(letter.reason.split(":", 1)[0] for letter in letters)
     assert reasons == ["not_json", "unknown_project"]
     assert any(letter.value_b64 == "e25vdCBqc29u" for letter in letters)  # the exact bytes, b"{not json"

@@ -24,8 +24,10 @@ class Api:
         headers["Idempotency-Key"] = idempotency_key or uuid.uuid4().hex
         return headers
 
-    async def post(self, path: str, body: Any, *, idempotency_key: str | None = None) -> tuple[int, dict[str, Any]]:
-        async with self.session.post(self.base_url + path, json=body, headers=self.headers(idempotency_key)) as response:
+    async def post(self, path: str, body: Any, *,
+                   idempotency_key: str | None = None) -> tuple[int, dict[str, Any]]:
+        async with self.session.post(self.base_url + path, json=body,
+                                     headers=self.headers(idempotency_key)) as response:
             return response.status, await response.json(content_type=None)
 
     async def send(self, method: str, path: str, body: Any = None, *,
@@ -36,14 +38,16 @@ class Api:
             return response.status, await response.json(content_type=None), dict(response.headers)
 
     async def get(self, path: str) -> tuple[int, dict[str, Any]]:
-        async with self.session.get(self.base_url + path, headers={"Authorization": f"Bearer {self.token}"}) as response:
+        async with self.session.get(self.base_url + path,
+                                    headers={"Authorization": f"Bearer {self.token}"}) as response:
             return response.status, await response.json(content_type=None)
 
     async def receipt(self, reference: str, **fields: Any) -> tuple[int, dict[str, Any]]:
         body = {"reference": reference, "event_type": "invoice.paid", "effect_type": "grant_access", **fields}
         return await self.post("/api/v1/receipt", body)
 
-    async def result(self, reference: str, status: str = "succeeded", **fields: Any) -> tuple[int, dict[str, Any]]:
+    async def result(self, reference: str, status: str = "succeeded",
+                     **fields: Any) -> tuple[int, dict[str, Any]]:
         return await self.post("/api/v1/result", {"reference": reference, "status": status, **fields})
 
     async def flow(self, reference: str) -> tuple[int, dict[str, Any]]:

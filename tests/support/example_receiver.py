@@ -28,8 +28,8 @@ async def running_example_receiver(*, secrets: list[str], sendpromptly_url: str,
                                    port: int = 0) -> AsyncIterator[str]:
     """Serve the example on loopback (``port``, or a free one); yields its callback URL. ``secrets``
     is read on every request, so the caller may fill it in once the URL is saved and its secret known."""
-    app = load_example_receiver().make_app(secrets=secrets, sendpromptly_url=sendpromptly_url, api_key=api_key,
-                                           effect=effect)
+    app = load_example_receiver().make_app(secrets=secrets, sendpromptly_url=sendpromptly_url,
+                                           api_key=api_key, effect=effect)
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", port)

@@ -15,7 +15,8 @@ def read_topic_sync(bootstrap: str, topic: str, *, timeout: float = 30.0) -> lis
                          "enable.partition.eof": True})
     try:
         partitions = consumer.list_topics(topic, timeout=timeout).topics[topic].partitions
-        ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)[1] for p in partitions}
+        ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)[1]
+                for p in partitions}
         pending = {p for p, end in ends.items() if end > 0}
         consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in pending])
         messages: list[tuple[bytes | None, bytes]] = []
@@ -36,5 +37,6 @@ def read_topic_sync(bootstrap: str, topic: str, *, timeout: float = 30.0) -> lis
         consumer.close()
 
 
-async def read_topic(bootstrap: str, topic: str, *, timeout: float = 30.0) -> list[tuple[bytes | None, bytes]]:
+async def read_topic(bootstrap: str, topic: str, *,
+                     timeout: float = 30.0) -> list[tuple[bytes | None, bytes]]:
     return await asyncio.to_thread(read_topic_sync, bootstrap, topic, timeout=timeout)

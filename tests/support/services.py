@@ -48,7 +48,8 @@ def run_script(script: str, *args: str, env: dict[str, str] | None = None) -> st
         capture_output=True, text=True, timeout=600,
     )
     if done.returncode != 0:
-        raise RuntimeError(f"scripts/{script} {' '.join(args)} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+        raise RuntimeError(f"scripts/{script} {' '.join(args)} failed ({done.returncode}):\n"
+                           f"{done.stdout}\n{done.stderr}")
     return done.stdout
 
 
@@ -68,11 +69,14 @@ def provide_services() -> Iterator[Services]:
             database = database or stack.enter_context(_postgres_container())
         if kafka is None:
             origin = "local scripts"
-            run_script("kafka.sh", "start", env=local_kafka_env(TEST_KAFKA_PORT, REPO / ".run" / "test-kafka"))
+            run_script("kafka.sh", "start",
+                       env=local_kafka_env(TEST_KAFKA_PORT, REPO / ".run" / "test-kafka"))
             kafka = f"127.0.0.1:{TEST_KAFKA_PORT}"
         if database is None:
             origin = "local scripts"
-            out = run_script("postgres.sh", "start", env={"PG_PORT": TEST_PG_PORT, "PG_STATE_DIR": str(REPO / ".run" / "test-postgres")})
+            out = run_script("postgres.sh", "start",
+                             env={"PG_PORT": TEST_PG_PORT,
+                                  "PG_STATE_DIR": str(REPO / ".run" / "test-postgres")})
             database = out.strip().splitlines()[-1]
         yield Services(kafka_bootstrap=kafka, admin_database_url=database, origin=origin)
 

@@ -14,7 +14,8 @@ SCHEDULE = (5.0, 300.0, 1800.0)
 
 
 @pytest.mark.parametrize(("status", "expected"), [
-    (None, Verdict.RETRY), (408, Verdict.RETRY), (429, Verdict.RETRY), (500, Verdict.RETRY), (503, Verdict.RETRY),
+    (None, Verdict.RETRY), (408, Verdict.RETRY), (429, Verdict.RETRY), (500, Verdict.RETRY),
+    (503, Verdict.RETRY),
     (200, Verdict.DELIVERED), (204, Verdict.DELIVERED),
     (301, Verdict.FAIL), (302, Verdict.FAIL), (307, Verdict.FAIL), (400, Verdict.FAIL), (401, Verdict.FAIL),
     (404, Verdict.FAIL), (410, Verdict.FAIL), (422, Verdict.FAIL),

@@ -17,7 +17,8 @@ def test_defaults_are_the_local_stacks() -> None:
 
 
 def test_variables_override_defaults() -> None:
-    settings = Settings.from_env({"SENDPROMPTLY_HTTP_PORT": "9000", "SENDPROMPTLY_ALLOW_PRIVATE_TARGETS": "1"})
+    settings = Settings.from_env({"SENDPROMPTLY_HTTP_PORT": "9000",
+                                  "SENDPROMPTLY_ALLOW_PRIVATE_TARGETS": "1"})
     assert settings.http_port == 9000 and settings.allow_private_targets is True
 
 

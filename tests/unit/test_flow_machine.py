@@ -21,8 +21,8 @@ def receipt(at: datetime = T0, timeout_seconds: int | None = None, key: str = "r
 
 
 def result(status: str, at: datetime, replay_id: str | None = None) -> Result:
-    return Result(project_id=PROJECT, idempotency_key=f"res-{at.isoformat()}", reference="inv_1", status=status,
-                  received_at=at, replay_id=replay_id)
+    return Result(project_id=PROJECT, idempotency_key=f"res-{at.isoformat()}", reference="inv_1",
+                  status=status, received_at=at, replay_id=replay_id)
 
 
 def start(timeout_seconds: int | None = None, minutes: int = 30) -> FlowState:
@@ -51,14 +51,16 @@ def test_a_repeated_receipt_does_not_move_the_deadline() -> None:
 
 
 def test_success_before_the_deadline_applies_it() -> None:
-    step = machine.on_result(start(), result("succeeded", T0 + timedelta(minutes=1)), now=T0 + timedelta(minutes=1))
+    step = machine.on_result(start(), result("succeeded", T0 + timedelta(minutes=1)),
+                             now=T0 + timedelta(minutes=1))
     assert step.state.flow.status is Status.APPLIED
     assert step.state.flow.applied_at == T0 + timedelta(minutes=1)
     assert [type(e) for e in step.effects] == [Transition]
 
 
 def test_a_failed_result_opens_an_incident() -> None:
-    step = machine.on_result(start(), result("failed", T0 + timedelta(seconds=1)), now=T0 + timedelta(seconds=1))
+    step = machine.on_result(start(), result("failed", T0 + timedelta(seconds=1)),
+                             now=T0 + timedelta(seconds=1))
     flow = step.state.flow
     assert flow.status is Status.INCIDENT and flow.incident_reason == "failed_outcome"
     assert flow.incident_id == machine.incident_id_for(PROJECT, "inv_1")
@@ -76,7 +78,8 @@ def test_the_deadline_opens_a_timeout_incident_only_once_it_passed() -> None:
 
 def test_a_late_success_resolves_the_incident() -> None:
     opened = machine.on_deadline(start(timeout_seconds=60), now=T0 + timedelta(seconds=61)).state
-    step = machine.on_result(opened, result("succeeded", T0 + timedelta(seconds=90)), now=T0 + timedelta(seconds=90))
+    step = machine.on_result(opened, result("succeeded", T0 + timedelta(seconds=90)),
+                             now=T0 + timedelta(seconds=90))
     assert step.state.flow.status is Status.RESOLVED
     assert step.state.flow.resolution == "outcome_succeeded"
     assert [type(e) for e in step.effects] == [Transition, IncidentResolved]
@@ -157,7 +160,8 @@ def test_any_order_of_signals_keeps_the_rules(events: list[tuple[str, int]]) -> 
     assert state.flow.version == len(transitions), "every change is one transition, versions count them"
     statuses = [t.flow.status for t in transitions]
     if Status.APPLIED in statuses:
-        assert Status.INCIDENT not in statuses[statuses.index(Status.APPLIED):], "applied never turns into an incident"
+        assert Status.INCIDENT not in statuses[statuses.index(Status.APPLIED):], (
+            "applied never turns into an incident")
     assert [t.flow.version for t in transitions] == list(range(1, len(transitions) + 1))
 
 

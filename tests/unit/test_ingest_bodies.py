@@ -21,7 +21,8 @@ def test_timeout_minutes_become_seconds() -> None:
 
 def test_both_timeouts_at_once_are_refused() -> None:
     with pytest.raises(FieldErrors) as refused:
-        parse_receipt({"reference": "r", "event_type": "a", "effect_type": "b", "timeout_minutes": 5, "timeout_seconds": 5})
+        parse_receipt({"reference": "r", "event_type": "a", "effect_type": "b", "timeout_minutes": 5,
+                       "timeout_seconds": 5})
     assert fields_of(refused.value) == {"timeout_seconds"}
 
 
@@ -30,10 +31,12 @@ def test_both_timeouts_at_once_are_refused() -> None:
     ({"reference": "x" * 201, "event_type": "a", "effect_type": "b"}, {"reference"}),
     ({"reference": "r\n", "event_type": "a", "effect_type": "b"}, {"reference"}),
     ({"reference": "r", "event_type": "a b", "effect_type": "b" * 101}, {"event_type", "effect_type"}),
-    ({"reference": "r", "event_type": "a", "effect_type": "b", "timeout_seconds": 604801}, {"timeout_seconds"}),
+    ({"reference": "r", "event_type": "a", "effect_type": "b", "timeout_seconds": 604801},
+     {"timeout_seconds"}),
     ({"reference": "r", "event_type": "a", "effect_type": "b", "timeout_minutes": True}, {"timeout_minutes"}),
     ({"reference": "r", "event_type": "a", "effect_type": "b", "payload": [1]}, {"payload"}),
-    ({"reference": "r", "event_type": "a", "effect_type": "b", "payload": {"x": "y" * MAX_PAYLOAD_BYTES}}, {"payload"}),
+    ({"reference": "r", "event_type": "a", "effect_type": "b", "payload": {"x": "y" * MAX_PAYLOAD_BYTES}},
+     {"payload"}),
     ({"reference": "r", "event_type": "a", "effect_type": "b", "refrence": "typo"}, {"refrence"}),
     ({}, {"reference", "event_type", "effect_type"}),
 ])

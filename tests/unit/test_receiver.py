@@ -19,13 +19,16 @@ OTHER = "whsec_" + base64.b64encode(os.urandom(32)).decode()
 NOW = 1_700_000_000
 
 
-def request(*, secrets: list[str] = [SECRET], nonce: str = "n-1", at: int = NOW) -> tuple[bytes, dict[str, str]]:
+def request(*, secrets: list[str] | None = None, nonce: str = "n-1",
+            at: int = NOW) -> tuple[bytes, dict[str, str]]:
+    """A signed callback; ``secrets`` defaults to ``[SECRET]``."""
     body = json.dumps({"type": "repair.requested", "replay_id": "rpl_1", "nonce": nonce}).encode()
-    return body, signed_headers("rpl_1", at, body, secrets)
+    return body, signed_headers("rpl_1", at, body, [SECRET] if secrets is None else secrets)
 
 
-def check(body: bytes, headers: dict[str, str], secrets: list[str] = [SECRET], **kwargs) -> dict:
-    return verify(body, headers, secrets, now=kwargs.pop("now", NOW),
+def check(body: bytes, headers: dict[str, str], secrets: list[str] | None = None, **kwargs) -> dict:
+    """``verify`` with ``secrets`` defaulting to ``[SECRET]``."""
+    return verify(body, headers, [SECRET] if secrets is None else secrets, now=kwargs.pop("now", NOW),
                   nonce_store=kwargs.pop("nonce_store", InMemoryNonceStore()), **kwargs)
 
 

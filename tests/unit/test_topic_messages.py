@@ -29,14 +29,16 @@ NOW = datetime(2026, 3, 1, 8, 30, 15, 123000, tzinfo=UTC)
 
 def good_receipt(**changes: object) -> dict[str, object]:
     doc = {"schema": "receipt.v1", "project_id": "prj_abc", "idempotency_key": "k1", "reference": "inv_1",
-           "event_type": "invoice.paid", "effect_type": "grant_access", "received_at": "2026-03-01T08:30:15.123Z"}
+           "event_type": "invoice.paid", "effect_type": "grant_access",
+           "received_at": "2026-03-01T08:30:15.123Z"}
     doc.update(changes)
     return doc
 
 
 def test_a_receipt_round_trips_through_bytes() -> None:
-    receipt = Receipt(project_id="prj_abc", idempotency_key="k1", reference="inv 1/ü", event_type="invoice.paid",
-                      effect_type="grant_access", received_at=NOW, timeout_seconds=300,
+    receipt = Receipt(project_id="prj_abc", idempotency_key="k1", reference="inv 1/ü",
+                      event_type="invoice.paid", effect_type="grant_access", received_at=NOW,
+                      timeout_seconds=300,
                       snapshot=Snapshot(key_id="k1", nonce="bm9uY2U=", ciphertext="Y3Q="))
     assert decode(Receipt, encode(receipt)) == receipt
 
