@@ -3,6 +3,7 @@ the wall-clock deadline timer."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -15,7 +16,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from agents import metrics
 from agents.deadlines import DeadlineIndex
-from agents.flow import Status, state_from_json
+from agents.flow import Status, pending_deadline
 from agents.projects import ProjectDirectory
 from agents.tracker import FlowTracker, Incoming, Outcome, TrackerTopics
 from sendpromptly.config import Settings
@@ -40,6 +41,7 @@ log = logging.getLogger(__name__)
 FLOW_TABLE = "flow-state"
 TIMER_SECONDS = 0.25  # DESIGN.md §4: an incident opens no later than 2 s after its deadline
 LAG_SECONDS = 5.0
+REBUILD_YIELD_EVERY = 5000
 # Stored beside the machine's state so the deadline index can be rebuilt partition by partition.
 PARTITION_FIELD = "partition"
 
@@ -79,6 +81,7 @@ def create_app(settings: Settings) -> faust.App:
     # key_type=bytes stores the flow key as is (faust would JSON-encode it otherwise); values are JSON.
     flows = app.Table(FLOW_TABLE, partitions=settings.flow_partitions, key_type=bytes)
     index = DeadlineIndex()
+    rebuilds = {"latest": 0}
     resources: dict[str, FlowTracker] = {}
 
     async def tracker() -> FlowTracker:
@@ -123,13 +126,23 @@ def create_app(settings: Settings) -> faust.App:
 
     @app.on_rebalance_complete.connect
     async def rebuild_index(sender: Any, /, *args: Any, **kwargs: Any) -> None:
-        """The partitions this worker owns changed: index their pending flows afresh."""
+        """The partitions this worker owns changed: index their pending flows afresh.
+
+        A million stored flows take tens of seconds to read, so the loop yields now and then:
+        /healthz keeps answering (the liveness probe), and a newer rebalance's rebuild takes over
+        from this one instead of both filling the index."""
+        rebuilds["latest"] += 1
+        this = rebuilds["latest"]
         index.clear()
-        for key, stored in flows.items():
-            flow = state_from_json(stored).flow
-            if flow is not None and flow.status is Status.PENDING:
-                index.track(key, flow.deadline,
-                            stored.get(PARTITION_FIELD, _partition_of(key, settings.flow_partitions)))
+        for n, (key, stored) in enumerate(flows.items(), 1):
+            deadline = pending_deadline(stored)
+            if deadline is not None:
+                partition = stored.get(PARTITION_FIELD, _partition_of(key, settings.flow_partitions))
+                index.track(key, deadline, partition)
+            if n % REBUILD_YIELD_EVERY == 0:
+                await asyncio.sleep(0)
+                if rebuilds["latest"] != this:
+                    return
         metrics.PENDING_FLOWS.set(len(index))
         log.info("deadline index rebuilt: %d pending flows", len(index))
 

@@ -241,6 +241,15 @@ def _fields_of(obj: Flow | HeldResult) -> dict[str, Any]:
     return {name: getattr(obj, name) for name in obj.__dataclass_fields__}
 
 
+def pending_deadline(doc: dict[str, Any] | None) -> datetime | None:
+    """The deadline of a stored flow that is pending, else None: what the deadline index needs,
+    read without loading the whole state (it reads every stored flow after a rebalance)."""
+    flow = (doc or {}).get("flow")
+    if flow is None or flow.get("status") != Status.PENDING.value:
+        return None
+    return _stored_time(flow["deadline"])
+
+
 def _stored_time(value: str) -> datetime:
     """A time ``state_to_json`` wrote with ``format_timestamp``, so always a valid one."""
     at = parse_timestamp(value)

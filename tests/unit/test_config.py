@@ -14,6 +14,7 @@ def test_defaults_are_the_local_stacks() -> None:
     assert settings.kafka_bootstrap == "127.0.0.1:9092"
     assert settings.http_port == 8080
     assert settings.allow_private_targets is False
+    assert settings.agents_instance_id == ""  # dynamic group membership
 
 
 def test_variables_override_defaults() -> None:
@@ -33,6 +34,7 @@ def test_a_secret_can_come_from_a_file(tmp_path: Path) -> None:
     ({"SENDPROMPTLY_FLOW_PARTITIONS": "0"}, "SENDPROMPTLY_FLOW_PARTITIONS"),
     ({"SENDPROMPTLY_ALLOW_PRIVATE_TARGETS": "maybe"}, "SENDPROMPTLY_ALLOW_PRIVATE_TARGETS"),
     ({"SENDPROMPTLY_TOPIC_PREFIX": "bad prefix"}, "SENDPROMPTLY_TOPIC_PREFIX"),
+    ({"SENDPROMPTLY_AGENTS_INSTANCE_ID": "agents 0"}, "SENDPROMPTLY_AGENTS_INSTANCE_ID"),
     ({"SENDPROMPTLY_DATABASE_URL_FILE": "/nonexistent/secret"}, "SENDPROMPTLY_DATABASE_URL_FILE"),
 ])
 def test_a_bad_value_names_its_variable(env: dict[str, str], named: str) -> None:

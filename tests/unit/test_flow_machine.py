@@ -193,3 +193,10 @@ def test_an_operator_resolves_an_open_incident_by_hand() -> None:
     assert [type(e) for e in step.effects] == [Transition]
     # Nothing to resolve on a pending or applied flow.
     assert machine.on_operator_resolve(start(), now=T0).effects == []
+
+
+@given(st.lists(_event, max_size=12))
+def test_the_stored_pending_deadline_is_the_flows(events: list[tuple[str, int]]) -> None:
+    state, _ = _run(events)
+    expected = state.flow.deadline if state.flow and state.flow.status is Status.PENDING else None
+    assert machine.pending_deadline(machine.state_to_json(state)) == expected
