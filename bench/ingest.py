@@ -113,6 +113,7 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=15, help="seconds of each wrk run")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--latency-seconds", type=int, default=15)
+    parser.add_argument("--latency-rate", type=float, help="requests/s of the latency runs (default: half our peak)")
     parser.add_argument("--profile", type=Path, metavar="RAW",
                         help="record the gateway with py-spy during its peak run into RAW "
                              "and print the top costs")
@@ -145,7 +146,7 @@ def main() -> None:
             peak_ours = measured(wrk, gateway_pid, ours_url, api_key, args.duration, args.connections)
             if spy is not None and spy.wait(30) != 0:
                 raise RuntimeError(f"py-spy failed: {spy.stderr.read().decode() if spy.stderr else ''}")
-            rate = peak_ours["rps"] / 2
+            rate = args.latency_rate or peak_ours["rps"] / 2
             lat_bare = asyncio.run(open_loop(bare_url, api_key, rate, args.latency_seconds))
             lat_ours = asyncio.run(open_loop(ours_url, api_key, rate, args.latency_seconds))
         finally:
