@@ -162,8 +162,11 @@ def create_app(settings: Settings) -> faust.App:
         for tp in consumer.assignment():
             if tp.topic in (names.receipts, names.results, names.incidents, names.deadlines):
                 # faust keeps committed offsets privately; lag = end of partition - committed.
+                highwater = consumer.highwater(tp)
+                if highwater is None:  # not fetched yet, just after an assignment
+                    continue
                 committed = consumer._committed_offset.get(tp) or 0
-                lag = max(0, consumer.highwater(tp) - committed)
+                lag = max(0, highwater - committed)
                 metrics.CONSUMER_LAG.labels(app.conf.id, tp.topic, str(tp.partition)).set(lag)
 
     @app.page("/healthz")
