@@ -34,8 +34,11 @@ async def open_incident(api: Api, reference: str) -> dict[str, Any]:
     """A receipt and a failed result: the agents open an incident; the flow shows it."""
     assert (await api.receipt(reference))[0] == 202
     assert (await api.result(reference, "failed", detail="card declined"))[0] == 202
-    _, flow = await eventually(lambda: api.flow(reference), lambda answer: "incident" in answer[1])
-    assert flow["status"] == "incident" and flow["incident_id"] == flow["incident"]["id"]
+    # The read model takes the flow's transition (audit topic) and the incident (incidents topic)
+    # from two topics, so for a moment it may hold one without the other: wait for both.
+    _, flow = await eventually(lambda: api.flow(reference),
+                               lambda answer: "incident" in answer[1] and answer[1]["status"] == "incident")
+    assert flow["incident_id"] == flow["incident"]["id"]
     return flow["incident"]
 
 
