@@ -81,7 +81,6 @@ def create_app(settings: Settings) -> faust.App:
     # key_type=bytes stores the flow key as is (faust would JSON-encode it otherwise); values are JSON.
     flows = app.Table(FLOW_TABLE, partitions=settings.flow_partitions, key_type=bytes)
     index = DeadlineIndex()
-    rebuilds = {"latest": 0}
     resources: dict[str, FlowTracker] = {}
 
     async def tracker() -> FlowTracker:
@@ -131,17 +130,17 @@ def create_app(settings: Settings) -> faust.App:
         A million stored flows take tens of seconds to read, so the loop yields now and then:
         /healthz keeps answering (the liveness probe), and a newer rebalance's rebuild takes over
         from this one instead of both filling the index."""
-        rebuilds["latest"] += 1
-        this = rebuilds["latest"]
-        index.clear()
+        generation = index.clear()
         for n, (key, stored) in enumerate(flows.items(), 1):
             deadline = pending_deadline(stored)
             if deadline is not None:
-                partition = stored.get(PARTITION_FIELD, _partition_of(key, settings.flow_partitions))
+                partition = stored.get(PARTITION_FIELD)
+                if partition is None:  # written before the partition was stored beside the state
+                    partition = _partition_of(key, settings.flow_partitions)
                 index.track(key, deadline, partition)
             if n % REBUILD_YIELD_EVERY == 0:
                 await asyncio.sleep(0)
-                if rebuilds["latest"] != this:
+                if index.generation != generation:
                     return
         metrics.PENDING_FLOWS.set(len(index))
         log.info("deadline index rebuilt: %d pending flows", len(index))

@@ -31,6 +31,8 @@ class DeadlineIndex:
         # key -> (deadline, partition, next time it is due); the heap may hold stale entries,
         # this dict is the truth.
         self._pending: dict[bytes, tuple[datetime, int, datetime]] = {}
+        # Bumped by every ``clear``: a rebuild that yields can tell a newer one has started.
+        self.generation = 0
 
     def __len__(self) -> int:
         return len(self._pending)
@@ -45,9 +47,12 @@ class DeadlineIndex:
     def forget(self, key: bytes) -> None:
         self._pending.pop(key, None)
 
-    def clear(self) -> None:
+    def clear(self) -> int:
+        """Empty the index for a rebuild; returns the rebuild's generation."""
         self._heap.clear()
         self._pending.clear()
+        self.generation += 1
+        return self.generation
 
     def due(self, now: datetime) -> list[Due]:
         """Flows whose deadline (or re-fire time) has come; each comes due again after

@@ -113,7 +113,8 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=15, help="seconds of each wrk run")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--latency-seconds", type=int, default=15)
-    parser.add_argument("--latency-rate", type=float, help="requests/s of the latency runs (default: half our peak)")
+    parser.add_argument("--latency-rate", type=float,
+                        help="requests/s of the latency runs (default: half our peak)")
     parser.add_argument("--profile", type=Path, metavar="RAW",
                         help="record the gateway with py-spy during its peak run into RAW "
                              "and print the top costs")

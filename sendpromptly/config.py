@@ -78,6 +78,12 @@ def _seconds_list(env: Mapping[str, str], name: str, default: tuple[float, ...])
     return numbers
 
 
+def _check_kafka_name(name: str, value: str) -> None:
+    """Names that end up in Kafka topic, group or member names."""
+    if not _KAFKA_NAME_RE.fullmatch(value):
+        raise ConfigError(f"{PREFIX}{name} may hold only A-Z a-z 0-9 . _ - (got {value!r})")
+
+
 @dataclass(frozen=True)
 class Settings:
     kafka_bootstrap: str = "127.0.0.1:9092"
@@ -118,15 +124,11 @@ class Settings:
     log_level: str = "INFO"
 
     def __post_init__(self) -> None:
-        if not _KAFKA_NAME_RE.fullmatch(self.topic_prefix):
-            raise ConfigError(f"{PREFIX}TOPIC_PREFIX may hold only A-Z a-z 0-9 . _ - "
-                              f"(got {self.topic_prefix!r})")
+        _check_kafka_name("TOPIC_PREFIX", self.topic_prefix)
+        _check_kafka_name("AGENTS_INSTANCE_ID", self.agents_instance_id)
         if self.log_level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
             raise ConfigError(f"{PREFIX}LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR "
                               f"(got {self.log_level!r})")
-        if self.agents_instance_id and not _KAFKA_NAME_RE.fullmatch(self.agents_instance_id):
-            raise ConfigError(f"{PREFIX}AGENTS_INSTANCE_ID may hold only A-Z a-z 0-9 . _ - "
-                              f"(got {self.agents_instance_id!r})")
         smtp = urlsplit(self.smtp_url)
         if self.smtp_url and (smtp.scheme not in ("smtp", "smtps") or not smtp.hostname):
             raise ConfigError(f"{PREFIX}SMTP_URL must look like smtp://user:pass@host:port or smtps://host:port")

@@ -16,10 +16,15 @@ from topics import IncidentEvent, RepairRequest
 NOW = datetime.now(UTC).replace(microsecond=123_000)
 
 
+def _opened(project: ProjectKey, n: str) -> IncidentEvent:
+    """The agents' ``opened`` event of incident ``inc_<n>`` on flow ``inv_<n>``."""
+    return IncidentEvent(event_id=f"ive_{n}", type="opened", incident_id=f"inc_{n}",
+                         project_id=project.project_id, reference=f"inv_{n}", mode="test", actor="agents",
+                         occurred_at=NOW, reason="timeout", deadline=NOW)
+
+
 async def test_deliveries_are_recorded_once_and_claimed_once(database_url: str, project: ProjectKey) -> None:
-    opened = IncidentEvent(event_id="ive_1", type="opened", incident_id="inc_1",
-                           project_id=project.project_id, reference="inv_1", mode="test", actor="agents",
-                           occurred_at=NOW, reason="timeout", deadline=NOW)
+    opened = _opened(project, "1")
     repair = RepairRequest(replay_id="rpl_1", incident_id="inc_1", project_id=project.project_id,
                            reference="inv_1", mode="test", event_type="invoice.paid",
                            effect_type="grant_access", requested_by="operator:opr_1", requested_at=NOW)
@@ -50,9 +55,7 @@ async def test_a_locked_incident_does_not_deadlock_the_sink_writing_its_replay(
         database_url: str, project: ProjectKey) -> None:
     """The reprocess interleaving: the gateway holds the incident's lock while Kafka takes the repair
     request, the callbacks sink writes the replay row, then the gateway writes the same row."""
-    opened = IncidentEvent(event_id="ive_2", type="opened", incident_id="inc_2",
-                           project_id=project.project_id, reference="inv_2", mode="test", actor="agents",
-                           occurred_at=NOW, reason="timeout", deadline=NOW)
+    opened = _opened(project, "2")
     pool = await open_pool(database_url, max_size=2)
     try:
         async with pool.connection() as conn:

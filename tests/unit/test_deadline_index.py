@@ -57,3 +57,11 @@ def test_every_tracked_deadline_comes_due_once_in_order(entries: list[tuple[int,
     assert sorted(seen) == sorted((d, k) for k, d in expected.items())
     assert len(seen) == len(expected)
     index.compact()
+
+
+def test_each_clear_starts_a_new_generation_and_empties_the_index() -> None:
+    index = DeadlineIndex()
+    index.track(b"a", T0, 0)
+    first = index.clear()
+    assert len(index) == 0 and index.due(T0 + 10 * REFIRE_AFTER) == []
+    assert index.clear() == first + 1 == index.generation
