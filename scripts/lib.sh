@@ -89,21 +89,17 @@ PY
 	fi
 }
 
-# A port the kernel considers free right now (bind to port 0).
+# A free port below the kernel's ephemeral range (Linux 32768+, macOS 49152+), so that no
+# outgoing connection takes it as its local port between this probe and the server's bind.
 sp_free_port() {
-	if command -v python3 >/dev/null 2>&1; then
-		python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-	else
-		# No python3: probe the upper ephemeral range.
-		local port
-		for port in $(seq 49152 65000); do
-			if sp_port_free "$port"; then
-				echo "$port"
-				return 0
-			fi
-		done
-		return 1
-	fi
+	local port
+	for port in $(shuf -i 20000-31999 -n 200); do
+		if sp_port_free "$port"; then
+			echo "$port"
+			return 0
+		fi
+	done
+	sp_die "no free port found in 20000-31999"
 }
 
 # Poll `"$@"` every 0.25 s until it succeeds or timeout_s elapses.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -12,11 +13,26 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+# Below the kernel's ephemeral range (Linux 32768+, macOS 49152+). A port handed out by bind(0)
+# comes from that range, and any outgoing connection (a client to Kafka, say) may take it as its
+# local port before our server binds it: CI once lost an agents worker to EADDRINUSE that way.
+_LISTEN_PORTS = range(20000, 32000)
+_handed_out: set[int] = set()
+
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A port no one listens on, outside the ephemeral range, not handed out before in this run."""
+    for port in random.sample(_LISTEN_PORTS, 200):
+        if port in _handed_out:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise RuntimeError(f"no free port found in {_LISTEN_PORTS}: is something holding them all?")
 
 
 class ManagedProcess:
