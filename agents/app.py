@@ -15,7 +15,7 @@ from faust.transport.consumer import Consumer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from agents import metrics
-from agents.deadlines import DeadlineIndex
+from agents.deadlines import REFIRE_AFTER, DeadlineIndex, by_partition
 from agents.flow import Status, pending_deadline
 from agents.projects import ProjectDirectory
 from agents.tracker import FlowTracker, Incoming, Outcome, TrackerTopics
@@ -30,7 +30,7 @@ from topics import (
     RECEIPTS,
     RESULTS,
     AuditEvent,
-    DeadlineTick,
+    DeadlineBatch,
     encode,
     flow_key,
     project_key,
@@ -89,7 +89,7 @@ def create_app(settings: Settings) -> faust.App:
             resources["tracker"] = FlowTracker(topics=names, projects=ProjectDirectory(pool))
         return resources["tracker"]
 
-    async def publish(outcome: Outcome, key: bytes) -> None:
+    async def publish(outcome: Outcome, key: bytes | None) -> None:
         if outcome.dead_letter is not None:
             reason = outcome.dead_letter.reason
             log.warning("dead-lettered %s[%d]@%d: %s", outcome.dead_letter.topic,
@@ -102,6 +102,22 @@ def create_app(settings: Settings) -> faust.App:
             else:
                 await incidents.send(key=flow_key(out.project_id, out.reference), value=encode(out))
 
+    async def apply(key: bytes | None, partition: int, outcome: Outcome) -> None:
+        # Outputs are queued, not awaited one by one: faust flushes the producer before it commits
+        # an offset, so a message's outputs are in Kafka before the message counts as done. A
+        # crash in between replays the message; the outputs' deterministic ids make the repeat
+        # harmless.
+        await publish(outcome, key)
+        if key is None:
+            return
+        if outcome.state is not None:
+            flows[key] = {**outcome.state, PARTITION_FIELD: partition}
+        if outcome.flow is not None:
+            if outcome.flow.status is Status.PENDING:
+                index.track(key, outcome.flow.deadline, partition)
+            else:
+                index.forget(key)
+
     @app.agent(inputs)
     async def track_flows(stream: faust.StreamT) -> None:
         flow_tracker = await tracker()
@@ -109,19 +125,14 @@ def create_app(settings: Settings) -> faust.App:
             key, partition = event.key, event.message.partition
             message = Incoming(topic=event.message.topic, partition=partition, offset=event.message.offset,
                                key=key, value=event.value)
-            outcome = await flow_tracker.handle(message, flows.get(key) if key else None)
-            # Outputs are queued, not awaited one by one: faust flushes the producer before it
-            # commits an offset, so a message's outputs are in Kafka before the message counts as
-            # done. A crash in between replays the message; the outputs' deterministic ids make
-            # the repeat harmless.
-            await publish(outcome, key)
-            if outcome.state is not None:
-                flows[key] = {**outcome.state, PARTITION_FIELD: partition}
-            if outcome.flow is not None and key:
-                if outcome.flow.status is Status.PENDING:
-                    index.track(key, outcome.flow.deadline, partition)
-                else:
-                    index.forget(key)
+            if message.topic == names.deadlines:
+                # Every flow in a batch lives on this partition, so the table writes below go to
+                # this partition's store and changelog, as faust takes them from the current event.
+                for flow, outcome in flow_tracker.expire(message, flows.get):
+                    await apply(flow, partition, outcome)
+            else:
+                outcome = await flow_tracker.handle(message, flows.get(key) if key else None)
+                await apply(key, partition, outcome)
 
     @app.on_rebalance_complete.connect
     async def rebuild_index(sender: Any, /, *args: Any, **kwargs: Any) -> None:
@@ -147,12 +158,17 @@ def create_app(settings: Settings) -> faust.App:
 
     @app.timer(TIMER_SECONDS)
     async def fire_deadlines() -> None:
-        for due in index.due(datetime.now(UTC)):
-            await deadlines.send(key=due.key, value=encode(DeadlineTick(deadline=due.deadline)),
-                                 partition=due.partition)
-        index.compact()
-        # Here rather than per message: a gauge set takes a lock, and a scrape needs no fresher value.
-        metrics.PENDING_FLOWS.set(len(index))
+        # An exception escaping a faust timer stops the whole worker; a round that fails is retried
+        # instead, as every flow it took from the index comes due again after REFIRE_AFTER.
+        try:
+            for partition, keys in by_partition(index.due(datetime.now(UTC)), DeadlineBatch.MAX_KEYS):
+                await deadlines.send(value=encode(DeadlineBatch(keys=keys)), partition=partition)
+            index.compact()
+            # Here rather than per message: a gauge set takes a lock, and a scrape needs no fresher value.
+            metrics.PENDING_FLOWS.set(len(index))
+        except Exception:
+            log.exception("deadline timer round failed; its due flows are sent again in %s",
+                          REFIRE_AFTER)
 
     @app.timer(LAG_SECONDS)
     async def measure_lag() -> None:

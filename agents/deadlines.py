@@ -3,14 +3,16 @@
 Stream-time windows only fire when new events advance time, and faust's windowed tables neither
 fire for windows recovered from the changelog nor carry the value (faust-streaming #385, #193), so
 the agents keep their own wall-clock index: a heap of (deadline, key), rebuilt from the table after
-every rebalance and scanned by a timer. A due flow is handed back to the agent as a tick on the
-flow's own partition (tables may only change inside stream processing). A tick can be lost (a crash
-between timer and agent), so a fired entry comes due again until the flow stops being pending.
+every rebalance and scanned by a timer. Due flows are handed back to the agent in batches, one per
+partition, on that partition (tables may only change inside stream processing). A batch can be lost
+(a crash between timer and agent), so a fired entry comes due again until the flow stops being
+pending.
 """
 
 from __future__ import annotations
 
 import heapq
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -75,3 +77,14 @@ class DeadlineIndex:
         if len(self._heap) > 2 * len(self._pending) + 1024:
             self._heap = [(entry[2], key) for key, entry in self._pending.items()]
             heapq.heapify(self._heap)
+
+
+def by_partition(due: list[Due], max_keys: int) -> Iterator[tuple[int, tuple[bytes, ...]]]:
+    """The due flows' keys grouped by partition, in the order they came due, ``max_keys`` at most
+    to a group."""
+    keys: dict[int, list[bytes]] = {}
+    for entry in due:
+        keys.setdefault(entry.partition, []).append(entry.key)
+    for partition, group in keys.items():
+        for start in range(0, len(group), max_keys):
+            yield partition, tuple(group[start:start + max_keys])

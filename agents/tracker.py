@@ -1,8 +1,8 @@
 """The flow tracker: the thin adapter between Kafka messages and the state machine in ``agents.flow``.
 
-It decodes and validates each message (receipts, results, operator incident events, deadline
-ticks), loads the flow's state, runs one step of the state machine and returns what to store and
-what to publish. Anything it cannot use becomes a dead letter with a reason instead of an
+It decodes and validates each message (receipts, results, operator incident events, batches of
+due deadlines), runs one step of the state machine per flow on its stored state and returns what
+to store and what to publish. Anything it cannot use becomes a dead letter with a reason instead of an
 exception, so one bad message never stalls a partition.
 """
 
@@ -20,7 +20,7 @@ from agents.projects import ProjectDirectory
 from topics import (
     AuditEvent,
     DeadLetter,
-    DeadlineTick,
+    DeadlineBatch,
     IncidentEvent,
     Receipt,
     Result,
@@ -68,25 +68,38 @@ class FlowTracker:
         self._clock = clock
 
     async def handle(self, message: Incoming, stored: dict[str, Any] | None) -> Outcome:
+        """One receipt, result or incident event for the flow ``message.key``, stored as ``stored``."""
         now = self._clock()
         state = machine.state_from_json(stored)
         try:
             if message.topic in (self._topics.receipts, self._topics.results):
                 step = await self._signal(message, state, now)
-            elif message.topic == self._topics.deadlines:
-                decode(DeadlineTick, message.value)
-                step = machine.on_deadline(state, now=now)
             elif message.topic == self._topics.incidents:
                 step = self._incident_event(message, state, now)
             else:
-                raise SchemaError("unexpected_topic", f"the tracker does not read {message.topic}")
+                raise SchemaError("unexpected_topic",
+                                  f"the tracker does not read {message.topic} one flow at a time")
         except SchemaError as exc:
             return self._dead(message, f"{exc.reason}: {exc.detail}", now)
-        if step is None or step.state == state:
-            return Outcome(state=None, messages=[], flow=state.flow)
-        _observe(step, now)
-        return Outcome(state=machine.state_to_json(step.state),
-                       messages=[to_message(e) for e in step.effects], flow=step.state.flow)
+        return _outcome(state, step, now)
+
+    def expire(self, message: Incoming,
+               load: Callable[[bytes], dict[str, Any] | None]) -> list[tuple[bytes | None, Outcome]]:
+        """A batch of due deadlines: each named flow (its stored state read by ``load``) that is
+        still pending opens its timeout incident.
+
+        Returns each flow's outcome by key; a batch that does not decode is one dead letter, keyed
+        by the message's own key."""
+        now = self._clock()
+        try:
+            batch = decode(DeadlineBatch, message.value)
+        except SchemaError as exc:
+            return [(message.key, self._dead(message, f"{exc.reason}: {exc.detail}", now))]
+        outcomes: list[tuple[bytes | None, Outcome]] = []
+        for key in batch.keys:
+            state = machine.state_from_json(load(key))
+            outcomes.append((key, _outcome(state, machine.on_deadline(state, now=now), now)))
+        return outcomes
 
     async def _signal(self, message: Incoming, state: machine.FlowState,
                       now: datetime) -> machine.Step | None:
@@ -124,6 +137,14 @@ class FlowTracker:
             value=message.value, reason=reason, consumer=self.CONSUMER, failed_at=now,
         )
         return Outcome(state=None, messages=[], dead_letter=letter)
+
+
+def _outcome(state: machine.FlowState, step: machine.Step | None, now: datetime) -> Outcome:
+    if step is None or step.state == state:
+        return Outcome(state=None, messages=[], flow=state.flow)
+    _observe(step, now)
+    return Outcome(state=machine.state_to_json(step.state),
+                   messages=[to_message(e) for e in step.effects], flow=step.state.flow)
 
 
 def _require_flow_key(message: Incoming, project_id: str, reference: str) -> None:

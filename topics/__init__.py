@@ -18,7 +18,7 @@ from topics.codec import SchemaError, decode, encode
 from topics.messages import (
     AuditEvent,
     DeadLetter,
-    DeadlineTick,
+    DeadlineBatch,
     IncidentEvent,
     Receipt,
     RepairRequest,
@@ -28,6 +28,6 @@ from topics.messages import (
 
 __all__ = [
     "ALL_TOPICS", "AUDIT", "DEADLETTER", "DEADLINES", "INCIDENTS", "RECEIPTS", "REPAIRS", "RESULTS",
-    "AuditEvent", "DeadLetter", "DeadlineTick", "IncidentEvent", "Receipt", "RepairRequest", "Result",
+    "AuditEvent", "DeadLetter", "DeadlineBatch", "IncidentEvent", "Receipt", "RepairRequest", "Result",
     "SchemaError", "Snapshot", "TopicSpec", "decode", "encode", "flow_key", "project_key", "split_flow_key",
 ]

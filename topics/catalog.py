@@ -11,7 +11,7 @@ from enum import Enum
 from topics.messages import (
     AuditEvent,
     DeadLetter,
-    DeadlineTick,
+    DeadlineBatch,
     IncidentEvent,
     Message,
     Receipt,
@@ -28,6 +28,8 @@ SNAPSHOT_RETENTION_MS = 30 * DAY_MS
 class Key(Enum):
     FLOW = "<project_id>:<reference>"
     PROJECT = "<project_id>"
+    # Sent to an explicit partition: the one that owns every flow the message names.
+    NONE = "(none)"
 
 
 class Partitioning(Enum):
@@ -62,9 +64,11 @@ REPAIRS = TopicSpec("sendpromptly.repairs.v1", Key.FLOW, RepairRequest, Partitio
 # Keyed by project so one project's events stay in order: the audit sink chains them per project.
 AUDIT = TopicSpec("sendpromptly.audit.v1", Key.PROJECT, AuditEvent, Partitioning.FLOW)
 DEADLETTER = TopicSpec("sendpromptly.deadletter.v1", Key.FLOW, DeadLetter, Partitioning.SINGLE)
-# Internal to the agents (not part of the public contract): the deadline timer's ticks, each sent
-# to the partition that owns the flow. A tick is only useful for moments, so it is kept a day.
-DEADLINES = TopicSpec("sendpromptly.agents.deadlines.v1", Key.FLOW, DeadlineTick, Partitioning.FLOW,
+# Internal to the agents (not part of the public contract): the deadline timer's batches of due
+# flows, each sent to the partition that owns them. A batch is only useful for moments, so it is
+# kept a day. v1 carried one tick per flow; a worker that starts on v2 rebuilds its deadline index
+# and fires every past-due flow again, so v1 ticks left behind in an upgrade are not needed.
+DEADLINES = TopicSpec("sendpromptly.agents.deadlines.v2", Key.NONE, DeadlineBatch, Partitioning.FLOW,
                       retention_ms=DAY_MS)
 
 ALL_TOPICS: tuple[TopicSpec, ...] = (RECEIPTS, RESULTS, INCIDENTS, REPAIRS, AUDIT, DEADLETTER, DEADLINES)

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agents.deadlines import REFIRE_AFTER, DeadlineIndex
+from agents.deadlines import REFIRE_AFTER, DeadlineIndex, Due, by_partition
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -65,3 +65,16 @@ def test_each_clear_starts_a_new_generation_and_empties_the_index() -> None:
     first = index.clear()
     assert len(index) == 0 and index.due(T0 + 10 * REFIRE_AFTER) == []
     assert index.clear() == first + 1 == index.generation
+
+
+@given(st.lists(st.tuples(st.integers(0, 300), st.integers(0, 3)), unique_by=lambda e: e[0], max_size=300),
+       st.integers(1, 50))
+def test_due_flows_go_out_grouped_by_their_partition_in_bounded_batches(
+        entries: list[tuple[int, int]], max_keys: int) -> None:
+    due = [Due(str(n).encode(), T0, partition) for n, partition in entries]
+    batches = list(by_partition(due, max_keys))
+    assert all(1 <= len(keys) <= max_keys for _, keys in batches)
+    for partition in range(4):
+        # Every due flow in exactly one batch, on its own partition, in the order it came due.
+        sent = [key for p, keys in batches if p == partition for key in keys]
+        assert sent == [d.key for d in due if d.partition == partition]

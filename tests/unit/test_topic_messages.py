@@ -22,7 +22,7 @@ from topics import (
     split_flow_key,
 )
 from topics.catalog import SNAPSHOT_RETENTION_MS
-from topics.messages import DeadLetter, Snapshot
+from topics.messages import DeadLetter, DeadlineBatch, Snapshot
 
 NOW = datetime(2026, 3, 1, 8, 30, 15, 123000, tzinfo=UTC)
 
@@ -97,3 +97,12 @@ def test_a_dead_letter_keeps_the_exact_bytes() -> None:
     letter = DeadLetter.of(topic="t", partition=1, offset=7, key=b"k", value=b"\xff\x00", reason="not_json",
                            consumer="agents", failed_at=NOW)
     assert decode(DeadLetter, encode(letter)) == letter
+
+
+def test_a_deadline_batch_round_trips_and_refuses_what_is_not_a_list_of_flow_keys() -> None:
+    batch = DeadlineBatch(keys=(flow_key("prj_a", "inv 1/ü"), flow_key("prj_a", "x:y")))
+    assert decode(DeadlineBatch, encode(batch)) == batch
+    for keys in ([], ["no-colon"], [7], "prj_a:inv_1", ["prj_a:x"] * (DeadlineBatch.MAX_KEYS + 1)):
+        with pytest.raises(SchemaError) as refused:
+            decode(DeadlineBatch, orjson.dumps({"schema": "deadline_batch.v1", "keys": keys}))
+        assert refused.value.reason == "invalid_fields" and "keys" in refused.value.detail
