@@ -131,7 +131,7 @@ def create_app(settings: Settings) -> faust.App:
                 for flow, outcome in flow_tracker.expire(message, flows.get):
                     await apply(flow, partition, outcome)
             else:
-                outcome = await flow_tracker.handle(message, flows.get(key) if key else None)
+                outcome = await flow_tracker.handle(message, flows.get)
                 await apply(key, partition, outcome)
 
     @app.on_rebalance_complete.connect

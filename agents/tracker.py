@@ -67,15 +67,19 @@ class FlowTracker:
         self._projects = projects
         self._clock = clock
 
-    async def handle(self, message: Incoming, stored: dict[str, Any] | None) -> Outcome:
-        """One receipt, result or incident event for the flow ``message.key``, stored as ``stored``."""
+    async def handle(self, message: Incoming, load: Callable[[bytes], dict[str, Any] | None]) -> Outcome:
+        """One receipt, result or incident event for the flow ``message.key``, whose stored state
+        ``load`` reads (only when the message can change it)."""
         now = self._clock()
-        state = machine.state_from_json(stored)
         try:
             if message.topic in (self._topics.receipts, self._topics.results):
+                state = _stored_state(message, load)
                 step = await self._signal(message, state, now)
             elif message.topic == self._topics.incidents:
-                step = self._incident_event(message, state, now)
+                if not self._is_manual_resolution(message):
+                    return Outcome(state=None, messages=[])
+                state = _stored_state(message, load)
+                step = machine.on_operator_resolve(state, now=now)
             else:
                 raise SchemaError("unexpected_topic",
                                   f"the tracker does not read {message.topic} one flow at a time")
@@ -121,15 +125,14 @@ class FlowTracker:
                                       project_timeout_minutes=project.timeout_minutes, now=now)
         return machine.on_result(remembered, signal, now=now)
 
-    def _incident_event(self, message: Incoming, state: machine.FlowState,
-                        now: datetime) -> machine.Step | None:
+    @staticmethod
+    def _is_manual_resolution(message: Incoming) -> bool:
         event = decode(IncidentEvent, message.value)
         _require_flow_key(message, event.project_id, event.reference)
-        # Our own events come back on this topic too; only an operator's manual resolution
+        # Our own events come back on this topic too (one per incident opened or resolved), so
+        # the flow's state is not even read for them; only an operator's manual resolution
         # changes the flow.
-        if event.actor == ACTOR or event.type != "resolved" or event.resolution != "manual":
-            return None
-        return machine.on_operator_resolve(state, now=now)
+        return event.actor != ACTOR and event.type == "resolved" and event.resolution == "manual"
 
     def _dead(self, message: Incoming, reason: str, now: datetime) -> Outcome:
         letter = DeadLetter.of(
@@ -137,6 +140,10 @@ class FlowTracker:
             value=message.value, reason=reason, consumer=self.CONSUMER, failed_at=now,
         )
         return Outcome(state=None, messages=[], dead_letter=letter)
+
+
+def _stored_state(message: Incoming, load: Callable[[bytes], dict[str, Any] | None]) -> machine.FlowState:
+    return machine.state_from_json(load(message.key) if message.key else None)
 
 
 def _outcome(state: machine.FlowState, step: machine.Step | None, now: datetime) -> Outcome:
