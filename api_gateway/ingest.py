@@ -11,6 +11,7 @@ from api_gateway.http_input import idempotency_key, parsed_body
 from api_gateway.idempotency import run_idempotent_publish
 from api_gateway.incident_document import incident_document
 from api_gateway.ingest_bodies import parse_receipt, parse_result
+from api_gateway.metrics import child
 from api_gateway.problems import Problem, kafka_unavailable
 from api_gateway.publisher import PublishUnavailable
 from api_gateway.responses import json_response
@@ -53,7 +54,7 @@ async def post_receipt(request: web.Request) -> web.Response:
     async def publish() -> web.Response:
         await _publish(request, RECEIPTS.name(_topic_prefix(request)), flow_key(project.id, body.reference),
                        encode(receipt))
-        SIGNALS.labels("receipt", project.mode).inc()
+        child(SIGNALS, "receipt", project.mode).inc()
         return json_response(202, {
             "project_id": project.id, "reference": body.reference, "status": "pending",
             "deadline": received_at + timeout, "mode": project.mode,
@@ -74,7 +75,7 @@ async def post_result(request: web.Request) -> web.Response:
     async def publish() -> web.Response:
         await _publish(request, RESULTS.name(_topic_prefix(request)), flow_key(project.id, body.reference),
                        encode(result))
-        SIGNALS.labels("result", project.mode).inc()
+        child(SIGNALS, "result", project.mode).inc()
         return json_response(202, {"project_id": project.id, "reference": body.reference,
                                    "status": body.status, "mode": project.mode})
 

@@ -18,6 +18,8 @@ import time
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from prometheus_client import Counter, Histogram
 
+from api_gateway.metrics import child
+
 PRODUCE_SECONDS = Histogram(
     "sendpromptly_kafka_produce_seconds", "Time from produce to broker acknowledgement", ["topic"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
@@ -54,7 +56,6 @@ class Publisher:
             "socket.connection.setup.timeout.ms": min(timeout_ms, 10_000),
         })
         self._poller: asyncio.Task[None] | None = None
-        self._durations: dict[str, Histogram] = {}
 
     async def publish(self, topic: str, key: bytes, value: bytes) -> None:
         loop = asyncio.get_running_loop()
@@ -86,7 +87,7 @@ class Publisher:
             raise
         finally:
             overdue.cancel()
-        self._duration(topic).observe(time.perf_counter() - started)
+        child(PRODUCE_SECONDS, topic).observe(time.perf_counter() - started)
 
     async def _poll_while_outstanding(self) -> None:
         try:
@@ -96,13 +97,6 @@ class Publisher:
                 await asyncio.sleep(POLL_INTERVAL_SECONDS)
         finally:
             self._poller = None
-
-    def _duration(self, topic: str) -> Histogram:
-        # labels() looks the child up under a lock on every call; a topic's child never changes.
-        child = self._durations.get(topic)
-        if child is None:
-            child = self._durations[topic] = PRODUCE_SECONDS.labels(topic)
-        return child
 
     def reachable(self, timeout_s: float = 2.0) -> bool:
         try:
