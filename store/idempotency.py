@@ -156,25 +156,21 @@ def _classified(row: dict[str, Any], fingerprint: bytes) -> Claim:
 
 
 async def complete_many(conn: Connection, completions: Sequence[Completion]) -> None:
-    """``complete`` for each: one statement per scope (project) in the batch, usually one."""
-    by_scope: dict[str, dict[str, dict[str, object]]] = {}
-    for c in completions:
-        by_scope.setdefault(c.scope, {})[c.key] = {
-            "status": c.response.status, "headers": c.response.headers, "body": c.response.body.hex(),
-        }
-    for scope, responses in by_scope.items():
-        await conn.execute(
-            "UPDATE idempotency_records SET state = 'completed',"
-            "  response_status = (%(responses)s::jsonb -> key ->> 'status')::int,"
-            "  response_headers = %(responses)s::jsonb -> key -> 'headers',"
-            "  response_body = decode(%(responses)s::jsonb -> key ->> 'body', 'hex')"
-            " WHERE scope = %(scope)s AND key = ANY(%(keys)s::text[])",
-            {"scope": scope, "keys": list(responses), "responses": _json(responses)},
-            prepare=False,  # see _PLANNED_EACH_TIME
-        )
+    """``complete`` for each, in one statement."""
+    await conn.execute(
+        "UPDATE idempotency_records AS record SET state = 'completed', response_status = batch.status,"
+        "  response_headers = batch.headers, response_body = decode(batch.body, 'hex')"
+        " FROM jsonb_to_recordset(%s::jsonb)"
+        "   AS batch(scope text, key text, status int, headers jsonb, body text)"
+        " WHERE record.scope = batch.scope AND record.key = batch.key",
+        (_json([{"scope": c.scope, "key": c.key, "status": c.response.status,
+                 "headers": c.response.headers, "body": c.response.body.hex()} for c in completions]),),
+        prepare=False,  # see _PLANNED_EACH_TIME
+    )
 
 
-# _PLANNED_EACH_TIME: statements that find a batch's records by "scope = ... AND key = ANY(...)".
+# _PLANNED_EACH_TIME: statements that find a batch's records by "scope = ... AND key = ANY(...)" or
+# by joining the batch on (scope, key).
 # psycopg prepares a statement after a few runs, and PostgreSQL then keeps a generic plan; one made
 # while the table was small or not yet analysed may use the primary key for the scope alone and go
 # through all of a project's records, once per batch, ever more of them. Planned with the keys at
