@@ -1,5 +1,7 @@
 -- wrk script: POST /api/v1/receipt with a fresh Idempotency-Key and reference per request, as a
 -- real producer would (a repeated key would be answered from the idempotency record instead).
+-- Arguments: API key, run id, and optionally a pause in ms before each request on a connection
+-- (paced load: each connection sends one request per response time + pause).
 local counter = 0
 local thread_id = 0
 local threads = {}
@@ -12,6 +14,11 @@ end
 function init(args)
   api_key = args[1] or "none"
   run_id = args[2] or "run"
+  pause_ms = tonumber(args[3]) or 0
+end
+
+function delay()
+  return pause_ms
 end
 
 function request()
@@ -28,7 +35,9 @@ end
 
 function done(summary, latency, requests)
   local non2xx = summary.errors.status
-  io.write(string.format('{"requests": %d, "seconds": %.3f, "non2xx": %d, "socket_errors": %d}\n',
+  io.write(string.format('{"requests": %d, "seconds": %.3f, "non2xx": %d, "socket_errors": %d, '
+    .. '"p50_ms": %.3f, "p99_ms": %.3f, "max_ms": %.3f}\n',
     summary.requests, summary.duration / 1e6, non2xx,
-    summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout))
+    summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout,
+    latency:percentile(50) / 1e3, latency:percentile(99) / 1e3, latency.max / 1e3))
 end
