@@ -79,7 +79,8 @@ def create_app(settings: Settings) -> faust.App:
     deadlines = raw_topic(names.deadlines)
     deadletter = raw_topic(DEADLETTER.name(prefix))
     # key_type=bytes stores the flow key as is (faust would JSON-encode it otherwise); values are JSON.
-    flows = app.Table(FLOW_TABLE, partitions=settings.flow_partitions, key_type=bytes)
+    flows = app.Table(FLOW_TABLE, partitions=settings.flow_partitions, key_type=bytes,
+                      options=store_options(settings))
     index = DeadlineIndex()
     resources: dict[str, FlowTracker] = {}
 
@@ -199,6 +200,20 @@ def create_app(settings: Settings) -> faust.App:
         return view.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST.partition(";")[0])
 
     return app
+
+
+def store_options(settings: Settings) -> dict[str, int] | None:
+    """Memory limits for each partition's RocksDB store (None for another store), so that a worker
+    holding every partition stays within ``agents_rocksdb_memory_mb``: half for the block cache,
+    half for two write buffers.
+
+    faust's defaults give every partition's store up to 3 x 64 MiB of write buffers and a 2 GiB
+    block cache: a worker with six partitions could grow far past its pod's memory limit."""
+    if not settings.agents_store.startswith("rocksdb:"):
+        return None
+    per_partition = settings.agents_rocksdb_memory_mb * 1024 * 1024 // settings.flow_partitions
+    return {"write_buffer_size": per_partition // 4, "max_write_buffer_number": 2,
+            "block_cache_size": per_partition // 2}
 
 
 def _partition_of(key: bytes, partitions: int) -> int:

@@ -100,6 +100,9 @@ class Settings:
     sink_metrics_port: int = 8082
     agents_datadir: str = ".run/agents"
     agents_store: str = "rocksdb://"
+    # What the agents' RocksDB stores may hold in memory (write buffers and block caches), in MiB,
+    # for one worker even when it holds every flow partition.
+    agents_rocksdb_memory_mb: int = 256
     # Static consumer-group membership for one agents worker (unique per worker, stable across its
     # restarts, e.g. the StatefulSet pod name): a restarted worker takes its partitions straight
     # back instead of waiting out the dead member's session. Empty: dynamic membership.
@@ -151,6 +154,8 @@ class Settings:
             sink_metrics_port=_int(env, "SINK_METRICS_PORT", defaults.sink_metrics_port, 0, 65535),
             agents_datadir=_str(env, "AGENTS_DATADIR", defaults.agents_datadir),
             agents_store=_str(env, "AGENTS_STORE", defaults.agents_store),
+            agents_rocksdb_memory_mb=_int(env, "AGENTS_ROCKSDB_MEMORY_MB", defaults.agents_rocksdb_memory_mb,
+                                          16, 1 << 20),
             agents_instance_id=_str(env, "AGENTS_INSTANCE_ID", defaults.agents_instance_id),
             produce_timeout_ms=_int(env, "PRODUCE_TIMEOUT_MS", defaults.produce_timeout_ms, 100, 120_000),
             allow_private_targets=_bool(env, "ALLOW_PRIVATE_TARGETS", defaults.allow_private_targets),
