@@ -18,7 +18,7 @@ from api_gateway.responses import json_response
 from api_gateway.snapshots import seal
 from api_gateway.state import POOL, PROJECT, PUBLISHER, SETTINGS, SNAPSHOT_KEYRING
 from store.flows import FlowView, get_flow
-from store.incidents import Incident, incident_for_flow
+from store.incidents import Incident, get_incident
 from store.projects import Project
 from topics import RECEIPTS, RESULTS, Receipt, Result, encode, flow_key
 from topics.fields import MAX_REFERENCE_CHARS
@@ -90,8 +90,11 @@ async def get_flow_state(request: web.Request) -> web.Response:
     if reference.isprintable() and 1 <= len(reference) <= MAX_REFERENCE_CHARS:
         async with request.app[POOL].connection() as conn:
             flow = await get_flow(conn, project.id, reference)
-            if flow is not None:
-                incident = await incident_for_flow(conn, project.id, reference)
+            # The incident the flow names, not any incident of the reference: the read model takes
+            # a flow's status and its incidents from two topics, and a flow still shown `pending`
+            # beside an opened incident would contradict itself.
+            if flow is not None and flow.incident_id is not None:
+                incident = await get_incident(conn, flow.incident_id)
     if flow is None:
         raise Problem(
             404, "flow-not-found", "Flow not found",

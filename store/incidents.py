@@ -149,17 +149,6 @@ async def get_incident(conn: Connection, incident_id: str, *, lock: bool = False
     return found[0] if found else None
 
 
-async def incident_for_flow(conn: Connection, project_id: str, reference: str) -> Incident | None:
-    """The flow's newest incident, if one has opened."""
-    rows = await (await conn.execute(
-        f"SELECT {_COLUMNS} FROM incidents WHERE project_id = %s AND reference = %s AND opened_at IS NOT NULL"
-        " ORDER BY opened_at DESC, id DESC LIMIT 1",
-        (project_id, reference),
-    )).fetchall()
-    found = await _with_replays(conn, rows)
-    return found[0] if found else None
-
-
 async def list_incidents(conn: Connection, project_id: str, *, status: str | None,
                          before: tuple[datetime, str] | None, limit: int) -> list[Incident]:
     """Newest first (by opened_at, then id), optionally only open or only resolved ones."""

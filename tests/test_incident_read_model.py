@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -15,8 +16,10 @@ from psycopg_pool import AsyncConnectionPool
 from sinks.read_model import ReadModelSink
 from sinks.runner import Unprocessable
 from store.db import open_pool
+from store.flows import FlowView, upsert_flow
 from store.incidents import get_incident
 from tests.conftest import ProjectKey
+from tests.support.api import Api
 from topics import INCIDENTS, IncidentEvent, SchemaError, encode, flow_key
 
 pytestmark = pytest.mark.e2e
@@ -188,3 +191,26 @@ async def test_events_it_cannot_use_are_refused_with_a_reason(sink: ReadModelSin
 
     with pytest.raises(SchemaError):
         await sink.handle_incident(record(b'{"schema": "incident.v1"}'))
+
+
+async def test_a_flow_shows_the_incident_only_once_its_own_state_names_it(
+        api: Api, sink: ReadModelSink, pool: AsyncConnectionPool, project: ProjectKey) -> None:
+    # The read model hears of a flow's status (audit topic) and of its incident (incidents topic)
+    # separately; in between, the flow must not show an incident beside a `pending` status.
+    events = Events(project.project_id, "inv-between")
+    pending = FlowView(project_id=project.project_id, reference="inv-between", mode="test", status="pending",
+                       event_type="invoice.paid", effect_type="grant_access",
+                       received_at=DEADLINE - timedelta(minutes=30), deadline=DEADLINE, version=1)
+    async with pool.connection() as conn:
+        await upsert_flow(conn, pending)
+    await feed(sink, [events.opened()])
+    status, flow = await api.flow("inv-between")
+    assert status == 200 and flow["status"] == "pending"
+    assert "incident" not in flow and "incident_id" not in flow
+
+    async with pool.connection() as conn:
+        opened = replace(pending, status="incident", incident_id=events.incident_id, version=2)
+        await upsert_flow(conn, opened)
+    status, flow = await api.flow("inv-between")
+    assert (flow["status"], flow["incident_id"]) == ("incident", events.incident_id)
+    assert (flow["incident"]["id"], flow["incident"]["status"]) == (events.incident_id, "open")
