@@ -72,7 +72,7 @@ def create_app(settings: Settings) -> faust.App:
     names = TrackerTopics(receipts=RECEIPTS.name(prefix), results=RESULTS.name(prefix),
                           incidents=INCIDENTS.name(prefix), deadlines=DEADLINES.name(prefix))
     # One stream over every co-partitioned input: a flow's receipts, results, operator actions and
-    # deadline ticks all arrive on the same partition number, in order, to the task that owns it.
+    # due deadlines all arrive on the same partition number, in order, to the task that owns it.
     inputs = raw_topic(names.receipts, names.results, names.incidents, names.deadlines)
     audit = raw_topic(AUDIT.name(prefix))
     incidents = raw_topic(names.incidents)

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-# How long after a tick was sent the flow is ticked again if it is still pending by then.
+# How long after a flow was sent out as due it comes due again if it is still pending by then.
 REFIRE_AFTER = timedelta(seconds=10)
 
 

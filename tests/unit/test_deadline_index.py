@@ -25,7 +25,7 @@ def test_a_due_flow_comes_due_again_only_if_still_pending_after_the_refire_delay
     [first] = index.due(T0)
     assert (first.key, first.deadline, first.partition) == (b"a", T0, 3)
     assert index.due(T0 + REFIRE_AFTER - timedelta(seconds=1)) == []
-    assert [d.key for d in index.due(T0 + REFIRE_AFTER)] == [b"a"]  # the tick was lost: again
+    assert [d.key for d in index.due(T0 + REFIRE_AFTER)] == [b"a"]  # the batch was lost: again
     index.forget(b"a")
     assert index.due(T0 + 10 * REFIRE_AFTER) == []
     assert len(index) == 0
