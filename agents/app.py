@@ -4,7 +4,9 @@ the wall-clock deadline timer."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -15,7 +17,7 @@ from faust.transport.consumer import Consumer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from agents import metrics
-from agents.deadlines import REFIRE_AFTER, DeadlineIndex, by_partition
+from agents.deadlines import DeadlineIndex, by_partition
 from agents.flow import Status, pending_deadline
 from agents.projects import ProjectDirectory
 from agents.tracker import FlowTracker, Incoming, Outcome, TrackerTopics
@@ -158,20 +160,18 @@ def create_app(settings: Settings) -> faust.App:
         log.info("deadline index rebuilt: %d pending flows", len(index))
 
     @app.timer(TIMER_SECONDS)
+    @round_survives_errors
     async def fire_deadlines() -> None:
-        # An exception escaping a faust timer stops the whole worker; a round that fails is retried
-        # instead, as every flow it took from the index comes due again after REFIRE_AFTER.
-        try:
-            for partition, keys in by_partition(index.due(datetime.now(UTC)), DeadlineBatch.MAX_KEYS):
-                await deadlines.send(value=encode(DeadlineBatch(keys=keys)), partition=partition)
-            index.compact()
-            # Here rather than per message: a gauge set takes a lock, and a scrape needs no fresher value.
-            metrics.PENDING_FLOWS.set(len(index))
-        except Exception:
-            log.exception("deadline timer round failed; its due flows are sent again in %s",
-                          REFIRE_AFTER)
+        # A round that fails loses nothing: every flow it took from the index comes due again after
+        # REFIRE_AFTER.
+        for partition, keys in by_partition(index.due(datetime.now(UTC)), DeadlineBatch.MAX_KEYS):
+            await deadlines.send(value=encode(DeadlineBatch(keys=keys)), partition=partition)
+        index.compact()
+        # Here rather than per message: a gauge set takes a lock, and a scrape needs no fresher value.
+        metrics.PENDING_FLOWS.set(len(index))
 
     @app.timer(LAG_SECONDS)
+    @round_survives_errors
     async def measure_lag() -> None:
         # The concrete consumer, not the ConsumerT interface: the committed offsets are its own.
         consumer = cast(Consumer, app.consumer)
@@ -200,6 +200,20 @@ def create_app(settings: Settings) -> faust.App:
         return view.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST.partition(";")[0])
 
     return app
+
+
+def round_survives_errors(timer_round: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
+    """An exception escaping a faust timer stops the whole worker; this logs it, and the timer's
+    next round runs as usual."""
+
+    @functools.wraps(timer_round)
+    async def guarded() -> None:
+        try:
+            await timer_round()
+        except Exception:
+            log.exception("timer round %s failed; the next round runs as usual", timer_round.__name__)
+
+    return guarded
 
 
 def store_options(settings: Settings) -> dict[str, int] | None:

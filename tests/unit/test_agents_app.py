@@ -1,11 +1,15 @@
-"""The agents' RocksDB memory limits: a worker holding every partition stays within its budget."""
+"""The agents app's own helpers: RocksDB memory limits within the budget, timers that outlive a
+failed round."""
 
 from __future__ import annotations
 
+import asyncio
+
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agents.app import store_options
+from agents.app import round_survives_errors, store_options
 from sendpromptly.config import Settings
 
 MiB = 1024 * 1024
@@ -26,3 +30,22 @@ def test_all_partition_stores_together_stay_within_the_memory_budget(memory_mb: 
 
 def test_a_store_other_than_rocksdb_gets_no_rocksdb_options() -> None:
     assert store_options(Settings.from_env({"SENDPROMPTLY_AGENTS_STORE": "memory://"})) is None
+
+
+def test_a_failed_timer_round_is_logged_and_the_next_one_runs(caplog: pytest.LogCaptureFixture) -> None:
+    rounds: list[int] = []
+
+    async def fire() -> None:
+        rounds.append(len(rounds))
+        if len(rounds) == 1:
+            raise ConnectionError("broker gone")
+
+    guarded = round_survives_errors(fire)
+
+    async def two_rounds() -> None:
+        await guarded()
+        await guarded()
+
+    asyncio.run(two_rounds())
+    assert rounds == [0, 1]
+    assert "timer round fire failed" in caplog.text and "broker gone" in caplog.text
