@@ -125,17 +125,14 @@ def create_app(settings: Settings) -> faust.App:
     async def track_flows(stream: faust.StreamT) -> None:
         flow_tracker = await tracker()
         async for event in stream.events():
-            key, partition = event.key, event.message.partition
+            partition = event.message.partition
             message = Incoming(topic=event.message.topic, partition=partition, offset=event.message.offset,
-                               key=key, value=event.value)
-            if message.topic == names.deadlines:
-                # Every flow in a batch lives on this partition, so the table writes below go to
-                # this partition's store and changelog, as faust takes them from the current event.
-                for flow, outcome in flow_tracker.expire(message, flows.get):
-                    await apply(flow, partition, outcome)
-            else:
-                outcome = await flow_tracker.handle(message, flows.get)
-                await apply(key, partition, outcome)
+                               key=event.key, value=event.value)
+            # Every flow a message concerns lives on its partition (a batch of due deadlines is sent
+            # to the partition that owns its flows), so the table writes go to this partition's
+            # store and changelog, as faust takes them from the current event.
+            for flow, outcome in await flow_tracker.handle(message, flows.get):
+                await apply(flow, partition, outcome)
 
     @app.on_rebalance_complete.connect
     async def rebuild_index(sender: Any, /, *args: Any, **kwargs: Any) -> None:

@@ -67,9 +67,16 @@ class FlowTracker:
         self._projects = projects
         self._clock = clock
 
-    async def handle(self, message: Incoming, load: Callable[[bytes], dict[str, Any] | None]) -> Outcome:
-        """One receipt, result or incident event for the flow ``message.key``, whose stored state
-        ``load`` reads (only when the message can change it)."""
+    async def handle(self, message: Incoming,
+                     load: Callable[[bytes], dict[str, Any] | None]) -> list[tuple[bytes | None, Outcome]]:
+        """Each flow ``message`` concerns, by key, with its outcome: the one flow of a receipt, result
+        or incident event, or every flow a batch of due deadlines names. ``load`` reads a flow's
+        stored state, only when the message can change it."""
+        if message.topic == self._topics.deadlines:
+            return self._expire(message, load)
+        return [(message.key, await self._one_flow(message, load))]
+
+    async def _one_flow(self, message: Incoming, load: Callable[[bytes], dict[str, Any] | None]) -> Outcome:
         now = self._clock()
         try:
             if message.topic in (self._topics.receipts, self._topics.results):
@@ -81,19 +88,15 @@ class FlowTracker:
                 state = _stored_state(message, load)
                 step = machine.on_operator_resolve(state, now=now)
             else:
-                raise SchemaError("unexpected_topic",
-                                  f"the tracker does not read {message.topic} one flow at a time")
+                raise SchemaError("unexpected_topic", f"the tracker does not read {message.topic}")
         except SchemaError as exc:
             return self._dead(message, f"{exc.reason}: {exc.detail}", now)
         return _outcome(state, step, now)
 
-    def expire(self, message: Incoming,
-               load: Callable[[bytes], dict[str, Any] | None]) -> list[tuple[bytes | None, Outcome]]:
-        """A batch of due deadlines: each named flow (its stored state read by ``load``) that is
-        still pending opens its timeout incident.
-
-        Returns each flow's outcome by key; a batch that does not decode is one dead letter, keyed
-        by the message's own key."""
+    def _expire(self, message: Incoming,
+                load: Callable[[bytes], dict[str, Any] | None]) -> list[tuple[bytes | None, Outcome]]:
+        """Each named flow that is still pending opens its timeout incident; a batch that does not
+        decode is one dead letter, keyed by the message's own key."""
         now = self._clock()
         try:
             batch = decode(DeadlineBatch, message.value)

@@ -3,12 +3,14 @@ pending opens its timeout incident, every other flow is left as it is, a bad bat
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 from agents import flow as machine
 from agents.projects import ProjectDirectory
-from agents.tracker import FlowTracker, Incoming, TrackerTopics
+from agents.tracker import FlowTracker, Incoming, Outcome, TrackerTopics
 from topics import DeadlineBatch, IncidentEvent, Receipt, Result, encode, flow_key
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
@@ -28,6 +30,11 @@ def stored(reference: str, *, succeeded: bool = False) -> dict[str, Any]:
     return machine.state_to_json(state)
 
 
+def expire(now: datetime, message: Incoming,
+           load: Callable[[bytes], dict[str, Any] | None]) -> list[tuple[bytes | None, Outcome]]:
+    return asyncio.run(tracker(now).handle(message, load))
+
+
 def tracker(now: datetime) -> FlowTracker:
     # A batch of deadlines never looks a project up, so the directory has no database behind it.
     return FlowTracker(topics=TOPICS, projects=cast(ProjectDirectory, None), clock=lambda: now)
@@ -42,7 +49,7 @@ def test_each_pending_flow_of_a_batch_opens_its_timeout_incident_and_no_other_fl
              flow_key("prj_a", "inv_paid"): stored("inv_paid", succeeded=True)}
     keys = (flow_key("prj_a", "inv_due"), flow_key("prj_a", "inv_paid"), flow_key("prj_a", "inv_gone"))
     message = batch(encode(DeadlineBatch(keys=keys)))
-    outcomes = dict(tracker(T0 + timedelta(seconds=61)).expire(message, table.get))
+    outcomes = dict(expire(T0 + timedelta(seconds=61), message, table.get))
 
     due = outcomes[flow_key("prj_a", "inv_due")]
     assert due.flow is not None and due.flow.status is machine.Status.INCIDENT
@@ -59,14 +66,14 @@ def test_each_pending_flow_of_a_batch_opens_its_timeout_incident_and_no_other_fl
 
 def test_a_flow_named_before_its_deadline_stays_pending() -> None:
     key = flow_key("prj_a", "inv_early")
-    ((_, outcome),) = tracker(T0 + timedelta(seconds=59)).expire(
-        batch(encode(DeadlineBatch(keys=(key,)))), {key: stored("inv_early")}.get)
+    ((_, outcome),) = expire(T0 + timedelta(seconds=59), batch(encode(DeadlineBatch(keys=(key,)))),
+                             {key: stored("inv_early")}.get)
     assert outcome.state is None and outcome.messages == []
     assert outcome.flow is not None and outcome.flow.status is machine.Status.PENDING
 
 
 def test_a_batch_that_does_not_decode_is_one_dead_letter_with_its_exact_bytes() -> None:
-    ((key, outcome),) = tracker(T0).expire(batch(b'{"schema": "deadline_batch.v1", "keys": []}'), {}.get)
+    ((key, outcome),) = expire(T0, batch(b'{"schema": "deadline_batch.v1", "keys": []}'), {}.get)
     assert key is None and outcome.state is None and outcome.messages == []
     assert outcome.dead_letter is not None
     assert outcome.dead_letter.reason.startswith("invalid_fields")
