@@ -77,28 +77,31 @@ async def run_idempotent(request: web.Request, scope: str, action: Action) -> we
         raise
 
 
-async def run_idempotent_publish(request: web.Request, scope: str,
-                                 publish: Callable[[], Awaitable[web.Response]]) -> web.Response:
-    """For actions whose effect is a Kafka write (ingest): no database transaction and no
-    connection held while waiting for the broker; the claim and the completion each share one
-    statement with the concurrent requests' (``BATCHER``). If the process dies between the broker's
-    ack and the completion, the claim's lease runs out and a retry publishes again: at-least-once,
-    which the agents' (project_id, idempotency_key) dedupe absorbs."""
+async def run_idempotent_publish(request: web.Request, scope: str, answer: web.Response,
+                                 publish: Callable[[], Awaitable[None]]) -> web.Response:
+    """For actions whose effect is a Kafka write (ingest), answered with ``answer`` once ``publish``
+    returned: no database transaction and no connection held while waiting for the broker. The
+    claim stores the answer and the completion marks it final, each sharing one statement with the
+    concurrent requests' (``BATCHER``). If ``publish`` fails, the key is released for the retry.
+    If the process dies between the broker's ack and the completion, the claim's lease runs out
+    and a retry publishes again: at-least-once, which the agents' (project_id, idempotency_key)
+    dedupe absorbs."""
     batcher = request.app[BATCHER]
+    stored = _stored(answer)
 
     async def claim(key: str, request_print: bytes) -> Claim:
-        return await batcher.claim(scope, key, request_print)
+        return await batcher.claim(scope, key, request_print, stored)
 
     key, replay = await _claim(request, scope, claim)
     if replay is not None:
         return replay
     try:
-        response = await _answer(publish)
+        await publish()
     except BaseException:
         await _release(request.app[POOL], scope, key)
         raise
-    await batcher.complete(scope, key, _stored(response))
-    return response
+    await batcher.complete(scope, key)
+    return answer
 
 
 async def _claim(request: web.Request, scope: str,
@@ -134,13 +137,10 @@ async def _release(pool: Pool, scope: str, key: str) -> None:
         await records.release(conn, scope, key)
 
 
-async def _answer(action: Callable[..., Awaitable[web.Response]],
-                  conn: Connection | None = None) -> web.Response:
+async def _answer(action: Action, conn: Connection) -> web.Response:
     """The action's response; a client error it raises is an answer too, and is stored as one,
-    after the action's own writes (if any, on ``conn``) are rolled back."""
+    after the action's own writes on ``conn`` are rolled back."""
     try:
-        if conn is None:
-            return await action()
         async with conn.transaction():
             return await action(conn)
     except Problem as problem:

@@ -2,7 +2,7 @@
 
 Each ingest request claims its key before publishing and completes it after Kafka's ack: two
 database round trips. Under load, the requests that arrive while a statement is running are
-gathered and go in the next one (``store.idempotency.claim_many`` / ``complete_many``), so the
+gathered and go in the next one (``store.idempotency.claim_many`` / ``complete_claimed``), so the
 database sees a few multi-row statements instead of one per request. A request alone waits for
 nothing: its statement starts at the end of the event-loop turn that submitted it.
 
@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
 from store.db import Pool
-from store.idempotency import Claim, ClaimRequest, Completion, StoredResponse, claim_many, complete_many
+from store.idempotency import Claim, ClaimRequest, StoredResponse, claim_many, complete_claimed
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
@@ -104,11 +104,13 @@ class IdempotencyBatcher:
         self._claims = _Batches(self._claim_many, max_batch=max_batch, max_in_flight=max_in_flight)
         self._completions = _Batches(self._complete_many, max_batch=max_batch, max_in_flight=max_in_flight)
 
-    async def claim(self, scope: str, key: str, fingerprint: bytes) -> Claim:
-        return await self._claims.submit(ClaimRequest(scope, key, fingerprint))
+    async def claim(self, scope: str, key: str, fingerprint: bytes, answer: StoredResponse) -> Claim:
+        """Claim the key, storing ``answer``: the response once the request's action succeeded."""
+        return await self._claims.submit(ClaimRequest(scope, key, fingerprint, answer))
 
-    async def complete(self, scope: str, key: str, response: StoredResponse) -> None:
-        await self._completions.submit(Completion(scope, key, response))
+    async def complete(self, scope: str, key: str) -> None:
+        """Make the claimed key's stored answer final."""
+        await self._completions.submit((scope, key))
 
     async def drain(self) -> None:
         await self._claims.drain()
@@ -118,8 +120,8 @@ class IdempotencyBatcher:
         async with self._pool.connection() as conn:
             return await claim_many(conn, requests)
 
-    async def _complete_many(self, completions: list[Completion]) -> list[None]:
+    async def _complete_many(self, claims: list[tuple[str, str]]) -> list[None]:
         async with self._pool.connection() as conn:
-            await complete_many(conn, completions)
-        return [None] * len(completions)
+            await complete_claimed(conn, claims)
+        return [None] * len(claims)
 

@@ -50,17 +50,17 @@ async def post_receipt(request: web.Request) -> web.Response:
         snapshot=seal(request.app[SNAPSHOT_KEYRING], project, body.reference, body.payload),
     )
     timeout = timedelta(seconds=body.timeout_seconds or project.timeout_minutes * 60)
+    accepted = json_response(202, {
+        "project_id": project.id, "reference": body.reference, "status": "pending",
+        "deadline": received_at + timeout, "mode": project.mode,
+    })
 
-    async def publish() -> web.Response:
+    async def publish() -> None:
         await _publish(request, RECEIPTS.name(_topic_prefix(request)), flow_key(project.id, body.reference),
                        encode(receipt))
         child(SIGNALS, "receipt", project.mode).inc()
-        return json_response(202, {
-            "project_id": project.id, "reference": body.reference, "status": "pending",
-            "deadline": received_at + timeout, "mode": project.mode,
-        })
 
-    return await run_idempotent_publish(request, project.id, publish)
+    return await run_idempotent_publish(request, project.id, accepted, publish)
 
 
 async def post_result(request: web.Request) -> web.Response:
@@ -72,14 +72,15 @@ async def post_result(request: web.Request) -> web.Response:
         received_at=datetime.now(UTC), replay_id=body.replay_id, detail=body.detail, mode=project.mode,
     )
 
-    async def publish() -> web.Response:
+    accepted = json_response(202, {"project_id": project.id, "reference": body.reference,
+                                   "status": body.status, "mode": project.mode})
+
+    async def publish() -> None:
         await _publish(request, RESULTS.name(_topic_prefix(request)), flow_key(project.id, body.reference),
                        encode(result))
         child(SIGNALS, "result", project.mode).inc()
-        return json_response(202, {"project_id": project.id, "reference": body.reference,
-                                   "status": body.status, "mode": project.mode})
 
-    return await run_idempotent_publish(request, project.id, publish)
+    return await run_idempotent_publish(request, project.id, accepted, publish)
 
 
 async def get_flow_state(request: web.Request) -> web.Response:

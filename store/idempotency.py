@@ -3,9 +3,11 @@
 Correct across gateway replicas because the database arbitrates: the primary key makes exactly
 one request the owner of a ``(scope, key)``; the others see it in flight (409) or completed (replay).
 
-``claim_many`` and ``complete_many`` do the same for many concurrent requests at once, usually in
-one statement each (the ingest path's batching, ``api_gateway/idempotency_batcher.py``), with the
-same outcomes as ``claim`` and ``complete`` one by one.
+``claim_many`` and ``complete_claimed`` do the same for many concurrent requests at once, usually
+in one statement each (the ingest path's batching, ``api_gateway/idempotency_batcher.py``), with
+the same outcomes as ``claim`` and ``complete`` one by one. Their requests know their answer before
+they act (a 202 once Kafka has the signal), so the claim stores it and the completion only marks
+it final: a multi-row update that carried every response cost PostgreSQL three times as much.
 """
 
 from __future__ import annotations
@@ -49,19 +51,26 @@ class Claim:
 _OWNED = Claim(ClaimOutcome.OWNED)
 
 
-async def claim(conn: Connection, scope: str, key: str, fingerprint: bytes) -> Claim:
+async def claim(conn: Connection, scope: str, key: str, fingerprint: bytes,
+                answer: StoredResponse | None = None) -> Claim:
+    """Own ``key`` in ``scope`` for a request, or learn why not. ``answer``: the response the
+    request will give once its action succeeds, stored now for ``complete_claimed``."""
+    status, headers, body = ((answer.status, Jsonb(answer.headers), answer.body) if answer
+                             else (None, None, None))
     inserted = await (await conn.execute(
-        "INSERT INTO idempotency_records (scope, key, fingerprint, state, lease_until)"
-        " VALUES (%s, %s, %s, 'in_flight', now() + %s)"
+        "INSERT INTO idempotency_records"
+        " (scope, key, fingerprint, state, lease_until, response_status, response_headers, response_body)"
+        " VALUES (%s, %s, %s, 'in_flight', now() + %s, %s, %s, %s)"
         " ON CONFLICT (scope, key) DO UPDATE SET"
         "   fingerprint = EXCLUDED.fingerprint, state = 'in_flight', lease_until = EXCLUDED.lease_until,"
-        "   response_status = NULL, response_headers = NULL, response_body = NULL, created_at = now()"
+        "   response_status = EXCLUDED.response_status, response_headers = EXCLUDED.response_headers,"
+        "   response_body = EXCLUDED.response_body, created_at = now()"
         # Take over a record that expired, or an abandoned claim whose lease ran out.
         " WHERE idempotency_records.created_at < now() - %s"
         "    OR (idempotency_records.state = 'in_flight' AND idempotency_records.lease_until < now()"
         "        AND idempotency_records.fingerprint = EXCLUDED.fingerprint)"
         " RETURNING 1",
-        (scope, key, fingerprint, LEASE, RETENTION),
+        (scope, key, fingerprint, LEASE, status, headers, body, RETENTION),
     )).fetchone()
     if inserted:
         return _OWNED
@@ -71,7 +80,7 @@ async def claim(conn: Connection, scope: str, key: str, fingerprint: bytes) -> C
         (scope, key),
     )).fetchone()
     if row is None:  # released between our two statements: try once more
-        return await claim(conn, scope, key, fingerprint)
+        return await claim(conn, scope, key, fingerprint, answer)
     return _classified(row, fingerprint)
 
 
@@ -80,13 +89,8 @@ class ClaimRequest:
     scope: str
     key: str
     fingerprint: bytes
-
-
-@dataclass(frozen=True)
-class Completion:
-    scope: str
-    key: str
-    response: StoredResponse
+    # The response the request gives once its action succeeded (see ``claim``).
+    answer: StoredResponse
 
 
 async def claim_many(conn: Connection, requests: Sequence[ClaimRequest]) -> list[Claim]:
@@ -102,14 +106,19 @@ async def claim_many(conn: Connection, requests: Sequence[ClaimRequest]) -> list
         first.setdefault((request.scope, request.key), index)
     fresh = [requests[index] for index in first.values()]
     inserted = await (await conn.execute(
-        "INSERT INTO idempotency_records (scope, key, fingerprint, state, lease_until)"
-        " SELECT scope, key, decode(fingerprint, 'hex'), 'in_flight', now() + %s"
-        " FROM jsonb_to_recordset(%s::jsonb) AS batch(scope text, key text, fingerprint text)"
+        "INSERT INTO idempotency_records"
+        " (scope, key, fingerprint, state, lease_until, response_status, response_headers, response_body)"
+        " SELECT scope, key, decode(fingerprint, 'hex'), 'in_flight', now() + %s, status, headers,"
+        "   decode(body, 'hex')"
+        " FROM jsonb_to_recordset(%s::jsonb)"
+        "   AS batch(scope text, key text, fingerprint text, status int, headers jsonb, body text)"
         # One order for every batch on every replica: two batches that share keys then wait for
         # each other's inserts in the same order and cannot deadlock.
         " ORDER BY scope, key"
         " ON CONFLICT (scope, key) DO NOTHING RETURNING scope, key",
-        (LEASE, _json([{"scope": r.scope, "key": r.key, "fingerprint": r.fingerprint.hex()} for r in fresh])),
+        (LEASE, _json([{"scope": r.scope, "key": r.key, "fingerprint": r.fingerprint.hex(),
+                        "status": r.answer.status, "headers": r.answer.headers, "body": r.answer.body.hex()}
+                       for r in fresh])),
     )).fetchall()
     owned = {(row["scope"], row["key"]) for row in inserted}
     claims: dict[int, Claim] = {first[scope_key]: _OWNED for scope_key in owned}
@@ -123,7 +132,8 @@ async def claim_many(conn: Connection, requests: Sequence[ClaimRequest]) -> list
                     row["state"] == "in_flight" and row["lease_over"]
                     and bytes(row["fingerprint"]) == request.fingerprint):
                 # Released since, or up for takeover: the single-key upsert decides.
-                claims[index] = await claim(conn, request.scope, request.key, request.fingerprint)
+                claims[index] = await claim(conn, request.scope, request.key, request.fingerprint,
+                                            request.answer)
             else:
                 claims[index] = _classified(row, request.fingerprint)
     return [claims[index] for index in range(len(requests))]
@@ -155,22 +165,21 @@ def _classified(row: dict[str, Any], fingerprint: bytes) -> Claim:
                                                      bytes(row["response_body"])))
 
 
-async def complete_many(conn: Connection, completions: Sequence[Completion]) -> None:
-    """``complete`` for each, in one statement."""
-    await conn.execute(
-        "UPDATE idempotency_records AS record SET state = 'completed', response_status = batch.status,"
-        "  response_headers = batch.headers, response_body = decode(batch.body, 'hex')"
-        " FROM jsonb_to_recordset(%s::jsonb)"
-        "   AS batch(scope text, key text, status int, headers jsonb, body text)"
-        " WHERE record.scope = batch.scope AND record.key = batch.key",
-        (_json([{"scope": c.scope, "key": c.key, "status": c.response.status,
-                 "headers": c.response.headers, "body": c.response.body.hex()} for c in completions]),),
-        prepare=False,  # see _PLANNED_EACH_TIME
-    )
+async def complete_claimed(conn: Connection, claims: Sequence[tuple[str, str]]) -> None:
+    """``complete`` for each ``(scope, key)`` claimed with its answer (``claim_many``): one
+    statement per scope, usually one in all."""
+    by_scope: dict[str, list[str]] = {}
+    for scope, key in claims:
+        by_scope.setdefault(scope, []).append(key)
+    for scope, keys in by_scope.items():
+        await conn.execute(
+            "UPDATE idempotency_records SET state = 'completed'"
+            " WHERE scope = %s AND key = ANY(%s::text[]) AND state = 'in_flight'",
+            (scope, keys), prepare=False,  # see _PLANNED_EACH_TIME
+        )
 
 
-# _PLANNED_EACH_TIME: statements that find a batch's records by "scope = ... AND key = ANY(...)" or
-# by joining the batch on (scope, key).
+# _PLANNED_EACH_TIME: statements that find a batch's records by "scope = ... AND key = ANY(...)".
 # psycopg prepares a statement after a few runs, and PostgreSQL then keeps a generic plan; one made
 # while the table was small or not yet analysed may use the primary key for the scope alone and go
 # through all of a project's records, once per batch, ever more of them. Planned with the keys at

@@ -20,11 +20,10 @@ from store.db import open_pool
 from store.idempotency import (
     ClaimOutcome,
     ClaimRequest,
-    Completion,
     StoredResponse,
     claim,
     claim_many,
-    complete_many,
+    complete_claimed,
 )
 from tests.conftest import ProjectKey
 from tests.support.api import Api
@@ -58,40 +57,58 @@ async def test_batches_route_each_result_to_its_request_and_an_error_to_the_whol
     assert await batches.submit(2) == 20  # and the next batch runs
 
 
+def answer(text: str) -> StoredResponse:
+    # Bytes a JSON document could not hold too: the stored body must come back exactly.
+    return StoredResponse(202, {"Content-Type": "application/json"},
+                          f'{{"n":"{text}"}}'.encode() + b"\x00\xff")
+
+
 async def test_claim_many_gives_the_outcomes_of_claims_one_after_the_other(database_url: str) -> None:
     a, b = os.urandom(32), os.urandom(32)
+
+    def request(scope: str, key: str, fingerprint: bytes, text: str) -> ClaimRequest:
+        return ClaimRequest(scope, key, fingerprint, answer(text))
+
     pool = await open_pool(database_url, max_size=1)
     try:
         async with pool.connection() as conn:
             first = await claim_many(conn, [
-                ClaimRequest("prj_1", "k1", a), ClaimRequest("prj_1", "k2", a),
-                ClaimRequest("prj_1", "k1", a),  # the same request again, in the same batch
-                ClaimRequest("prj_1", "k1", b),  # the same key with another body
-                ClaimRequest("prj_2", "k1", b),  # another project's key
+                request("prj_1", "k1", a, "first"), request("prj_1", "k2", a, "k2"),
+                request("prj_1", "k1", a, "again"),  # the same request again, in the same batch
+                request("prj_1", "k1", b, "other"),  # the same key with another body
+                request("prj_2", "k1", b, "prj_2"),  # another project's key
             ])
             assert [c.outcome for c in first] == [ClaimOutcome.OWNED, ClaimOutcome.OWNED,
                                                   ClaimOutcome.IN_FLIGHT, ClaimOutcome.MISMATCH,
                                                   ClaimOutcome.OWNED]
 
-            stored = StoredResponse(202, {"Content-Type": "application/json"},
-                                    b'{"status":"pending"}\x00\xff')
-            await complete_many(conn, [Completion("prj_1", "k1", stored)])
-            second = await claim_many(conn, [ClaimRequest("prj_1", "k1", a), ClaimRequest("prj_1", "k1", b),
-                                             ClaimRequest("prj_1", "k2", a), ClaimRequest("prj_1", "k3", b)])
+            # Only k1's action succeeded: its stored answer becomes final, k2 stays in flight.
+            await complete_claimed(conn, [("prj_1", "k1")])
+            second = await claim_many(conn, [
+                request("prj_1", "k1", a, "later"), request("prj_1", "k1", b, "x"),
+                request("prj_1", "k2", a, "x"), request("prj_1", "k3", b, "k3"),
+            ])
             assert [c.outcome for c in second] == [ClaimOutcome.REPLAY, ClaimOutcome.MISMATCH,
                                                    ClaimOutcome.IN_FLIGHT, ClaimOutcome.OWNED]
-            assert second[0].response == stored
+            assert second[0].response == answer("first")
 
             # k1 expired (24 h); the claims on k2 and k3 were abandoned (their leases ran out).
             await conn.execute("UPDATE idempotency_records SET created_at = now() - interval '25 hours'"
                                " WHERE scope = 'prj_1' AND key = 'k1'")
             await conn.execute("UPDATE idempotency_records SET lease_until = now() - interval '1 second'"
                                " WHERE scope = 'prj_1' AND key IN ('k2', 'k3')")
-            third = await claim_many(conn, [ClaimRequest("prj_1", "k1", b), ClaimRequest("prj_1", "k1", b),
-                                            ClaimRequest("prj_1", "k2", a), ClaimRequest("prj_1", "k3", a)])
+            third = await claim_many(conn, [
+                request("prj_1", "k1", b, "new k1"), request("prj_1", "k1", b, "x"),
+                request("prj_1", "k2", a, "new k2"), request("prj_1", "k3", a, "x"),
+            ])
             # An expired record is anyone's; an abandoned claim only the same request's.
             assert [c.outcome for c in third] == [ClaimOutcome.OWNED, ClaimOutcome.IN_FLIGHT,
                                                   ClaimOutcome.OWNED, ClaimOutcome.MISMATCH]
+            # Taken over, each holds its new owner's answer, final once that owner completes it.
+            await complete_claimed(conn, [("prj_1", "k1"), ("prj_1", "k2"), ("prj_2", "k1")])
+            fourth = await claim_many(conn, [request("prj_1", "k1", b, "x"), request("prj_1", "k2", a, "x"),
+                                             request("prj_2", "k1", b, "x")])
+            assert [c.response for c in fourth] == [answer("new k1"), answer("new k2"), answer("prj_2")]
     finally:
         await pool.close()
 
