@@ -128,7 +128,8 @@ def run(settings: Settings) -> None:
     """Serve until SIGTERM/SIGINT (``sendpromptly gateway``)."""
     configure_logging(settings.log_level)
     web.run_app(
-        create_app(settings), host=settings.http_host, port=settings.http_port, access_log=None,
+        create_app(settings), host=settings.http_host, port=settings.http_port,
+        reuse_port=settings.http_reuse_port or None, access_log=None,
         print=lambda *_: logging.getLogger(__name__).info(
             "gateway listening on http://%s:%d", settings.http_host, settings.http_port),
         loop=uvloop.new_event_loop(),

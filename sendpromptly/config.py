@@ -96,6 +96,9 @@ class Settings:
     replication_factor: int = 1
     http_host: str = "127.0.0.1"
     http_port: int = 8080
+    # Several gateway processes on one host may share the port (SO_REUSEPORT): the kernel spreads
+    # connections over them, as a Service spreads them over replicas.
+    http_reuse_port: bool = False
     agents_web_port: int = 8081
     sink_metrics_port: int = 8082
     agents_datadir: str = ".run/agents"
@@ -150,6 +153,7 @@ class Settings:
             replication_factor=_int(env, "REPLICATION_FACTOR", defaults.replication_factor, 1, 16),
             http_host=_str(env, "HTTP_HOST", defaults.http_host),
             http_port=_int(env, "HTTP_PORT", defaults.http_port, 0, 65535),
+            http_reuse_port=_bool(env, "HTTP_REUSE_PORT", defaults.http_reuse_port),
             agents_web_port=_int(env, "AGENTS_WEB_PORT", defaults.agents_web_port, 0, 65535),
             sink_metrics_port=_int(env, "SINK_METRICS_PORT", defaults.sink_metrics_port, 0, 65535),
             agents_datadir=_str(env, "AGENTS_DATADIR", defaults.agents_datadir),

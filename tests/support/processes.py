@@ -77,6 +77,17 @@ class ManagedProcess:
             os.killpg(self._proc.pid, signal.SIGKILL)
             self._proc.wait(10)
 
+    def wait_log(self, text: str, timeout: float = 60.0) -> None:
+        """Wait until the process's log shows ``text``; fail early, with the log, if it dies. (On a
+        port several processes share, a readiness probe may be answered by another of them.)"""
+        deadline = time.monotonic() + timeout
+        while text not in self.log_tail():
+            if not self.alive:
+                raise RuntimeError(f"{self.name} exited while starting:\n{self.log_tail()}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{self.name} did not log {text!r} after {timeout}s:\n{self.log_tail()}")
+            time.sleep(0.2)
+
     def log_tail(self, lines: int = 60) -> str:
         try:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
