@@ -7,7 +7,7 @@ PYTHON ?= python3.11
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: up down test venv lint status
+.PHONY: up down test venv lint status bench-tools
 
 $(STAMP): pyproject.toml
 	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ status:
 
 test: $(STAMP)
 	$(VENV)/bin/pytest
+
+# The benchmarks' load generator (wrk, from Debian) and profiler (py-spy, in the dev extra).
+bench-tools: $(STAMP)
+	@bash scripts/bench-tools.sh
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -1,17 +1,17 @@
 """Ingest benchmark: our gateway (auth + validation + idempotency + Kafka ack) against a bare aiohttp
 handler that only parses JSON, in one run, on this machine.
 
-    .venv/bin/python -m bench.ingest [--duration 15] [--connections 32]
+    make bench-tools    # wrk and py-spy, once
+    .venv/bin/python -m bench.ingest [--duration 15] [--connections 32] [--floors] [--replicas N]
 
-1. Peak: wrk (one thread, N connections, a fresh Idempotency-Key per request) against each server.
-2. Latency at half of our peak: an open-loop client sends at a fixed rate (half of our measured
-   peak) to each server and measures from the scheduled send time, so a stall shows up in the
-   tail instead of slowing the sender down (no coordinated omission). It is Python on the same
-   cores, so its own CPU time and event-loop delays are part of what it measures.
-3. The same rate paced by wrk (``at_half_peak_wrk``): each of ``--paced-connections`` connections
-   pauses before every request so that together they aim at the rate. wrk costs little CPU, but
-   it measures from the actual send, and a slow answer delays that connection's next request
-   (coordinated omission: stalls are under-counted, and the rate reached falls below the aim).
+1. Peak: wrk (one thread, N connections, a fresh Idempotency-Key per request) against each server,
+   with the CPU time per request of the server, of Kafka and PostgreSQL, and of the whole machine.
+   ``--floors`` adds the durability floors (``bench/ingest_floor.py``): a handler that only gets
+   the Kafka ack (and one idempotency claim), to show what no gateway code can go below here.
+2. Latency at half of our peak: ``bench/open_loop.py`` sends at a fixed rate and measures from
+   each request's scheduled time, so a stall shows up in the tail instead of slowing the sender
+   down (no coordinated omission). The gateway's own histograms over the same requests are
+   reported beside it (``server_side``: the share answered within each bucket bound).
 
 Kafka and PostgreSQL come from the same place as the tests' (environment, testcontainers, or the
 local scripts); the gateway runs as the real ``sendpromptly gateway`` process.
@@ -23,17 +23,25 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 from tempfile import TemporaryDirectory
+from typing import Any
+from urllib.parse import urlsplit
 
-import aiohttp
+import orjson
+from prometheus_client.parser import text_string_to_metric_families
 
-from bench.processes import child_pid, cpu_seconds, machine_cpu_seconds
+from bench.ingest_floor import MODES
+from bench.open_loop import http_post, open_loop
+from bench.processes import child_pids, cpu_seconds, machine_cpu_seconds, service_cpu_seconds
 from bench.profile import start_recording, summary
 from sendpromptly.apikeys import generate_api_key
 from store.db import open_pool
@@ -42,15 +50,18 @@ from tests.support.db import create_database, drop_database, migrated_template
 from tests.support.processes import ManagedProcess, free_port
 from tests.support.services import provide_services
 from tests.support.stack import stack_env
+from topics import RECEIPTS
 from topics.admin import delete_topics, ensure_topics
 
 HERE = Path(__file__).resolve().parent
 
 
-def wrk(url: str, api_key: str, duration: int, connections: int, pause_ms: int = 0) -> dict[str, float]:
+def wrk(url: str, api_key: str, duration: int, connections: int) -> dict[str, float]:
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is not installed: run 'make bench-tools' (Debian's wrk package)")
     done = subprocess.run(
         ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "-s", str(HERE / "receipt.lua"),
-         url, "--", api_key, uuid.uuid4().hex[:8], str(pause_ms)],
+         url, "--", api_key, uuid.uuid4().hex[:8]],
         capture_output=True, text=True, check=True,
     )
     summary = json.loads(done.stdout.strip().splitlines()[-1])
@@ -59,55 +70,87 @@ def wrk(url: str, api_key: str, duration: int, connections: int, pause_ms: int =
     return {"rps": summary["requests"] / summary["seconds"], **summary}
 
 
-def measured(run: Callable[..., dict[str, float]], pid: int, *args: object) -> dict[str, float]:
-    """``run``'s figures, plus the CPU time per request meanwhile of ``pid`` (and its children) and
-    of the whole machine (server, load generator, Kafka, PostgreSQL)."""
-    before, machine_before = cpu_seconds(pid), machine_cpu_seconds()
+def measured(run: Callable[..., dict[str, float]], pids: list[int], *args: object) -> dict[str, Any]:
+    """``run``'s figures, plus the CPU time per request meanwhile of the server processes ``pids``
+    (and their children), of Kafka and PostgreSQL, and of the whole machine (servers, load
+    generator, Kafka, PostgreSQL)."""
+    def server_cpu_seconds() -> float:
+        return sum(cpu_seconds(pid) for pid in pids)
+
+    before, machine_before = server_cpu_seconds(), machine_cpu_seconds()
+    services_before = service_cpu_seconds()
     figures = run(*args)
     per_request = 1000 / figures["requests"]
-    return {**figures, "cpu_ms_per_request": per_request * (cpu_seconds(pid) - before),
-            "machine_cpu_ms_per_request": per_request * (machine_cpu_seconds() - machine_before)}
+    services = {name: round(per_request * (spent - services_before[name]), 3)
+                for name, spent in service_cpu_seconds().items()}
+    return {**figures, "cpu_ms_per_request": per_request * (server_cpu_seconds() - before),
+            "machine_cpu_ms_per_request": per_request * (machine_cpu_seconds() - machine_before),
+            "service_cpu_ms_per_request": services}
 
 
-async def open_loop(url: str, api_key: str, rate: float, seconds: float) -> dict[str, float]:
-    latencies: list[float] = []
-    failures = 0
+def at_rate(url: str, api_key: str, rate: float, seconds: float) -> dict[str, Any]:
+    """``bench/open_loop.py`` at ``rate``: a fresh Idempotency-Key and reference per request."""
+    address = urlsplit(url)
+    host, port = address.hostname, address.port
+    assert host is not None and port is not None
     run = uuid.uuid4().hex[:8]
-    connector = aiohttp.TCPConnector(limit=512)
-    async with aiohttp.ClientSession(connector=connector) as session:
-        async def one(n: int, scheduled: float) -> None:
-            nonlocal failures
-            key = f"{run}-{n}"
-            body = {"reference": f"inv_{key}", "event_type": "invoice.paid", "effect_type": "grant_access"}
-            headers = {"Authorization": f"Bearer {api_key}", "Idempotency-Key": key}
-            async with session.post(url, json=body, headers=headers) as response:
-                await response.read()
-                if response.status != 202:
-                    failures += 1
-            latencies.append(time.perf_counter() - scheduled)
 
-        start = time.perf_counter()
-        total = int(rate * seconds)
-        tasks = []
-        for n in range(total):
-            scheduled = start + n / rate
-            delay = scheduled - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(one(n, scheduled)))
-        await asyncio.gather(*tasks)
-    latencies.sort()
-    return {"rate": rate, "requests": total, "failures": failures,
-            "p50_ms": 1000 * latencies[len(latencies) // 2],
-            "p99_ms": 1000 * latencies[int(len(latencies) * 0.99)], "max_ms": 1000 * latencies[-1]}
+    def request(n: int) -> bytes:
+        key = f"{run}-{n}"
+        body = orjson.dumps({"reference": f"inv_{key}", "event_type": "invoice.paid",
+                             "effect_type": "grant_access"})
+        headers = {"Authorization": f"Bearer {api_key}", "Idempotency-Key": key,
+                   "Content-Type": "application/json"}
+        return http_post(host, port, address.path, headers, body)
+
+    return dict(open_loop(host, port, request, rate, seconds))
 
 
-def paced(url: str, api_key: str, rate: float, seconds: int, connections: int) -> dict[str, float]:
-    """wrk at about ``rate``: each connection pauses connections/rate between requests (the time
-    of the answer comes on top, so the rate reached is lower; it is reported)."""
-    figures = wrk(url, api_key, seconds, connections, round(1000 * connections / rate))
-    return {"rate": round(figures["rps"]), "p50_ms": figures["p50_ms"], "p99_ms": figures["p99_ms"],
-            "max_ms": figures["max_ms"]}
+Scrape = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+def scrape(metrics_url: str) -> Scrape:
+    """Every sample of a Prometheus text scrape, by name and labels."""
+    with urllib.request.urlopen(metrics_url, timeout=10) as answer:
+        text = answer.read().decode()
+    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(text) for sample in family.samples}
+
+
+def server_side(before: Scrape, after: Scrape, histogram: str, **labels: str) -> dict[str, float]:
+    """What a histogram of the gateway's own saw between two scrapes: its count, and the share
+    of observations at or under each bucket bound (so the client's own delays are left out)."""
+    def bucket_counts(scrape: Scrape) -> dict[float, float]:
+        return {float(dict(key)["le"]): value for (name, key), value in scrape.items()
+                if name == f"{histogram}_bucket" and labels.items() <= dict(key).items()}
+    upto_before, upto_after = bucket_counts(before), bucket_counts(after)
+    counted = upto_after[float("inf")] - upto_before.get(float("inf"), 0.0)
+    shares = {f"le_{bound * 1000:g}ms": round((upto_after[bound] - upto_before.get(bound, 0.0)) / counted, 5)
+              for bound in sorted(upto_after) if 0.0025 <= bound <= 0.1}
+    return {"count": counted, **shares}
+
+
+def floor_peak(mode: str, env: dict[str, str], api_key: str, duration: int,
+               connections: int) -> dict[str, float]:
+    """Peak of the durability floor (``bench/ingest_floor.py``) in ``mode``, measured as the others."""
+    port = free_port()
+    floor = subprocess.Popen([sys.executable, "-m", "bench.ingest_floor", str(port), mode], env=env)
+    url = f"http://127.0.0.1:{port}/api/v1/receipt"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if floor.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"the {mode} floor did not start") from None
+                time.sleep(0.2)
+        wrk(url, api_key, 3, connections)  # warm-up, as for the gateway
+        return measured(wrk, [floor.pid], url, api_key, duration, connections)
+    finally:
+        floor.terminate()
+        floor.wait(10)
 
 
 async def make_project(database_url: str) -> str:
@@ -126,10 +169,14 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=15, help="seconds of each wrk run")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--latency-seconds", type=int, default=15)
-    parser.add_argument("--paced-connections", type=int, default=64,
-                        help="connections of the wrk-paced latency runs")
     parser.add_argument("--latency-rate", type=float,
                         help="requests/s of the latency runs (default: half our peak)")
+    parser.add_argument("--replicas", type=int, default=1,
+                        help="gateway processes sharing the port (SO_REUSEPORT), as replicas behind a "
+                             "Service share the traffic; the bare handler stays one process")
+    parser.add_argument("--floors", action="store_true",
+                        help="also measure the durability floors (bench/ingest_floor.py: parse, "
+                             "Kafka ack, and with an idempotency claim; nothing else)")
     parser.add_argument("--profile", type=Path, metavar="RAW",
                         help="record the gateway with py-spy during its peak run into RAW "
                              "and print the top costs")
@@ -147,28 +194,42 @@ def main() -> None:
         ours_port, bare_port = free_port(), free_port()
         env = stack_env(kafka_bootstrap=services.kafka_bootstrap, database_url=database_url,
                         topic_prefix=prefix, workdir=workdir,
-                        extra={"SENDPROMPTLY_HTTP_PORT": str(ours_port), "SENDPROMPTLY_LOG_LEVEL": "WARNING"})
-        gateway = ManagedProcess("gateway", ["gateway"], env, workdir / "gateway.log")
+                        extra={"SENDPROMPTLY_HTTP_PORT": str(ours_port), "SENDPROMPTLY_LOG_LEVEL": "INFO",
+                               "SENDPROMPTLY_HTTP_REUSE_PORT": str(args.replicas > 1).lower()})
+        gateways = [ManagedProcess(f"gateway-{n}", ["gateway"], env, workdir / f"gateway-{n}.log")
+                    for n in range(args.replicas)]
         bare = subprocess.Popen([sys.executable, str(HERE / "bare_server.py"), str(bare_port)])
-        gateway.start()
         try:
-            gateway.wait_ready(f"http://127.0.0.1:{ours_port}/readyz")
+            for gateway in gateways:
+                gateway.start()
+                gateway.wait_ready(f"http://127.0.0.1:{ours_port}/readyz")
+                gateway.wait_log("gateway listening on")  # this one, not another on the shared port
             ours_url = f"http://127.0.0.1:{ours_port}/api/v1/receipt"
             bare_url = f"http://127.0.0.1:{bare_port}/api/v1/receipt"
-            gateway_pid = child_pid("sendpromptly gateway")
+            gateway_pids = child_pids("sendpromptly gateway")
             wrk(ours_url, api_key, 3, args.connections)  # warm-up: connections, pool, producer
-            peak_bare = measured(wrk, bare.pid, bare_url, api_key, args.duration, args.connections)
-            spy = start_recording(gateway_pid, args.duration, args.profile) if args.profile else None
-            peak_ours = measured(wrk, gateway_pid, ours_url, api_key, args.duration, args.connections)
+            peak_bare = measured(wrk, [bare.pid], bare_url, api_key, args.duration, args.connections)
+            spy = start_recording(gateway_pids[0], args.duration, args.profile) if args.profile else None
+            peak_ours = measured(wrk, gateway_pids, ours_url, api_key, args.duration, args.connections)
             if spy is not None and spy.wait(30) != 0:
                 raise RuntimeError(f"py-spy failed: {spy.stderr.read().decode() if spy.stderr else ''}")
+            floors = {mode: floor_peak(mode, {**env, "FLOOR_TOPIC": RECEIPTS.name(prefix)}, api_key,
+                                       args.duration, args.connections)
+                      for mode in (MODES if args.floors else ())}
             rate = args.latency_rate or peak_ours["rps"] / 2
-            lat_bare = asyncio.run(open_loop(bare_url, api_key, rate, args.latency_seconds))
-            lat_ours = asyncio.run(open_loop(ours_url, api_key, rate, args.latency_seconds))
-            paced_bare = paced(bare_url, api_key, rate, args.latency_seconds, args.paced_connections)
-            paced_ours = paced(ours_url, api_key, rate, args.latency_seconds, args.paced_connections)
+            lat_bare = at_rate(bare_url, api_key, rate, args.latency_seconds)
+            metrics_url = f"http://127.0.0.1:{ours_port}/metrics"
+            before = scrape(metrics_url)
+            lat_ours = at_rate(ours_url, api_key, rate, args.latency_seconds)
+            after = scrape(metrics_url)
+            lat_ours["server_side"] = {
+                "request": server_side(before, after, "sendpromptly_http_request_seconds",
+                                       route="ingest.receipt"),
+                "kafka_ack": server_side(before, after, "sendpromptly_kafka_produce_seconds"),
+            }
         finally:
-            gateway.stop()
+            for gateway in gateways:
+                gateway.stop()
             bare.terminate()
             bare.wait(10)
             delete_topics(services.kafka_bootstrap, prefix)
@@ -181,10 +242,16 @@ def main() -> None:
                                      "bare": round(peak_bare["cpu_ms_per_request"], 3)},
               "machine_cpu_ms_per_request": {"gateway": round(peak_ours["machine_cpu_ms_per_request"], 3),
                                              "bare": round(peak_bare["machine_cpu_ms_per_request"], 3)},
+              "service_cpu_ms_per_request": {"gateway": peak_ours["service_cpu_ms_per_request"],
+                                             "bare": peak_bare["service_cpu_ms_per_request"]},
+              "floors": {mode: {"rps": round(figures["rps"]),
+                                "ratio": round(figures["rps"] / peak_bare["rps"], 3),
+                                "cpu_ms_per_request": round(figures["cpu_ms_per_request"], 3),
+                                "machine_cpu_ms_per_request": round(figures["machine_cpu_ms_per_request"], 3),
+                                "service_cpu_ms_per_request": figures["service_cpu_ms_per_request"]}
+                         for mode, figures in floors.items()},
               "at_half_peak": {"rate": round(rate), "gateway": lat_ours, "bare": lat_bare},
-              "at_half_peak_wrk": {"aimed_rate": round(rate), "connections": args.paced_connections,
-                                   "gateway": paced_ours, "bare": paced_bare},
-              "connections": args.connections, "cpus": os.cpu_count()}
+              "connections": args.connections, "replicas": args.replicas, "cpus": os.cpu_count()}
     print(json.dumps(result, indent=2))
     if args.profile:
         print(summary(args.profile))

@@ -29,8 +29,9 @@ def _children(pid: int) -> list[int]:
     return found
 
 
-def child_pid(command_fragment: str) -> int:
-    """The pid of this process's child whose command line holds ``command_fragment``."""
+def child_pids(command_fragment: str) -> list[int]:
+    """The pids of this process's children whose command line holds ``command_fragment``."""
+    found = []
     for pid in _children(os.getpid()):
         try:
             cmdline = ((Path("/proc") / str(pid) / "cmdline").read_bytes()
@@ -38,8 +39,16 @@ def child_pid(command_fragment: str) -> int:
         except OSError:
             continue
         if command_fragment in cmdline:
-            return pid
-    raise LookupError(f"no child process runs {command_fragment!r}")
+            found.append(pid)
+    return found
+
+
+def child_pid(command_fragment: str) -> int:
+    """The pid of this process's child whose command line holds ``command_fragment``."""
+    found = child_pids(command_fragment)
+    if not found:
+        raise LookupError(f"no child process runs {command_fragment!r}")
+    return found[0]
 
 
 def cpu_seconds(pid: int) -> float:
@@ -56,6 +65,30 @@ def cpu_seconds(pid: int) -> float:
         total += (int(fields[11]) + int(fields[12])) / _TICKS_PER_SECOND
         pending += _children(current)
     return total
+
+
+def service_cpu_seconds() -> dict[str, float]:
+    """CPU time so far of the services the gateway leans on: the Kafka broker (a JVM running
+    ``kafka.Kafka``) and every PostgreSQL process. Processes that exited meanwhile are not counted,
+    so compare two readings taken around a run of long-lived processes."""
+    totals = {"kafka": 0.0, "postgres": 0.0}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            name = (entry / "comm").read_text().strip()
+            if name == "postgres":
+                service: str | None = "postgres"
+            elif name == "java" and b"kafka.Kafka" in (entry / "cmdline").read_bytes():
+                service = "kafka"
+            else:
+                service = None
+            if service is not None:
+                fields = _stat_fields(int(entry.name))
+                totals[service] += (int(fields[11]) + int(fields[12])) / _TICKS_PER_SECOND
+        except (OSError, IndexError, ValueError):
+            continue  # exited while we looked
+    return totals
 
 
 def machine_cpu_seconds() -> float:

@@ -1,7 +1,6 @@
 -- wrk script: POST /api/v1/receipt with a fresh Idempotency-Key and reference per request, as a
 -- real producer would (a repeated key would be answered from the idempotency record instead).
--- Arguments: API key, run id, and optionally a pause in ms before each request on a connection
--- (paced load: each connection sends one request per response time + pause).
+-- Arguments: API key, run id.
 local counter = 0
 local thread_id = 0
 local threads = {}
@@ -14,11 +13,6 @@ end
 function init(args)
   api_key = args[1] or "none"
   run_id = args[2] or "run"
-  pause_ms = tonumber(args[3]) or 0
-end
-
-function delay()
-  return pause_ms
 end
 
 function request()

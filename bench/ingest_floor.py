@@ -1,0 +1,84 @@
+"""The durability floor: the least an ingest handler must do before a 202, and nothing else.
+
+Same framework, event loop and JSON library as the gateway and the bare handler. The handler parses
+the JSON body, then, by MODE:
+
+- ``kafka``: publishes it with the gateway's own ``Publisher`` (acks=all, idempotent producer) and
+  answers 202 after the broker's ack;
+- ``kafka+db``: first claims the Idempotency-Key with the gateway's own batched claim (one
+  multi-row INSERT per batch of concurrent requests), then publishes as above.
+
+No authentication, validation, completion, metrics or middlewares. So it tells what a Kafka ack
+(and one idempotency write) cost on this machine with these libraries, apart from the gateway's own
+code: if the floor itself is below the target ratio, no gateway code reaches it here.
+
+    python -m bench.ingest_floor PORT MODE    # SENDPROMPTLY_KAFKA_BOOTSTRAP, _DATABASE_URL, FLOOR_TOPIC
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+from collections.abc import AsyncIterator
+
+import orjson
+import uvloop
+from aiohttp import web
+
+from api_gateway.idempotency_batcher import IdempotencyBatcher
+from api_gateway.publisher import Publisher
+from store.db import open_pool
+from store.idempotency import StoredResponse
+
+MODES = ("kafka", "kafka+db")
+PUBLISHER = web.AppKey("publisher", Publisher)
+BATCHER = web.AppKey("batcher", IdempotencyBatcher)
+TOPIC = web.AppKey("topic", str)
+
+
+async def receipt(request: web.Request) -> web.Response:
+    body = await request.read()
+    doc = orjson.loads(body)
+    answer = orjson.dumps({"reference": doc.get("reference"), "status": "pending"})
+    batcher = request.app.get(BATCHER)
+    if batcher is not None:
+        await batcher.claim("floor", request.headers["Idempotency-Key"], hashlib.sha256(body).digest(),
+                            StoredResponse(202, {"Content-Type": "application/json"}, answer))
+    await request.app[PUBLISHER].publish(request.app[TOPIC], doc["reference"].encode(), body)
+    return web.Response(status=202, body=answer, content_type="application/json")
+
+
+def make_app(mode: str) -> web.Application:
+    app = web.Application()
+    app[TOPIC] = os.environ["FLOOR_TOPIC"]
+
+    async def kafka(app: web.Application) -> AsyncIterator[None]:
+        app[PUBLISHER] = Publisher(os.environ["SENDPROMPTLY_KAFKA_BOOTSTRAP"], timeout_ms=5000)
+        yield
+        app[PUBLISHER].close()
+
+    async def database(app: web.Application) -> AsyncIterator[None]:
+        pool = await open_pool(os.environ["SENDPROMPTLY_DATABASE_URL"], max_size=20)
+        app[BATCHER] = IdempotencyBatcher(pool)
+        yield
+        await app[BATCHER].drain()
+        await pool.close()
+
+    app.cleanup_ctx.append(kafka)
+    if mode == "kafka+db":
+        app.cleanup_ctx.append(database)
+    app.router.add_post("/api/v1/receipt", receipt)
+    return app
+
+
+def main() -> None:
+    port, mode = int(sys.argv[1]), sys.argv[2]
+    if mode not in MODES:
+        raise SystemExit(f"MODE must be one of {', '.join(MODES)}, not {mode!r}")
+    web.run_app(make_app(mode), host="127.0.0.1", port=port, access_log=None, print=None,
+                loop=uvloop.new_event_loop())
+
+
+if __name__ == "__main__":
+    main()
