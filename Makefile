@@ -35,4 +35,4 @@ bench-tools: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy sendpromptly topics store api_gateway agents sinks
+	$(VENV)/bin/mypy sendpromptly topics store api_gateway agents sinks bench

@@ -183,7 +183,7 @@ async def raw_consumer(bench: Bench, total: int) -> float:
                                 bootstrap_servers=bench.bootstrap, group_id=f"raw-{uuid.uuid4().hex}",
                                 auto_offset_reset="earliest", enable_auto_commit=False)
     await consumer.start()
-    seen, started = 0, None
+    seen, started = 0, 0.0  # started: when the first batch arrived
     try:
         while seen < total:
             batch = await consumer.getmany(timeout_ms=500, max_records=2000)

@@ -29,8 +29,10 @@ def read_topic_sync(bootstrap: str, topic: str, *, timeout: float = 30.0) -> lis
                 continue
             if message.error():  # end-of-partition events and transient errors: keep polling
                 continue
-            messages.append((message.key(), message.value()))
-            if message.offset() + 1 >= ends[message.partition()]:
+            value, offset = message.value(), message.offset()
+            assert value is not None and offset is not None, f"a record without a value on {topic}"
+            messages.append((message.key(), value))
+            if offset + 1 >= ends[message.partition()]:
                 pending.discard(message.partition())
         return messages
     finally:
