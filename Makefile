@@ -35,4 +35,4 @@ bench-tools: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy sendpromptly topics store api_gateway agents sinks bench
+	$(VENV)/bin/mypy sendpromptly topics store api_gateway agents sinks bench tests

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from functools import partial
 
 import pytest
 
@@ -30,6 +31,7 @@ async def test_a_missed_deadline_opens_an_incident_within_2_seconds_with_no_othe
     status, accepted = await api.receipt("inv_late", timeout_seconds=3)
     assert status == 202
     deadline = parse_timestamp(accepted["deadline"])
+    assert deadline is not None
     _, flow = await eventually(lambda: api.flow("inv_late"), _status("incident"), timeout=15)
 
     [opened] = [e for e in await _incident_events(services, topic_prefix) if e.reference == "inv_late"]
@@ -85,7 +87,7 @@ async def test_kill_9_mid_stream_loses_no_deadline_and_doubles_no_incident(
     stack.agents.wait_ready(stack.agents_url + "/readyz", timeout=30)
 
     for n in range(10):
-        await eventually(lambda n=n: api.flow(f"inv_due_{n}"), _status("incident"), timeout=30)
+        await eventually(partial(api.flow, f"inv_due_{n}"), _status("incident"), timeout=30)
     await asyncio.sleep(3)  # room for a wrongly doubled incident to show up
     events = await _incident_events(services, topic_prefix)
     opened = [e.reference for e in events if e.type == "opened"]
@@ -105,7 +107,7 @@ async def test_a_rebalance_hands_deadlines_to_the_remaining_worker(
     second.agents.stop()  # its partitions move to the first worker, with their pending deadlines
 
     for n in range(12):
-        await eventually(lambda n=n: api.flow(f"inv_moved_{n}"), _status("incident"), timeout=45)
+        await eventually(partial(api.flow, f"inv_moved_{n}"), _status("incident"), timeout=45)
     events = await _incident_events(services, topic_prefix)
     opened = sorted(e.reference for e in events if e.type == "opened")
     assert opened == sorted(f"inv_moved_{n}" for n in range(12))

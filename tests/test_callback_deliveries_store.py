@@ -7,8 +7,8 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 
 from store.callback_deliveries import claim_due, record_delivery
-from store.db import open_pool
-from store.incidents import add_replay, apply_event, get_incident, record_replay_outcome
+from store.db import Connection, open_pool
+from store.incidents import Incident, add_replay, apply_event, get_incident, record_replay_outcome
 from tests.conftest import ProjectKey
 from topics import IncidentEvent, RepairRequest
 
@@ -22,6 +22,12 @@ def _opened(project: ProjectKey, n: str) -> IncidentEvent:
                          project_id=project.project_id, reference=f"inv_{n}", mode="test", actor="agents",
                          occurred_at=NOW, reason="timeout", deadline=NOW)
 
+
+
+async def incident(conn: Connection, incident_id: str) -> Incident:
+    found = await get_incident(conn, incident_id)
+    assert found is not None, f"no incident {incident_id}"
+    return found
 
 async def test_deliveries_are_recorded_once_and_claimed_once(database_url: str, project: ProjectKey) -> None:
     opened = _opened(project, "1")
@@ -43,10 +49,10 @@ async def test_deliveries_are_recorded_once_and_claimed_once(database_url: str, 
 
             # Another project's result naming this replay changes nothing; the flow's own does.
             await record_replay_outcome(one, "prj_other", "inv_1", "rpl_1", "succeeded")
-            assert (await get_incident(one, "inc_1")).replays[0].outcome is None
+            assert (await incident(one, "inc_1")).replays[0].outcome is None
             await record_replay_outcome(one, project.project_id, "inv_1", "rpl_1", "succeeded")
             await record_replay_outcome(one, project.project_id, "inv_1", "rpl_1", "failed")
-            assert (await get_incident(one, "inc_1")).replays[0].outcome == "succeeded"
+            assert (await incident(one, "inc_1")).replays[0].outcome == "succeeded"
     finally:
         await pool.close()
 
@@ -69,6 +75,6 @@ async def test_a_locked_incident_does_not_deadlock_the_sink_writing_its_replay(
                         add_replay(gateway, "rpl_2", "inc_2", "operator:opr_1", NOW))
                     await asyncio.sleep(0.2)  # the gateway's insert now waits on the sink's row
                 await asyncio.wait_for(gateway_insert, 5)
-            assert [r.replay_id for r in (await get_incident(gateway, "inc_2")).replays] == ["rpl_2"]
+            assert [r.replay_id for r in (await incident(gateway, "inc_2")).replays] == ["rpl_2"]
     finally:
         await pool.close()

@@ -11,11 +11,10 @@ from typing import Any
 
 import pytest
 from aiokafka import ConsumerRecord
-from psycopg_pool import AsyncConnectionPool
 
 from sinks.read_model import ReadModelSink
 from sinks.runner import Unprocessable
-from store.db import open_pool
+from store.db import Pool, open_pool
 from store.flows import FlowView, upsert_flow
 from store.incidents import get_incident
 from tests.conftest import ProjectKey
@@ -30,14 +29,14 @@ OPERATOR = "operator:opr_test"
 
 
 @pytest.fixture
-async def pool(database_url: str) -> AsyncIterator[AsyncConnectionPool]:
+async def pool(database_url: str) -> AsyncIterator[Pool]:
     opened = await open_pool(database_url, max_size=2)
     yield opened
     await opened.close()
 
 
 @pytest.fixture
-def sink(pool: AsyncConnectionPool) -> ReadModelSink:
+def sink(pool: Pool) -> ReadModelSink:
     return ReadModelSink(pool)
 
 
@@ -86,7 +85,7 @@ async def feed(sink: ReadModelSink, events: list[IncidentEvent]) -> None:
         await sink.handle_incident(record(event))
 
 
-async def stored(pool: AsyncConnectionPool, incident_id: str) -> dict[str, Any]:
+async def stored(pool: Pool, incident_id: str) -> dict[str, Any]:
     """Every column of the incident and of its replays, but the incident's id and reference."""
     async with pool.connection() as conn:
         row = await (await conn.execute("SELECT * FROM incidents WHERE id = %s", (incident_id,))).fetchone()
@@ -98,7 +97,7 @@ async def stored(pool: AsyncConnectionPool, incident_id: str) -> dict[str, Any]:
             "replays": [{k: v for k, v in r.items() if k not in strip} for r in replays]}
 
 
-async def test_redelivered_events_change_nothing(sink: ReadModelSink, pool: AsyncConnectionPool,
+async def test_redelivered_events_change_nothing(sink: ReadModelSink, pool: Pool,
                                                  project: ProjectKey) -> None:
     events = Events(project.project_id, "inv-1")
     await feed(sink, events.lifecycle())
@@ -119,7 +118,7 @@ async def test_redelivered_events_change_nothing(sink: ReadModelSink, pool: Asyn
 
 
 async def test_every_order_of_the_events_gives_the_same_incident(
-        sink: ReadModelSink, pool: AsyncConnectionPool, project: ProjectKey) -> None:
+        sink: ReadModelSink, pool: Pool, project: ProjectKey) -> None:
     async def after(order: tuple[int, ...], reference: str) -> dict[str, Any]:
         events = Events(project.project_id, reference)
         lifecycle = events.lifecycle()
@@ -133,7 +132,7 @@ async def test_every_order_of_the_events_gives_the_same_incident(
         assert await after(order, f"order-{n}") == expected, order
 
 
-async def test_resolved_before_opened_does_not_reopen(sink: ReadModelSink, pool: AsyncConnectionPool,
+async def test_resolved_before_opened_does_not_reopen(sink: ReadModelSink, pool: Pool,
                                                       project: ProjectKey) -> None:
     events = Events(project.project_id, "late-open")
     await feed(sink, [events.resolved(5, "outcome_succeeded")])
@@ -151,7 +150,7 @@ async def test_resolved_before_opened_does_not_reopen(sink: ReadModelSink, pool:
 
 
 async def test_a_succeeded_result_outranks_a_manual_resolution_whichever_comes_first(
-        sink: ReadModelSink, pool: AsyncConnectionPool, project: ProjectKey) -> None:
+        sink: ReadModelSink, pool: Pool, project: ProjectKey) -> None:
     results = []
     for name, both in (("manual-first", (0, 1)), ("result-first", (1, 0))):
         events = Events(project.project_id, name)
@@ -166,7 +165,7 @@ async def test_a_succeeded_result_outranks_a_manual_resolution_whichever_comes_f
 
 
 async def test_a_retried_reprocess_is_one_replay_that_keeps_its_first_time(
-        sink: ReadModelSink, pool: AsyncConnectionPool, project: ProjectKey) -> None:
+        sink: ReadModelSink, pool: Pool, project: ProjectKey) -> None:
     events = Events(project.project_id, "retried")
     first = events("reprocess_requested", 2, replay_id="rpl_same")
     retry = events("reprocess_requested", 3, replay_id="rpl_same")
@@ -194,7 +193,7 @@ async def test_events_it_cannot_use_are_refused_with_a_reason(sink: ReadModelSin
 
 
 async def test_a_flow_shows_the_incident_only_once_its_own_state_names_it(
-        api: Api, sink: ReadModelSink, pool: AsyncConnectionPool, project: ProjectKey) -> None:
+        api: Api, sink: ReadModelSink, pool: Pool, project: ProjectKey) -> None:
     # The read model hears of a flow's status (audit topic) and of its incident (incidents topic)
     # separately; in between, the flow must not show an incident beside a `pending` status.
     events = Events(project.project_id, "inv-between")

@@ -51,7 +51,8 @@ def incident_path(incident_id: str, action: str = "") -> str:
 
 
 async def events_on(services: Services, topic: str, decode_as: type, **match: Any) -> list[Any]:
-    messages = [decode(decode_as, value) for _, value in await read_topic(services.kafka_bootstrap, topic)]
+    messages: list[Any] = [decode(decode_as, value)
+                           for _, value in await read_topic(services.kafka_bootstrap, topic)]
     return [m for m in messages if all(getattr(m, k) == v for k, v in match.items())]
 
 
@@ -243,4 +244,4 @@ async def test_without_kafka_an_action_is_503_and_its_key_stays_usable(
                 "SELECT count(*) AS n FROM audit_outbox WHERE action LIKE 'incident.%'")).fetchone()
     finally:
         await pool.close()
-    assert row == {"status": "open", "acknowledged_at": None} and audited["n"] == 0
+    assert row == {"status": "open", "acknowledged_at": None} and audited is not None and audited["n"] == 0

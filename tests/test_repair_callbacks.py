@@ -7,6 +7,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import pytest
@@ -66,7 +67,7 @@ async def receiver() -> AsyncIterator[Receiver]:
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    recorder.url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"
+    recorder.url = f"http://127.0.0.1:{runner.addresses[0][1]}"
     yield recorder
     await runner.cleanup()
 
@@ -160,7 +161,7 @@ async def test_a_4xx_fails_at_once_and_a_redirect_is_not_followed(
         incident = await open_incident(api, reference)
         receiver.script = [answer]
         replay_id = await reprocess(operator_api, incident["id"])
-        replay = await eventually(lambda incident=incident: replay_of(operator_api, incident["id"]),
+        replay = await eventually(partial(replay_of, operator_api, incident["id"]),
                                   lambda r: r.get("outcome") == "failed")
         assert replay["attempts"] == 1, reference
         assert await attempt_statuses(database_url, replay_id) == [answer[0]]

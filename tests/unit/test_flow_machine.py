@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agents import flow as machine
-from agents.flow import FlowState, IncidentOpened, IncidentResolved, Status, Transition
+from agents.flow import Flow, FlowState, IncidentOpened, IncidentResolved, Status, Transition
 from topics import Receipt, Result
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
@@ -25,6 +25,11 @@ def result(status: str, at: datetime, replay_id: str | None = None) -> Result:
                   status=status, received_at=at, replay_id=replay_id)
 
 
+def flow_of(state: FlowState) -> Flow:
+    assert state.flow is not None, "no flow yet"
+    return state.flow
+
+
 def start(timeout_seconds: int | None = None, minutes: int = 30) -> FlowState:
     return machine.on_receipt(FlowState(), receipt(timeout_seconds=timeout_seconds), mode="test",
                               project_timeout_minutes=minutes, now=T0).state
@@ -33,14 +38,14 @@ def start(timeout_seconds: int | None = None, minutes: int = 30) -> FlowState:
 def test_it_starts_pending_with_the_projects_timeout() -> None:
     step = machine.on_receipt(FlowState(), receipt(), mode="live", project_timeout_minutes=30, now=T0)
     assert step.state.flow is not None
-    assert step.state.flow.status is Status.PENDING
-    assert step.state.flow.deadline == T0 + timedelta(minutes=30)
-    assert step.state.flow.mode == "live"
+    assert flow_of(step.state).status is Status.PENDING
+    assert flow_of(step.state).deadline == T0 + timedelta(minutes=30)
+    assert flow_of(step.state).mode == "live"
     assert [type(e) for e in step.effects] == [Transition]
 
 
 def test_a_per_event_timeout_overrides_the_project() -> None:
-    assert start(timeout_seconds=5).flow.deadline == T0 + timedelta(seconds=5)
+    assert flow_of(start(timeout_seconds=5)).deadline == T0 + timedelta(seconds=5)
 
 
 def test_a_repeated_receipt_does_not_move_the_deadline() -> None:
@@ -53,15 +58,15 @@ def test_a_repeated_receipt_does_not_move_the_deadline() -> None:
 def test_success_before_the_deadline_applies_it() -> None:
     step = machine.on_result(start(), result("succeeded", T0 + timedelta(minutes=1)),
                              now=T0 + timedelta(minutes=1))
-    assert step.state.flow.status is Status.APPLIED
-    assert step.state.flow.applied_at == T0 + timedelta(minutes=1)
+    assert flow_of(step.state).status is Status.APPLIED
+    assert flow_of(step.state).applied_at == T0 + timedelta(minutes=1)
     assert [type(e) for e in step.effects] == [Transition]
 
 
 def test_a_failed_result_opens_an_incident() -> None:
     step = machine.on_result(start(), result("failed", T0 + timedelta(seconds=1)),
                              now=T0 + timedelta(seconds=1))
-    flow = step.state.flow
+    flow = flow_of(step.state)
     assert flow.status is Status.INCIDENT and flow.incident_reason == "failed_outcome"
     assert flow.incident_id == machine.incident_id_for(PROJECT, "inv_1")
     assert [type(e) for e in step.effects] == [Transition, IncidentOpened]
@@ -71,7 +76,7 @@ def test_the_deadline_opens_a_timeout_incident_only_once_it_passed() -> None:
     state = start(timeout_seconds=60)
     assert machine.on_deadline(state, now=T0 + timedelta(seconds=59)).state == state
     step = machine.on_deadline(state, now=T0 + timedelta(seconds=60))
-    assert step.state.flow.status is Status.INCIDENT and step.state.flow.incident_reason == "timeout"
+    assert flow_of(step.state).status is Status.INCIDENT and flow_of(step.state).incident_reason == "timeout"
     # A second expiry of the same flow changes nothing: one incident per flow.
     assert machine.on_deadline(step.state, now=T0 + timedelta(seconds=61)).effects == []
 
@@ -80,15 +85,15 @@ def test_a_late_success_resolves_the_incident() -> None:
     opened = machine.on_deadline(start(timeout_seconds=60), now=T0 + timedelta(seconds=61)).state
     step = machine.on_result(opened, result("succeeded", T0 + timedelta(seconds=90)),
                              now=T0 + timedelta(seconds=90))
-    assert step.state.flow.status is Status.RESOLVED
-    assert step.state.flow.resolution == "outcome_succeeded"
+    assert flow_of(step.state).status is Status.RESOLVED
+    assert flow_of(step.state).resolution == "outcome_succeeded"
     assert [type(e) for e in step.effects] == [Transition, IncidentResolved]
 
 
 def test_a_success_after_the_deadline_but_before_the_timer_opens_and_resolves() -> None:
     late = T0 + timedelta(seconds=61)
     step = machine.on_result(start(timeout_seconds=60), result("succeeded", late), now=late)
-    assert step.state.flow.status is Status.RESOLVED
+    assert flow_of(step.state).status is Status.RESOLVED
     assert [type(e) for e in step.effects] == [Transition, IncidentOpened, Transition, IncidentResolved]
 
 
@@ -102,7 +107,7 @@ def test_a_result_before_its_receipt_is_held_then_joined() -> None:
     held = machine.on_result(FlowState(), result("succeeded", T0), now=T0)
     assert held.state.flow is None and held.effects == []
     step = machine.on_receipt(held.state, receipt(), mode="test", project_timeout_minutes=30, now=T0)
-    assert step.state.flow.status is Status.APPLIED and step.state.held == ()
+    assert flow_of(step.state).status is Status.APPLIED and step.state.held == ()
 
 
 def test_held_results_expire_after_seven_days() -> None:
@@ -181,7 +186,9 @@ def test_a_repeated_idempotency_key_within_24_hours_is_a_duplicate() -> None:
 def test_remembered_keys_survive_the_json_round_trip_and_stay_bounded() -> None:
     state = FlowState()
     for n in range(machine.MAX_REMEMBERED_KEYS + 10):
-        state = machine.remember(state, f"k{n}", T0)
+        remembered = machine.remember(state, f"k{n}", T0)
+        assert remembered is not None, f"k{n} is new"
+        state = remembered
     assert len(state.seen) == machine.MAX_REMEMBERED_KEYS
     assert machine.state_from_json(machine.state_to_json(state)) == state
 
@@ -189,7 +196,7 @@ def test_remembered_keys_survive_the_json_round_trip_and_stay_bounded() -> None:
 def test_an_operator_resolves_an_open_incident_by_hand() -> None:
     opened = machine.on_result(start(), result("failed", T0), now=T0).state
     step = machine.on_operator_resolve(opened, now=T0 + timedelta(minutes=5))
-    assert step.state.flow.status is Status.RESOLVED and step.state.flow.resolution == "manual"
+    assert flow_of(step.state).status is Status.RESOLVED and flow_of(step.state).resolution == "manual"
     assert [type(e) for e in step.effects] == [Transition]
     # Nothing to resolve on a pending or applied flow.
     assert machine.on_operator_resolve(start(), now=T0).effects == []

@@ -64,7 +64,7 @@ async def local_server() -> AsyncIterator[tuple[int, list[str]]]:
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    yield site._server.sockets[0].getsockname()[1], seen
+    yield runner.addresses[0][1], seen
     await runner.cleanup()
 
 

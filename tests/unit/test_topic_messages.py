@@ -28,9 +28,11 @@ NOW = datetime(2026, 3, 1, 8, 30, 15, 123000, tzinfo=UTC)
 
 
 def good_receipt(**changes: object) -> dict[str, object]:
-    doc = {"schema": "receipt.v1", "project_id": "prj_abc", "idempotency_key": "k1", "reference": "inv_1",
-           "event_type": "invoice.paid", "effect_type": "grant_access",
-           "received_at": "2026-03-01T08:30:15.123Z"}
+    doc: dict[str, object] = {
+        "schema": "receipt.v1", "project_id": "prj_abc", "idempotency_key": "k1", "reference": "inv_1",
+        "event_type": "invoice.paid", "effect_type": "grant_access",
+        "received_at": "2026-03-01T08:30:15.123Z",
+    }
     doc.update(changes)
     return doc
 

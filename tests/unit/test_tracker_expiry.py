@@ -44,6 +44,10 @@ def batch(value: bytes) -> Incoming:
     return Incoming(topic="deadlines", partition=3, offset=41, key=None, value=value)
 
 
+
+def nothing_stored(key: bytes) -> None:
+    return None
+
 def test_each_pending_flow_of_a_batch_opens_its_timeout_incident_and_no_other_flow_changes() -> None:
     table = {flow_key("prj_a", "inv_due"): stored("inv_due"),
              flow_key("prj_a", "inv_paid"): stored("inv_paid", succeeded=True)}
@@ -73,7 +77,7 @@ def test_a_flow_named_before_its_deadline_stays_pending() -> None:
 
 
 def test_a_batch_that_does_not_decode_is_one_dead_letter_with_its_exact_bytes() -> None:
-    ((key, outcome),) = expire(T0, batch(b'{"schema": "deadline_batch.v1", "keys": []}'), {}.get)
+    ((key, outcome),) = expire(T0, batch(b'{"schema": "deadline_batch.v1", "keys": []}'), nothing_stored)
     assert key is None and outcome.state is None and outcome.messages == []
     assert outcome.dead_letter is not None
     assert outcome.dead_letter.reason.startswith("invalid_fields")
