@@ -20,7 +20,6 @@ from api_gateway.outbox_relay import run_relay
 from api_gateway.problems import problem_middleware
 from api_gateway.publisher import Publisher
 from api_gateway.routes import setup_routes
-from api_gateway.single_flight import single_flight
 from api_gateway.state import (
     API_KEY_CACHE,
     KEY_USAGE,
@@ -58,8 +57,8 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
         async with pool.connection() as conn:
             return await operator_for_token_hash(conn, token_hash)
 
-    app[API_KEY_CACHE] = TTLCache(single_flight(lookup), CREDENTIAL_CACHE_SECONDS)
-    app[OPERATOR_CACHE] = TTLCache(single_flight(lookup_operator), CREDENTIAL_CACHE_SECONDS)
+    app[API_KEY_CACHE] = TTLCache(lookup, CREDENTIAL_CACHE_SECONDS)
+    app[OPERATOR_CACHE] = TTLCache(lookup_operator, CREDENTIAL_CACHE_SECONDS)
     yield
     await pool.close()
 

@@ -18,11 +18,11 @@ import time
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from prometheus_client import Counter, Histogram
 
-from api_gateway.metrics import child
+from api_gateway.metrics import LATENCY_BUCKETS, child
 
 PRODUCE_SECONDS = Histogram(
     "sendpromptly_kafka_produce_seconds", "Time from produce to broker acknowledgement", ["topic"],
-    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+    buckets=LATENCY_BUCKETS,
 )
 PRODUCE_ERRORS = Counter("sendpromptly_kafka_produce_errors_total", "Failed produce attempts",
                          ["topic", "error"])

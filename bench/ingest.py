@@ -130,6 +130,19 @@ def server_side(before: Scrape, after: Scrape, histogram: str, **labels: str) ->
     return {"count": counted, **shares}
 
 
+def wait_listening(server: subprocess.Popen[bytes], port: int, name: str, timeout: float = 30.0) -> None:
+    """Until ``server`` accepts connections on ``port``; fails if it exits first or takes too long."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{name} did not start on port {port}") from None
+            time.sleep(0.2)
+
+
 def floor_peak(mode: str, env: dict[str, str], api_key: str, duration: int,
                connections: int) -> dict[str, float]:
     """Peak of the durability floor (``bench/ingest_floor.py``) in ``mode``, measured as the others."""
@@ -137,15 +150,7 @@ def floor_peak(mode: str, env: dict[str, str], api_key: str, duration: int,
     floor = subprocess.Popen([sys.executable, "-m", "bench.ingest_floor", str(port), mode], env=env)
     url = f"http://127.0.0.1:{port}/api/v1/receipt"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if floor.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"the {mode} floor did not start") from None
-                time.sleep(0.2)
+        wait_listening(floor, port, f"the {mode} floor")
         wrk(url, api_key, 3, connections)  # warm-up, as for the gateway
         return measured(wrk, [floor.pid], url, api_key, duration, connections)
     finally:
@@ -200,6 +205,7 @@ def main() -> None:
                     for n in range(args.replicas)]
         bare = subprocess.Popen([sys.executable, str(HERE / "bare_server.py"), str(bare_port)])
         try:
+            wait_listening(bare, bare_port, "the bare handler")
             for gateway in gateways:
                 gateway.start()
                 gateway.wait_ready(f"http://127.0.0.1:{ours_port}/readyz")

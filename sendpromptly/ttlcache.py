@@ -2,10 +2,14 @@
 
 Used where a short staleness is part of the contract, e.g. API-key lookups (a revoked key is
 refused within 5 s on every replica) and the agents' view of project settings.
+
+Concurrent misses of one key share one load: when an entry expires under load, the dozens of
+requests in flight that find it expired at the same moment would otherwise each query the database.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
@@ -22,15 +26,25 @@ class TTLCache(Generic[K, V]):
         self._max = max_entries
         self._clock = clock
         self._entries: dict[K, tuple[float, V]] = {}
+        self._loading: dict[K, asyncio.Future[V]] = {}
 
     async def get(self, key: K) -> V:
-        now = self._clock()
         hit = self._entries.get(key)
-        if hit is not None and hit[0] > now:
+        if hit is not None and hit[0] > self._clock():
             return hit[1]
+        loading = self._loading.get(key)
+        if loading is None:
+            loading = self._loading[key] = asyncio.ensure_future(self._load_and_keep(key))
+            loading.add_done_callback(lambda _: self._loading.pop(key, None))
+        # shield: a caller that gives up (its request was cancelled) does not cancel the others'.
+        return await asyncio.shield(loading)
+
+    async def _load_and_keep(self, key: K) -> V:
+        # The entry's age counts from before the load, so it is never staler than the TTL.
+        started = self._clock()
         value = await self._load(key)
         if len(self._entries) >= self._max:
             # Dropping everything is crude but bounded and rare; a hot working set refills in one TTL.
             self._entries.clear()
-        self._entries[key] = (now + self._ttl, value)
+        self._entries[key] = (started + self._ttl, value)
         return value

@@ -1,4 +1,5 @@
-"""Concurrent credential lookups of one key make one call."""
+"""The read-through TTL cache: entries live for the TTL, and concurrent misses of one key make one
+load (under load, credential lookups of an expired key would otherwise each query the database)."""
 
 from __future__ import annotations
 
@@ -6,11 +7,22 @@ import asyncio
 
 import pytest
 
-from api_gateway.single_flight import single_flight
+from sendpromptly.ttlcache import TTLCache
+
+TTL = 2.0
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
 
 
 def test_concurrent_calls_for_one_key_share_one_lookup_and_later_calls_look_up_again() -> None:
     calls: list[str] = []
+    clock = Clock()
 
     async def load(key: str) -> str:
         calls.append(key)
@@ -18,10 +30,14 @@ def test_concurrent_calls_for_one_key_share_one_lookup_and_later_calls_look_up_a
         return key.upper()
 
     async def scenario() -> None:
-        shared = single_flight(load)
-        assert await asyncio.gather(*(shared("a") for _ in range(5)), shared("b")) == ["A"] * 5 + ["B"]
+        cache = TTLCache(load, TTL, clock=clock)
+        assert await asyncio.gather(*(cache.get("a") for _ in range(5)), cache.get("b")) == ["A"] * 5 + ["B"]
         assert calls == ["a", "b"]
-        assert await shared("a") == "A"
+        clock.now += TTL - 0.001
+        assert await cache.get("a") == "A"  # still fresh: no lookup
+        assert calls == ["a", "b"]
+        clock.now += 0.001
+        assert await cache.get("a") == "A"  # expired: looked up again
         assert calls == ["a", "b", "a"]
 
     asyncio.run(scenario())
@@ -39,10 +55,11 @@ def test_a_failed_lookup_fails_every_waiter_and_is_not_remembered() -> None:
         return key
 
     async def scenario() -> None:
-        shared = single_flight(load)
-        results = await asyncio.gather(shared("a"), shared("a"), return_exceptions=True)
+        cache = TTLCache(load, TTL)
+        results = await asyncio.gather(cache.get("a"), cache.get("a"), return_exceptions=True)
         assert all(isinstance(result, ConnectionError) for result in results)
-        assert await shared("a") == "a"
+        assert await cache.get("a") == "a"
+        assert attempts == 2
 
     asyncio.run(scenario())
 
@@ -53,9 +70,9 @@ def test_a_cancelled_caller_does_not_cancel_the_others() -> None:
         return key
 
     async def scenario() -> None:
-        shared = single_flight(load)
-        first = asyncio.ensure_future(shared("a"))
-        second = asyncio.ensure_future(shared("a"))
+        cache = TTLCache(load, TTL)
+        first = asyncio.ensure_future(cache.get("a"))
+        second = asyncio.ensure_future(cache.get("a"))
         await asyncio.sleep(0.005)
         first.cancel()
         assert await second == "a"
