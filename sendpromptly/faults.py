@@ -1,0 +1,56 @@
+"""Which failures pass by themselves, and how long to wait before trying again.
+
+Every consumer here acknowledges a message only once it was handled or dead-lettered with a
+reason. The choice between the two hangs on one question: would trying again help? A database
+restarting, a broker that is away, a connection the pool handed out dead: yes — retry the same
+message, with backoff, for as long as it takes. A message that trips a bug or breaks a constraint
+fails the same way every time: dead-letter it with the reason, so one message never stalls a
+partition forever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from dataclasses import dataclass, field
+
+import psycopg
+import psycopg_pool
+from aiokafka import errors as aiokafka_errors
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True when the same work may well succeed if tried again in a moment."""
+    if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError | psycopg_pool.PoolTimeout):
+        # Connection lost, server shutting down or starting up, serialization failure, deadlock.
+        return True
+    if isinstance(exc, psycopg_pool.PoolClosed):
+        return False
+    if isinstance(exc, aiokafka_errors.KafkaError):
+        return bool(getattr(exc, "retriable", False)) or isinstance(
+            exc, aiokafka_errors.KafkaConnectionError | aiokafka_errors.KafkaTimeoutError)
+    return isinstance(exc, ConnectionError | TimeoutError | OSError)
+
+
+def describe(exc: BaseException) -> str:
+    """A dead letter's reason detail: the exception's type and message, bounded."""
+    text = f"{type(exc).__name__}: {exc}"
+    return text if len(text) <= 500 else text[:497] + "..."
+
+
+@dataclass
+class Backoff:
+    """Exponential backoff with full jitter: 0.1 s, 0.2 s, ... up to ``cap`` seconds."""
+
+    first: float = 0.1
+    cap: float = 5.0
+    attempts: int = 0
+    _rng: random.Random = field(default_factory=random.Random, repr=False)
+
+    def next_delay(self) -> float:
+        ceiling = min(self.cap, self.first * (2 ** self.attempts))
+        self.attempts += 1
+        return self._rng.uniform(ceiling / 2, ceiling)
+
+    async def wait(self) -> None:
+        await asyncio.sleep(self.next_delay())
