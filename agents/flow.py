@@ -66,6 +66,18 @@ class HeldResult:
 
 
 @dataclass(frozen=True, slots=True)
+class Change:
+    """One transition of the flow as it is kept in the state: enough to derive its outputs again
+    (``effects_of``) when a crash lost them after the state was stored."""
+
+    version: int
+    status: Status
+    previous: Status | None
+    cause: str
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class FlowState:
     """Everything the agent keeps for one ``(project_id, reference)``."""
 
@@ -73,6 +85,8 @@ class FlowState:
     held: tuple[HeldResult, ...] = ()
     # (idempotency_key, first seen) of the signals already applied, for duplicate detection.
     seen: tuple[tuple[str, datetime], ...] = ()
+    # Every transition of the flow, versions 1..n in order (a flow has at most four).
+    changes: tuple[Change, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +112,10 @@ class IncidentResolved:
 
 
 Effect = Transition | IncidentOpened | IncidentResolved
+
+# The cause of an operator's manual resolution: the gateway has published its incident event
+# already, so the transition emits none of its own.
+OPERATOR_RESOLVED = "operator_resolved"
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,7 +155,7 @@ def on_receipt(state: FlowState, receipt: Receipt, *, mode: str, project_timeout
         event_type=receipt.event_type, effect_type=receipt.effect_type, received_at=receipt.received_at,
         deadline=deadline_for(receipt, project_timeout_minutes), version=1,
     )
-    step = Step(replace(state, flow=flow, held=()), [Transition(flow, None, "receipt", now)])
+    step = _transition(replace(state, held=()), flow, "receipt", now)
     for held in sorted(state.held, key=lambda h: h.received_at):
         step = _merge(step, _apply_result(step.state, held, now))
     return step
@@ -166,7 +184,7 @@ def on_operator_resolve(state: FlowState, *, now: datetime) -> Step:
     if flow is None or flow.status is not Status.INCIDENT:
         return Step(state)
     resolved = _advance(flow, status=Status.RESOLVED, resolved_at=now, resolution="manual")
-    return Step(replace(state, flow=resolved), [Transition(resolved, flow.status, "operator_resolved", now)])
+    return _transition(state, resolved, OPERATOR_RESOLVED, now)
 
 
 def _apply_result(state: FlowState, result: HeldResult, now: datetime) -> Step:
@@ -177,18 +195,14 @@ def _apply_result(state: FlowState, result: HeldResult, now: datetime) -> Step:
             return _open_incident(state, "failed_outcome", now)
         if result.received_at <= flow.deadline:
             applied = _advance(flow, status=Status.APPLIED, applied_at=result.received_at)
-            return Step(replace(state, flow=applied),
-                        [Transition(applied, flow.status, "result_succeeded", now)])
+            return _transition(state, applied, "result_succeeded", now)
         # Succeeded, but after the deadline and before the timer fired: the incident was due, so
         # it opens and the late success resolves it at once, as if the timer had been on time.
         opened = _open_incident(state, "timeout", now)
         return _merge(opened, _apply_result(opened.state, result, now))
     if flow.status is Status.INCIDENT and result.status == "succeeded":
         resolved = _advance(flow, status=Status.RESOLVED, resolved_at=now, resolution="outcome_succeeded")
-        return Step(
-            replace(state, flow=resolved),
-            [Transition(resolved, flow.status, "result_succeeded", now), IncidentResolved(resolved, now)],
-        )
+        return _transition(state, resolved, "result_succeeded", now)
     return Step(state)
 
 
@@ -199,8 +213,49 @@ def _open_incident(state: FlowState, reason: str, now: datetime) -> Step:
         flow, status=Status.INCIDENT, incident_id=incident_id_for(flow.project_id, flow.reference),
         incident_reason=reason,
     )
-    return Step(replace(state, flow=opened),
-                [Transition(opened, flow.status, reason, now), IncidentOpened(opened, now)])
+    return _transition(state, opened, reason, now)
+
+
+def _transition(state: FlowState, flow: Flow, cause: str, now: datetime) -> Step:
+    """The flow moves to ``flow`` (its next version): the change is kept in the state, and the
+    step's effects are exactly what ``effects_of`` derives from that change."""
+    previous = None if state.flow is None else state.flow.status
+    change = Change(flow.version, flow.status, previous, cause, now)
+    return Step(replace(state, flow=flow, changes=(*state.changes, change)), _effects(flow, change))
+
+
+def effects_of(state: FlowState) -> list[Effect]:
+    """Every effect of every transition the state has been through, in order, as the steps that
+    made them returned them: the outputs derived again from the stored state alone."""
+    if state.flow is None:
+        return []
+    return [effect for change in state.changes for effect in _effects(_as_of(state.flow, change), change)]
+
+
+def _effects(flow: Flow, change: Change) -> list[Effect]:
+    effects: list[Effect] = [Transition(flow, change.previous, change.cause, change.at)]
+    if change.status is Status.INCIDENT:
+        effects.append(IncidentOpened(flow, change.at))
+    elif change.status is Status.RESOLVED and change.cause != OPERATOR_RESOLVED:
+        effects.append(IncidentResolved(flow, change.at))
+    return effects
+
+
+def _as_of(final: Flow, change: Change) -> Flow:
+    """The flow as it stood right after ``change``. Statuses only move forward (pending, then
+    applied or incident, then resolved) and each sets its own fields once, so an earlier version
+    is the final flow without the fields of the statuses it had not reached yet."""
+    status = change.status
+    reached_incident = status in (Status.INCIDENT, Status.RESOLVED)
+    resolved = status is Status.RESOLVED
+    return replace(
+        final, version=change.version, status=status,
+        applied_at=final.applied_at if status is Status.APPLIED else None,
+        incident_id=final.incident_id if reached_incident else None,
+        incident_reason=final.incident_reason if reached_incident else None,
+        resolved_at=final.resolved_at if resolved else None,
+        resolution=final.resolution if resolved else None,
+    )
 
 
 def _advance(flow: Flow, **changes: Any) -> Flow:
@@ -218,6 +273,8 @@ def state_to_json(state: FlowState) -> dict[str, Any]:
         "flow": None if state.flow is None else _dump(_fields_of(state.flow)),
         "held": [_dump(_fields_of(h)) for h in state.held],
         "seen": [[key, format_timestamp(at)] for key, at in state.seen],
+        "changes": [[c.version, c.status.value, None if c.previous is None else c.previous.value, c.cause,
+                     format_timestamp(c.at)] for c in state.changes],
     }
 
 
@@ -229,6 +286,10 @@ def state_from_json(doc: dict[str, Any] | None) -> FlowState:
         flow=None if flow is None else Flow(**_load(flow, Flow)),
         held=tuple(HeldResult(**_load(h, HeldResult)) for h in doc.get("held", ())),
         seen=tuple((key, _stored_time(at)) for key, at in doc.get("seen", ())),
+        # States stored before changes were kept have none: their outputs cannot be derived again.
+        changes=tuple(Change(version, Status(status), None if previous is None else Status(previous), cause,
+                             _stored_time(at))
+                      for version, status, previous, cause, at in doc.get("changes", ())),
     )
 
 
