@@ -1,9 +1,12 @@
 """What every sink shares: a consumer group on its topics, at-least-once, with dead letters.
 
 A sink supplies one ``handle(record)`` per topic; this loop commits offsets only after a batch was
-handled, sends records that can never be handled (``SchemaError``, ``Unprocessable``) to the
-dead-letter topic with the reason, and retries a batch whose handling failed for a passing reason
-(the database restarting) without losing or skipping anything.
+handled or dead-lettered, never skipping a record unprocessed. A record whose handling failed for a
+passing reason (``sendpromptly.faults.is_transient``: the database restarting, the broker away) is
+tried again with backoff for as long as that lasts. One that can never be handled goes to the
+dead-letter topic with the reason: ``SchemaError`` and ``Unprocessable`` say why themselves, any
+other failure (a bug, a constraint) is ``processing_error``, so that one record never stalls its
+partition.
 """
 
 from __future__ import annotations
@@ -12,17 +15,21 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
+from functools import partial
 
 from aiohttp import web
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+from aiokafka.errors import CommitFailedError
 
 from sendpromptly.config import Settings
+from sendpromptly.faults import describe
 from sendpromptly.observability import DEAD_LETTERS, metrics_response
+from sinks.retrying import retry_transient
 from topics import DEADLETTER, DeadLetter, SchemaError, TopicSpec, encode
 
 log = logging.getLogger(__name__)
 
-RETRY_DELAY_SECONDS = 2.0
+PROCESSING_ERROR = "processing_error"
 
 
 class Unprocessable(Exception):
@@ -55,52 +62,60 @@ class SinkRunner:
         producer = AIOKafkaProducer(
             bootstrap_servers=self._settings.kafka_bootstrap, acks="all", enable_idempotence=True,
         )
-        await producer.start()
-        await consumer.start()
-        self.ready.set()
-        log.info("sink %s consuming %s as group %s", self.name, ", ".join(self._handlers), self._group)
         try:
+            await producer.start()
+            await consumer.start()
+            self.ready.set()
+            log.info("sink %s consuming %s as group %s", self.name, ", ".join(self._handlers), self._group)
             while True:
                 batch = await consumer.getmany(timeout_ms=1000)
                 for records in batch.values():
                     for record in records:
-                        await self._handle_until_done(record, producer)
+                        await self._handle_or_dead_letter(record, producer)
                 if batch:
-                    await consumer.commit()
+                    await self._commit(consumer)
         finally:
             await consumer.stop()
             await producer.stop()
 
-    async def _handle_until_done(self, record: ConsumerRecord, producer: AIOKafkaProducer) -> None:
-        handle = self._handlers[record.topic]
-        while True:
-            try:
-                await handle(record)
-                return
-            except SchemaError as exc:
-                await self._dead_letter(producer, record, exc.reason, exc.detail)
-                return
-            except Unprocessable as exc:
-                await self._dead_letter(producer, record, exc.reason, exc.detail)
-                return
-            except Exception:
-                # Passing trouble (database restarting, network): retry the same record rather
-                # than skip it; offsets stay uncommitted, so a crash here loses nothing either.
-                log.exception("sink %s failed on %s[%d]@%d; retrying", self.name, record.topic,
-                              record.partition, record.offset)
-                await asyncio.sleep(RETRY_DELAY_SECONDS)
+    async def _commit(self, consumer: AIOKafkaConsumer) -> None:
+        # aiokafka itself retries a commit while the broker or coordinator is away. Anything else
+        # it raises ends the process with a non-zero status, to be restarted from the last commit.
+        try:
+            await consumer.commit()
+        except CommitFailedError as exc:
+            # The group rebalanced during the batch: its partitions resume from the last committed
+            # offsets, here or on another member, and handling a record again is harmless.
+            log.warning("sink %s: offsets not committed (%s); the batch will be handled again",
+                        self.name, exc)
+
+    async def _handle_or_dead_letter(self, record: ConsumerRecord, producer: AIOKafkaProducer) -> None:
+        """Handle ``record`` (trying again while failures are transient) or dead-letter it."""
+        where = f"{record.topic}[{record.partition}]@{record.offset}"
+        try:
+            await retry_transient(partial(self._handlers[record.topic], record),
+                                  what=f"sink {self.name} handling {where}")
+            return
+        except (SchemaError, Unprocessable) as exc:
+            reason, detail = exc.reason, exc.detail
+        except Exception as exc:
+            log.exception("sink %s cannot handle %s", self.name, where)
+            reason, detail = PROCESSING_ERROR, describe(exc)
+        await self._dead_letter(producer, record, reason, detail)
 
     async def _dead_letter(self, producer: AIOKafkaProducer, record: ConsumerRecord, reason: str,
                            detail: str) -> None:
-        DEAD_LETTERS.labels(f"sinks.{self.name}", reason).inc()
-        log.warning("sink %s dead-letters %s[%d]@%d: %s: %s", self.name, record.topic, record.partition,
-                    record.offset, reason, detail)
         letter = DeadLetter.of(
             topic=record.topic, partition=record.partition, offset=record.offset, key=record.key,
             value=record.value, reason=f"{reason}: {detail}", consumer=f"sinks.{self.name}",
             failed_at=datetime.now(UTC),
         )
-        await producer.send_and_wait(self._deadletter_topic, encode(letter), key=record.key)
+        await retry_transient(partial(producer.send_and_wait, self._deadletter_topic, encode(letter),
+                                      key=record.key),
+                              what=f"sink {self.name} sending a dead letter")
+        DEAD_LETTERS.labels(f"sinks.{self.name}", reason).inc()
+        log.warning("sink %s dead-lettered %s[%d]@%d: %s: %s", self.name, record.topic, record.partition,
+                    record.offset, reason, detail)
 
 
 async def serve_health(runner: SinkRunner, host: str, port: int) -> web.AppRunner:
