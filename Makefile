@@ -2,12 +2,13 @@
 #   make up     start the whole local stack in the background; prints where to look
 #   make test   run the whole test suite (starts the Kafka and PostgreSQL it needs)
 #   make down   stop the local stack and the test services
+#   make chaos  the fault-injection suite's long run (4 min of load; docs/reliability.md)
 SHELL := /bin/bash
 PYTHON ?= python3.11
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: up down test venv lint status bench-tools
+.PHONY: up down test venv lint status bench-tools chaos
 
 $(STAMP): pyproject.toml
 	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -28,6 +29,10 @@ status:
 
 test: $(STAMP)
 	$(VENV)/bin/pytest
+
+# The fault-injection suite at full length; `make test` runs the same test for 60 s of load.
+chaos: $(STAMP)
+	SENDPROMPTLY_CHAOS_SECONDS=240 $(VENV)/bin/pytest tests/chaos -s
 
 # The benchmarks' load generator (wrk, from Debian) and profiler (py-spy, in the dev extra).
 bench-tools: $(STAMP)
