@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from store.callback_deliveries import Attempt
 from store.incidents import Incident, Replay
 
 
@@ -17,11 +18,25 @@ def _present(doc: dict[str, Any]) -> dict[str, Any]:
     return {name: value for name, value in doc.items() if value is not None}
 
 
+def attempt_document(attempt: Attempt) -> dict[str, Any]:
+    # An attempt under way has neither outcome nor finished_at; an interrupted one has both, with
+    # an error saying that the sink stopped before recording an answer.
+    doc: dict[str, Any] = {"attempt": attempt.number, "attempted_at": attempt.attempted_at,
+                           "finished_at": attempt.finished_at}
+    if attempt.outcome is not None:
+        doc |= {"http_status": attempt.outcome.http_status, "latency_ms": attempt.outcome.latency_ms,
+                "error": attempt.outcome.error}
+    return _present(doc)
+
+
 def replay_document(replay: Replay) -> dict[str, Any]:
-    return _present({
-        "replay_id": replay.replay_id, "requested_by": replay.requested_by,
-        "requested_at": replay.requested_at, "attempts": replay.attempts, "outcome": replay.outcome,
-    })
+    return {
+        **_present({
+            "replay_id": replay.replay_id, "requested_by": replay.requested_by,
+            "requested_at": replay.requested_at, "attempts": replay.attempts, "outcome": replay.outcome,
+        }),
+        "callback_attempts": [attempt_document(attempt) for attempt in replay.callback_attempts],
+    }
 
 
 def incident_document(incident: Incident) -> dict[str, Any]:

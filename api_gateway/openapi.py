@@ -284,10 +284,23 @@ def _schemas() -> dict[str, Any]:
         "AuditEntryPage": _page("AuditEntry"),
 
         # Incidents
+        "CallbackAttempt": _object({
+            "attempt": {"type": "integer", "minimum": 1}, "attempted_at": timestamp,
+        }, {
+            "finished_at": timestamp,
+            "http_status": {"type": "integer", "description": "Absent when no answer came."},
+            "latency_ms": {"type": "integer", "minimum": 0},
+            "error": _string("Why no answer came: a network error, a timeout, or 'no outcome recorded: "
+                             "...' when the callbacks sink stopped during the attempt (interrupted; "
+                             "the receiver may have got the request, and gets the next attempt)."),
+        }, description="One repair callback attempt, recorded before its request is sent. Without "
+                       "finished_at it is under way: no outcome is recorded yet."),
         "Replay": _object({
             "replay_id": _id("rpl"), "requested_by": _string("Who asked: operator:<operator id>."),
             "requested_at": timestamp,
             "attempts": {"type": "integer", "minimum": 0, "description": "Repair callback attempts so far."},
+            "callback_attempts": {"type": "array", "items": _ref("CallbackAttempt"),
+                                  "description": "Every repair callback attempt, oldest first."},
         }, {"outcome": _string(enum=list(RESULT_STATUSES))}),
         "Incident": _object({
             "id": _id("inc"), "project_id": _id("prj"), "reference": _string(), "mode": mode,

@@ -120,6 +120,10 @@ class Settings:
     # Delays before each retry of a repair callback (seconds; Svix's schedule, ~27 h in all):
     # one first attempt plus one per entry.
     callback_retry_schedule: tuple[float, ...] = (5, 300, 1800, 7200, 18000, 36000, 36000)
+    # How long a claimed repair callback is left to the process that claimed it: longer than an
+    # attempt can take (10 s), since once it runs out an attempt still without outcome is taken
+    # for interrupted and the next one is made.
+    callback_lease_seconds: int = 60
     # Alerts: the SMTP server (smtp://user:pass@host:port[?starttls=1] or smtps://...; empty: email
     # alerts wait and retry), their sender, the console their links point to, and the delays
     # before each retry of a send that failed for a passing reason (~2 h in all).
@@ -167,6 +171,8 @@ class Settings:
             snapshot_keys=_str(env, "SNAPSHOT_KEYS", defaults.snapshot_keys),
             callback_retry_schedule=_seconds_list(env, "CALLBACK_RETRY_SCHEDULE",
                                                   defaults.callback_retry_schedule),
+            callback_lease_seconds=_int(env, "CALLBACK_LEASE_SECONDS", defaults.callback_lease_seconds,
+                                        15, 3600),
             smtp_url=_str(env, "SMTP_URL", defaults.smtp_url),
             smtp_from=_str(env, "SMTP_FROM", defaults.smtp_from),
             console_url=_str(env, "CONSOLE_URL", defaults.console_url),

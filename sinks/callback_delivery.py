@@ -3,20 +3,24 @@
 The request is Standard Webhooks: ``webhook-id`` is the replay id (the same on every retry),
 ``webhook-timestamp`` this attempt's time, ``webhook-signature`` one ``v1,`` signature per active
 secret (two during a rotation). Each attempt has a new ``nonce`` in the body, so a receiver can
-tell a replayed request from our own retry. Every attempt is stored, counted on the incident's
-replay and audited (status and latency; never the payload or a secret).
+tell a replayed request from our own retry. Every attempt is recorded and counted on the incident's
+replay before its request is sent, and its outcome recorded and audited after (status and latency;
+never the payload or a secret). A process that dies between the two leaves the attempt without
+outcome; once the lease runs out the next claim records it as interrupted, a failed attempt like
+any other, and the retry goes out with the same ``webhook-id``: delivery is at least once per
+replay, and receivers apply it once per ``webhook-id``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 import secrets
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 import aiohttp
@@ -30,18 +34,21 @@ from sendpromptly.keyring import DecryptionError, Keyring
 from sendpromptly.receiver import sign
 from sendpromptly.targets import TargetError, check_url_syntax
 from sinks.callback_policy import Verdict, parse_retry_after, retry_delay, verdict
+from sinks.retrying import log_failure, retry_transient, run_rounds
 from sinks.safe_http import outbound_session
 from store import audit, callbacks, incidents
 from store.callback_deliveries import (
     DELIVERED,
     EXHAUSTED,
     FAILED,
+    INTERRUPTED,
     PENDING,
-    Attempt,
     Delivery,
+    Outcome,
+    begin_attempt,
     claim_due,
+    finish_attempt,
     finish_without_attempt,
-    record_attempt,
 )
 from store.db import Connection, Pool
 from store.projects import get_project
@@ -59,9 +66,6 @@ LATENCY = Histogram("sendpromptly_callback_latency_seconds",
 
 ACTOR = "system:callbacks"
 TIMEOUT_SECONDS = 10.0
-# Longer than an attempt can take: a delivery leased by a process that died is attempted again
-# after this, by whichever replica claims it.
-LEASE = timedelta(seconds=60)
 POLL_SECONDS = 1.0
 CLAIM_BATCH = 20
 # What the metric and the audit call each delivery state after an attempt.
@@ -111,6 +115,9 @@ class CallbackDeliverer:
                                   if settings.snapshot_keys else None)
         self._rng = random.Random()
         self._wake = asyncio.Event()
+        # Longer than an attempt can take (the setting's lower bound sees to it): a delivery
+        # leased by a process that died is taken again after this, by whichever replica claims it.
+        self._lease = timedelta(seconds=settings.callback_lease_seconds)
 
     def wake(self) -> None:
         """A delivery was recorded: look now rather than at the next poll."""
@@ -119,22 +126,31 @@ class CallbackDeliverer:
     async def run(self) -> None:
         async with outbound_session(allow_private=self._settings.allow_private_targets,
                                     timeout_seconds=TIMEOUT_SECONDS) as session:
-            while not self._pool.closed:
-                claimed: list[Delivery] = []
-                try:
-                    async with self._pool.connection() as conn:
-                        claimed = await claim_due(conn, limit=CLAIM_BATCH, lease=LEASE)
-                    await asyncio.gather(*(self._deliver(session, delivery) for delivery in claimed))
-                except Exception:
-                    # The database restarting, a keyring that lacks a key: the leased deliveries
-                    # come back after the lease; keep the loop alive.
-                    log.exception("callback delivery round failed; retrying")
-                if len(claimed) < CLAIM_BATCH:
-                    self._wake.clear()
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._wake.wait(), POLL_SECONDS)
+            await run_rounds(self._pool, partial(self._round, session), self._wake,
+                             name="callback delivery", poll_seconds=POLL_SECONDS)
 
-    async def _deliver(self, session: aiohttp.ClientSession, delivery: Delivery) -> None:
+    async def _round(self, session: aiohttp.ClientSession) -> bool:
+        """Claim the due deliveries and attempt each; True when more may be due."""
+        # Taken before the claim, so it never ends after the lease the claim writes.
+        leased_until = time.monotonic() + self._lease.total_seconds()
+        async with self._pool.connection() as conn:
+            claimed = await claim_due(conn, limit=CLAIM_BATCH, lease=self._lease)
+        await asyncio.gather(*(self._deliver_or_log(session, delivery, leased_until) for delivery in claimed))
+        return len(claimed) == CLAIM_BATCH
+
+    async def _deliver_or_log(self, session: aiohttp.ClientSession, delivery: Delivery,
+                              leased_until: float) -> None:
+        """One delivery's failure stays its own: the others of the round go on, and this one is
+        taken again when its lease runs out (an attempt it sent is then recorded as interrupted)."""
+        try:
+            if delivery.interrupted:
+                await self._record(delivery.request, delivery.attempts, INTERRUPTED, retry_after=None)
+            else:
+                await self._deliver(session, delivery, leased_until)
+        except Exception as exc:
+            log_failure(f"replay {delivery.replay_id}: delivery failed; taken again after its lease", exc)
+
+    async def _deliver(self, session: aiohttp.ClientSession, delivery: Delivery, leased_until: float) -> None:
         repair = delivery.request
         async with self._pool.connection() as conn:
             target = await self._target(conn, repair)
@@ -145,12 +161,34 @@ class CallbackDeliverer:
         nonce = secrets.token_urlsafe(16)
         raw_body = orjson.dumps(repair_body(repair, number, nonce, target.payload))
         attempted_at = datetime.now(UTC)
+        if not await self._begin(repair, number, nonce, attempted_at):
+            return
         headers = signed_headers(repair.replay_id, int(attempted_at.timestamp()), raw_body, target.secrets)
+        outcome, retry_after = await self._post(session, target.url, raw_body, headers)
+        # Tried while the lease lasts; after it, the next claim records the attempt as interrupted.
+        await retry_transient(partial(self._record, repair, number, outcome, retry_after=retry_after),
+                              what=f"recording replay {repair.replay_id} attempt {number}",
+                              deadline=leased_until)
+
+    async def _begin(self, repair: RepairRequest, number: int, nonce: str, attempted_at: datetime) -> bool:
+        """Record the attempt before its request goes out, so that no request is ever sent that
+        the record does not show; False when another process began it first."""
+        async with self._pool.connection() as conn, conn.transaction():
+            if not await begin_attempt(conn, repair.replay_id, number, nonce, attempted_at):
+                log.warning("replay %s attempt %d was begun by another process; leaving it to that one",
+                            repair.replay_id, number)
+                return False
+            await incidents.record_replay_attempts(conn, repair.replay_id, number)
+        return True
+
+    @staticmethod
+    async def _post(session: aiohttp.ClientSession, url: str, raw_body: bytes,
+                    headers: dict[str, str]) -> tuple[Outcome, float | None]:
+        """What came of one request, and the answer's ``Retry-After`` in seconds if any."""
         http_status, retry_after, error = None, None, None
         started = time.monotonic()
         try:
-            async with session.post(target.url, data=raw_body, headers=headers,
-                                    allow_redirects=False) as response:
+            async with session.post(url, data=raw_body, headers=headers, allow_redirects=False) as response:
                 http_status = response.status
                 retry_after = parse_retry_after(response.headers.get("Retry-After"), datetime.now(UTC))
         except TimeoutError:
@@ -159,9 +197,7 @@ class CallbackDeliverer:
             error = f"{type(exc).__name__}: {exc}"
         latency = time.monotonic() - started
         LATENCY.observe(latency)
-        attempt = Attempt(replay_id=repair.replay_id, number=number, nonce=nonce, attempted_at=attempted_at,
-                          http_status=http_status, latency_ms=round(latency * 1000), error=error)
-        await self._record(repair, attempt, self._next_state(number, http_status, retry_after))
+        return Outcome(http_status=http_status, latency_ms=round(latency * 1000), error=error), retry_after
 
     def _next_state(self, number: int, http_status: int | None,
                     retry_after: float | None) -> tuple[str, datetime | None]:
@@ -205,27 +241,28 @@ class CallbackDeliverer:
                         repair.replay_id, exc)
             return None
 
-    async def _record(self, repair: RepairRequest, attempt: Attempt,
-                      state: tuple[str, datetime | None]) -> None:
-        status, next_attempt_at = state
+    async def _record(self, repair: RepairRequest, number: int, outcome: Outcome, *,
+                      retry_after: float | None) -> None:
+        """The outcome of begun attempt ``number``, the delivery's next state, and its audit."""
+        status, next_attempt_at = self._next_state(number, outcome.http_status, retry_after)
         async with self._pool.connection() as conn, conn.transaction():
-            if not await record_attempt(conn, attempt, status=status, next_attempt_at=next_attempt_at):
-                log.warning("replay %s attempt %d was recorded by another process; dropping this one",
-                            repair.replay_id, attempt.number)
+            if not await finish_attempt(conn, repair.replay_id, number, outcome, status=status,
+                                        next_attempt_at=next_attempt_at):
+                log.warning("replay %s attempt %d has an outcome already (its lease ran out and it was "
+                            "recorded as interrupted); dropping this one", repair.replay_id, number)
                 return
-            await incidents.record_replay_attempts(conn, repair.replay_id, attempt.number)
-            data = {"replay_id": repair.replay_id, "attempt": attempt.number,
-                    "http_status": attempt.http_status, "latency_ms": attempt.latency_ms,
-                    "error": attempt.error, "result": OUTCOME_LABELS[status]}
+            data = {"replay_id": repair.replay_id, "attempt": number,
+                    "http_status": outcome.http_status, "latency_ms": outcome.latency_ms,
+                    "error": outcome.error, "result": OUTCOME_LABELS[status]}
             if next_attempt_at is not None:
                 data["next_attempt_at"] = format_timestamp(next_attempt_at)
             await audit.record(conn, project_id=repair.project_id, actor=ACTOR, action="callback.attempted",
                                target=repair.incident_id, data=data)
             if status in (FAILED, EXHAUSTED):
-                await self._record_failure(conn, repair, status, attempt.problem or "")
+                await self._record_failure(conn, repair, status, outcome.problem or "")
         ATTEMPTS.labels(OUTCOME_LABELS[status]).inc()
-        log.info("replay %s attempt %d: %s (%s)", repair.replay_id, attempt.number, OUTCOME_LABELS[status],
-                 attempt.problem or f"HTTP {attempt.http_status}")
+        log.info("replay %s attempt %d: %s (%s)", repair.replay_id, number, OUTCOME_LABELS[status],
+                 outcome.problem or f"HTTP {outcome.http_status}")
 
     async def _give_up(self, repair: RepairRequest, reason: str) -> None:
         async with self._pool.connection() as conn, conn.transaction():

@@ -1,15 +1,18 @@
 """Repair-callback deliveries and their attempts (``callback_deliveries``, ``callback_attempts``).
 
 A delivery is recorded once per replay when its repair request is consumed; the delivery loop
-claims the due ones, makes an attempt and records it. State lives here, not in memory, so retries
-survive a restart; claims skip locked rows and lease the delivery, so replicas never attempt the
-same one at once.
+claims the due ones and makes an attempt: recorded as begun before its request is sent, its
+outcome recorded after. State lives here, not in memory, so retries survive a restart; claims skip
+locked rows and lease the delivery, so replicas never attempt the same one at once. An attempt
+still without outcome when its lease ran out was interrupted (the process making it stopped): the
+next claim says so, and it is recorded like any failed attempt.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from psycopg.types.json import Jsonb
 
@@ -23,18 +26,18 @@ PENDING, DELIVERED, FAILED, EXHAUSTED = "pending", "delivered", "failed", "exhau
 class Delivery:
     replay_id: str
     request: RepairRequest
-    # Attempts made so far; the next one is number ``attempts + 1``.
+    # Attempts begun so far; the next one is number ``attempts + 1``.
     attempts: int
+    # Attempt number ``attempts`` was begun and its outcome never recorded, and its lease ran out.
+    interrupted: bool = False
 
 
 @dataclass(frozen=True)
-class Attempt:
-    replay_id: str
-    number: int
-    nonce: str
-    attempted_at: datetime
+class Outcome:
+    """What came of an attempt; ``http_status`` None when no answer came."""
+
     http_status: int | None
-    latency_ms: int
+    latency_ms: int | None
     error: str | None
 
     @property
@@ -43,6 +46,22 @@ class Attempt:
         if self.error is not None or self.http_status is None:
             return self.error
         return None if 200 <= self.http_status < 300 else f"HTTP {self.http_status}"
+
+
+# The outcome of an attempt whose request may or may not have reached the receiver.
+INTERRUPTED = Outcome(http_status=None, latency_ms=None,
+                      error="no outcome recorded: the callbacks sink stopped during the attempt")
+
+
+@dataclass(frozen=True)
+class Attempt:
+    replay_id: str
+    number: int
+    nonce: str
+    attempted_at: datetime
+    # None while the attempt is under way.
+    outcome: Outcome | None
+    finished_at: datetime | None
 
 
 async def record_delivery(conn: Connection, repair: RepairRequest) -> bool:
@@ -58,12 +77,15 @@ async def record_delivery(conn: Connection, repair: RepairRequest) -> bool:
 
 async def claim_due(conn: Connection, *, limit: int, lease: timedelta) -> list[Delivery]:
     """Take up to ``limit`` due deliveries and push their next attempt ``lease`` ahead, so that a
-    process that dies mid-attempt leaves them to be retried after the lease, not stuck."""
+    process that dies mid-attempt leaves them to be taken again after the lease, not stuck."""
     async with conn.transaction():
         rows = await (await conn.execute(
-            "SELECT replay_id, request, attempts FROM callback_deliveries"
-            " WHERE status = 'pending' AND next_attempt_at <= now()"
-            " ORDER BY next_attempt_at LIMIT %s FOR UPDATE SKIP LOCKED",
+            "SELECT d.replay_id, d.request, d.attempts, EXISTS ("
+            "   SELECT 1 FROM callback_attempts a WHERE a.replay_id = d.replay_id"
+            "   AND a.attempt = d.attempts AND a.finished_at IS NULL) AS interrupted"
+            " FROM callback_deliveries d"
+            " WHERE d.status = 'pending' AND d.next_attempt_at <= now()"
+            " ORDER BY d.next_attempt_at LIMIT %s FOR UPDATE OF d SKIP LOCKED",
             (limit,),
         )).fetchall()
         if rows:
@@ -71,31 +93,50 @@ async def claim_due(conn: Connection, *, limit: int, lease: timedelta) -> list[D
                 "UPDATE callback_deliveries SET next_attempt_at = now() + %s WHERE replay_id = ANY(%s)",
                 (lease, [row["replay_id"] for row in rows]),
             )
-    return [Delivery(row["replay_id"], RepairRequest.from_dict(row["request"]), row["attempts"])
+    return [Delivery(row["replay_id"], RepairRequest.from_dict(row["request"]), row["attempts"],
+                     row["interrupted"])
             for row in rows]
 
 
-async def record_attempt(conn: Connection, attempt: Attempt, *, status: str,
-                         next_attempt_at: datetime | None) -> bool:
-    """Store the attempt and the delivery's new state; call inside a transaction. False (and
-    nothing stored) when another attempt with this number was recorded first: the lease ran out
-    and a replica made it again."""
+async def begin_attempt(conn: Connection, replay_id: str, number: int, nonce: str,
+                        attempted_at: datetime) -> bool:
+    """Record attempt ``number`` as begun, before its request is sent; call inside a transaction.
+    False (and nothing stored) when that attempt was begun already: another replica claimed the
+    delivery after our lease ran out."""
     cursor = await conn.execute(
-        "UPDATE callback_deliveries SET attempts = %(number)s, status = %(status)s,"
-        "   next_attempt_at = %(next)s, last_error = %(problem)s,"
-        "   finished_at = CASE WHEN %(status)s = 'pending' THEN NULL ELSE now() END"
-        " WHERE replay_id = %(replay_id)s AND attempts = %(number)s - 1 AND status = 'pending'",
-        {"number": attempt.number, "status": status, "next": next_attempt_at, "replay_id": attempt.replay_id,
-         "problem": attempt.problem},
+        "UPDATE callback_deliveries SET attempts = %s"
+        " WHERE replay_id = %s AND attempts = %s AND status = 'pending'",
+        (number, replay_id, number - 1),
     )
     if cursor.rowcount != 1:
         return False
     await conn.execute(
-        "INSERT INTO callback_attempts"
-        " (replay_id, attempt, nonce, attempted_at, http_status, latency_ms, error)"
-        " VALUES (%s, %s, %s, %s, %s, %s, %s)",
-        (attempt.replay_id, attempt.number, attempt.nonce, attempt.attempted_at, attempt.http_status,
-         attempt.latency_ms, attempt.error),
+        "INSERT INTO callback_attempts (replay_id, attempt, nonce, attempted_at) VALUES (%s, %s, %s, %s)",
+        (replay_id, number, nonce, attempted_at),
+    )
+    return True
+
+
+async def finish_attempt(conn: Connection, replay_id: str, number: int, outcome: Outcome, *, status: str,
+                         next_attempt_at: datetime | None) -> bool:
+    """Store the outcome of begun attempt ``number`` and the delivery's new state; call inside a
+    transaction. False (and nothing stored) when that attempt has an outcome already: its lease
+    ran out and the next claim recorded it as interrupted."""
+    # The attempt's row first, as every caller does: whoever updates it first wins, and the other
+    # waits on its lock, then finds the outcome there and stops.
+    cursor = await conn.execute(
+        "UPDATE callback_attempts SET http_status = %s, latency_ms = %s, error = %s, finished_at = now()"
+        " WHERE replay_id = %s AND attempt = %s AND finished_at IS NULL",
+        (outcome.http_status, outcome.latency_ms, outcome.error, replay_id, number),
+    )
+    if cursor.rowcount != 1:
+        return False
+    await conn.execute(
+        "UPDATE callback_deliveries SET status = %(status)s, next_attempt_at = %(next)s,"
+        "   last_error = %(problem)s,"
+        "   finished_at = CASE WHEN %(status)s = 'pending' THEN NULL ELSE now() END"
+        " WHERE replay_id = %(replay_id)s",
+        {"status": status, "next": next_attempt_at, "problem": outcome.problem, "replay_id": replay_id},
     )
     return True
 
@@ -109,10 +150,18 @@ async def finish_without_attempt(conn: Connection, replay_id: str, error: str) -
     )
 
 
-async def list_attempts(conn: Connection, replay_id: str) -> list[Attempt]:
+async def list_attempts(conn: Connection, replay_ids: list[str]) -> list[Attempt]:
+    """Every attempt of these replays, by replay, oldest first."""
     rows = await (await conn.execute(
-        "SELECT replay_id, attempt AS number, nonce, attempted_at, http_status, latency_ms, error"
-        " FROM callback_attempts WHERE replay_id = %s ORDER BY attempt",
-        (replay_id,),
+        "SELECT replay_id, attempt, nonce, attempted_at, http_status, latency_ms, error, finished_at"
+        " FROM callback_attempts WHERE replay_id = ANY(%s) ORDER BY replay_id, attempt",
+        (replay_ids,),
     )).fetchall()
-    return [Attempt(**row) for row in rows]
+    return [_attempt(row) for row in rows]
+
+
+def _attempt(row: dict[str, Any]) -> Attempt:
+    finished = row["finished_at"] is not None
+    outcome = Outcome(row["http_status"], row["latency_ms"], row["error"]) if finished else None
+    return Attempt(replay_id=row["replay_id"], number=row["attempt"], nonce=row["nonce"],
+                   attempted_at=row["attempted_at"], outcome=outcome, finished_at=row["finished_at"])

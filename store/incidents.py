@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from store.callback_deliveries import Attempt, list_attempts
 from store.db import Connection
 from topics import IncidentEvent
 
@@ -22,6 +23,8 @@ class Replay:
     requested_at: datetime
     attempts: int
     outcome: str | None
+    # Every repair-callback attempt, oldest first.
+    callback_attempts: tuple[Attempt, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -173,6 +176,10 @@ async def _with_replays(conn: Connection, rows: list[dict[str, Any]]) -> list[In
         " ORDER BY requested_at, replay_id",
         (list(replays),),
     )).fetchall()
+    attempts: dict[str, list[Attempt]] = {replay["replay_id"]: [] for replay in found}
+    for attempt in await list_attempts(conn, list(attempts)):
+        attempts[attempt.replay_id].append(attempt)
     for replay in found:
-        replays[replay.pop("incident_id")].append(Replay(**replay))
+        replays[replay.pop("incident_id")].append(
+            Replay(**replay, callback_attempts=tuple(attempts[replay["replay_id"]])))
     return [Incident(**row, replays=tuple(replays[row["id"]])) for row in rows]

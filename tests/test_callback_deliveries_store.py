@@ -1,12 +1,23 @@
 """Delivery state in PostgreSQL: a redelivered repair request makes no second delivery, a claimed
-delivery is leased away from other replicas, and only the replay's own flow sets its outcome."""
+delivery is leased away from other replicas, an attempt is recorded before it is made and one left
+without outcome is taken for interrupted once its lease runs out, and only the replay's own flow
+sets its outcome."""
 
 from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
 
-from store.callback_deliveries import claim_due, record_delivery
+from store.callback_deliveries import (
+    INTERRUPTED,
+    PENDING,
+    Outcome,
+    begin_attempt,
+    claim_due,
+    finish_attempt,
+    list_attempts,
+    record_delivery,
+)
 from store.db import Connection, open_pool
 from store.incidents import Incident, add_replay, apply_event, get_incident, record_replay_outcome
 from tests.conftest import ProjectKey
@@ -24,6 +35,12 @@ def _opened(project: ProjectKey, n: str) -> IncidentEvent:
 
 
 
+def _repair(project: ProjectKey, n: str) -> RepairRequest:
+    return RepairRequest(replay_id=f"rpl_{n}", incident_id=f"inc_{n}", project_id=project.project_id,
+                         reference=f"inv_{n}", mode="test", event_type="invoice.paid",
+                         effect_type="grant_access", requested_by="operator:opr_1", requested_at=NOW)
+
+
 async def incident(conn: Connection, incident_id: str) -> Incident:
     found = await get_incident(conn, incident_id)
     assert found is not None, f"no incident {incident_id}"
@@ -31,9 +48,7 @@ async def incident(conn: Connection, incident_id: str) -> Incident:
 
 async def test_deliveries_are_recorded_once_and_claimed_once(database_url: str, project: ProjectKey) -> None:
     opened = _opened(project, "1")
-    repair = RepairRequest(replay_id="rpl_1", incident_id="inc_1", project_id=project.project_id,
-                           reference="inv_1", mode="test", event_type="invoice.paid",
-                           effect_type="grant_access", requested_by="operator:opr_1", requested_at=NOW)
+    repair = _repair(project, "1")
     pool = await open_pool(database_url, max_size=2)
     try:
         async with pool.connection() as conn:
@@ -76,5 +91,44 @@ async def test_a_locked_incident_does_not_deadlock_the_sink_writing_its_replay(
                     await asyncio.sleep(0.2)  # the gateway's insert now waits on the sink's row
                 await asyncio.wait_for(gateway_insert, 5)
             assert [r.replay_id for r in (await incident(gateway, "inc_2")).replays] == ["rpl_2"]
+    finally:
+        await pool.close()
+
+
+async def test_an_attempt_left_without_outcome_is_interrupted_once_its_lease_runs_out(
+        database_url: str, project: ProjectKey) -> None:
+    """The sink killed after sending attempt 1 (or the database away as it records the answer): the
+    next claim says so, the interruption is recorded as its outcome, and the late answer of the
+    first process then changes nothing."""
+    pool = await open_pool(database_url, max_size=1)
+    no_lease, lease = timedelta(0), timedelta(seconds=60)
+    try:
+        async with pool.connection() as conn:
+            await apply_event(conn, _opened(project, "3"))
+            await add_replay(conn, "rpl_3", "inc_3", "operator:opr_1", NOW)
+            await record_delivery(conn, _repair(project, "3"))
+            (claimed,) = await claim_due(conn, limit=10, lease=no_lease)
+            assert (claimed.attempts, claimed.interrupted) == (0, False)
+            assert await begin_attempt(conn, "rpl_3", 1, "nonce-1", NOW) is True
+            assert await begin_attempt(conn, "rpl_3", 1, "nonce-x", NOW) is False  # another replica
+            (under_way,) = await list_attempts(conn, ["rpl_3"])
+            assert (under_way.number, under_way.nonce, under_way.outcome) == (1, "nonce-1", None)
+
+            (claimed,) = await claim_due(conn, limit=10, lease=lease)  # the lease has run out
+            assert (claimed.attempts, claimed.interrupted) == (1, True)
+            async with conn.transaction():
+                assert await finish_attempt(conn, "rpl_3", 1, INTERRUPTED, status=PENDING,
+                                            next_attempt_at=NOW) is True
+            async with conn.transaction():
+                answer = Outcome(http_status=200, latency_ms=12, error=None)
+                assert await finish_attempt(conn, "rpl_3", 1, answer, status=PENDING,
+                                            next_attempt_at=NOW) is False
+
+            (claimed,) = await claim_due(conn, limit=10, lease=lease)  # the retry, due at NOW
+            assert (claimed.attempts, claimed.interrupted) == (1, False)
+            assert await begin_attempt(conn, "rpl_3", 2, "nonce-2", NOW) is True
+            first, second = await list_attempts(conn, ["rpl_3"])
+            assert first.outcome == INTERRUPTED and first.finished_at is not None
+            assert (second.number, second.nonce, second.outcome) == (2, "nonce-2", None)
     finally:
         await pool.close()
