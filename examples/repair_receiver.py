@@ -7,9 +7,11 @@ then set the project's repair callback to ``http://127.0.0.1:9000/repair``. On e
 
 1. verifies the signature on the raw body, the timestamp and the nonce (``sendpromptly.receiver``;
    copy that one file into your app);
-2. reruns the effect, idempotently keyed on ``replay_id``: a retried callback for the same replay
-   does not grant twice. The record of what ran is in memory here, which is only good for a demo:
-   keep it in your database, in the transaction that applies the effect;
+2. reruns the effect, idempotently keyed on ``replay_id`` (the ``webhook-id`` header): delivery
+   is at least once, so the same replay may come again, as a retry or as a resend after
+   SendPromptly stopped mid-attempt, each time with the next ``attempt`` number and a new
+   ``nonce``, and it must not grant twice. The record of what ran is in memory here, which is only
+   good for a demo: keep it in your database, in the transaction that applies the effect;
 3. reports ``POST /api/v1/result`` with the ``replay_id``; the Idempotency-Key derives from the
    replay id, so reporting again after a lost answer counts once. A ``succeeded`` result resolves
    the incident.

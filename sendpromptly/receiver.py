@@ -10,6 +10,13 @@ be played again.
     rerun_effect(body["reference"], idempotency_key=body["replay_id"])
 
 Give ``verify`` the raw bytes as received: re-serialised JSON does not verify.
+
+Delivery is at least once, keyed by ``webhook-id`` (the replay id, ``replay_id`` in the body): the
+same replay may arrive more than once, as a retry after an error or a timeout, or as a resend
+after SendPromptly stopped during an attempt and cannot know whether it reached you. Each time it
+comes with the next ``attempt`` number, a new ``nonce`` and a fresh timestamp and signature, so it
+passes ``verify``: the nonce check refuses a captured request played again, not our own resend.
+Apply the effect once per ``webhook-id``, and answer 2xx again to one you have already applied.
 """
 
 from __future__ import annotations
