@@ -37,7 +37,7 @@ def expire(now: datetime, message: Incoming,
 
 def tracker(now: datetime) -> FlowTracker:
     # A batch of deadlines never looks a project up, so the directory has no database behind it.
-    return FlowTracker(topics=TOPICS, projects=cast(ProjectDirectory, None), clock=lambda: now)
+    return FlowTracker(topics=TOPICS, projects=cast(ProjectDirectory, None), partitions=4, clock=lambda: now)
 
 
 def batch(value: bytes) -> Incoming:
