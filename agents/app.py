@@ -7,21 +7,25 @@ import asyncio
 import functools
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, cast
+from functools import partial
+from typing import Any, TypeVar, cast
 
 import faust
-from aiokafka.partitioner import murmur2
 from faust.tables.manager import TableManager
 from faust.transport.consumer import Consumer
+from faust.types import TP
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from agents import metrics
 from agents.deadlines import DeadlineIndex, by_partition
 from agents.flow import Status, pending_deadline
 from agents.projects import ProjectDirectory
-from agents.tracker import FlowTracker, Incoming, Outcome, TrackerTopics
+from agents.tracker import PARTITION_FIELD, FlowTracker, Incoming, Outcome, TrackerTopics, partition_of
+from agents.watermark import PartitionEnd, ResultsWatermark
 from sendpromptly.config import Settings
+from sendpromptly.faults import Backoff, describe, is_transient
 from sendpromptly.observability import DEAD_LETTERS
 from store.db import open_pool
 from topics import (
@@ -44,8 +48,7 @@ FLOW_TABLE = "flow-state"
 TIMER_SECONDS = 0.25  # DESIGN.md §4: an incident opens no later than 2 s after its deadline
 LAG_SECONDS = 5.0
 REBUILD_YIELD_EVERY = 5000
-# Stored beside the machine's state so the deadline index can be rebuilt partition by partition.
-PARTITION_FIELD = "partition"
+T = TypeVar("T")
 
 
 def create_app(settings: Settings) -> faust.App:
@@ -80,16 +83,21 @@ def create_app(settings: Settings) -> faust.App:
     incidents = raw_topic(names.incidents)
     deadlines = raw_topic(names.deadlines)
     deadletter = raw_topic(DEADLETTER.name(prefix))
+    # A signal that came on the wrong partition goes back to its own topic, on the right one.
+    forward_to = {name: raw_topic(name) for name in (names.receipts, names.results, names.incidents)}
     # key_type=bytes stores the flow key as is (faust would JSON-encode it otherwise); values are JSON.
     flows = app.Table(FLOW_TABLE, partitions=settings.flow_partitions, key_type=bytes,
                       options=store_options(settings))
     index = DeadlineIndex()
+    watermark = ResultsWatermark()
     resources: dict[str, FlowTracker] = {}
 
     async def tracker() -> FlowTracker:
         if "tracker" not in resources:
-            pool = await open_pool(settings.database_url, max_size=4)
-            resources["tracker"] = FlowTracker(topics=names, projects=ProjectDirectory(pool))
+            pool = await until_done(lambda: open_pool(settings.database_url, max_size=4),
+                                    "opening the database pool")
+            resources["tracker"] = FlowTracker(topics=names, projects=ProjectDirectory(pool),
+                                               partitions=settings.flow_partitions)
         return resources["tracker"]
 
     async def publish(outcome: Outcome, key: bytes | None) -> None:
@@ -105,34 +113,64 @@ def create_app(settings: Settings) -> faust.App:
             else:
                 await incidents.send(key=flow_key(out.project_id, out.reference), value=encode(out))
 
-    async def apply(key: bytes | None, partition: int, outcome: Outcome) -> None:
+    async def forward(message: Received, partition: int) -> None:
+        log.warning("%s[%d]@%d is keyed for partition %d (murmur2); forwarded there. The producer "
+                    "must partition with murmur2 (librdkafka: partitioner=murmur2_random)",
+                    message.incoming.topic, message.incoming.partition, message.incoming.offset, partition)
+        metrics.FORWARDED.labels(message.incoming.topic).inc()
+        await forward_to[message.incoming.topic].send(
+            key=message.incoming.key, value=message.incoming.value, partition=partition,
+            timestamp=message.timestamp, headers=message.headers)
+
+    async def apply(key: bytes | None, message: Received, outcome: Outcome) -> None:
         # Outputs are queued, not awaited one by one: faust flushes the producer before it commits
         # an offset, so a message's outputs are in Kafka before the message counts as done. A
-        # crash in between replays the message; the outputs' deterministic ids make the repeat
-        # harmless.
+        # crash in between replays the message, and the tracker derives the outputs again from
+        # the state stored here (their ids are deterministic, so a repeat is harmless).
+        if outcome.forward_to is not None:
+            await forward(message, outcome.forward_to)
         await publish(outcome, key)
         if key is None:
             return
         if outcome.state is not None:
-            flows[key] = {**outcome.state, PARTITION_FIELD: partition}
+            flows[key] = outcome.state
         if outcome.flow is not None:
             if outcome.flow.status is Status.PENDING:
-                index.track(key, outcome.flow.deadline, partition)
+                index.track(key, outcome.flow.deadline, message.incoming.partition)
             else:
                 index.forget(key)
+
+    async def handle(flow_tracker: FlowTracker, message: Received) -> None:
+        for flow, outcome in await flow_tracker.handle(message.incoming, flows.get):
+            await apply(flow, message, outcome)
+
+    async def process(flow_tracker: FlowTracker, message: Received) -> None:
+        """Handle ``message`` until it is done or dead-lettered; never raise. An exception leaving
+        the agent would make faust restart it and acknowledge the message unprocessed."""
+        try:
+            await until_done(partial(handle, flow_tracker, message), describe_message(message.incoming))
+        except Exception as exc:
+            log.exception("%s failed for good; dead-lettering it", describe_message(message.incoming))
+            letter = flow_tracker.dead(message.incoming, f"processing_error: {describe(exc)}")
+            await until_done(partial(apply, message.incoming.key, message, letter),
+                             f"dead-lettering {describe_message(message.incoming)}", any_error=True)
 
     @app.agent(inputs)
     async def track_flows(stream: faust.StreamT) -> None:
         flow_tracker = await tracker()
         async for event in stream.events():
-            partition = event.message.partition
-            message = Incoming(topic=event.message.topic, partition=partition, offset=event.message.offset,
-                               key=event.key, value=event.value)
+            record = event.message
+            message = Received(
+                Incoming(topic=record.topic, partition=record.partition, offset=record.offset,
+                         key=event.key, value=event.value),
+                timestamp=record.timestamp, headers=record.headers)
             # Every flow a message concerns lives on its partition (a batch of due deadlines is sent
             # to the partition that owns its flows), so the table writes go to this partition's
             # store and changelog, as faust takes them from the current event.
-            for flow, outcome in await flow_tracker.handle(message, flows.get):
-                await apply(flow, partition, outcome)
+            await process(flow_tracker, message)
+            if record.topic == names.results:
+                watermark.applied(record.partition, record.offset,
+                                  datetime.fromtimestamp(record.timestamp, UTC))
 
     @app.on_rebalance_complete.connect
     async def rebuild_index(sender: Any, /, *args: Any, **kwargs: Any) -> None:
@@ -147,7 +185,7 @@ def create_app(settings: Settings) -> faust.App:
             if deadline is not None:
                 partition = stored.get(PARTITION_FIELD)
                 if partition is None:  # written before the partition was stored beside the state
-                    partition = _partition_of(key, settings.flow_partitions)
+                    partition = partition_of(key, settings.flow_partitions)
                 index.track(key, deadline, partition)
             if n % REBUILD_YIELD_EVERY == 0:
                 await asyncio.sleep(0)
@@ -156,12 +194,27 @@ def create_app(settings: Settings) -> faust.App:
         metrics.PENDING_FLOWS.set(len(index))
         log.info("deadline index rebuilt: %d pending flows", len(index))
 
+    def results_ends() -> dict[int, PartitionEnd]:
+        """What the consumer knows of the end of each results partition it owns: no broker call,
+        the figures of its last fetch responses."""
+        consumer = cast(Consumer, app.consumer)
+        ends: dict[int, PartitionEnd] = {}
+        for tp in consumer.assignment():
+            if tp.topic != names.results:
+                continue
+            known = last_fetch(consumer, tp)
+            if known is not None:
+                end, answered_at = known
+                ends[tp.partition] = PartitionEnd(end, answered_at, committed_offset(consumer, tp) or 0)
+        return ends
+
     @app.timer(TIMER_SECONDS)
     @round_survives_errors
     async def fire_deadlines() -> None:
         # A round that fails loses nothing: every flow it took from the index comes due again after
         # REFIRE_AFTER.
-        for partition, keys in by_partition(index.due(datetime.now(UTC)), DeadlineBatch.MAX_KEYS):
+        due = index.due(watermark.cutoffs(results_ends()), now=datetime.now(UTC))
+        for partition, keys in by_partition(due, DeadlineBatch.MAX_KEYS):
             await deadlines.send(value=encode(DeadlineBatch(keys=keys)), partition=partition)
         index.compact()
         # Here rather than per message: a gauge set takes a lock, and a scrape needs no fresher value.
@@ -178,7 +231,7 @@ def create_app(settings: Settings) -> faust.App:
                 highwater = consumer.highwater(tp)
                 if highwater is None:  # not fetched yet, just after an assignment
                     continue
-                committed = consumer._committed_offset.get(tp) or 0
+                committed = committed_offset(consumer, tp) or 0
                 lag = max(0, highwater - committed)
                 metrics.CONSUMER_LAG.labels(app.conf.id, tp.topic, str(tp.partition)).set(lag)
 
@@ -227,10 +280,54 @@ def store_options(settings: Settings) -> dict[str, int] | None:
             "block_cache_size": per_partition // 2}
 
 
-def _partition_of(key: bytes, partitions: int) -> int:
-    """The partition every producer here puts ``key`` on (murmur2, as the Java client does); for
-    state written before the partition was stored beside it."""
-    return (murmur2(key) & 0x7FFFFFFF) % partitions
+@dataclass(frozen=True)
+class Received:
+    """A message as the agent got it: what the tracker reads, and what forwarding it keeps."""
+
+    incoming: Incoming
+    timestamp: float
+    headers: Any
+
+
+def describe_message(message: Incoming) -> str:
+    return f"{message.topic}[{message.partition}]@{message.offset}"
+
+
+async def until_done(work: Callable[[], Awaitable[T]], what: str, *, any_error: bool = False) -> T:
+    """``work()``, tried again with backoff for as long as it fails for a passing reason (any
+    reason with ``any_error``); another failure is raised."""
+    backoff = Backoff()
+    while True:
+        try:
+            return await work()
+        except Exception as exc:
+            if not (any_error or is_transient(exc)):
+                raise
+            delay = backoff.next_delay()
+            metrics.PROCESSING_RETRIES.labels(type(exc).__name__).inc()
+            log.warning("%s failed (%s); trying again in %.1f s", what, describe(exc), delay)
+            await asyncio.sleep(delay)
+
+
+# faust offers no public reader for the two figures below; tests/unit/test_agents_faust_contract.py
+# fails if an upgrade moves them.
+
+def committed_offset(consumer: Consumer, tp: TP) -> int | None:
+    """The offset faust last committed for ``tp`` (None before the group's first commit there)."""
+    return consumer._committed_offset.get(tp)
+
+
+def last_fetch(consumer: Consumer, tp: TP) -> tuple[int, datetime] | None:
+    """The end offset of ``tp`` in the broker's last fetch response and when that response came
+    (aiokafka's ``highwater`` and ``last_poll_timestamp``, read from faust's consumer thread);
+    None before the first."""
+    kafka_consumer = consumer._thread._consumer  # type: ignore[attr-defined]
+    if kafka_consumer is None:
+        return None
+    end, polled_ms = kafka_consumer.highwater(tp), kafka_consumer.last_poll_timestamp(tp)
+    if end is None or polled_ms is None:
+        return None
+    return end, datetime.fromtimestamp(polled_ms / 1000, UTC)
 
 
 def run_worker(settings: Settings) -> None:

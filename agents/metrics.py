@@ -21,3 +21,17 @@ DUPLICATES = Counter(
 )
 CONSUMER_LAG = Gauge("sendpromptly_consumer_lag", "Messages behind the end of each partition",
                      ["group", "topic", "partition"])
+REDERIVED_OUTPUTS = Counter(
+    "sendpromptly_agents_rederived_outputs_total",
+    "Messages replayed after a crash whose flow's outputs were derived again from its stored state",
+)
+PROCESSING_RETRIES = Counter(
+    "sendpromptly_agents_processing_retries_total",
+    "Times a message was tried again after a passing failure (database, broker), by error type",
+    ["error"],
+)
+FORWARDED = Counter(
+    "sendpromptly_agents_forwarded_total",
+    "Signals that arrived on the wrong partition for their key and were forwarded to the right one",
+    ["topic"],
+)
