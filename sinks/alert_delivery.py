@@ -10,7 +10,6 @@ also turns repair callbacks that ran out of retries into alerts.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 import time
@@ -22,6 +21,7 @@ from sendpromptly.config import Settings
 from sinks.callback_policy import retry_delay
 from sinks.channels import Channel, TransportError, open_channels
 from sinks.channels.message import CALLBACK_EXHAUSTED, Alert
+from sinks.retrying import run_rounds
 from store import destinations, notifications
 from store.db import Pool
 from store.notifications import FAILED, PENDING, SENT, Notification
@@ -59,25 +59,20 @@ class AlertSender:
 
     async def run(self) -> None:
         async with open_channels(self._settings) as self._channels:
-            await self._loop()
+            await run_rounds(self._pool, self._round, self._wake, name="alert delivery",
+                             poll_seconds=POLL_SECONDS)
 
-    async def _loop(self) -> None:
-        while not self._pool.closed:
-            claimed: list[Notification] = []
-            try:
-                if time.monotonic() >= self._next_scan:
-                    self._next_scan = time.monotonic() + EXHAUSTED_SCAN_SECONDS
-                    await self._claim_exhausted_callbacks()
-                async with self._pool.connection() as conn:
-                    claimed = await notifications.claim_due(conn, limit=CLAIM_BATCH, lease=LEASE)
-                await asyncio.gather(*(self._send(notification) for notification in claimed))
-            except Exception:
-                # The database restarting: leased notifications come back after the lease.
-                log.exception("alert round failed; retrying")
-            if len(claimed) < CLAIM_BATCH:
-                self._wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), POLL_SECONDS)
+    async def _round(self) -> bool:
+        """Claim due alerts (and, now and then, exhausted callbacks) and send each; True when
+        more may be due. A round that fails leaves its leased notifications to come back after
+        the lease."""
+        if time.monotonic() >= self._next_scan:
+            self._next_scan = time.monotonic() + EXHAUSTED_SCAN_SECONDS
+            await self._claim_exhausted_callbacks()
+        async with self._pool.connection() as conn:
+            claimed = await notifications.claim_due(conn, limit=CLAIM_BATCH, lease=LEASE)
+        await asyncio.gather(*(self._send(notification) for notification in claimed))
+        return len(claimed) == CLAIM_BATCH
 
     async def _send(self, notification: Notification) -> None:
         number = notification.attempts + 1
