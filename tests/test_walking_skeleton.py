@@ -92,3 +92,37 @@ async def test_direct_producers_are_joined_and_bad_messages_are_dead_lettered(
     reasons = sorted(letter.reason.split(":", 1)[0] for letter in letters)
     assert reasons == ["not_json", "unknown_project"]
     assert any(letter.value_b64 == "e25vdCBqc29u" for letter in letters)  # the exact bytes, b"{not json"
+
+
+async def test_a_signal_on_the_wrong_partition_for_its_key_is_forwarded_and_joined(
+        api: Api, services, topic_prefix: str, project) -> None:
+    from datetime import UTC, datetime
+
+    from confluent_kafka import Producer
+    from confluent_kafka.admin import AdminClient
+
+    from agents.tracker import partition_of
+    from tests.support.kafka import read_topic
+    from topics import RECEIPTS, Receipt, encode, flow_key
+
+    # librdkafka's default partitioner (CRC32) puts some keys on another partition than murmur2:
+    # find a reference it misplaces, and send its receipt exactly where CRC32 would.
+    topic = RECEIPTS.name(topic_prefix)
+    partitions = len(AdminClient({"bootstrap.servers": services.kafka_bootstrap})
+                     .list_topics(topic, timeout=10).topics[topic].partitions)
+    reference = next(f"inv_crc_{n}" for n in range(100)
+                     if partition_of(flow_key(project.project_id, f"inv_crc_{n}"), partitions) == 0)
+    key = flow_key(project.project_id, reference)
+    receipt = Receipt(project_id=project.project_id, idempotency_key="crc-1", reference=reference,
+                      event_type="invoice.paid", effect_type="grant_access", received_at=datetime.now(UTC),
+                      timeout_seconds=600)
+    producer = Producer({"bootstrap.servers": services.kafka_bootstrap})
+    producer.produce(topic, key=key, value=encode(receipt), partition=1)
+    assert producer.flush(10) == 0
+
+    await eventually(lambda: api.flow(reference), _status("pending"))
+    status, _ = await api.result(reference, "succeeded")
+    assert status == 202
+    await eventually(lambda: api.flow(reference), _status("applied"))
+    copies = [k for k, _ in await read_topic(services.kafka_bootstrap, topic) if k == key]
+    assert len(copies) == 2, "the misplaced receipt and its forwarded copy on the right partition"
