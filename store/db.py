@@ -22,6 +22,9 @@ async def open_pool(database_url: str, *, min_size: int = 1, max_size: int = 10)
         min_size=min_size,
         max_size=max_size,
         kwargs={"row_factory": dict_row, "autocommit": True},
+        # A connection the server dropped (a restart, an idle timeout) stays in the pool looking
+        # fine until used; checked on the way out, it is replaced instead of failing a request.
+        check=AsyncConnectionPool.check_connection,
         open=False,
         name="sendpromptly",
     )
