@@ -1,7 +1,8 @@
 """RFC 9457 problem details: every error the API answers, from one place.
 
-Handlers raise ``Problem``; the middleware turns it (and any aiohttp HTTP error, and any bug) into
-``application/problem+json``. A client never sees an HTML page or a stack trace.
+Handlers raise ``Problem``; the middleware turns it (and any aiohttp HTTP error, a database away
+for a moment, and any bug) into ``application/problem+json``. A client never sees an HTML page or
+a stack trace.
 """
 
 from __future__ import annotations
@@ -11,7 +12,11 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
+import psycopg
+import psycopg_pool
 from aiohttp import web
+
+from sendpromptly.faults import is_transient
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +71,27 @@ def kafka_unavailable(what: str, cause: Exception) -> Problem:
     )
 
 
+# How long a client should wait before retrying when the database did not answer: a restart or a
+# failover takes seconds, and the pool replaces its dropped connections meanwhile.
+DATABASE_RETRY_AFTER_SECONDS = 2
+
+
+def database_unavailable(cause: Exception) -> Problem:
+    """503 for a request the database could not serve for a passing reason (a restart, a dropped
+    connection): the request was not answered, so the client retries it with the same
+    Idempotency-Key."""
+    return Problem(
+        503, "database-unavailable", "Service Unavailable",
+        f"The database is unavailable right now ({type(cause).__name__}); "
+        "retry with the same Idempotency-Key in a moment.",
+        headers={"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)},
+    )
+
+
+def _database_down(exc: Exception) -> bool:
+    return isinstance(exc, psycopg.Error | psycopg_pool.PoolTimeout) and is_transient(exc)
+
+
 _STATUS_SLUGS = {404: "not-found", 405: "method-not-allowed", 413: "payload-too-large"}
 
 
@@ -88,7 +114,10 @@ async def problem_middleware(
             detail = f"{request.method} is not allowed on {request.path}."
         headers = {k: v for k, v in exc.headers.items() if k.lower() == "allow"}
         return Problem(exc.status, slug, exc.reason, detail, headers=headers).response()
-    except Exception:
+    except Exception as exc:
+        if _database_down(exc):
+            log.warning("database unavailable in %s %s: %s", request.method, request.path, exc)
+            return database_unavailable(exc).response()
         log.exception("unhandled error in %s %s", request.method, request.path)
         return Problem(
             500, "internal-error", "Internal Server Error",
