@@ -29,6 +29,10 @@ class Services:
     # A database the tests may use to create per-test databases (needs CREATEDB).
     admin_database_url: str
     origin: str
+    # Started by the project's scripts with ``LOCAL_KAFKA_ENV`` / ``LOCAL_POSTGRES_ENV``, so the
+    # tests may stop and start them (``tests/support/faults.py``).
+    kafka_is_local: bool = False
+    postgres_is_local: bool = False
 
 
 def _docker_answers() -> bool:
@@ -57,6 +61,11 @@ def local_kafka_env(port: str, state_dir: Path) -> dict[str, str]:
     return {"KAFKA_PORT": port, "KAFKA_STATE_DIR": str(state_dir)}
 
 
+# The scripts' environment for the tests' own broker and database (kept apart from ``make up``'s).
+LOCAL_KAFKA_ENV = local_kafka_env(TEST_KAFKA_PORT, REPO / ".run" / "test-kafka")
+LOCAL_POSTGRES_ENV = {"PG_PORT": TEST_PG_PORT, "PG_STATE_DIR": str(REPO / ".run" / "test-postgres")}
+
+
 @contextmanager
 def provide_services() -> Iterator[Services]:
     kafka = os.environ.get("SENDPROMPTLY_KAFKA_BOOTSTRAP")
@@ -67,18 +76,22 @@ def provide_services() -> Iterator[Services]:
             origin = "testcontainers"
             kafka = kafka or stack.enter_context(_kafka_container())
             database = database or stack.enter_context(_postgres_container())
+        kafka_is_local = kafka is None
         if kafka is None:
             origin = "local scripts"
-            run_script("kafka.sh", "start",
-                       env=local_kafka_env(TEST_KAFKA_PORT, REPO / ".run" / "test-kafka"))
+            run_script("kafka.sh", "start", env=LOCAL_KAFKA_ENV)
             kafka = f"127.0.0.1:{TEST_KAFKA_PORT}"
+        postgres_is_local = database is None
         if database is None:
             origin = "local scripts"
-            out = run_script("postgres.sh", "start",
-                             env={"PG_PORT": TEST_PG_PORT,
-                                  "PG_STATE_DIR": str(REPO / ".run" / "test-postgres")})
-            database = out.strip().splitlines()[-1]
-        yield Services(kafka_bootstrap=kafka, admin_database_url=database, origin=origin)
+            database = start_local_postgres()
+        yield Services(kafka_bootstrap=kafka, admin_database_url=database, origin=origin,
+                       kafka_is_local=kafka_is_local, postgres_is_local=postgres_is_local)
+
+
+def start_local_postgres() -> str:
+    """Start the tests' own PostgreSQL (a no-op when it runs); returns its URL."""
+    return run_script("postgres.sh", "start", env=LOCAL_POSTGRES_ENV).strip().splitlines()[-1]
 
 
 @contextmanager

@@ -4,6 +4,8 @@ prefix and a database of its own."""
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -96,3 +98,20 @@ def build_stack(env: dict[str, str], workdir: Path, sinks: tuple[str, ...] = SIN
         agents_url=f"http://127.0.0.1:{agents}",
         sink_urls={name: f"http://127.0.0.1:{port}" for name, port in sink_ports.items()},
     )
+
+
+@contextmanager
+def lone_gateway(env: dict[str, str], workdir: Path,
+                 name: str = "gateway") -> Iterator[tuple[ManagedProcess, str]]:
+    """A gateway process alone (no agents, no sinks) on ``env``'s services, ready; yields it and its
+    base URL, and stops it afterwards."""
+    port = free_port()
+    gateway = ManagedProcess(name, ["gateway"], {**env, "SENDPROMPTLY_HTTP_PORT": str(port)},
+                             workdir / f"{name}.log")
+    gateway.start()
+    try:
+        url = f"http://127.0.0.1:{port}"
+        gateway.wait_ready(url + "/readyz")
+        yield gateway, url
+    finally:
+        gateway.stop()

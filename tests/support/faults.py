@@ -1,0 +1,49 @@
+"""Faults in the tests' own services: stop and start the broker, restart the database.
+
+Only for services the tests started with the project's scripts (``Services.kafka_is_local`` /
+``postgres_is_local``): a broker or database from the environment or from testcontainers is not
+ours to stop, and a test that needs the fault is skipped there, saying why.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from tests.support.services import (
+    LOCAL_KAFKA_ENV,
+    LOCAL_POSTGRES_ENV,
+    Services,
+    run_script,
+    start_local_postgres,
+)
+
+
+def _require_local(is_local: bool, service: str, services: Services) -> None:
+    if not is_local:
+        pytest.skip(f"this test stops {service}, which it may only do to the one scripts/ started; this "
+                    f"run's comes from {services.origin} (unset SENDPROMPTLY_* and run without Docker)")
+
+
+async def stop_kafka(services: Services) -> None:
+    """Stop the tests' broker (SIGTERM, SIGKILL after the script's timeout); returns once it is down."""
+    _require_local(services.kafka_is_local, "Kafka", services)
+    await asyncio.to_thread(run_script, "kafka.sh", "stop", env=LOCAL_KAFKA_ENV)
+
+
+async def start_kafka(services: Services) -> None:
+    """Start the tests' broker again, with its data; returns once it serves."""
+    _require_local(services.kafka_is_local, "Kafka", services)
+    await asyncio.to_thread(run_script, "kafka.sh", "start", env=LOCAL_KAFKA_ENV)
+
+
+async def restart_postgres(services: Services) -> None:
+    """Fast shutdown of the tests' database (every connection dropped, open transactions rolled
+    back), then start it again; returns once it accepts connections at the same address."""
+    _require_local(services.postgres_is_local, "PostgreSQL", services)
+    await asyncio.to_thread(run_script, "postgres.sh", "stop", env=LOCAL_POSTGRES_ENV)
+    url = await asyncio.to_thread(start_local_postgres)
+    if url != services.admin_database_url:
+        raise RuntimeError(f"PostgreSQL came back at {url}, not {services.admin_database_url} (was its port "
+                           "taken while it was down?); the processes under test cannot reconnect to it")
