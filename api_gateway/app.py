@@ -67,8 +67,9 @@ async def _idempotency_batching(app: web.Application) -> AsyncIterator[None]:
     batcher = IdempotencyBatcher(app[POOL])
     app[BATCHER] = batcher
     yield
-    # Before the pool closes: no request waits on a batch any more, but a batch may still be running.
-    await batcher.drain()
+    # Before the pool closes: no request waits on a batch any more, but a batch may still be running
+    # and completions may be retrying in the background.
+    await batcher.close()
 
 
 async def _kafka(app: web.Application) -> AsyncIterator[None]:

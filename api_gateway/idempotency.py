@@ -4,12 +4,16 @@
 the response in the same transaction as the action's own writes. A repeat of the same request gets
 the stored response with ``Idempotent-Replayed: true``; the same key with another body gets 422;
 a repeat while the first is still running gets 409. A 5xx releases the key so a retry can succeed.
+
+``run_idempotent_publish`` does the same for ingest, whose action is a Kafka write: see there.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import orjson
 from aiohttp import web
@@ -60,9 +64,9 @@ async def run_idempotent(request: web.Request, scope: str, action: Action) -> we
         async with pool.connection() as conn:
             return await records.claim(conn, scope, key, request_print)
 
-    key, replay = await _claim(request, scope, claim)
-    if replay is not None:
-        return replay
+    key, claimed = await _claim(request, scope, claim)
+    if claimed.outcome is ClaimOutcome.REPLAY:
+        return _replayed(claimed)
     try:
         async with pool.connection() as conn:
             async with conn.transaction():
@@ -77,45 +81,61 @@ async def run_idempotent(request: web.Request, scope: str, action: Action) -> we
         raise
 
 
-async def run_idempotent_publish(request: web.Request, scope: str, answer: web.Response,
-                                 publish: Callable[[], Awaitable[None]]) -> web.Response:
-    """For actions whose effect is a Kafka write (ingest), answered with ``answer`` once ``publish``
-    returned: no database transaction and no connection held while waiting for the broker. The
-    claim stores the answer and the completion marks it final, each sharing one statement with the
-    concurrent requests' (``BATCHER``). If ``publish`` fails, the key is released for the retry.
-    If the process dies between the broker's ack and the completion, the claim's lease runs out
-    and a retry publishes again: at-least-once, which the agents' (project_id, idempotency_key)
-    dedupe absorbs."""
+@dataclass(frozen=True)
+class Accepted:
+    """An ingest request's answer (its 202) and the Kafka write that must succeed before it is
+    given, both made for the moment the request was received."""
+
+    answer: web.Response
+    publish: Callable[[], Awaitable[None]]
+
+
+async def run_idempotent_publish(request: web.Request, scope: str,
+                                 accepted_at: Callable[[datetime], Accepted]) -> web.Response:
+    """For actions whose effect is a Kafka write (ingest): ``accepted_at(received_at)`` makes the
+    answer and the publish, and the answer is given once the publish returned. No database
+    transaction and no connection is held while waiting for the broker. The claim stores the
+    answer and ``received_at``, the completion marks it final, each sharing one statement with the
+    concurrent requests' (``BATCHER``). If the publish fails, the key is released for the retry.
+
+    Once Kafka has the signal the answer stands: a completion that fails is retried in the
+    background. If it never lands (the process died, the database stayed away), the claim's lease
+    runs out and a retry of the request takes the claim over: it publishes the signal again for the
+    first ``received_at`` and gives the first answer (at-least-once, which the agents'
+    (project_id, idempotency_key) dedupe absorbs; the deadline is the same either way)."""
     batcher = request.app[BATCHER]
-    stored = _stored(answer)
+    received_at = datetime.now(UTC)
+    accepted = accepted_at(received_at)
 
     async def claim(key: str, request_print: bytes) -> Claim:
-        return await batcher.claim(scope, key, request_print, stored)
+        return await batcher.claim(scope, key, request_print, _stored(accepted.answer), received_at)
 
-    key, replay = await _claim(request, scope, claim)
-    if replay is not None:
-        return replay
+    key, claimed = await _claim(request, scope, claim)
+    if claimed.outcome is ClaimOutcome.REPLAY:
+        return _replayed(claimed)
+    if claimed.received_at is not None and claimed.response is not None:
+        # Taken over from an owner that vanished after storing its answer, perhaps after Kafka's
+        # ack: publish that very signal again, and give that answer.
+        accepted = Accepted(_restored(claimed.response), accepted_at(claimed.received_at).publish)
     try:
-        await publish()
+        await accepted.publish()
     except BaseException:
-        await _release(request.app[POOL], scope, key)
+        await _give_back(request.app[POOL], scope, key, taken_over=claimed.received_at is not None)
         raise
     await batcher.complete(scope, key)
-    return answer
+    return accepted.answer
 
 
 async def _claim(request: web.Request, scope: str,
-                 claim_key: Callable[[str, bytes], Awaitable[Claim]]) -> tuple[str, web.Response | None]:
-    """Claim the request's key with ``claim_key``; returns it, and the answer to give instead when
-    it is a replay. Refuses a reused key (422) and one still in flight (409)."""
+                 claim_key: Callable[[str, bytes], Awaitable[Claim]]) -> tuple[str, Claim]:
+    """Claim the request's key with ``claim_key``; returns it, and the claim: owned, or a replay.
+    Refuses a reused key (422) and one still in flight (409)."""
     key = idempotency_key(request)
     scope_kind = scope.split("_", 1)[0]
     request_print = fingerprint(request.method, request.path, await request.read())
     claim = await claim_key(key, request_print)
     if claim.outcome is ClaimOutcome.REPLAY:
-        assert claim.response is not None
         REPLAYS.labels(scope_kind).inc()
-        return key, _replayed(claim.response)
     if claim.outcome is ClaimOutcome.MISMATCH:
         CONFLICTS.labels(scope_kind, "mismatch").inc()
         raise Problem(
@@ -129,12 +149,22 @@ async def _claim(request: web.Request, scope: str,
             "A request with this Idempotency-Key is still being processed; retry in a moment.",
             headers={"Retry-After": "1"},
         )
-    return key, None
+    return key, claim
 
 
 async def _release(pool: Pool, scope: str, key: str) -> None:
     async with pool.connection() as conn:
         await records.release(conn, scope, key)
+
+
+async def _give_back(pool: Pool, scope: str, key: str, *, taken_over: bool) -> None:
+    """Let the client's retry have the key of a request whose publish failed. A claim taken over
+    keeps its stored answer (the first owner may have given it): only its lease ends."""
+    if not taken_over:
+        await _release(pool, scope, key)
+        return
+    async with pool.connection() as conn:
+        await records.lapse(conn, scope, key)
 
 
 async def _answer(action: Action, conn: Connection) -> web.Response:
@@ -155,7 +185,14 @@ def _stored(response: web.Response) -> StoredResponse:
     return StoredResponse(response.status, headers, body)
 
 
-def _replayed(stored: StoredResponse) -> web.Response:
-    headers = {**stored.headers, "Idempotent-Replayed": "true"}
+def _replayed(claim: Claim) -> web.Response:
+    assert claim.response is not None, "a replay carries its stored response"
+    response = _restored(claim.response)
+    response.headers["Idempotent-Replayed"] = "true"
+    return response
+
+
+def _restored(stored: StoredResponse) -> web.Response:
+    headers = dict(stored.headers)
     content_type = headers.pop("Content-Type", "application/json").split(";")[0]
     return web.Response(status=stored.status, body=stored.body, headers=headers, content_type=content_type)

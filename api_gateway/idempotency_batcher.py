@@ -8,16 +8,27 @@ nothing: its statement starts at the end of the event-loop turn that submitted i
 
 The outcomes are those of ``claim`` and ``complete`` one by one; the database still arbitrates
 between replicas.
+
+A completion comes after Kafka's ack, when the request's answer is already decided: it never fails
+the request. One that fails for a passing reason (the database restarting) is tried again in the
+background until the claim's lease runs out; after that, a retry of the request takes the claim
+over and gives the same answer (``store.idempotency``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
+from functools import partial
 from typing import Generic, TypeVar
 
+from sendpromptly.faults import Backoff, is_transient
 from store.db import Pool
-from store.idempotency import Claim, ClaimRequest, StoredResponse, claim_many, complete_claimed
+from store.idempotency import LEASE, Claim, ClaimRequest, StoredResponse, claim_many, complete_claimed
+
+log = logging.getLogger(__name__)
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
@@ -29,6 +40,9 @@ MAX_BATCH = 256
 # costs the gateway far more CPU than a row of it (interleaved bench/ingest.py runs: 0.31-0.32 ms
 # of gateway CPU per request with two at a time, 0.28 with one).
 MAX_IN_FLIGHT = 1
+# How long a request's 202 waits for its completion at most: ample for a healthy database, and a
+# database that is away (its pool waits up to 30 s for a connection) does not hold the answer.
+COMPLETION_WAIT_SECONDS = 1.0
 
 
 class _Batches(Generic[Item, Result]):
@@ -45,10 +59,14 @@ class _Batches(Generic[Item, Result]):
         self._scheduled = False
 
     async def submit(self, item: Item) -> Result:
+        return await self.enqueue(item)
+
+    def enqueue(self, item: Item) -> asyncio.Future[Result]:
+        """The future of ``item``'s result, for a caller that may stop waiting before it is run."""
         future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
         self._waiting.append((item, future))
         self._schedule()
-        return await future
+        return future
 
     def _schedule(self) -> None:
         # call_soon: the other requests handled in this event-loop turn join the batch.
@@ -72,7 +90,7 @@ class _Batches(Generic[Item, Result]):
         try:
             results = await self._run([item for item, _ in batch])
         except BaseException as exc:
-            # Every request of the batch gets the error (a 500, as for a failed single statement).
+            # Every request of the batch gets the error, as for a failed single statement.
             for _, future in batch:
                 if future.done():
                     continue
@@ -103,18 +121,65 @@ class IdempotencyBatcher:
         self._pool = pool
         self._claims = _Batches(self._claim_many, max_batch=max_batch, max_in_flight=max_in_flight)
         self._completions = _Batches(self._complete_many, max_batch=max_batch, max_in_flight=max_in_flight)
+        self._retrying: set[asyncio.Task[None]] = set()
 
-    async def claim(self, scope: str, key: str, fingerprint: bytes, answer: StoredResponse) -> Claim:
-        """Claim the key, storing ``answer``: the response once the request's action succeeded."""
-        return await self._claims.submit(ClaimRequest(scope, key, fingerprint, answer))
+    async def claim(self, scope: str, key: str, fingerprint: bytes, answer: StoredResponse,
+                    received_at: datetime) -> Claim:
+        """Claim the key, storing ``answer``: the response once the request's action succeeded,
+        for the request ``received_at``."""
+        return await self._claims.submit(ClaimRequest(scope, key, fingerprint, answer, received_at))
 
     async def complete(self, scope: str, key: str) -> None:
-        """Make the claimed key's stored answer final."""
-        await self._completions.submit((scope, key))
+        """Make the claimed key's stored answer final: waits up to ``COMPLETION_WAIT_SECONDS``
+        for it, and never raises. A completion that failed for a passing reason is tried again
+        in the background."""
+        completion = self._completions.enqueue((scope, key))
+        completion.add_done_callback(partial(self._retry_if_failed, scope, key))
+        await asyncio.wait({completion}, timeout=COMPLETION_WAIT_SECONDS)
+
+    def _retry_if_failed(self, scope: str, key: str, completion: asyncio.Future[None]) -> None:
+        exc = None if completion.cancelled() else completion.exception()
+        if exc is None:
+            return
+        if not isinstance(exc, Exception) or not is_transient(exc):
+            _log_abandoned(scope, key, exc)
+            return
+        log.warning("could not complete idempotency key %s of %s (%s); trying again in the background",
+                    key, scope, exc)
+        task = asyncio.create_task(self._complete_in_background(scope, key))
+        self._retrying.add(task)
+        task.add_done_callback(self._retrying.discard)
+
+    async def _complete_in_background(self, scope: str, key: str) -> None:
+        loop = asyncio.get_running_loop()
+        # Past the lease a retry of the request may own the claim; it needs no help from us.
+        give_up_at = loop.time() + LEASE.total_seconds()
+        backoff = Backoff()
+        while True:
+            await backoff.wait()
+            try:
+                await self._completions.submit((scope, key))
+                return
+            except Exception as exc:
+                if not is_transient(exc) or loop.time() >= give_up_at:
+                    _log_abandoned(scope, key, exc)
+                    return
 
     async def drain(self) -> None:
+        """Wait until every claim and completion submitted so far has been run."""
         await self._claims.drain()
         await self._completions.drain()
+
+    async def close(self) -> None:
+        """Before the pool closes: drain, then stop retrying completions in the background (their
+        claims' leases run out, and retries of those requests take them over)."""
+        await self.drain()
+        if self._retrying:
+            log.warning("stopped retrying %d idempotency completions; retries of those requests will take "
+                        "their keys over once the leases run out", len(self._retrying))
+            for task in self._retrying:
+                task.cancel()
+            await asyncio.wait(set(self._retrying))
 
     async def _claim_many(self, requests: list[ClaimRequest]) -> list[Claim]:
         async with self._pool.connection() as conn:
@@ -125,3 +190,7 @@ class IdempotencyBatcher:
             await complete_claimed(conn, claims)
         return [None] * len(claims)
 
+
+def _log_abandoned(scope: str, key: str, exc: BaseException) -> None:
+    log.error("gave up completing idempotency key %s of %s (%s); its signal is in Kafka, and a retry of "
+              "the request will take the key over once its lease runs out", key, scope, exc)

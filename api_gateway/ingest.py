@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
+from functools import partial
 
 from aiohttp import web
 from prometheus_client import Counter
 
 from api_gateway.http_input import idempotency_key, parsed_body
-from api_gateway.idempotency import run_idempotent_publish
+from api_gateway.idempotency import Accepted, run_idempotent_publish
 from api_gateway.incident_document import incident_document
 from api_gateway.ingest_bodies import parse_receipt, parse_result
 from api_gateway.metrics import child
@@ -20,67 +21,60 @@ from api_gateway.state import POOL, PROJECT, PUBLISHER, SETTINGS, SNAPSHOT_KEYRI
 from store.flows import FlowView, get_flow
 from store.incidents import Incident, get_incident
 from store.projects import Project
-from topics import RECEIPTS, RESULTS, Receipt, Result, encode, flow_key
+from topics import RECEIPTS, RESULTS, Receipt, Result, TopicSpec, encode, flow_key
 from topics.fields import MAX_REFERENCE_CHARS
 
 SIGNALS = Counter("sendpromptly_ingest_signals_total", "Signals accepted (acknowledged by Kafka)",
                   ["kind", "mode"])
 
 
-async def _publish(request: web.Request, topic: str, key: bytes, value: bytes) -> None:
+async def _publish(request: web.Request, topic: TopicSpec, project: Project, kind: str,
+                   signal: Receipt | Result) -> None:
     try:
-        await request.app[PUBLISHER].publish(topic, key, value)
+        await request.app[PUBLISHER].publish(topic.name(request.app[SETTINGS].topic_prefix),
+                                             flow_key(project.id, signal.reference), encode(signal))
     except PublishUnavailable as exc:
         raise kafka_unavailable("The signal was not stored", exc) from exc
-
-
-def _topic_prefix(request: web.Request) -> str:
-    return request.app[SETTINGS].topic_prefix
+    child(SIGNALS, kind, project.mode).inc()
 
 
 async def post_receipt(request: web.Request) -> web.Response:
     key = idempotency_key(request)
     body = await parsed_body(request, parse_receipt)
     project: Project = request[PROJECT]
-    received_at = datetime.now(UTC)
-    receipt = Receipt(
-        project_id=project.id, idempotency_key=key, reference=body.reference, event_type=body.event_type,
-        effect_type=body.effect_type, received_at=received_at, timeout_seconds=body.timeout_seconds,
-        mode=project.mode,
-        snapshot=seal(request.app[SNAPSHOT_KEYRING], project, body.reference, body.payload),
-    )
     timeout = timedelta(seconds=body.timeout_seconds or project.timeout_minutes * 60)
-    accepted = json_response(202, {
-        "project_id": project.id, "reference": body.reference, "status": "pending",
-        "deadline": received_at + timeout, "mode": project.mode,
-    })
 
-    async def publish() -> None:
-        await _publish(request, RECEIPTS.name(_topic_prefix(request)), flow_key(project.id, body.reference),
-                       encode(receipt))
-        child(SIGNALS, "receipt", project.mode).inc()
+    def accepted_at(received_at: datetime) -> Accepted:
+        receipt = Receipt(
+            project_id=project.id, idempotency_key=key, reference=body.reference, event_type=body.event_type,
+            effect_type=body.effect_type, received_at=received_at, timeout_seconds=body.timeout_seconds,
+            mode=project.mode,
+            snapshot=seal(request.app[SNAPSHOT_KEYRING], project, body.reference, body.payload),
+        )
+        answer = json_response(202, {
+            "project_id": project.id, "reference": body.reference, "status": "pending",
+            "deadline": received_at + timeout, "mode": project.mode,
+        })
+        return Accepted(answer, partial(_publish, request, RECEIPTS, project, "receipt", receipt))
 
-    return await run_idempotent_publish(request, project.id, accepted, publish)
+    return await run_idempotent_publish(request, project.id, accepted_at)
 
 
 async def post_result(request: web.Request) -> web.Response:
     key = idempotency_key(request)
     body = await parsed_body(request, parse_result)
     project: Project = request[PROJECT]
-    result = Result(
-        project_id=project.id, idempotency_key=key, reference=body.reference, status=body.status,
-        received_at=datetime.now(UTC), replay_id=body.replay_id, detail=body.detail, mode=project.mode,
-    )
+    answer = json_response(202, {"project_id": project.id, "reference": body.reference,
+                                 "status": body.status, "mode": project.mode})
 
-    accepted = json_response(202, {"project_id": project.id, "reference": body.reference,
-                                   "status": body.status, "mode": project.mode})
+    def accepted_at(received_at: datetime) -> Accepted:
+        result = Result(
+            project_id=project.id, idempotency_key=key, reference=body.reference, status=body.status,
+            received_at=received_at, replay_id=body.replay_id, detail=body.detail, mode=project.mode,
+        )
+        return Accepted(answer, partial(_publish, request, RESULTS, project, "result", result))
 
-    async def publish() -> None:
-        await _publish(request, RESULTS.name(_topic_prefix(request)), flow_key(project.id, body.reference),
-                       encode(result))
-        child(SIGNALS, "result", project.mode).inc()
-
-    return await run_idempotent_publish(request, project.id, accepted, publish)
+    return await run_idempotent_publish(request, project.id, accepted_at)
 
 
 async def get_flow_state(request: web.Request) -> web.Response:

@@ -21,6 +21,7 @@ import hashlib
 import os
 import sys
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 
 import orjson
 import uvloop
@@ -44,7 +45,8 @@ async def receipt(request: web.Request) -> web.Response:
     batcher = request.app.get(BATCHER)
     if batcher is not None:
         await batcher.claim("floor", request.headers["Idempotency-Key"], hashlib.sha256(body).digest(),
-                            StoredResponse(202, {"Content-Type": "application/json"}, answer))
+                            StoredResponse(202, {"Content-Type": "application/json"}, answer),
+                            datetime.now(UTC))
     await request.app[PUBLISHER].publish(request.app[TOPIC], doc["reference"].encode(), body)
     return web.Response(status=202, body=answer, content_type="application/json")
 
@@ -62,7 +64,7 @@ def make_app(mode: str) -> web.Application:
         pool = await open_pool(os.environ["SENDPROMPTLY_DATABASE_URL"], max_size=20)
         app[BATCHER] = IdempotencyBatcher(pool)
         yield
-        await app[BATCHER].drain()
+        await app[BATCHER].close()
         await pool.close()
 
     app.cleanup_ctx.append(kafka)

@@ -8,13 +8,18 @@ in one statement each (the ingest path's batching, ``api_gateway/idempotency_bat
 the same outcomes as ``claim`` and ``complete`` one by one. Their requests know their answer before
 they act (a 202 once Kafka has the signal), so the claim stores it and the completion only marks
 it final: a multi-row update that carried every response cost PostgreSQL three times as much.
+
+A claim whose lease ran out without a completion (its owner died, or the database was away when
+it tried to complete) is taken over by a retry of the same request, which keeps the first claim's
+stored answer and ``received_at``: if the first signal reached Kafka, the retry publishes the very
+same one again (the consumers drop the repeat) and answers what the first request answered.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from enum import Enum
 from typing import Any
 
@@ -45,43 +50,71 @@ class StoredResponse:
 @dataclass(frozen=True)
 class Claim:
     outcome: ClaimOutcome
+    # REPLAY: the answer to give again. OWNED by taking over an abandoned claim that stored its
+    # answer: that answer and when its request was received, which the new owner must keep.
     response: StoredResponse | None = None
+    received_at: datetime | None = None
 
 
 _OWNED = Claim(ClaimOutcome.OWNED)
 
 
 async def claim(conn: Connection, scope: str, key: str, fingerprint: bytes,
-                answer: StoredResponse | None = None) -> Claim:
+                answer: StoredResponse | None = None, received_at: datetime | None = None) -> Claim:
     """Own ``key`` in ``scope`` for a request, or learn why not. ``answer``: the response the
-    request will give once its action succeeds, stored now for ``complete_claimed``."""
+    request will give once its action succeeds, stored now for ``complete_claimed``, with the
+    moment the request was ``received_at``."""
     status, headers, body = ((answer.status, Jsonb(answer.headers), answer.body) if answer
                              else (None, None, None))
     inserted = await (await conn.execute(
-        "INSERT INTO idempotency_records"
-        " (scope, key, fingerprint, state, lease_until, response_status, response_headers, response_body)"
-        " VALUES (%s, %s, %s, 'in_flight', now() + %s, %s, %s, %s)"
+        "INSERT INTO idempotency_records (scope, key, fingerprint, state, lease_until,"
+        "   response_status, response_headers, response_body, received_at)"
+        " VALUES (%s, %s, %s, 'in_flight', now() + %s, %s, %s, %s, %s)"
         " ON CONFLICT (scope, key) DO UPDATE SET"
         "   fingerprint = EXCLUDED.fingerprint, state = 'in_flight', lease_until = EXCLUDED.lease_until,"
         "   response_status = EXCLUDED.response_status, response_headers = EXCLUDED.response_headers,"
-        "   response_body = EXCLUDED.response_body, created_at = now()"
-        # Take over a record that expired, or an abandoned claim whose lease ran out.
+        "   response_body = EXCLUDED.response_body, received_at = EXCLUDED.received_at, created_at = now()"
+        # A record that expired is anyone's, as if it had never been.
         " WHERE idempotency_records.created_at < now() - %s"
-        "    OR (idempotency_records.state = 'in_flight' AND idempotency_records.lease_until < now()"
-        "        AND idempotency_records.fingerprint = EXCLUDED.fingerprint)"
         " RETURNING 1",
-        (scope, key, fingerprint, LEASE, status, headers, body, RETENTION),
+        (scope, key, fingerprint, LEASE, status, headers, body, received_at, RETENTION),
     )).fetchone()
     if inserted:
         return _OWNED
     row = await (await conn.execute(
-        "SELECT fingerprint, state, response_status, response_headers, response_body"
+        "SELECT fingerprint, state, response_status, response_headers, response_body,"
+        "  lease_until < now() AS lease_over"
         " FROM idempotency_records WHERE scope = %s AND key = %s",
         (scope, key),
     )).fetchone()
     if row is None:  # released between our two statements: try once more
-        return await claim(conn, scope, key, fingerprint, answer)
+        return await claim(conn, scope, key, fingerprint, answer, received_at)
+    if _abandoned(row, fingerprint):
+        return await _take_over(conn, scope, key, fingerprint, answer, received_at)
     return _classified(row, fingerprint)
+
+
+def _abandoned(row: dict[str, Any], fingerprint: bytes) -> bool:
+    """An in-flight claim of the same request whose lease ran out: its owner will not complete it."""
+    return row["state"] == "in_flight" and row["lease_over"] and bytes(row["fingerprint"]) == fingerprint
+
+
+async def _take_over(conn: Connection, scope: str, key: str, fingerprint: bytes,
+                     answer: StoredResponse | None, received_at: datetime | None) -> Claim:
+    """Renew an abandoned claim's lease for a retry of its request, keeping what it stored: the
+    first owner may have published before it vanished, and its answer is the one that stands."""
+    row = await (await conn.execute(
+        "UPDATE idempotency_records SET lease_until = now() + %s"
+        " WHERE scope = %s AND key = %s AND state = 'in_flight' AND lease_until < now()"
+        "   AND fingerprint = %s"
+        " RETURNING response_status, response_headers, response_body, received_at",
+        (LEASE, scope, key, fingerprint),
+    )).fetchone()
+    if row is None:  # another retry took it over, or it was completed or released meanwhile
+        return await claim(conn, scope, key, fingerprint, answer, received_at)
+    if row["response_status"] is None:  # a claim that stores its answer only when it completes
+        return _OWNED
+    return Claim(ClaimOutcome.OWNED, _stored_response(row), row["received_at"])
 
 
 @dataclass(frozen=True)
@@ -89,8 +122,10 @@ class ClaimRequest:
     scope: str
     key: str
     fingerprint: bytes
-    # The response the request gives once its action succeeded (see ``claim``).
+    # The response the request gives once its action succeeded, and when the request was received
+    # (see ``claim``).
     answer: StoredResponse
+    received_at: datetime
 
 
 async def claim_many(conn: Connection, requests: Sequence[ClaimRequest]) -> list[Claim]:
@@ -98,7 +133,7 @@ async def claim_many(conn: Connection, requests: Sequence[ClaimRequest]) -> list
 
     Fresh keys, the common case, take one statement for the whole batch; keys that already have a
     record take one more to classify them all. The rare takeover of an expired record or of a claim
-    whose lease ran out goes through ``claim``, whose conditional upsert arbitrates it."""
+    whose lease ran out goes through ``claim``, whose conditional statements arbitrate it."""
     # The first of several requests with one key in a batch is the one that may own it; the others
     # then see it in flight (or reused with another body), as they would have one after the other.
     first: dict[tuple[str, str], int] = {}
@@ -106,18 +141,19 @@ async def claim_many(conn: Connection, requests: Sequence[ClaimRequest]) -> list
         first.setdefault((request.scope, request.key), index)
     fresh = [requests[index] for index in first.values()]
     inserted = await (await conn.execute(
-        "INSERT INTO idempotency_records"
-        " (scope, key, fingerprint, state, lease_until, response_status, response_headers, response_body)"
+        "INSERT INTO idempotency_records (scope, key, fingerprint, state, lease_until,"
+        "   response_status, response_headers, response_body, received_at)"
         " SELECT scope, key, decode(fingerprint, 'hex'), 'in_flight', now() + %s, status, headers,"
-        "   decode(body, 'hex')"
-        " FROM jsonb_to_recordset(%s::jsonb)"
-        "   AS batch(scope text, key text, fingerprint text, status int, headers jsonb, body text)"
+        "   decode(body, 'hex'), received_at"
+        " FROM jsonb_to_recordset(%s::jsonb) AS batch(scope text, key text, fingerprint text,"
+        "   status int, headers jsonb, body text, received_at timestamptz)"
         # One order for every batch on every replica: two batches that share keys then wait for
         # each other's inserts in the same order and cannot deadlock.
         " ORDER BY scope, key"
         " ON CONFLICT (scope, key) DO NOTHING RETURNING scope, key",
         (LEASE, _json([{"scope": r.scope, "key": r.key, "fingerprint": r.fingerprint.hex(),
-                        "status": r.answer.status, "headers": r.answer.headers, "body": r.answer.body.hex()}
+                        "status": r.answer.status, "headers": r.answer.headers, "body": r.answer.body.hex(),
+                        "received_at": r.received_at}
                        for r in fresh])),
     )).fetchall()
     owned = {(row["scope"], row["key"]) for row in inserted}
@@ -128,12 +164,10 @@ async def claim_many(conn: Connection, requests: Sequence[ClaimRequest]) -> list
         for index in taken:
             request = requests[index]
             row = existing.get((request.scope, request.key))
-            if row is None or row["expired"] or (
-                    row["state"] == "in_flight" and row["lease_over"]
-                    and bytes(row["fingerprint"]) == request.fingerprint):
-                # Released since, or up for takeover: the single-key upsert decides.
+            if row is None or row["expired"] or _abandoned(row, request.fingerprint):
+                # Released since, or up for takeover: the single-key statements decide.
                 claims[index] = await claim(conn, request.scope, request.key, request.fingerprint,
-                                            request.answer)
+                                            request.answer, request.received_at)
             else:
                 claims[index] = _classified(row, request.fingerprint)
     return [claims[index] for index in range(len(requests))]
@@ -161,8 +195,11 @@ def _classified(row: dict[str, Any], fingerprint: bytes) -> Claim:
         return Claim(ClaimOutcome.MISMATCH)
     if row["state"] == "in_flight":
         return Claim(ClaimOutcome.IN_FLIGHT)
-    return Claim(ClaimOutcome.REPLAY, StoredResponse(row["response_status"], row["response_headers"],
-                                                     bytes(row["response_body"])))
+    return Claim(ClaimOutcome.REPLAY, _stored_response(row))
+
+
+def _stored_response(row: dict[str, Any]) -> StoredResponse:
+    return StoredResponse(row["response_status"], row["response_headers"], bytes(row["response_body"]))
 
 
 async def complete_claimed(conn: Connection, claims: Sequence[tuple[str, str]]) -> None:
@@ -205,6 +242,15 @@ async def release(conn: Connection, scope: str, key: str) -> None:
     """Forget an in-flight claim whose request failed, so the client's retry can succeed."""
     await conn.execute(
         "DELETE FROM idempotency_records WHERE scope = %s AND key = %s AND state = 'in_flight'", (scope, key)
+    )
+
+
+async def lapse(conn: Connection, scope: str, key: str) -> None:
+    """End an in-flight claim's lease now, keeping what it stored, so that the client's retry takes
+    it over at once: for a claim taken over whose stored answer may already have been given."""
+    await conn.execute(
+        "UPDATE idempotency_records SET lease_until = now()"
+        " WHERE scope = %s AND key = %s AND state = 'in_flight'", (scope, key)
     )
 
 

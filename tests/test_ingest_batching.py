@@ -6,8 +6,11 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
+import zlib
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import ExitStack
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import aiohttp
@@ -28,9 +31,8 @@ from store.idempotency import (
 from tests.conftest import ProjectKey
 from tests.support.api import Api
 from tests.support.kafka import read_topic
-from tests.support.processes import ManagedProcess, free_port
 from tests.support.services import Services
-from tests.support.stack import stack_env
+from tests.support.stack import lone_gateway, stack_env
 from topics import RECEIPTS, Receipt, decode
 
 RECEIPT = {"event_type": "invoice.paid", "effect_type": "grant_access"}
@@ -57,6 +59,11 @@ async def test_batches_route_each_result_to_its_request_and_an_error_to_the_whol
     assert await batches.submit(2) == 20  # and the next batch runs
 
 
+def received_at(text: str) -> datetime:
+    """A moment of its own for each request of the claim tests, to the microsecond."""
+    return datetime(2026, 1, 1, tzinfo=UTC) + timedelta(microseconds=zlib.crc32(text.encode()))
+
+
 def answer(text: str) -> StoredResponse:
     # Bytes a JSON document could not hold too: the stored body must come back exactly.
     return StoredResponse(202, {"Content-Type": "application/json"},
@@ -67,7 +74,7 @@ async def test_claim_many_gives_the_outcomes_of_claims_one_after_the_other(datab
     a, b = os.urandom(32), os.urandom(32)
 
     def request(scope: str, key: str, fingerprint: bytes, text: str) -> ClaimRequest:
-        return ClaimRequest(scope, key, fingerprint, answer(text))
+        return ClaimRequest(scope, key, fingerprint, answer(text), received_at(text))
 
     pool = await open_pool(database_url, max_size=1)
     try:
@@ -104,11 +111,15 @@ async def test_claim_many_gives_the_outcomes_of_claims_one_after_the_other(datab
             # An expired record is anyone's; an abandoned claim only the same request's.
             assert [c.outcome for c in third] == [ClaimOutcome.OWNED, ClaimOutcome.IN_FLIGHT,
                                                   ClaimOutcome.OWNED, ClaimOutcome.MISMATCH]
-            # Taken over, each holds its new owner's answer, final once that owner completes it.
+            # The expired record is new; the abandoned claim keeps its first owner's answer and
+            # moment of receipt, which the new owner publishes and answers again.
+            assert (third[0].response, third[0].received_at) == (None, None)
+            assert (third[2].response, third[2].received_at) == (answer("k2"), received_at("k2"))
+            # Each answer is final once its owner completes it.
             await complete_claimed(conn, [("prj_1", "k1"), ("prj_1", "k2"), ("prj_2", "k1")])
             fourth = await claim_many(conn, [request("prj_1", "k1", b, "x"), request("prj_1", "k2", a, "x"),
                                              request("prj_2", "k1", b, "x")])
-            assert [c.response for c in fourth] == [answer("new k1"), answer("new k2"), answer("prj_2")]
+            assert [c.response for c in fourth] == [answer("new k1"), answer("k2"), answer("prj_2")]
     finally:
         await pool.close()
 
@@ -116,22 +127,10 @@ async def test_claim_many_gives_the_outcomes_of_claims_one_after_the_other(datab
 @pytest.fixture
 def gateways(services: Services, database_url: str, topic_prefix: str, tmp_path: Path) -> Iterator[list[str]]:
     """Two gateway processes on one database and broker, as two replicas would be."""
-    started = []
-    for n in range(2):
-        port = free_port()
-        env = stack_env(kafka_bootstrap=services.kafka_bootstrap, database_url=database_url,
-                        topic_prefix=topic_prefix, workdir=tmp_path,
-                        extra={"SENDPROMPTLY_HTTP_PORT": str(port)})
-        gateway = ManagedProcess(f"gateway-{n}", ["gateway"], env, tmp_path / f"gateway-{n}.log")
-        gateway.start()
-        started.append((gateway, f"http://127.0.0.1:{port}"))
-    try:
-        for gateway, url in started:
-            gateway.wait_ready(url + "/readyz")
-        yield [url for _, url in started]
-    finally:
-        for gateway, _ in started:
-            gateway.stop()
+    env = stack_env(kafka_bootstrap=services.kafka_bootstrap, database_url=database_url,
+                    topic_prefix=topic_prefix, workdir=tmp_path)
+    with ExitStack() as started:
+        yield [started.enter_context(lone_gateway(env, tmp_path, f"gateway-{n}"))[1] for n in range(2)]
 
 
 @pytest.mark.e2e
