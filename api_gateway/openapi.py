@@ -32,7 +32,7 @@ from api_gateway.operator_api.bodies import (
 )
 from api_gateway.operator_api.incidents import STATUSES as INCIDENT_STATUSES
 from api_gateway.problems import CONTENT_TYPE as PROBLEM_JSON
-from api_gateway.problems import KAFKA_RETRY_AFTER_SECONDS, PROBLEM_TYPE_BASE
+from api_gateway.problems import DATABASE_RETRY_AFTER_SECONDS, KAFKA_RETRY_AFTER_SECONDS, PROBLEM_TYPE_BASE
 from api_gateway.responses import limit_param
 from sendpromptly.targets import _EMAIL_RE, MAX_URL_CHARS
 from topics.fields import (
@@ -387,8 +387,10 @@ _PROBLEMS: dict[int, tuple[str, str, dict[str, Any]]] = {
                                   "another request.", _REPLAYED),
     502: ("BadGateway", "The alert channel (SMTP server, Slack) did not accept the test alert; the detail "
                         "says why. Nothing is stored under the Idempotency-Key, so a retry sends again.", {}),
-    503: ("ServiceUnavailable", "Kafka did not acknowledge the write: nothing was stored. Retry with the "
-                                f"same Idempotency-Key (Retry-After: {KAFKA_RETRY_AFTER_SECONDS}).",
+    503: ("ServiceUnavailable", "Kafka did not acknowledge the write (kafka-unavailable, Retry-After: "
+                                f"{KAFKA_RETRY_AFTER_SECONDS}) or the database was unavailable for a moment "
+                                f"(database-unavailable, Retry-After: {DATABASE_RETRY_AFTER_SECONDS}): "
+                                "the request was not answered. Retry with the same Idempotency-Key.",
           {"Retry-After": {**_headers()["RetryAfter"], "required": True}}),
 }
 
