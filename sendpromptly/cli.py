@@ -114,30 +114,48 @@ def audit() -> None:
 
 @audit.command("verify")
 @click.option("--project", "project_id", help="Check only this project's chain (default: every chain).")
-def audit_verify(project_id: str | None) -> None:
-    """Recompute every hash of the audit log; exit 1 naming the first broken entry of a chain."""
-    from store.audit_log import BrokenLink, chains, verify_chain
+@click.option("--complete", is_flag=True,
+              help="Also check that every flow's transitions are all there: versions 1..n of each flow.")
+def audit_verify(project_id: str | None, complete: bool) -> None:
+    """Recompute every hash of the audit log; exit 1 naming the first broken entry of a chain (and,
+    with --complete, every flow whose transitions are not all in the log)."""
+    from store.audit_log import (
+        SYSTEM_CHAIN,
+        BrokenLink,
+        MissingTransitions,
+        chains,
+        flows_missing_transitions,
+        verify_chain,
+    )
     from store.db import open_pool
 
-    async def verify() -> list[tuple[str, int, BrokenLink | None]]:
+    async def verify() -> tuple[list[tuple[str, int, BrokenLink | None]], list[MissingTransitions]]:
         pool = await open_pool(_settings().database_url, max_size=1)
         try:
             async with pool.connection() as conn:
                 names = [project_id] if project_id else await chains(conn)
-                return [(name, *await verify_chain(conn, name)) for name in names]
+                links = [(name, *await verify_chain(conn, name)) for name in names]
+                gaps = [gap for name in names if complete and name != SYSTEM_CHAIN
+                        for gap in await flows_missing_transitions(conn, name)]
+                return links, gaps
         finally:
             await pool.close()
 
-    results = asyncio.run(verify())
+    results, gaps = asyncio.run(verify())
     broken = [link for _, _, link in results if link is not None]
     for name, checked, link in results:
         if link is None:
             click.echo(f"ok      {name}: {checked} entries")
         else:
             click.echo(f"BROKEN  {name}: entry seq {link.seq} ({link.event_id}): {link.reason}")
-    if broken:
-        raise click.ClickException(f"{len(broken)} of {len(results)} chain(s) broken")
-    click.echo(f"verified {sum(checked for _, checked, _ in results)} entries in {len(results)} chain(s)")
+    for gap in gaps:
+        click.echo(f"MISSING {gap.project_id}: flow {gap.reference!r} (version {gap.version}) lacks "
+                   f"transition(s) {', '.join(map(str, gap.missing))}")
+    if broken or gaps:
+        raise click.ClickException(f"{len(broken)} of {len(results)} chain(s) broken, "
+                                   f"{len(gaps)} flow(s) with transitions missing")
+    click.echo(f"verified {sum(checked for _, checked, _ in results)} entries in {len(results)} chain(s)"
+               + (", every flow's transitions complete" if complete else ""))
 
 
 @main.group()

@@ -141,3 +141,31 @@ async def verify_chain(conn: Connection, chain: str) -> tuple[int, BrokenLink | 
                                            "the row's fields do not match its hash")
             prev_hash = row.hash
     return checked, None
+
+
+@dataclass(frozen=True)
+class MissingTransitions:
+    """A flow of the read model whose audit trail lacks some of its versions."""
+
+    project_id: str
+    reference: str
+    version: int
+    missing: tuple[int, ...]
+
+
+async def flows_missing_transitions(conn: Connection, project_id: str) -> list[MissingTransitions]:
+    """Every flow of ``project_id`` whose transitions ``flow.*`` are not all in its audit chain:
+    versions 1 up to the flow's version in the read model, each at least once. (A lost newest
+    transition is not seen here: the read model follows the same events.)"""
+    rows = await (await conn.execute(
+        "SELECT f.reference, f.version,"
+        "   array(SELECT v FROM generate_series(1, f.version) AS v"
+        "         EXCEPT SELECT (a.data->>'version')::int FROM audit_log a"
+        "           WHERE a.chain = f.project_id AND a.actor = 'agents' AND a.action LIKE 'flow.%%'"
+        "             AND a.target = f.reference"
+        "         ORDER BY 1) AS missing"
+        " FROM flows f WHERE f.project_id = %s ORDER BY f.reference",
+        (project_id,),
+    )).fetchall()
+    return [MissingTransitions(project_id, row["reference"], row["version"], tuple(row["missing"]))
+            for row in rows if row["missing"]]

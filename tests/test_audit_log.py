@@ -107,6 +107,27 @@ async def test_the_database_refuses_update_and_delete_and_verify_finds_tampering
     assert verify(database_url).returncode == 0
 
 
+async def test_verify_complete_names_a_flow_whose_transition_is_missing(
+        operator_api: Api, stack: Stack, database_url: str) -> None:
+    project_id, api = await project_with_flows(operator_api, stack)
+    await eventually(lambda: api.flow("inv_ok"), lambda answer: answer[1].get("status") == "applied")
+    await eventually(lambda: api.flow("inv_bad"), lambda answer: answer[1].get("status") == "incident")
+    await eventually(lambda: rows_of(database_url, project_id), lambda found: len(found) >= 6)
+    complete = verify(database_url, "--project", project_id, "--complete")
+    assert complete.returncode == 0, complete.stdout + complete.stderr
+    assert "every flow's transitions complete" in complete.stdout
+
+    # A transition lost on its way (what a crash between state and outputs used to cause).
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+        await conn.execute("ALTER TABLE audit_log DISABLE TRIGGER audit_log_append_only")
+        await conn.execute("DELETE FROM audit_log WHERE chain = %s AND action = 'flow.pending'"
+                           " AND target = 'inv_bad'", (project_id,))
+        await conn.execute("ALTER TABLE audit_log ENABLE TRIGGER audit_log_append_only")
+    failed = verify(database_url, "--project", project_id, "--complete")
+    assert failed.returncode == 1
+    assert f"MISSING {project_id}: flow 'inv_bad' (version 2) lacks transition(s) 1" in failed.stdout
+
+
 async def test_kill_9_of_the_audit_sink_mid_stream_loses_and_doubles_no_row(
         operator_api: Api, stack: Stack, services: Services, topic_prefix: str, database_url: str) -> None:
     project_id, api = await project_with_flows(operator_api, stack)
