@@ -96,7 +96,7 @@ async def run_idempotent_publish(request: web.Request, scope: str,
     answer and the publish, and the answer is given once the publish returned. No database
     transaction and no connection is held while waiting for the broker. The claim stores the
     answer and ``received_at``, the completion marks it final, each sharing one statement with the
-    concurrent requests' (``BATCHER``). If the publish fails, the key is released for the retry.
+    concurrent requests' (``BATCHER``). If the publish fails, the key is given back for the retry.
 
     Once Kafka has the signal the answer stands: a completion that fails is retried in the
     background. If it never lands (the process died, the database stayed away), the claim's lease
@@ -113,14 +113,17 @@ async def run_idempotent_publish(request: web.Request, scope: str,
     key, claimed = await _claim(request, scope, claim)
     if claimed.outcome is ClaimOutcome.REPLAY:
         return _replayed(claimed)
-    if claimed.received_at is not None and claimed.response is not None:
-        # Taken over from an owner that vanished after storing its answer, perhaps after Kafka's
-        # ack: publish that very signal again, and give that answer.
-        accepted = Accepted(_restored(claimed.response), accepted_at(claimed.received_at).publish)
+    if claimed.taken_over:
+        assert claimed.response is not None
+        # From an owner that vanished after storing its answer, perhaps after Kafka's ack: publish
+        # that very signal again, and give that answer. (A claim stored before migration 0007 has
+        # no received_at: its answer still stands, the signal is stamped now.)
+        first = accepted_at(claimed.received_at or received_at)
+        accepted = Accepted(_restored(claimed.response), first.publish)
     try:
         await accepted.publish()
     except BaseException:
-        await _give_back(request.app[POOL], scope, key, taken_over=claimed.received_at is not None)
+        await _give_back(request.app[POOL], scope, key, taken_over=claimed.taken_over)
         raise
     await batcher.complete(scope, key)
     return accepted.answer

@@ -63,7 +63,7 @@ KAFKA_RETRY_AFTER_SECONDS = 5
 
 def kafka_unavailable(what: str, cause: Exception) -> Problem:
     """503 for a write Kafka did not acknowledge: ``what`` did not happen, and the client retries
-    with the same Idempotency-Key (which was released)."""
+    with the same Idempotency-Key (which was given back for it)."""
     return Problem(
         503, "kafka-unavailable", "Service Unavailable",
         f"{what} ({cause}). Retry with the same Idempotency-Key.",

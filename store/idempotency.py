@@ -55,6 +55,11 @@ class Claim:
     response: StoredResponse | None = None
     received_at: datetime | None = None
 
+    @property
+    def taken_over(self) -> bool:
+        """Owned by taking over an abandoned claim whose answer stands (see the module's doc)."""
+        return self.outcome is ClaimOutcome.OWNED and self.response is not None
+
 
 _OWNED = Claim(ClaimOutcome.OWNED)
 

@@ -113,8 +113,9 @@ async def test_claim_many_gives_the_outcomes_of_claims_one_after_the_other(datab
                                                   ClaimOutcome.OWNED, ClaimOutcome.MISMATCH]
             # The expired record is new; the abandoned claim keeps its first owner's answer and
             # moment of receipt, which the new owner publishes and answers again.
-            assert (third[0].response, third[0].received_at) == (None, None)
-            assert (third[2].response, third[2].received_at) == (answer("k2"), received_at("k2"))
+            assert (third[0].taken_over, third[0].response, third[0].received_at) == (False, None, None)
+            assert (third[2].taken_over, third[2].response, third[2].received_at) == (
+                True, answer("k2"), received_at("k2"))
             # Each answer is final once its owner completes it.
             await complete_claimed(conn, [("prj_1", "k1"), ("prj_1", "k2"), ("prj_2", "k1")])
             fourth = await claim_many(conn, [request("prj_1", "k1", b, "x"), request("prj_1", "k2", a, "x"),
