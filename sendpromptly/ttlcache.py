@@ -25,9 +25,12 @@ K = TypeVar("K")
 V = TypeVar("V")
 
 # Retries of a load that failed for a passing reason, and the first pause: short, because every
-# request waiting on the load waits for them too (0.05 s, then 0.1 s, with jitter).
+# request waiting on the load waits for them too (0.05 s, then 0.1 s, with jitter). Only while it
+# fails fast, as with a dropped connection: a load that failed after waiting (for a pool that had
+# no connection to give, say) has had its chance.
 LOAD_RETRIES = 2
 FIRST_RETRY_DELAY = 0.05
+RETRY_WITHIN_SECONDS = 1.0
 # How long past its expiry an entry may stand in for a load that keeps failing for a passing reason.
 STALE_SECONDS = 60.0
 
@@ -73,10 +76,12 @@ class TTLCache(Generic[K, V]):
 
     async def _load_retrying(self, key: K) -> V:
         backoff = Backoff(first=FIRST_RETRY_DELAY)
+        started = self._clock()
         while True:
             try:
                 return await self._load(key)
             except Exception as exc:
-                if backoff.attempts >= LOAD_RETRIES or not is_transient(exc):
+                if (backoff.attempts >= LOAD_RETRIES or not is_transient(exc)
+                        or self._clock() - started > RETRY_WITHIN_SECONDS):
                     raise
             await backoff.wait()

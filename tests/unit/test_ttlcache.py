@@ -8,9 +8,10 @@ from __future__ import annotations
 import asyncio
 
 import psycopg
+import psycopg_pool
 import pytest
 
-from sendpromptly.ttlcache import LOAD_RETRIES, TTLCache
+from sendpromptly.ttlcache import LOAD_RETRIES, RETRY_WITHIN_SECONDS, TTLCache
 
 TTL = 2.0
 
@@ -96,6 +97,25 @@ def test_a_lookup_that_keeps_failing_for_a_passing_reason_fails_when_nothing_sta
         with pytest.raises(ConnectionError):
             await cache.get("a")
         assert load.calls == LOAD_RETRIES + 1
+
+    asyncio.run(scenario())
+
+
+def test_a_lookup_that_failed_only_after_waiting_is_not_tried_again() -> None:
+    clock = Clock()
+
+    class SlowFailure(FlakyLoad):
+        async def __call__(self, key: str) -> str:
+            clock.now += RETRY_WITHIN_SECONDS + 0.1  # waited for a pool that had nothing to give
+            return await super().__call__(key)
+
+    load = SlowFailure(1, psycopg_pool.PoolTimeout("couldn't get a connection after 30.00 sec"))
+
+    async def scenario() -> None:
+        cache = TTLCache(load, TTL, clock=clock)
+        with pytest.raises(psycopg_pool.PoolTimeout):
+            await cache.get("a")
+        assert load.calls == 1
 
     asyncio.run(scenario())
 
