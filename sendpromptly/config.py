@@ -131,6 +131,10 @@ class Settings:
     smtp_from: str = "SendPromptly <alerts@sendpromptly.invalid>"
     console_url: str = "http://127.0.0.1:8080"
     alert_retry_schedule: tuple[float, ...] = (5, 30, 120, 600, 1800, 3600)
+    # How long a claimed alert is left to the alerts-sink process that claimed it: longer than a
+    # send can take (channels time out after 10 s), since once it runs out a send still without
+    # outcome is taken for interrupted and the next one is made.
+    alert_lease_seconds: int = 60
     log_level: str = "INFO"
 
     def __post_init__(self) -> None:
@@ -177,5 +181,6 @@ class Settings:
             smtp_from=_str(env, "SMTP_FROM", defaults.smtp_from),
             console_url=_str(env, "CONSOLE_URL", defaults.console_url),
             alert_retry_schedule=_seconds_list(env, "ALERT_RETRY_SCHEDULE", defaults.alert_retry_schedule),
+            alert_lease_seconds=_int(env, "ALERT_LEASE_SECONDS", defaults.alert_lease_seconds, 15, 3600),
             log_level=_str(env, "LOG_LEVEL", defaults.log_level).upper(),
         )

@@ -3,8 +3,12 @@
 Runs in every alerts-sink process; replicas share the work through the ``notifications`` table
 (``store/notifications.py``). Passing failures are retried on ``SENDPROMPTLY_ALERT_RETRY_SCHEDULE``
 with the repair callbacks' backoff (``sinks/callback_policy.retry_delay``); a permanent one fails
-the notification at once and is recorded on the destination, where operators see it. The loop
-also turns repair callbacks that ran out of retries into alerts.
+the notification at once and is recorded on the destination, where operators see it. Every send
+is recorded as an attempt (number, time) before it is made and its outcome after; a process that
+dies between the two leaves the attempt without outcome, and once the lease
+(``SENDPROMPTLY_ALERT_LEASE_SECONDS``) runs out the next claim records it as interrupted, a failed
+send counted against the retry schedule, and the alert is sent again: alerts are at least once, and
+every send is on record. The loop also turns repair callbacks that ran out of retries into alerts.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import logging
 import random
 import time
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 from prometheus_client import Counter
 
@@ -21,10 +26,10 @@ from sendpromptly.config import Settings
 from sinks.callback_policy import retry_delay
 from sinks.channels import Channel, TransportError, open_channels
 from sinks.channels.message import CALLBACK_EXHAUSTED, Alert
-from sinks.retrying import run_rounds
+from sinks.retrying import retry_transient, run_rounds, take_leased
 from store import destinations, notifications
 from store.db import Pool
-from store.notifications import FAILED, PENDING, SENT, Notification
+from store.notifications import FAILED, INTERRUPTED, PENDING, SENT, Notification
 from topics.fields import format_timestamp
 
 log = logging.getLogger(__name__)
@@ -33,9 +38,6 @@ ALERTS_SENT = Counter("sendpromptly_alerts_sent_total", "Alert sends, by channel
                       ["channel", "outcome"])
 OUTCOME_LABELS = {SENT: "sent", PENDING: "retrying", FAILED: "failed"}
 
-# Longer than a send can take (channels time out after 10 s): a notification leased by a process
-# that died is sent again after this, by whichever replica claims it.
-LEASE = timedelta(seconds=60)
 POLL_SECONDS = 1.0
 CLAIM_BATCH = 20
 # How often to look for exhausted repair callbacks, and how far back (a sink down for longer
@@ -52,6 +54,9 @@ class AlertSender:
         self._rng = random.Random()
         self._wake = asyncio.Event()
         self._next_scan = 0.0
+        # Longer than a send can take (the setting's lower bound sees to it): a notification leased
+        # by a process that died is taken again after this, by whichever replica claims it.
+        self._lease = timedelta(seconds=settings.alert_lease_seconds)
 
     def wake(self) -> None:
         """Notifications were claimed: send now rather than at the next poll."""
@@ -69,40 +74,76 @@ class AlertSender:
         if time.monotonic() >= self._next_scan:
             self._next_scan = time.monotonic() + EXHAUSTED_SCAN_SECONDS
             await self._claim_exhausted_callbacks()
+        # Taken before the claim, so it never ends after the lease the claim writes.
+        leased_until = time.monotonic() + self._lease.total_seconds()
         async with self._pool.connection() as conn:
-            claimed = await notifications.claim_due(conn, limit=CLAIM_BATCH, lease=LEASE)
-        await asyncio.gather(*(self._send(notification) for notification in claimed))
+            claimed = await notifications.claim_due(conn, limit=CLAIM_BATCH, lease=self._lease)
+        await asyncio.gather(*(
+            take_leased(f"alert {notification.id}: send", interrupted=notification.interrupted,
+                        record_interrupted=partial(self._record, notification, notification.attempts,
+                                                   TransportError(INTERRUPTED, permanent=False)),
+                        attempt=partial(self._send, notification, leased_until))
+            for notification in claimed))
         return len(claimed) == CLAIM_BATCH
 
-    async def _send(self, notification: Notification) -> None:
+    async def _send(self, notification: Notification, leased_until: float) -> None:
+        if notification.destination_removed:
+            async with self._pool.connection() as conn:
+                await notifications.finish_without_attempt(conn, notification.id,
+                                                           "the destination was removed")
+            log.info("alert %d: not sent: its destination %s was removed", notification.id,
+                     notification.destination_id)
+            return
         number = notification.attempts + 1
-        alert = Alert.from_dict(notification.alert)
-        error: TransportError | None = None
+        if not await self._begin(notification, number):
+            return
+        error = await self._transmit(notification, Alert.from_dict(notification.alert))
+        # Tried while the lease lasts; after it, the next claim records the send as interrupted.
+        await retry_transient(partial(self._record, notification, number, error),
+                              what=f"recording alert {notification.id} attempt {number}",
+                              deadline=leased_until)
+
+    async def _begin(self, notification: Notification, number: int) -> bool:
+        """Record the send before it is made, so that no alert goes out that the record does not
+        show; False when another process began it first."""
+        async with self._pool.connection() as conn, conn.transaction():
+            if await notifications.begin_attempt(conn, notification.id, number, datetime.now(UTC)):
+                return True
+        log.warning("alert %d attempt %d was begun by another process; leaving it to that one",
+                    notification.id, number)
+        return False
+
+    async def _transmit(self, notification: Notification, alert: Alert) -> TransportError | None:
+        """Send through the destination's channel; why it failed, or None when it was accepted."""
         try:
-            if notification.destination_removed:
-                raise TransportError("the destination was removed", permanent=True)
             await self._channels[notification.destination_type].send(notification.target, alert)
         except TransportError as exc:
-            error = exc
+            return exc
         except Exception as exc:
             # A bug in a channel must not stall the loop on this one alert: it waits its turn
             # like any passing failure.
             log.exception("alert %d: sending failed unexpectedly", notification.id)
-            error = TransportError(f"{type(exc).__name__}: {exc}", permanent=False)
+            return TransportError(f"{type(exc).__name__}: {exc}", permanent=False)
+        return None
+
+    async def _record(self, notification: Notification, number: int, error: TransportError | None) -> None:
+        """The outcome of begun send ``number``, the notification's next state, and the destination's
+        last failure."""
         status, next_attempt_at = self._next_state(number, error)
         async with self._pool.connection() as conn, conn.transaction():
-            if not await notifications.record_attempt(conn, notification.id, number, status=status,
+            if not await notifications.finish_attempt(conn, notification.id, number, status=status,
                                                       next_attempt_at=next_attempt_at,
                                                       error=None if error is None else error.message):
-                log.warning("alert %d attempt %d was recorded by another process", notification.id, number)
+                log.warning("alert %d attempt %d has an outcome already (its lease ran out and it was "
+                            "recorded as interrupted); dropping this one", notification.id, number)
                 return
-            if (error is None or error.permanent) and not notification.destination_removed:
+            if error is None or error.permanent:
                 await destinations.record_outcome(conn, notification.destination_id,
                                                   None if error is None else error.message)
         ALERTS_SENT.labels(notification.destination_type, OUTCOME_LABELS[status]).inc()
-        log.info("alert %d (%s %s to %s) attempt %d: %s%s", notification.id, alert.kind, alert.incident_id,
-                 notification.destination_id, number, OUTCOME_LABELS[status],
-                 "" if error is None else f" ({error.message})")
+        log.info("alert %d (%s %s to %s) attempt %d: %s%s", notification.id, notification.alert.get("kind"),
+                 notification.alert.get("incident_id"), notification.destination_id, number,
+                 OUTCOME_LABELS[status], "" if error is None else f" ({error.message})")
 
     def _next_state(self, number: int, error: TransportError | None) -> tuple[str, datetime | None]:
         if error is None:

@@ -4,9 +4,10 @@ incident opens or resolves, and when a repair callback runs out of retries.
 Consuming ``sendpromptly.incidents.v1`` only records what to send: one notification per
 (incident, event, destination), claimed in PostgreSQL before anything is sent (a redelivered
 event claims nothing new), and then the offset is committed. The sender loop in the same process
-(``sinks/alert_delivery.py``) does the sending, so a restart or a second replica sends each alert
-once; only a send cut off by a crash after the channel accepted it can go out twice (SMTP and
-Slack webhooks have no idempotency key).
+(``sinks/alert_delivery.py``) does the sending, recording each send as an attempt before making
+it, so a restart or a second replica sends each alert once; only a send cut off by a crash can go
+out twice (SMTP and Slack webhooks have no idempotency key), and then both sends are on record, the
+first as interrupted: alerts are at least once.
 """
 
 from __future__ import annotations

@@ -34,7 +34,7 @@ from sendpromptly.keyring import DecryptionError, Keyring
 from sendpromptly.receiver import sign
 from sendpromptly.targets import TargetError, check_url_syntax
 from sinks.callback_policy import Verdict, parse_retry_after, retry_delay, verdict
-from sinks.retrying import log_failure, retry_transient, run_rounds
+from sinks.retrying import retry_transient, run_rounds, take_leased
 from sinks.safe_http import outbound_session
 from store import audit, callbacks, incidents
 from store.callback_deliveries import (
@@ -140,15 +140,10 @@ class CallbackDeliverer:
 
     async def _deliver_or_log(self, session: aiohttp.ClientSession, delivery: Delivery,
                               leased_until: float) -> None:
-        """One delivery's failure stays its own: the others of the round go on, and this one is
-        taken again when its lease runs out (an attempt it sent is then recorded as interrupted)."""
-        try:
-            if delivery.interrupted:
-                await self._record(delivery.request, delivery.attempts, INTERRUPTED, retry_after=None)
-            else:
-                await self._deliver(session, delivery, leased_until)
-        except Exception as exc:
-            log_failure(f"replay {delivery.replay_id}: delivery failed; taken again after its lease", exc)
+        await take_leased(f"replay {delivery.replay_id}: delivery", interrupted=delivery.interrupted,
+                          record_interrupted=partial(self._record, delivery.request, delivery.attempts,
+                                                     INTERRUPTED, retry_after=None),
+                          attempt=partial(self._deliver, session, delivery, leased_until))
 
     async def _deliver(self, session: aiohttp.ClientSession, delivery: Delivery, leased_until: float) -> None:
         repair = delivery.request

@@ -57,6 +57,18 @@ async def run_rounds(pool: Pool, work: Callable[[], Awaitable[bool]], wake: asyn
                 await asyncio.wait_for(wake.wait(), poll_seconds)
 
 
+async def take_leased(what: str, *, interrupted: bool, record_interrupted: Callable[[], Awaitable[None]],
+                      attempt: Callable[[], Awaitable[None]]) -> None:
+    """One claimed piece of work whose attempts are recorded before they are made
+    (``store/attempts.py``): the interrupted attempt the claim found recorded, else the next
+    attempt made. Its failure stays its own: the rest of the round goes on, and this one is taken
+    again when its lease runs out (an attempt it began is then recorded as interrupted)."""
+    try:
+        await (record_interrupted() if interrupted else attempt())
+    except Exception as exc:
+        log_failure(f"{what}: failed; taken again after its lease", exc)
+
+
 def log_failure(what: str, exc: BaseException) -> None:
     """A transient failure in one line; any other with its traceback, as it is a bug to fix."""
     if is_transient(exc):

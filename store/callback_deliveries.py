@@ -16,10 +16,14 @@ from typing import Any
 
 from psycopg.types.json import Jsonb
 
+from store.attempts import Ledger
 from store.db import Connection
 from topics import RepairRequest
 
 PENDING, DELIVERED, FAILED, EXHAUSTED = "pending", "delivered", "failed", "exhausted"
+
+DELIVERIES = Ledger(items="callback_deliveries", key="replay_id", attempts="callback_attempts",
+                    item_key="replay_id")
 
 
 @dataclass(frozen=True)
@@ -78,21 +82,8 @@ async def record_delivery(conn: Connection, repair: RepairRequest) -> bool:
 async def claim_due(conn: Connection, *, limit: int, lease: timedelta) -> list[Delivery]:
     """Take up to ``limit`` due deliveries and push their next attempt ``lease`` ahead, so that a
     process that dies mid-attempt leaves them to be taken again after the lease, not stuck."""
-    async with conn.transaction():
-        rows = await (await conn.execute(
-            "SELECT d.replay_id, d.request, d.attempts, EXISTS ("
-            "   SELECT 1 FROM callback_attempts a WHERE a.replay_id = d.replay_id"
-            "   AND a.attempt = d.attempts AND a.finished_at IS NULL) AS interrupted"
-            " FROM callback_deliveries d"
-            " WHERE d.status = 'pending' AND d.next_attempt_at <= now()"
-            " ORDER BY d.next_attempt_at LIMIT %s FOR UPDATE OF d SKIP LOCKED",
-            (limit,),
-        )).fetchall()
-        if rows:
-            await conn.execute(
-                "UPDATE callback_deliveries SET next_attempt_at = now() + %s WHERE replay_id = ANY(%s)",
-                (lease, [row["replay_id"] for row in rows]),
-            )
+    rows = await DELIVERIES.claim_due(conn, columns="i.replay_id, i.request, i.attempts", limit=limit,
+                                      lease=lease)
     return [Delivery(row["replay_id"], RepairRequest.from_dict(row["request"]), row["attempts"],
                      row["interrupted"])
             for row in rows]
@@ -103,18 +94,7 @@ async def begin_attempt(conn: Connection, replay_id: str, number: int, nonce: st
     """Record attempt ``number`` as begun, before its request is sent; call inside a transaction.
     False (and nothing stored) when that attempt was begun already: another replica claimed the
     delivery after our lease ran out."""
-    cursor = await conn.execute(
-        "UPDATE callback_deliveries SET attempts = %s"
-        " WHERE replay_id = %s AND attempts = %s AND status = 'pending'",
-        (number, replay_id, number - 1),
-    )
-    if cursor.rowcount != 1:
-        return False
-    await conn.execute(
-        "INSERT INTO callback_attempts (replay_id, attempt, nonce, attempted_at) VALUES (%s, %s, %s, %s)",
-        (replay_id, number, nonce, attempted_at),
-    )
-    return True
+    return await DELIVERIES.begin(conn, replay_id, number, attempted_at, nonce=nonce)
 
 
 async def finish_attempt(conn: Connection, replay_id: str, number: int, outcome: Outcome, *, status: str,
@@ -122,32 +102,15 @@ async def finish_attempt(conn: Connection, replay_id: str, number: int, outcome:
     """Store the outcome of begun attempt ``number`` and the delivery's new state; call inside a
     transaction. False (and nothing stored) when that attempt has an outcome already: its lease
     ran out and the next claim recorded it as interrupted."""
-    # The attempt's row first, as every caller does: whoever updates it first wins, and the other
-    # waits on its lock, then finds the outcome there and stops.
-    cursor = await conn.execute(
-        "UPDATE callback_attempts SET http_status = %s, latency_ms = %s, error = %s, finished_at = now()"
-        " WHERE replay_id = %s AND attempt = %s AND finished_at IS NULL",
-        (outcome.http_status, outcome.latency_ms, outcome.error, replay_id, number),
-    )
-    if cursor.rowcount != 1:
-        return False
-    await conn.execute(
-        "UPDATE callback_deliveries SET status = %(status)s, next_attempt_at = %(next)s,"
-        "   last_error = %(problem)s,"
-        "   finished_at = CASE WHEN %(status)s = 'pending' THEN NULL ELSE now() END"
-        " WHERE replay_id = %(replay_id)s",
-        {"status": status, "next": next_attempt_at, "problem": outcome.problem, "replay_id": replay_id},
-    )
-    return True
+    return await DELIVERIES.finish(
+        conn, replay_id, number,
+        {"http_status": outcome.http_status, "latency_ms": outcome.latency_ms, "error": outcome.error},
+        status=status, next_attempt_at=next_attempt_at, problem=outcome.problem)
 
 
 async def finish_without_attempt(conn: Connection, replay_id: str, error: str) -> None:
     """Give a delivery up before any request (no callback URL or no secret any more)."""
-    await conn.execute(
-        "UPDATE callback_deliveries SET status = 'failed', next_attempt_at = NULL, finished_at = now(),"
-        " last_error = %s WHERE replay_id = %s AND status = 'pending'",
-        (error, replay_id),
-    )
+    await DELIVERIES.finish_without_attempt(conn, replay_id, error)
 
 
 async def list_attempts(conn: Connection, replay_ids: list[str]) -> list[Attempt]:

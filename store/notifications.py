@@ -1,11 +1,13 @@
-"""Alerts to send (``notifications``): one row per (incident, event, destination), claimed before
-anything is sent.
+"""Alerts to send (``notifications``) and every send of each (``notification_attempts``): one row
+per (incident, event, replay, destination), claimed before anything is sent.
 
 The alerts sink records the claims when it consumes an incident event (a redelivered event claims
 nothing new) and commits the offset; the sender loop takes due rows with ``FOR UPDATE SKIP
-LOCKED``, leases them, sends, and records the outcome with a conditional update. So replicas and
-restarts never send one alert twice, except the one send a crash cuts off after the channel
-accepted it and before its outcome was stored: that lease runs out and it is sent again.
+LOCKED`` and leases them, records each send as an attempt before making it and its outcome after
+(``store/attempts.py``, shared with repair callbacks). So replicas and restarts never send one
+alert twice unrecorded: a send a crash cuts off stays an attempt without outcome, which the next
+claim after the lease records as interrupted before the alert is sent again (at least once, every
+send on record).
 """
 
 from __future__ import annotations
@@ -16,9 +18,15 @@ from typing import Any
 
 from psycopg.types.json import Jsonb
 
+from store.attempts import Ledger
 from store.db import Connection
 
 PENDING, SENT, FAILED = "pending", "sent", "failed"
+
+NOTIFICATIONS = Ledger(items="notifications", key="id", attempts="notification_attempts",
+                       item_key="notification_id")
+# The error of a send whose outcome was never recorded: the channel may or may not have accepted it.
+INTERRUPTED = "no outcome recorded: the alerts sink stopped during the send"
 
 
 @dataclass(frozen=True)
@@ -30,8 +38,21 @@ class Notification:
     destination_type: str
     target: str
     destination_removed: bool
-    # Sends tried so far; the next is number ``attempts + 1``.
+    # Sends begun so far; the next is number ``attempts + 1``.
     attempts: int
+    # Send number ``attempts`` was begun and its outcome never recorded, and its lease ran out.
+    interrupted: bool = False
+
+
+@dataclass(frozen=True)
+class Attempt:
+    notification_id: int
+    number: int
+    attempted_at: datetime
+    # None while the send is under way or when the channel accepted it.
+    error: str | None
+    # None while the send is under way.
+    finished_at: datetime | None
 
 
 @dataclass(frozen=True)
@@ -93,30 +114,39 @@ async def unannounced_exhausted_callbacks(conn: Connection, *,
 
 async def claim_due(conn: Connection, *, limit: int, lease: timedelta) -> list[Notification]:
     """Take up to ``limit`` due notifications and push their next attempt ``lease`` ahead, so that
-    one whose sender died is sent again after the lease rather than never."""
-    async with conn.transaction():
-        rows = await (await conn.execute(
-            "SELECT n.id, n.alert, n.destination_id, d.type AS destination_type, d.target,"
-            "   d.deleted_at IS NOT NULL AS destination_removed, n.attempts"
-            " FROM notifications n JOIN alert_destinations d ON d.id = n.destination_id"
-            " WHERE n.status = 'pending' AND n.next_attempt_at <= now()"
-            " ORDER BY n.next_attempt_at LIMIT %s FOR UPDATE OF n SKIP LOCKED",
-            (limit,),
-        )).fetchall()
-        if rows:
-            await conn.execute("UPDATE notifications SET next_attempt_at = now() + %s WHERE id = ANY(%s)",
-                               (lease, [row["id"] for row in rows]))
+    one whose sender died is taken again after the lease rather than never."""
+    rows = await NOTIFICATIONS.claim_due(
+        conn, columns="i.id, i.alert, i.destination_id, d.type AS destination_type, d.target,"
+                      " d.deleted_at IS NOT NULL AS destination_removed, i.attempts",
+        joins="JOIN alert_destinations d ON d.id = i.destination_id", limit=limit, lease=lease)
     return [Notification(**row) for row in rows]
 
 
-async def record_attempt(conn: Connection, notification_id: int, number: int, *, status: str,
+async def begin_attempt(conn: Connection, notification_id: int, number: int, attempted_at: datetime) -> bool:
+    """Record send number ``number`` as begun, before it is made; call inside a transaction. False
+    (nothing stored) when it was begun already: another process claimed it after our lease ran out."""
+    return await NOTIFICATIONS.begin(conn, notification_id, number, attempted_at)
+
+
+async def finish_attempt(conn: Connection, notification_id: int, number: int, *, status: str,
                          next_attempt_at: datetime | None, error: str | None) -> bool:
-    """The outcome of send number ``number``; False (nothing stored) when another process recorded
-    that attempt first (the lease ran out and a replica sent it too)."""
-    cursor = await conn.execute(
-        "UPDATE notifications SET attempts = %(number)s, status = %(status)s, next_attempt_at = %(next)s,"
-        "   last_error = %(error)s, finished_at = CASE WHEN %(status)s = 'pending' THEN NULL ELSE now() END"
-        " WHERE id = %(id)s AND attempts = %(number)s - 1 AND status = 'pending'",
-        {"number": number, "status": status, "next": next_attempt_at, "error": error, "id": notification_id},
-    )
-    return cursor.rowcount == 1
+    """The outcome of begun send ``number`` and the notification's new state; call inside a
+    transaction. False (nothing stored) when that send has an outcome already: its lease ran out and
+    the next claim recorded it as interrupted."""
+    return await NOTIFICATIONS.finish(conn, notification_id, number, {"error": error}, status=status,
+                                      next_attempt_at=next_attempt_at, problem=error)
+
+
+async def finish_without_attempt(conn: Connection, notification_id: int, error: str) -> None:
+    """Give a notification up before any send (its destination was removed)."""
+    await NOTIFICATIONS.finish_without_attempt(conn, notification_id, error)
+
+
+async def list_attempts(conn: Connection, notification_ids: list[int]) -> list[Attempt]:
+    """Every send of these notifications, by notification, oldest first."""
+    rows = await (await conn.execute(
+        "SELECT notification_id, attempt AS number, attempted_at, error, finished_at"
+        " FROM notification_attempts WHERE notification_id = ANY(%s) ORDER BY notification_id, attempt",
+        (notification_ids,),
+    )).fetchall()
+    return [Attempt(**row) for row in rows]

@@ -1,6 +1,8 @@
 """Alerts on the real stack: incidents opened and resolved reach a real SMTP server (aiosmtpd) and a
 Slack-like HTTPS webhook on loopback, once per (incident, event, destination), across kill -9 and
-replicas; failures are retried or recorded on the destination; operators can send a test alert."""
+replicas; every send is recorded before it is made, and one cut off by kill -9 is recorded as
+interrupted and made again; failures are retried or recorded on the destination; operators can
+send a test alert."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from typing import Any
 import pytest
 
 from store.db import open_pool
+from store.notifications import INTERRUPTED, Attempt, list_attempts
 from tests.conftest import ProjectKey
 from tests.support.alert_peers import Mailbox, SlackHook
 from tests.support.api import Api, eventually
@@ -22,12 +25,15 @@ from tests.test_repair_callbacks import reprocess, set_callback
 pytestmark = pytest.mark.e2e
 
 CONSOLE = "https://console.example.test"
+# The shortest lease there is: a send cut off by a crash is made again after it.
+LEASE_SECONDS = 15
 
 
 @pytest.fixture
 def stack(stack_factory, smtp: Mailbox, loopback_cert: tuple[Path, Path]) -> Stack:
     return stack_factory(sinks=SINK_NAMES, SENDPROMPTLY_SMTP_URL=smtp.url, SENDPROMPTLY_CONSOLE_URL=CONSOLE,
                          SENDPROMPTLY_ALERT_RETRY_SCHEDULE="1,1", SENDPROMPTLY_CALLBACK_RETRY_SCHEDULE="1",
+                         SENDPROMPTLY_ALERT_LEASE_SECONDS=str(LEASE_SECONDS),
                          SSL_CERT_FILE=str(loopback_cert[0]))
 
 
@@ -63,6 +69,16 @@ async def notification_rows(database_url: str) -> list[dict[str, Any]]:
             return await (await conn.execute(
                 "SELECT incident_id, event_type, destination_id, status, attempts, last_error"
                 " FROM notifications ORDER BY id")).fetchall()
+    finally:
+        await pool.close()
+
+
+async def attempt_rows(database_url: str) -> list[Attempt]:
+    pool = await open_pool(database_url, max_size=1)
+    try:
+        async with pool.connection() as conn:
+            ids = [row["id"] for row in await (await conn.execute("SELECT id FROM notifications")).fetchall()]
+            return await list_attempts(conn, ids)
     finally:
         await pool.close()
 
@@ -129,6 +145,40 @@ async def test_kill_9_of_the_alerts_sink_neither_resends_nor_loses_an_alert(
     assert len(smtp.messages) == 1 and len(slack.posts("/hook")) == 2
     rows = await notification_rows(database_url)
     assert [(r["status"], r["attempts"]) for r in rows] == [("sent", 1), ("sent", 2)]
+
+
+async def test_a_send_cut_off_by_kill_9_is_recorded_as_interrupted_and_made_again(
+        api: Api, operator_api: Api, project: ProjectKey, slack: SlackHook, stack: Stack,
+        database_url: str) -> None:
+    """The Slack-like receiver holds the first POST open and the alerts sink is killed during it:
+    the send was on record before it went out, and after the lease the restarted sink records it
+    as interrupted and sends the alert again. At least once; nothing unrecorded, nothing more."""
+    await add_destination(operator_api, project.project_id, "slack", slack.base_url + "/hook")
+    release = slack.held["/hook"] = asyncio.Event()
+    await open_incident(api, "inv_cut")
+    await posts(slack, "/hook", 1)
+    rows = await notification_rows(database_url)
+    assert [(r["status"], r["attempts"]) for r in rows] == [("pending", 1)]
+    (under_way,) = await attempt_rows(database_url)
+    assert (under_way.number, under_way.error, under_way.finished_at) == (1, None, None)
+
+    sink = stack.sinks["alerts"]
+    sink.kill()
+    release.set()
+    sink.start()
+    await asyncio.to_thread(sink.wait_ready, stack.sink_urls["alerts"] + "/readyz")
+
+    await eventually(lambda: _now(slack.posts("/hook")), lambda found: len(found) >= 2,
+                     timeout=LEASE_SECONDS + 30)
+    await asyncio.sleep(3)
+    first_post, second_post = slack.posts("/hook")
+    assert first_post == second_post
+    rows = await notification_rows(database_url)
+    assert [(r["status"], r["attempts"], r["last_error"]) for r in rows] == [("sent", 2, None)]
+    first, second = await attempt_rows(database_url)
+    assert (first.number, first.error) == (1, INTERRUPTED) and first.finished_at is not None
+    assert (second.number, second.error) == (2, None) and second.finished_at is not None
+    assert first.attempted_at < second.attempted_at
 
 
 async def test_two_alerts_sink_replicas_send_each_alert_once(

@@ -4,6 +4,7 @@ Slack-like HTTPS webhook receiver (aiohttp, a self-signed certificate the stack 
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import email
 import email.policy
@@ -90,11 +91,14 @@ def loopback_cert(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]
 
 @dataclass
 class SlackHook:
-    """Records every POST by path; answers each path from its script (statuses in turn), then 200."""
+    """Records every POST by path as it arrives; answers each path from its script (statuses in
+    turn), then 200. A path in ``held`` has its next POST held open (recorded, unanswered) until
+    its event is set."""
 
     base_url: str
     scripts: dict[str, list[int]] = field(default_factory=dict)
     received: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    held: dict[str, asyncio.Event] = field(default_factory=dict)
 
     def posts(self, path: str) -> list[dict[str, Any]]:
         return [body for got, body in self.received if got == path]
@@ -107,6 +111,8 @@ async def slack(loopback_cert: tuple[Path, Path]) -> AsyncIterator[SlackHook]:
 
     async def handle(request: web.Request) -> web.Response:
         hook.received.append((request.path, json.loads(await request.read())))
+        if (release := hook.held.pop(request.path, None)) is not None:
+            await release.wait()
         script = hook.scripts.get(request.path, [])
         status = script.pop(0) if script else 200
         return web.Response(status=status, text="ok" if status == 200 else "channel_is_archived")
