@@ -28,6 +28,8 @@ class Observed:
     replay_attempts: dict[str, int] = field(default_factory=dict)
     # (reference, "opened"|"resolved") → emails received
     alerts: Counter[tuple[str, str]] = field(default_factory=Counter)
+    # (reference, "opened"|"resolved") → sends on record (attempts begun) for that alert
+    alert_attempts: Counter[tuple[str, str]] = field(default_factory=Counter)
 
 
 async def read_observed(database_url: str, project_id: str, mails: list[EmailMessage]) -> Observed:
@@ -56,6 +58,11 @@ async def read_observed(database_url: str, project_id: str, mails: list[EmailMes
                                project_id):
             seen.replays_by_incident[row["incident_id"]].append(row["replay_id"])
             seen.replay_attempts[row["replay_id"]] = row["attempts"]
+        for row in await _rows(conn, "SELECT i.reference, n.event_type, n.attempts FROM notifications n"
+                                     " JOIN incidents i ON i.id = n.incident_id"
+                                     " WHERE n.project_id = %s AND n.event_type IN ('opened', 'resolved')",
+                               project_id):
+            seen.alert_attempts[(row["reference"], row["event_type"])] += row["attempts"]
     for mail in mails:
         match = _ALERT_SUBJECT.search(str(mail["Subject"]))
         if match:

@@ -47,6 +47,7 @@ DRAIN_AFTER_DEADLINE_SECONDS = 5.0
 DRAIN_TIMEOUT_SECONDS = 60.0
 # Fast retries, so that a callback or an alert cut by a fault is retried within the run.
 RETRY_SCHEDULE = "1,2,4,8"
+LEASE_SECONDS = "15"
 
 
 @pytest.mark.timeout(int(MAX_LOAD_SECONDS + 600))
@@ -60,7 +61,10 @@ async def test_faults_under_load_lose_nothing_and_double_nothing(
         stack = stack_factory(sinks=SINK_NAMES, SENDPROMPTLY_AGENTS_INSTANCE_ID="agents-0",
                               SENDPROMPTLY_SMTP_URL=smtp.url,
                               SENDPROMPTLY_CALLBACK_RETRY_SCHEDULE=RETRY_SCHEDULE,
-                              SENDPROMPTLY_ALERT_RETRY_SCHEDULE=RETRY_SCHEDULE)
+                              SENDPROMPTLY_ALERT_RETRY_SCHEDULE=RETRY_SCHEDULE,
+                              # A send cut off by a kill -9 is made again once its lease runs out.
+                              SENDPROMPTLY_CALLBACK_LEASE_SECONDS=LEASE_SECONDS,
+                              SENDPROMPTLY_ALERT_LEASE_SECONDS=LEASE_SECONDS)
         operator = Api(http, stack.base_url, admin_token)
         await set_callback(operator, project.project_id, receiver.url)
         await add_destination(operator, project.project_id, "email", "ops@example.com")

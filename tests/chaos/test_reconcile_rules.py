@@ -90,3 +90,13 @@ def test_a_callback_attempt_received_twice_or_not_recorded_is_seen() -> None:
     assert _kinds(record, observed, twice) == [Kind.DOUBLED]
     unrecorded = [*once, CallbackSeen("rpl_1", 2, "n2", DEADLINE - 18)]
     assert sorted(k.value for k in _kinds(record, observed, unrecorded)) == ["doubled", "lost"]
+
+
+def test_an_alert_sent_again_is_fine_only_when_each_send_is_on_record() -> None:
+    record = _record(Outcome.NONE)
+    observed = _observed("incident", [_incident("timeout")], [(1, "flow.pending"), (2, "flow.incident")])
+    observed.alerts[("ref", "opened")] = 2  # the first send was cut off by a kill -9, then made again
+    observed.alert_attempts[("ref", "opened")] = 2
+    assert _kinds(record, observed) == []
+    observed.alert_attempts[("ref", "opened")] = 1  # one of the two mails is on record nowhere
+    assert _kinds(record, observed) == [Kind.DOUBLED]
