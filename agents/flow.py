@@ -7,6 +7,7 @@ around it, so every rule here is tested without a broker.
     pending ──result succeeded (before deadline)──► applied
     pending ──deadline passes──► incident(reason=timeout)
     pending ──result failed──► incident(reason=failed_outcome)
+    incident(timeout) ──result failed, received before the deadline──► incident(reason=failed_outcome)
     incident ──result succeeded (late, or for a replay)──► resolved
     incident ──operator resolves──► resolved (resolution=manual)
 """
@@ -103,6 +104,9 @@ class Transition:
 class IncidentOpened:
     flow: Flow
     at: datetime
+    # The incident was open already and its reason is corrected (a timeout that a failed result,
+    # received before the deadline but applied after it, shows to be a failed outcome).
+    corrected: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,6 +204,11 @@ def _apply_result(state: FlowState, result: HeldResult, now: datetime) -> Step:
         # it opens and the late success resolves it at once, as if the timer had been on time.
         opened = _open_incident(state, "timeout", now)
         return _merge(opened, _apply_result(opened.state, result, now))
+    if (flow.status is Status.INCIDENT and flow.incident_reason == "timeout" and result.status == "failed"
+            and result.received_at <= flow.deadline):
+        # The failure came in time and was applied late (the deadline fired first): the incident
+        # is a failed outcome, and says so.
+        return _transition(state, _advance(flow, incident_reason="failed_outcome"), "failed_outcome", now)
     if flow.status is Status.INCIDENT and result.status == "succeeded":
         resolved = _advance(flow, status=Status.RESOLVED, resolved_at=now, resolution="outcome_succeeded")
         return _transition(state, resolved, "result_succeeded", now)
@@ -229,22 +238,29 @@ def effects_of(state: FlowState) -> list[Effect]:
     made them returned them: the outputs derived again from the stored state alone."""
     if state.flow is None:
         return []
-    return [effect for change in state.changes for effect in _effects(_as_of(state.flow, change), change)]
+    effects: list[Effect] = []
+    reason = None
+    for change in state.changes:
+        if change.status is Status.INCIDENT:
+            reason = change.cause  # an incident's transitions are caused by its reason
+        effects += _effects(_as_of(state.flow, change, reason), change)
+    return effects
 
 
 def _effects(flow: Flow, change: Change) -> list[Effect]:
     effects: list[Effect] = [Transition(flow, change.previous, change.cause, change.at)]
     if change.status is Status.INCIDENT:
-        effects.append(IncidentOpened(flow, change.at))
+        effects.append(IncidentOpened(flow, change.at, corrected=change.previous is Status.INCIDENT))
     elif change.status is Status.RESOLVED and change.cause != OPERATOR_RESOLVED:
         effects.append(IncidentResolved(flow, change.at))
     return effects
 
 
-def _as_of(final: Flow, change: Change) -> Flow:
-    """The flow as it stood right after ``change``. Statuses only move forward (pending, then
-    applied or incident, then resolved) and each sets its own fields once, so an earlier version
-    is the final flow without the fields of the statuses it had not reached yet."""
+def _as_of(final: Flow, change: Change, reason: str | None) -> Flow:
+    """The flow as it stood right after ``change``, whose incident's reason was then ``reason``.
+    Statuses only move forward (pending, then applied or incident, then resolved) and each sets
+    its own fields once, so an earlier version is the final flow without the fields of the
+    statuses it had not reached yet (and with the reason it had)."""
     status = change.status
     reached_incident = status in (Status.INCIDENT, Status.RESOLVED)
     resolved = status is Status.RESOLVED
@@ -252,7 +268,7 @@ def _as_of(final: Flow, change: Change) -> Flow:
         final, version=change.version, status=status,
         applied_at=final.applied_at if status is Status.APPLIED else None,
         incident_id=final.incident_id if reached_incident else None,
-        incident_reason=final.incident_reason if reached_incident else None,
+        incident_reason=reason if reached_incident else None,
         resolved_at=final.resolved_at if resolved else None,
         resolution=final.resolution if resolved else None,
     )

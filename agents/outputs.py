@@ -42,8 +42,11 @@ def to_message(effect: Effect) -> AuditEvent | IncidentEvent:
         )
     assert flow.incident_id is not None
     kind = "opened" if isinstance(effect, IncidentOpened) else "resolved"
+    # A corrected reason is an event of its own: it must not be dropped as a repeat of the first.
+    corrected = isinstance(effect, IncidentOpened) and effect.corrected
+    names = (kind, flow.incident_reason or "") if corrected else (kind,)
     return IncidentEvent(
-        event_id=derived_id("ive", flow.incident_id, kind),
+        event_id=derived_id("ive", flow.incident_id, *names),
         type=kind,
         incident_id=flow.incident_id,
         project_id=flow.project_id,

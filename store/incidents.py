@@ -65,7 +65,10 @@ _UPSERT = (
     " VALUES (%(id)s, %(project_id)s, %(reference)s, %(mode)s, %(reason)s, %(opened_at)s, %(deadline)s,"
     "   %(status)s, %(acknowledged_at)s, %(resolved_at)s, %(resolution)s, %(note)s)"
     " ON CONFLICT (id) DO UPDATE SET"
-    "   reason = coalesce(i.reason, EXCLUDED.reason),"
+    # A timeout that a failed result received in time shows to be a failed outcome (agents/flow.py)
+    # is corrected by a second "opened" event; failed_outcome wins whatever order they come in.
+    "   reason = CASE WHEN EXCLUDED.reason = 'failed_outcome' THEN EXCLUDED.reason"
+    "     ELSE coalesce(i.reason, EXCLUDED.reason) END,"
     # least() skips NULLs: the earliest time any copy of the event carried.
     "   opened_at = least(i.opened_at, EXCLUDED.opened_at),"
     "   deadline = coalesce(i.deadline, EXCLUDED.deadline),"

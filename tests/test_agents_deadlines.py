@@ -61,6 +61,39 @@ async def test_a_success_before_the_deadline_never_becomes_an_incident(api: Api,
     assert [e for e in await _incident_events(services, topic_prefix) if e.reference == "inv_ok"] == []
 
 
+async def test_a_failure_received_before_the_deadline_but_applied_after_it_is_a_failed_outcome(
+        api: Api, services, topic_prefix: str, project: ProjectKey) -> None:
+    from datetime import timedelta
+
+    from confluent_kafka import Producer
+
+    from topics import RESULTS, Result, encode, flow_key
+
+    status, accepted = await api.receipt("inv_failed_in_time", timeout_seconds=1)
+    assert status == 202
+    deadline = parse_timestamp(accepted["deadline"])
+    assert deadline is not None
+    _, flow = await eventually(lambda: api.flow("inv_failed_in_time"), _status("incident"), timeout=15)
+    assert flow["incident"]["reason"] == "timeout"
+    # The app's failure was received before the deadline and reaches the agents only now (a direct
+    # producer states when it received the signal).
+    failed = Result(project_id=project.project_id, idempotency_key="failed-in-time",
+                    reference="inv_failed_in_time", status="failed",
+                    received_at=deadline - timedelta(milliseconds=500))
+    producer = Producer({"bootstrap.servers": services.kafka_bootstrap, "partitioner": "murmur2_random"})
+    producer.produce(RESULTS.name(topic_prefix), key=flow_key(project.project_id, "inv_failed_in_time"),
+                     value=encode(failed))
+    assert producer.flush(10) == 0
+
+    _, flow = await eventually(lambda: api.flow("inv_failed_in_time"),
+                               lambda answer: answer[1].get("incident", {}).get("reason") == "failed_outcome")
+    assert flow["status"] == "incident"
+    opened = [e for e in await _incident_events(services, topic_prefix)
+              if e.reference == "inv_failed_in_time" and e.type == "opened"]
+    assert [e.reason for e in opened] == ["timeout", "failed_outcome"]
+    assert len({e.incident_id for e in opened}) == 1, "one incident, its reason corrected"
+
+
 async def test_a_late_success_resolves_the_timeout_incident(api: Api) -> None:
     await api.receipt("inv_slow", timeout_seconds=1)
     await eventually(lambda: api.flow("inv_slow"), _status("incident"), timeout=15)

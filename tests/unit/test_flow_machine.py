@@ -117,6 +117,23 @@ def test_held_results_expire_after_seven_days() -> None:
     assert [h.status for h in newer.held] == ["succeeded"]
 
 
+def test_a_failure_received_before_the_deadline_but_applied_after_the_timeout_is_a_failed_outcome() -> None:
+    timed_out = machine.on_deadline(start(timeout_seconds=60), now=T0 + timedelta(seconds=61)).state
+    assert flow_of(timed_out).incident_reason == "timeout"
+    step = machine.on_result(timed_out, result("failed", T0 + timedelta(seconds=59)),
+                             now=T0 + timedelta(seconds=63))
+    flow = flow_of(step.state)
+    assert (flow.status, flow.incident_reason, flow.version) == (Status.INCIDENT, "failed_outcome", 3)
+    assert flow.incident_id == flow_of(timed_out).incident_id, "the same incident, its reason corrected"
+    assert [type(e) for e in step.effects] == [Transition, IncidentOpened]
+    opened = step.effects[1]
+    assert isinstance(opened, IncidentOpened) and opened.corrected
+    # A failure received after the deadline was rightly a timeout: nothing changes.
+    late = machine.on_result(timed_out, result("failed", T0 + timedelta(seconds=61)),
+                             now=T0 + timedelta(seconds=63))
+    assert late.effects == [] and late.state == timed_out
+
+
 def test_state_survives_its_json_round_trip() -> None:
     state = machine.on_result(start(), result("failed", T0 + timedelta(seconds=3)), now=T0).state
     assert machine.state_from_json(machine.state_to_json(state)) == state
@@ -130,6 +147,8 @@ _event = st.one_of(
     st.tuples(st.just("failed"), st.integers(0, 120)),
     st.tuples(st.just("tick"), st.integers(0, 120)),
     st.tuples(st.just("operator_resolves"), st.integers(0, 120)),
+    # A failure the gateway received 30 s before it is applied (the agents were behind).
+    st.tuples(st.just("failed_30s_before"), st.integers(0, 120)),
 )
 
 
@@ -144,6 +163,8 @@ def _run(events: list[tuple[str, int]]) -> tuple[FlowState, list[machine.Effect]
             step = machine.on_deadline(state, now=now)
         elif kind == "operator_resolves":
             step = machine.on_operator_resolve(state, now=now)
+        elif kind == "failed_30s_before":
+            step = machine.on_result(state, result("failed", now - timedelta(seconds=30)), now=now)
         else:
             step = machine.on_result(state, result(kind, now), now=now)
         # What the agent stores is the JSON form: the machine must behave the same after it.
@@ -156,11 +177,14 @@ def _run(events: list[tuple[str, int]]) -> tuple[FlowState, list[machine.Effect]
 @given(st.lists(_event, max_size=12))
 def test_any_order_of_signals_keeps_the_rules(events: list[tuple[str, int]]) -> None:
     state, effects = _run(events)
-    opened = [e for e in effects if isinstance(e, IncidentOpened)]
+    opened = [e for e in effects if isinstance(e, IncidentOpened) and not e.corrected]
+    corrected = [e for e in effects if isinstance(e, IncidentOpened) and e.corrected]
     resolved = [e for e in effects if isinstance(e, IncidentResolved)]
     transitions = [e for e in effects if isinstance(e, Transition)]
 
     assert len(opened) <= 1, "at most one incident per flow"
+    assert len(corrected) <= len(opened), "only an open incident's reason is corrected, once"
+    assert all(e.flow.incident_reason == "failed_outcome" for e in corrected)
     assert len(resolved) <= len(opened), "only an opened incident can be resolved"
     if state.flow is None:
         assert effects == [], "results without a receipt never open anything"
