@@ -90,6 +90,10 @@ def create_app(settings: Settings) -> faust.App:
                       options=store_options(settings))
     index = DeadlineIndex()
     watermark = ResultsWatermark()
+    # Where a results partition's log begins, for partitions the group has never committed on:
+    # consumption starts there (auto_offset_reset=earliest). Asked of the broker by a slow timer,
+    # so the deadline timer never waits on it.
+    log_starts: dict[TP, int] = {}
     resources: dict[str, FlowTracker] = {}
 
     async def tracker() -> FlowTracker:
@@ -205,7 +209,9 @@ def create_app(settings: Settings) -> faust.App:
             known = last_fetch(consumer, tp)
             if known is not None:
                 end, answered_at = known
-                ends[tp.partition] = PartitionEnd(end, answered_at, committed_offset(consumer, tp) or 0)
+                start = committed_offset(consumer, tp)
+                ends[tp.partition] = PartitionEnd(end, answered_at,
+                                                  log_starts.get(tp, 0) if start is None else start)
         return ends
 
     @app.timer(TIMER_SECONDS)
@@ -234,6 +240,12 @@ def create_app(settings: Settings) -> faust.App:
                 committed = committed_offset(consumer, tp) or 0
                 lag = max(0, highwater - committed)
                 metrics.CONSUMER_LAG.labels(app.conf.id, tp.topic, str(tp.partition)).set(lag)
+        # A results partition whose records all expired before this group ever committed there
+        # would otherwise look behind forever, and its deadlines would never be judged.
+        never = [tp for tp in consumer.assignment()
+                 if tp.topic == names.results and committed_offset(consumer, tp) is None]
+        if never:
+            log_starts.update(await asyncio.wait_for(consumer.earliest_offsets(*never), LAG_SECONDS))
 
     @app.page("/healthz")
     async def healthz(view: faust.web.View, request: faust.web.Request) -> faust.web.Response:
