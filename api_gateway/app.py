@@ -43,10 +43,13 @@ from store.projects import Project, project_for_key_hash
 # lookups for less than that keeps the database out of the hot path.
 CREDENTIAL_CACHE_SECONDS = 2.0
 IDEMPOTENCY_PURGE_SECONDS = 600
+# A request waits this long for a database connection before it is answered 503 with Retry-After:
+# while the database is away, clients hear so in seconds instead of hanging on psycopg's 30 s.
+DATABASE_WAIT_SECONDS = 5.0
 
 
 async def _database(app: web.Application) -> AsyncIterator[None]:
-    pool = await open_pool(app[SETTINGS].database_url, max_size=20)
+    pool = await open_pool(app[SETTINGS].database_url, max_size=20, wait_seconds=DATABASE_WAIT_SECONDS)
     app[POOL] = pool
 
     async def lookup(key_hash: bytes) -> Project | None:

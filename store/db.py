@@ -15,12 +15,16 @@ Pool: TypeAlias = AsyncConnectionPool[Connection]
 """The pool ``open_pool`` returns; its connections are ``Connection``s."""
 
 
-async def open_pool(database_url: str, *, min_size: int = 1, max_size: int = 10) -> Pool:
-    """An open pool whose connections return rows as dicts; close it with ``await pool.close()``."""
+async def open_pool(database_url: str, *, min_size: int = 1, max_size: int = 10,
+                    wait_seconds: float = 30.0) -> Pool:
+    """An open pool whose connections return rows as dicts; close it with ``await pool.close()``.
+    Taking a connection fails with ``PoolTimeout`` after ``wait_seconds`` (the database away, or
+    every connection busy)."""
     pool: Pool = AsyncConnectionPool(
         database_url,
         min_size=min_size,
         max_size=max_size,
+        timeout=wait_seconds,
         kwargs={"row_factory": dict_row, "autocommit": True},
         # A connection the server dropped (a restart, an idle timeout) stays in the pool looking
         # fine until used; checked on the way out, it is replaced instead of failing a request.

@@ -23,7 +23,7 @@ import pytest
 from store.db import open_pool
 from tests.conftest import ProjectKey
 from tests.support.api import Api, eventually
-from tests.support.faults import restart_postgres
+from tests.support.faults import restart_postgres, start_postgres, stop_postgres
 from tests.support.kafka import read_topic
 from tests.support.processes import ManagedProcess
 from tests.support.services import Services
@@ -211,3 +211,30 @@ async def test_postgres_restarting_under_load_costs_503s_with_retry_after_and_ev
     wrong = {key: published.get(key) for key, answer in traffic.accepted.items()
              if not published.get(key) or not all(as_answered(r, answer) for r in published[key])}
     assert not wrong, f"202s whose signal is missing or differs ({seen}): {wrong}"
+
+
+async def test_a_database_away_for_long_is_a_prompt_503_and_the_retry_is_accepted_once_it_is_back(
+        gateway: tuple[ManagedProcess, str], project: ProjectKey, http: aiohttp.ClientSession,
+        services: Services, topic_prefix: str) -> None:
+    api = Api(http, gateway[1], project.api_key)
+    status, _, _ = await api.send("POST", "/api/v1/receipt", receipt_body("inv_warm"),
+                                  idempotency_key=f"warm-{uuid.uuid4().hex[:8]}")
+    assert status == 202  # the key's lookup is cached: the request gets as far as its claim
+    key, body = f"away-{uuid.uuid4().hex[:8]}", receipt_body("inv_away")
+    await stop_postgres(services)
+    try:
+        started = time.monotonic()
+        status, problem, headers = await api.send("POST", "/api/v1/receipt", body, idempotency_key=key)
+        waited = time.monotonic() - started
+    finally:
+        await start_postgres(services)
+    assert (status, problem["type"].rsplit("/", 1)[-1]) == (503, "database-unavailable"), problem
+    assert int(headers["Retry-After"]) >= 1
+    # Prompt: the gateway's pool gives up after its own wait, not psycopg's default 30 s.
+    assert waited < 15, f"answered after {waited:.1f} s"
+
+    status, accepted, _ = await eventually(
+        lambda: api.send("POST", "/api/v1/receipt", body, idempotency_key=key),
+        lambda answer: answer[0] == 202, timeout=30, interval=0.5)
+    [receipt] = (await published_receipts(services, topic_prefix))[key]
+    assert as_answered(receipt, accepted)

@@ -41,8 +41,19 @@ async def start_kafka(services: Services) -> None:
 async def restart_postgres(services: Services) -> None:
     """Fast shutdown of the tests' database (every connection dropped, open transactions rolled
     back), then start it again; returns once it accepts connections at the same address."""
+    await stop_postgres(services)
+    await start_postgres(services)
+
+
+async def stop_postgres(services: Services) -> None:
+    """Fast shutdown of the tests' database: every connection dropped, open transactions rolled back."""
     _require_local(services.postgres_is_local, "PostgreSQL", services)
     await asyncio.to_thread(run_script, "postgres.sh", "stop", env=LOCAL_POSTGRES_ENV)
+
+
+async def start_postgres(services: Services) -> None:
+    """Start the tests' database again; returns once it accepts connections at the same address."""
+    _require_local(services.postgres_is_local, "PostgreSQL", services)
     url = await asyncio.to_thread(start_local_postgres)
     if url != services.admin_database_url:
         raise RuntimeError(f"PostgreSQL came back at {url}, not {services.admin_database_url} (was its port "
