@@ -441,7 +441,8 @@ class _Group:
 
     def read(self, operation_id: str, summary: str, schema: str, *problems: int,
              parameters: tuple[str, ...] = ()) -> dict[str, Any]:
-        responses = {**_success(200, "OK", schema), **_problem_responses(401, *problems)}
+        # Every operation reads the database (credentials at least), which may be away: 503.
+        responses = {**_success(200, "OK", schema), **_problem_responses(401, 503, *problems)}
         return _operation(operation_id, summary, self.tag, self.security, responses, parameters=parameters)
 
     def mutating(self, operation_id: str, summary: str, answer: tuple[int, str], *problems: int,
@@ -449,7 +450,7 @@ class _Group:
         """A POST, PUT, PATCH or DELETE: Idempotency-Key required, answers replayable, and the errors
         every write can meet (415 only where there is a body to read)."""
         status, schema = answer
-        codes = (400, 401, 409, 413, 422, *problems, *((415,) if body else ()))
+        codes = (400, 401, 409, 413, 422, 503, *problems, *((415,) if body else ()))
         responses = {**_success(status, summary, schema, replayable=True), **_problem_responses(*codes)}
         return _operation(operation_id, summary, self.tag, self.security, responses,
                           parameters=("IdempotencyKey",), body=body)
