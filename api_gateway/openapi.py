@@ -53,6 +53,7 @@ API_KEY = "apiKey"
 OPERATOR_TOKEN = "operatorToken"
 PROJECT = "/api/v1/projects/{project_id}"
 INCIDENT = "/api/v1/incidents/{incident_id}"
+OPERATOR = "/api/v1/operators/{operator_id}"
 
 _LIMIT = inspect.signature(limit_param).parameters
 LIMIT_DEFAULT, LIMIT_MAX = _LIMIT["default"].default, _LIMIT["maximum"].default
@@ -138,6 +139,17 @@ def _schemas() -> dict[str, Any]:
         "id": _id("key"), "label": _string(),
         "prefix": _string("The key's first characters.", pattern="^sk_"),
         "last_four": _string(minLength=4, maxLength=4), "created_at": timestamp,
+        "last_used_at": _nullable(timestamp), "revoked_at": _nullable(timestamp),
+        "revoked": {"type": "boolean"},
+    }
+    operator_fields = {
+        "id": _id("opr"), "email": _string(), "admin": {"type": "boolean"},
+        "project_ids": {"type": "array", "items": _id("prj"),
+                        "description": "The projects a member sees (an admin sees all)."},
+        "created_at": timestamp, "deactivated_at": _nullable(timestamp), "active": {"type": "boolean"},
+    }
+    operator_token_fields = {
+        "id": _id("tok"), "operator_id": _id("opr"), "created_at": timestamp,
         "last_used_at": _nullable(timestamp), "revoked_at": _nullable(timestamp),
         "revoked": {"type": "boolean"},
     }
@@ -315,6 +327,28 @@ def _schemas() -> dict[str, Any]:
             "and tabs; not only whitespace.", minLength=1, maxLength=MAX_NOTE_BYTES, pattern=NOTE)}),
         "ReplayRequested": _object({"replay_id": _id("rpl")}),
 
+        # Operators (admins only)
+        "Operator": _object(operator_fields),
+        "OperatorPage": _page("Operator"),
+        "OperatorInvite": _object(
+            {"email": _string("The operator's email (their console login).", maxLength=254,
+                              pattern=_anchored(_EMAIL_RE))},
+            {"admin": _nullable({"type": "boolean", "description": "Default false: a member."}),
+             "project_ids": _nullable({"type": "array", "items": _id("prj"),
+                                       "description": "Projects the operator is a member of."})}),
+        "OperatorInvited": _object({
+            **operator_fields, "token_id": _id("tok"),
+            "token": _nullable(_string("Their personal token (op_...), shown this once; null on a replay.",
+                                       pattern="^op_")),
+            "password": _nullable(_string("Their console password, shown this once; null on a replay.")),
+        }, {"secrets_redacted": {"const": True, "description": "Present on a replay, which shows neither."}}),
+        "OperatorToken": _object(operator_token_fields),
+        "OperatorTokenIssued": _object({
+            **operator_token_fields,
+            "token": _nullable(_string("The token (op_...), shown this once; null on a replay.",
+                                       pattern="^op_")),
+        }, {"token_redacted": {"const": True, "description": "Present on a replay, which never shows it."}}),
+
         # Operations
         "Health": _object({"status": _string(enum=["ok"])}),
         "Readiness": _object({
@@ -342,6 +376,8 @@ def _parameters() -> dict[str, Any]:
         "DestinationId": path("destination_id", "An alert destination id (dst_...)."),
         "FlowReference": path("reference", "The flow's reference, as sent in its receipt."),
         "IncidentId": path("incident_id", "An incident id (inc_...)."),
+        "OperatorId": path("operator_id", "An operator id (opr_...)."),
+        "TokenId": path("token_id", "An operator token id (tok_...)."),
         "IncidentStatus": {"name": "status", "in": "query", "required": False,
                            "description": "Only open, or only resolved, incidents; absent for both.",
                            "schema": _string(enum=list(INCIDENT_STATUSES))},
@@ -376,6 +412,7 @@ _PROBLEMS: dict[int, tuple[str, str, dict[str, Any]]] = {
                         "limit or status filter.", {}),
     401: ("Unauthorized", "No credential, or not a valid one for this route.",
           {"WWW-Authenticate": _ref("WWWAuthenticate", "headers")}),
+    403: ("Forbidden", "Only an admin manages operators.", {}),
     404: ("NotFound", "No such resource that you can see.", _REPLAYED),
     409: ("Conflict", "A request with this Idempotency-Key is still in flight (with Retry-After), or the "
                       "state does not allow it (live-mode prerequisites, no callback to rotate or to "
@@ -476,6 +513,7 @@ def _paths() -> dict[str, Any]:
     destinations = _Group("alert-destinations", OPERATOR_TOKEN)
     audit = _Group("audit-log", OPERATOR_TOKEN)
     incidents = _Group("incidents", OPERATOR_TOKEN)
+    admin = _Group("operators", OPERATOR_TOKEN)
     paging = ("Cursor", "Limit")
     readiness = _json_content(_ref("Readiness"))
     return {
@@ -571,6 +609,38 @@ def _paths() -> dict[str, Any]:
                                     (202, "ReplayRequested"), 404, 503),
         ),
 
+        "/api/v1/operators": {
+            "post": admin.mutating("inviteOperator", "Invited: the only answer that shows their token and "
+                                   "console password. Audited as operator.created.", (201, "OperatorInvited"),
+                                   403, 404, body="OperatorInvite"),
+            "get": admin.read("listOperators", "Every operator, removed ones too, newest first.",
+                              "OperatorPage", 400, 403, parameters=paging),
+        },
+        OPERATOR: _in_path("OperatorId", get=admin.read("getOperator", "An operator.", "Operator", 403, 404)),
+        OPERATOR + "/deactivate": _in_path(
+            "OperatorId",
+            post=admin.mutating("deactivateOperator", "Removed: their tokens are revoked and refused within "
+                                "2 s. Removing again changes nothing; you cannot remove yourself.",
+                                (200, "Operator"), 403, 404),
+        ),
+        OPERATOR + "/tokens": _in_path(
+            "OperatorId",
+            post=admin.mutating("issueOperatorToken", "Issued: the only answer that shows the token.",
+                                (201, "OperatorTokenIssued"), 403, 404),
+        ),
+        OPERATOR + "/tokens/{token_id}/revoke": _in_path(
+            "OperatorId", "TokenId",
+            post=admin.mutating("revokeOperatorToken", "Revoked: refused within 2 s. Revoking again changes "
+                                "nothing.", (200, "OperatorToken"), 403, 404),
+        ),
+        PROJECT + "/members/{operator_id}": _in_path(
+            "ProjectId", "OperatorId",
+            put=admin.mutating("addProjectMember", "The operator is a member of the project (within 2 s "
+                               "they see it).", (200, "Operator"), 403, 404),
+            delete=admin.mutating("removeProjectMember", "The operator is no longer a member.",
+                                  (200, "Operator"), 403, 404),
+        ),
+
         "/healthz": _public("getHealth", "The process is up.", 200, "Up.", _json_content(_ref("Health"))),
         "/readyz": _public("getReadiness", "Kafka and PostgreSQL answer.", 200, "Ready.", readiness,
                            (503, "Not ready.", readiness)),
@@ -607,6 +677,7 @@ def _build() -> dict[str, Any]:
             {"name": "ingest", "description": "Receipts and results in, flow state out (API key)."},
             {"name": "projects"}, {"name": "api-keys"}, {"name": "repair-callback"},
             {"name": "alert-destinations"}, {"name": "audit-log"}, {"name": "incidents"},
+            {"name": "operators", "description": "Operators, their tokens and memberships (admins only)."},
             {"name": "operations",
              "description": "Health, readiness, metrics and this document; no credentials."},
         ],

@@ -6,10 +6,11 @@ from __future__ import annotations
 from aiohttp import web
 
 from api_gateway import health, ingest, openapi
-from api_gateway.operator_api import audit_log, callback, destinations, incidents, keys, projects
+from api_gateway.operator_api import audit_log, callback, destinations, incidents, keys, operators, projects
 
 PROJECT = "/api/v1/projects/{project_id}"
 INCIDENT = "/api/v1/incidents/{incident_id}"
+OPERATOR = "/api/v1/operators/{operator_id}"
 
 
 def setup_routes(app: web.Application) -> None:
@@ -41,6 +42,16 @@ def setup_routes(app: web.Application) -> None:
     r.add_post(INCIDENT + "/acknowledge", incidents.acknowledge, name="operator.incidents.acknowledge")
     r.add_post(INCIDENT + "/resolve", incidents.resolve, name="operator.incidents.resolve")
     r.add_post(INCIDENT + "/reprocess", incidents.reprocess, name="operator.incidents.reprocess")
+
+    r.add_get("/api/v1/operators", operators.list_, name="operator.operators.list")
+    r.add_post("/api/v1/operators", operators.invite, name="operator.operators.invite")
+    r.add_get(OPERATOR, operators.read, name="operator.operators.read")
+    r.add_post(OPERATOR + "/deactivate", operators.deactivate, name="operator.operators.deactivate")
+    r.add_post(OPERATOR + "/tokens", operators.issue_token, name="operator.operators.issue_token")
+    r.add_post(OPERATOR + "/tokens/{token_id}/revoke", operators.revoke_token,
+               name="operator.operators.revoke_token")
+    r.add_put(PROJECT + "/members/{operator_id}", operators.add_member, name="operator.members.add")
+    r.add_delete(PROJECT + "/members/{operator_id}", operators.remove_member, name="operator.members.remove")
 
     r.add_get("/healthz", health.healthz, name="healthz")
     r.add_get("/readyz", health.readyz, name="readyz")

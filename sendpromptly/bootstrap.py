@@ -3,16 +3,13 @@ for the first admin and for when no admin can log in."""
 
 from __future__ import annotations
 
-import secrets
-from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sendpromptly import operator_tokens
-from store import audit, operators
+from sendpromptly import control_plane
+from store import operators
 from store.db import open_pool
-from store.projects import get_project
 
-ACTOR = "cli:bootstrap"
+BOOTSTRAP = control_plane.Actor("cli:bootstrap")
 
 
 class BootstrapError(Exception):
@@ -33,30 +30,17 @@ async def create_operator(database_url: str, *, email: str, is_admin: bool, proj
                           password: str | None) -> CreatedOperator:
     if not is_admin and not project_ids:
         raise BootstrapError("a member needs at least one --project (or make the operator --admin)")
-    password = password or secrets.token_urlsafe(18)
-    token = operator_tokens.generate_token()
     pool = await open_pool(database_url, max_size=1)
     try:
         async with pool.connection() as conn, conn.transaction():
-            for project_id in project_ids:
-                if await get_project(conn, project_id) is None:
-                    raise BootstrapError(f"project {project_id} does not exist")
-            try:
-                created = await operators.create_operator(
-                    conn, email=email, is_admin=is_admin,
-                    password_hash=operator_tokens.hash_password(password))
-            except operators.EmailTaken:
-                raise BootstrapError(f"an operator with email {email} exists already") from None
-            await operators.add_token(conn, created.id, operator_tokens.hash_token(token))
-            for project_id in project_ids:
-                await operators.add_member(conn, project_id, created.id)
-            audit_scopes: Sequence[str | None] = project_ids or [None]  # None: the system chain
-            for scope in audit_scopes:
-                await audit.record(conn, project_id=scope, actor=ACTOR, action="operator.created",
-                                   target=created.id, data={"email": email, "admin": is_admin})
+            invited = await control_plane.invite_operator(conn, BOOTSTRAP, email=email, is_admin=is_admin,
+                                                          project_ids=project_ids, password=password)
+    except control_plane.Refused as refused:
+        raise BootstrapError(str(refused)) from None
     finally:
         await pool.close()
-    return CreatedOperator(created.id, email, is_admin, project_ids, token, password)
+    return CreatedOperator(invited.operator.id, email, is_admin, project_ids, invited.token.token,
+                           invited.password)
 
 
 async def revoke_tokens(database_url: str, email: str) -> int:
@@ -67,10 +51,8 @@ async def revoke_tokens(database_url: str, email: str) -> int:
             if operator is None:
                 raise BootstrapError(f"no operator with email {email}")
             count = await operators.revoke_tokens(conn, operator.id)
-            audit_scopes: Sequence[str | None] = sorted(operator.project_ids) or [None]
-            for scope in audit_scopes:
-                await audit.record(conn, project_id=scope, actor=ACTOR, action="operator.tokens_revoked",
-                                   target=operator.id, data={"email": email, "tokens": count})
+            await BOOTSTRAP.record_for_operator(conn, operator, action="operator.tokens_revoked",
+                                                data={"tokens": count})
     finally:
         await pool.close()
     return count

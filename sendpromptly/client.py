@@ -153,6 +153,34 @@ class OperatorClient:
     def reprocess_incident(self, incident_id: str, *, idempotency_key: str | None = None) -> Document:
         return self._call("POST", _incident(incident_id, "reprocess"), None, idempotency_key)
 
+    # Operators (admins only)
+
+    def list_operators(self, *, cursor: str | None = None, limit: int | None = None) -> Document:
+        return self._call("GET", "/operators" + _query(cursor, limit))
+
+    def invite_operator(self, email: str, *, admin: bool, project_ids: list[str],
+                        idempotency_key: str | None = None) -> Document:
+        body = {"email": email, "admin": admin, "project_ids": project_ids}
+        return self._call("POST", "/operators", body, idempotency_key)
+
+    def remove_operator(self, operator_id: str, *, idempotency_key: str | None = None) -> Document:
+        return self._call("POST", _operator(operator_id, "deactivate"), None, idempotency_key)
+
+    def add_member(self, project_id: str, operator_id: str, *,
+                   idempotency_key: str | None = None) -> Document:
+        return self._call("PUT", _project(project_id, "members", operator_id), None, idempotency_key)
+
+    def remove_member(self, project_id: str, operator_id: str, *,
+                      idempotency_key: str | None = None) -> Document:
+        return self._call("DELETE", _project(project_id, "members", operator_id), None, idempotency_key)
+
+    def issue_token(self, operator_id: str, *, idempotency_key: str | None = None) -> Document:
+        return self._call("POST", _operator(operator_id, "tokens"), None, idempotency_key)
+
+    def revoke_token(self, operator_id: str, token_id: str, *,
+                     idempotency_key: str | None = None) -> Document:
+        return self._call("POST", _operator(operator_id, "tokens", token_id, "revoke"), None, idempotency_key)
+
     # The wire
 
     def _call(self, method: str, path: str, body: Document | None = None,
@@ -209,6 +237,10 @@ def _project(project_id: str, *segments: str) -> str:
 
 def _incident(incident_id: str, *segments: str) -> str:
     return _path("incidents", incident_id, *segments)
+
+
+def _operator(operator_id: str, *segments: str) -> str:
+    return _path("operators", operator_id, *segments)
 
 
 def _query(cursor: str | None, limit: int | None, **filters: str | None) -> str:

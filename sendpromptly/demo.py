@@ -1,16 +1,17 @@
-"""A demo project, API key and operator token for the local stack (``sendpromptly demo``)."""
+"""A demo project, API key and operator token for the local stack (``sendpromptly demo``), made
+through the same audited actions as the operator API: all of it shows in the project's audit log."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sendpromptly import operator_tokens
-from sendpromptly.apikeys import generate_api_key
+from sendpromptly import control_plane
 from store import operators
-from store.db import open_pool
-from store.projects import Project, add_api_key, create_project, find_project_by_name
+from store.db import Connection, open_pool
+from store.projects import Project, find_project_by_name
 
 DEMO_OPERATOR_EMAIL = "demo@sendpromptly.local"
+DEMO = control_plane.Actor("cli:demo")
 
 
 @dataclass(frozen=True)
@@ -27,14 +28,21 @@ async def create_demo(database_url: str, name: str) -> Demo:
     pool = await open_pool(database_url, max_size=1)
     try:
         async with pool.connection() as conn, conn.transaction():
-            project = await find_project_by_name(conn, name) or await create_project(conn, name=name)
-            key = generate_api_key()
-            await add_api_key(conn, project.id, "Local demo key", key)
-            operator = (await operators.find_by_email(conn, DEMO_OPERATOR_EMAIL)
-                        or await operators.create_operator(conn, email=DEMO_OPERATOR_EMAIL, is_admin=True,
-                                                           password_hash=None))
-            token = operator_tokens.generate_token()
-            await operators.add_token(conn, operator.id, operator_tokens.hash_token(token))
+            project = (await find_project_by_name(conn, name)
+                       or await control_plane.create_project(conn, DEMO, None, {"name": name}))
+            _, key = await control_plane.create_api_key(conn, DEMO, project.id, "Local demo key")
+            token = await _demo_operator_token(conn, project.id)
     finally:
         await pool.close()
     return Demo(project, key.plaintext, DEMO_OPERATOR_EMAIL, token)
+
+
+async def _demo_operator_token(conn: Connection, project_id: str) -> str:
+    """A new token of the demo admin, created (as a member of the project) on the first run."""
+    operator = await operators.find_by_email(conn, DEMO_OPERATOR_EMAIL)
+    if operator is None:
+        invited = await control_plane.invite_operator(conn, DEMO, email=DEMO_OPERATOR_EMAIL, is_admin=True,
+                                                      project_ids=[project_id])
+        return invited.token.token
+    await control_plane.set_member(conn, DEMO, project_id, operator, member=True)
+    return (await control_plane.issue_token(conn, DEMO, operator)).token

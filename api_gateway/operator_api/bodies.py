@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from sendpromptly.ids import is_well_formed
+from sendpromptly.targets import TargetError, check_email
 from topics.fields import MODES, Checker
 
 MAX_NAME_CHARS = 200
@@ -87,3 +89,28 @@ def parse_destination(doc: Any) -> DestinationFields:
     target = check.string("target")
     check.done()
     return DestinationFields(type_, target)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class OperatorInvite:
+    email: str
+    is_admin: bool
+    project_ids: list[str]
+
+
+def parse_operator_invite(doc: Any) -> OperatorInvite:
+    check = Checker(doc, allowed=frozenset({"email", "admin", "project_ids"}))
+    email = check.string("email")
+    if email is not None:
+        try:
+            check_email(email)
+        except TargetError as exc:
+            check.fail("email", str(exc))
+    project_ids = check.doc.get("project_ids") or []
+    if not (isinstance(project_ids, list)
+            and all(isinstance(p, str) and is_well_formed("prj", p) for p in project_ids)):
+        check.fail("project_ids", "must be a list of project ids (prj_...)")
+        project_ids = []
+    is_admin = _boolean(check, "admin") or False
+    check.done()
+    return OperatorInvite(email, is_admin, sorted(set(project_ids)))  # type: ignore[arg-type]

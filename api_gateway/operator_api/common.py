@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import datetime
+from typing import Any, Protocol
 
 from aiohttp import web
 
 from api_gateway.problems import Problem
-from api_gateway.responses import json_document
+from api_gateway.responses import decode_cursor
 from api_gateway.state import OPERATOR
+from sendpromptly.control_plane import Actor
 from sendpromptly.ids import is_well_formed
-from store import audit
 from store.db import Connection
 from store.operators import Operator
 from store.projects import Project, get_project
+from topics.fields import parse_timestamp
 
 
 def operator_of(request: web.Request) -> Operator:
@@ -41,14 +43,14 @@ async def visible_project(request: web.Request, conn: Connection, project_id: st
     return project
 
 
+def actor(request: web.Request) -> Actor:
+    return Actor(actor_of(request), {"operator_email": operator_of(request).email}, request.remote)
+
+
 async def record_audit(conn: Connection, request: web.Request, *, project_id: str | None, action: str,
                        target: str, data: dict[str, Any] | None = None) -> None:
     """Audit an operator action inside its transaction: both commit, or neither."""
-    await audit.record(
-        conn, project_id=project_id, actor=actor_of(request), action=action, target=target,
-        data=json_document({"operator_email": operator_of(request).email, **(data or {})}),
-        source_address=request.remote,
-    )
+    await actor(request).record(conn, project_id=project_id, action=action, target=target, data=data)
 
 
 def path_id(request: web.Request, name: str, prefix: str, not_found: Problem) -> str:
@@ -59,9 +61,25 @@ def path_id(request: web.Request, name: str, prefix: str, not_found: Problem) ->
     return value
 
 
-def project_document(project: Project) -> dict[str, Any]:
-    return {
-        "id": project.id, "name": project.name, "mode": project.mode,
-        "timeout_minutes": project.timeout_minutes, "snapshots_enabled": project.snapshots_enabled,
-        "repair_callback_url": project.repair_callback_url, "created_at": project.created_at,
-    }
+class Created(Protocol):
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def created_at(self) -> datetime: ...
+
+
+def created_cursor_of(row: Created) -> list[str]:
+    # The cursor keeps microseconds: two rows created in the same millisecond stay apart.
+    return [row.created_at.isoformat(), row.id]
+
+
+def created_cursor(request: web.Request, prefix: str) -> tuple[datetime, str] | None:
+    """Where a newest-first list of ``prefix`` ids resumes (``?cursor=`` from ``created_cursor_of``)."""
+    cursor = decode_cursor(request, 2)
+    if cursor is None:
+        return None
+    at = parse_timestamp(str(cursor[0]))
+    if at is None or not is_well_formed(prefix, str(cursor[1])):
+        raise Problem(400, "invalid-cursor", "Invalid cursor", "The cursor is not one this API gave out.")
+    return at, str(cursor[1])

@@ -7,11 +7,11 @@ from aiohttp import web
 from api_gateway.http_input import parsed_body
 from api_gateway.idempotency import run_idempotent, with_secret_redacted
 from api_gateway.operator_api.bodies import parse_key_create
-from api_gateway.operator_api.common import operator_of, path_id, record_audit, visible_project
+from api_gateway.operator_api.common import actor, operator_of, path_id, record_audit, visible_project
 from api_gateway.problems import Problem
 from api_gateway.responses import json_document, json_response
 from api_gateway.state import POOL
-from sendpromptly.apikeys import generate_api_key
+from sendpromptly.control_plane import create_api_key
 from store import projects
 from store.db import Connection
 from store.projects import ApiKeyInfo
@@ -30,10 +30,7 @@ async def create(request: web.Request) -> web.Response:
 
     async def action(conn: Connection) -> web.Response:
         project = await visible_project(request, conn)
-        new_key = generate_api_key()
-        key_id = await projects.add_api_key(conn, project.id, label, new_key)
-        await record_audit(conn, request, project_id=project.id, action="api_key.created", target=key_id,
-                           data={"label": label, "prefix": new_key.prefix, "last_four": new_key.last_four})
+        key_id, new_key = await create_api_key(conn, actor(request), project.id, label)
         info = await projects.get_api_key(conn, project.id, key_id)
         assert info is not None
         # The only time the key is shown: the stored copy that a replay returns has it redacted,

@@ -7,16 +7,22 @@ from aiohttp import web
 from api_gateway.http_input import parsed_body
 from api_gateway.idempotency import run_idempotent
 from api_gateway.operator_api.bodies import parse_project_create, parse_project_update
-from api_gateway.operator_api.common import operator_of, project_document, record_audit, visible_project
+from api_gateway.operator_api.common import (
+    actor,
+    created_cursor,
+    created_cursor_of,
+    operator_of,
+    record_audit,
+    visible_project,
+)
 from api_gateway.problems import Problem
-from api_gateway.responses import decode_cursor, json_response, limit_param, page
+from api_gateway.responses import json_response, limit_param, page
 from api_gateway.state import POOL, SETTINGS
-from sendpromptly.ids import is_well_formed
+from sendpromptly.control_plane import create_project, project_document
 from sendpromptly.targets import TargetError, check_url
-from store import destinations, operators, projects
+from store import destinations, projects
 from store.db import Connection
 from store.projects import Project
-from topics.fields import parse_timestamp
 
 
 async def create(request: web.Request) -> web.Response:
@@ -28,10 +34,7 @@ async def create(request: web.Request) -> web.Response:
             raise Problem(409, "live-prerequisites", "Cannot create a live project",
                           "Create the project in test mode, set its callback, key and alert destination, "
                           "then switch it to live.")
-        project = await projects.create_project(conn, **body.values)
-        await operators.add_member(conn, project.id, operator.id)
-        await record_audit(conn, request, project_id=project.id, action="project.created", target=project.id,
-                           data={"fields": project_document(project)})
+        project = await create_project(conn, actor(request), operator.id, body.values)
         return json_response(201, project_document(project))
 
     return await run_idempotent(request, operator.id, action)
@@ -40,19 +43,11 @@ async def create(request: web.Request) -> web.Response:
 async def list_(request: web.Request) -> web.Response:
     operator = operator_of(request)
     limit = limit_param(request)
-    cursor = decode_cursor(request, 2)
-    before = None
-    if cursor is not None:
-        at = parse_timestamp(str(cursor[0]))
-        if at is None or not is_well_formed("prj", str(cursor[1])):
-            raise Problem(400, "invalid-cursor", "Invalid cursor", "The cursor is not one this API gave out.")
-        before = (at, str(cursor[1]))
+    before = created_cursor(request, "prj")
     async with request.app[POOL].connection() as conn:
         found = await projects.list_projects(
             conn, operator_id=None if operator.is_admin else operator.id, before=before, limit=limit + 1)
-    # The cursor keeps microseconds: two projects created in the same millisecond stay apart.
-    return json_response(200, page(found, limit, project_document,
-                                   lambda p: [p.created_at.isoformat(), p.id]))
+    return json_response(200, page(found, limit, project_document, created_cursor_of))
 
 
 async def read(request: web.Request) -> web.Response:
