@@ -20,7 +20,8 @@ PY=$REPO_DIR/.venv/bin/python
 # Sinks run as `sendpromptly sink <name>`, each serving /metrics on its own port from
 # SENDPROMPTLY_SINK_METRICS_PORT (8082) upwards, in this order. One word per sink.
 SINKS=(read-model callbacks alerts audit)
-PROCESSES=(gateway agents "${SINKS[@]/#/sink-}")
+# The mail catcher comes first so that the alerts sink has somewhere to send from its first alert.
+PROCESSES=(mailcatcher gateway agents "${SINKS[@]/#/sink-}")
 SINK_BASE_PORT=${SENDPROMPTLY_SINK_METRICS_PORT:-8082}
 
 export SENDPROMPTLY_ALLOW_PRIVATE_TARGETS=${SENDPROMPTLY_ALLOW_PRIVATE_TARGETS:-1}
@@ -31,13 +32,26 @@ export SENDPROMPTLY_AGENTS_DATADIR=${SENDPROMPTLY_AGENTS_DATADIR:-$REPO_DIR/.run
 export SENDPROMPTLY_AGENTS_STORE=${SENDPROMPTLY_AGENTS_STORE:-rocksdb://}
 # One worker with a fixed address: static membership gets it its partitions back at once after a crash.
 export SENDPROMPTLY_AGENTS_INSTANCE_ID=${SENDPROMPTLY_AGENTS_INSTANCE_ID:-agents-0}
+# Alerts go to a local mail catcher that keeps each message as a file (sendpromptly mail list|show),
+# unless you give your own SENDPROMPTLY_SMTP_URL: then no catcher is started.
+CATCH_MAIL=$([[ -z ${SENDPROMPTLY_SMTP_URL:-} ]] && echo 1 || echo 0)
+export SENDPROMPTLY_MAIL_DIR=${SENDPROMPTLY_MAIL_DIR:-$REPO_DIR/.run/mail}
+export SENDPROMPTLY_MAILCATCHER_SMTP_PORT=${SENDPROMPTLY_MAILCATCHER_SMTP_PORT:-1025}
+export SENDPROMPTLY_MAILCATCHER_WEB_PORT=${SENDPROMPTLY_MAILCATCHER_WEB_PORT:-8025}
+export SENDPROMPTLY_SMTP_URL=${SENDPROMPTLY_SMTP_URL:-smtp://$SENDPROMPTLY_HTTP_HOST:$SENDPROMPTLY_MAILCATCHER_SMTP_PORT}
 
 command_for() {
   case $1 in
     gateway) echo "$SP gateway" ;;
     agents) echo "$SP agents" ;;
     sink-*) echo "$SP sink ${1#sink-}" ;;
+    mailcatcher) echo "$SP mailcatcher --host $SENDPROMPTLY_HTTP_HOST" ;;
   esac
+}
+
+# Whether `up` starts this process (the mail catcher only when alerts go to it).
+wanted() {
+  [[ $1 != mailcatcher || $CATCH_MAIL == 1 ]]
 }
 
 sink_port() {
@@ -52,6 +66,7 @@ ready_url_for() {
     gateway) echo "http://$SENDPROMPTLY_HTTP_HOST:$SENDPROMPTLY_HTTP_PORT/readyz" ;;
     agents) echo "http://$SENDPROMPTLY_HTTP_HOST:$SENDPROMPTLY_AGENTS_WEB_PORT/readyz" ;;
     sink-*) echo "http://$SENDPROMPTLY_HTTP_HOST:$(sink_port "${1#sink-}")/readyz" ;;
+    mailcatcher) echo "http://$SENDPROMPTLY_HTTP_HOST:$SENDPROMPTLY_MAILCATCHER_WEB_PORT/readyz" ;;
   esac
 }
 
@@ -119,18 +134,26 @@ up() {
   {
     echo "export SENDPROMPTLY_KAFKA_BOOTSTRAP=$SENDPROMPTLY_KAFKA_BOOTSTRAP"
     echo "export SENDPROMPTLY_DATABASE_URL=$SENDPROMPTLY_DATABASE_URL"
+    echo "export SENDPROMPTLY_MAIL_DIR=$SENDPROMPTLY_MAIL_DIR"
   } >"$RUN_DIR/env"
   "$SP" migrate
   "$SP" topics ensure >/dev/null
-  for name in "${PROCESSES[@]}"; do start_process "$name"; done
-  for name in "${PROCESSES[@]}"; do wait_ready "$name"; done
+  for name in "${PROCESSES[@]}"; do wanted "$name" && start_process "$name"; done
+  for name in "${PROCESSES[@]}"; do wanted "$name" && wait_ready "$name"; done
   local demo
   demo=$("$SP" demo --json)
   local project key token
   project=$("$PY" -c 'import json,sys; print(json.load(sys.stdin)["project_id"])' <<<"$demo")
   key=$("$PY" -c 'import json,sys; print(json.load(sys.stdin)["api_key"])' <<<"$demo")
   token=$("$PY" -c 'import json,sys; print(json.load(sys.stdin)["operator_token"])' <<<"$demo")
-  local base="http://$SENDPROMPTLY_HTTP_HOST:$SENDPROMPTLY_HTTP_PORT"
+  local base="http://$SENDPROMPTLY_HTTP_HOST:$SENDPROMPTLY_HTTP_PORT" mail
+  if [[ $CATCH_MAIL == 1 ]]; then
+    mail="caught locally, kept in $SENDPROMPTLY_MAIL_DIR/
+                    read it: .venv/bin/sendpromptly mail list | mail show N, or http://$SENDPROMPTLY_HTTP_HOST:$SENDPROMPTLY_MAILCATCHER_WEB_PORT/"
+  else
+    # The host only: the URL may carry a password.
+    mail="sent through your SMTP server ($("$PY" -c 'import sys,urllib.parse as u; print(u.urlsplit(sys.argv[1]).hostname)' "$SENDPROMPTLY_SMTP_URL"))"
+  fi
   cat <<INFO
 
 SendPromptly is up.
@@ -140,6 +163,7 @@ SendPromptly is up.
   Metrics           $base/metrics, http://$SENDPROMPTLY_HTTP_HOST:$SENDPROMPTLY_AGENTS_WEB_PORT/metrics (agents),
                     sinks from http://$SENDPROMPTLY_HTTP_HOST:$SINK_BASE_PORT/metrics upwards (${SINKS[*]})
   Logs              $RUN_DIR/*.log
+  Alert mail        $mail
 
 Demo project $project (test mode). Shown once, stored only as hashes:
   API key          $key

@@ -22,7 +22,7 @@ from tests.support.stack import DEFAULT_SINKS, Stack, build_stack, stack_env
 from topics.admin import delete_topics, ensure_topics
 
 # Fixtures for real alert peers (SMTP server, Slack-like HTTPS receiver), shared by several files.
-pytest_plugins = ["tests.support.alert_peers"]
+pytest_plugins = ["tests.support.alert_peers", "tests.support.mail_catcher"]
 
 TEST_FLOW_PARTITIONS = 2
 

@@ -1,6 +1,7 @@
 """The seed's seven-step checklist (shared/seed), end to end through the public API against the
-running processes: gateway, agents and every sink on real Kafka and PostgreSQL, a real SMTP server
-and the shipped example repair receiver."""
+running processes: gateway, agents and every sink on real Kafka and PostgreSQL, the local stack's
+own mail catcher (``sendpromptly mailcatcher``, as ``make up`` runs it) and the shipped example
+repair receiver."""
 
 from __future__ import annotations
 
@@ -8,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from tests.support.alert_peers import Mailbox
 from tests.support.api import Api, eventually
 from tests.support.example_receiver import running_example_receiver
+from tests.support.mail_catcher import MailCatcher
 from tests.support.processes import free_port
 from tests.support.stack import SINK_NAMES, Stack
 
@@ -18,8 +19,8 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture
-def stack(stack_factory, smtp: Mailbox) -> Stack:
-    return stack_factory(sinks=SINK_NAMES, SENDPROMPTLY_SMTP_URL=smtp.url)
+def stack(stack_factory, mail_catcher: MailCatcher) -> Stack:
+    return stack_factory(sinks=SINK_NAMES, SENDPROMPTLY_SMTP_URL=mail_catcher.url)
 
 
 def _flow_status(expected: str):
@@ -27,7 +28,7 @@ def _flow_status(expected: str):
 
 
 async def test_the_seed_checklist_from_test_project_to_live(
-        operator_api: Api, stack: Stack, smtp: Mailbox) -> None:
+        operator_api: Api, stack: Stack, mail_catcher: MailCatcher) -> None:
     # 1. Create the project in test mode.
     status, project, _ = await operator_api.send("POST", "/api/v1/projects", {"name": "Checkout"})
     assert status == 201 and project["mode"] == "test"
@@ -66,9 +67,11 @@ async def test_the_seed_checklist_from_test_project_to_live(
         assert (await app.result("inv_broken", "failed"))[0] == 202
         _, flow = await eventually(lambda: app.flow("inv_broken"), _flow_status("incident"))
         incident_id = flow["incident_id"]
-        mails = await eventually(lambda: _now(list(smtp.messages)), lambda found: len(found) >= 1, timeout=30)
+        mails = await eventually(lambda: _now(mail_catcher.messages), lambda found: len(found) >= 1,
+                                 timeout=30)
         assert "inv_broken" in mails[0]["Subject"] and "[TEST]" in mails[0]["Subject"]
         assert mails[0]["To"] == "oncall@example.com"
+        assert "inv_broken" in mail_catcher.sendpromptly_mail("show", "1")
 
         # Reprocess: the example receiver verifies the callback, reruns, reports success.
         await eventually(lambda: operator_api.get(f"/api/v1/incidents/{incident_id}"), lambda a: a[0] == 200)
