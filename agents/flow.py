@@ -57,6 +57,9 @@ class Flow:
     incident_reason: str | None = None
     resolved_at: datetime | None = None
     resolution: str | None = None
+    # The failed result's own words (bounded by the result schema), kept for operators once a
+    # failed result made the incident a failed outcome.
+    detail: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +67,7 @@ class HeldResult:
     status: str
     received_at: datetime
     replay_id: str | None = None
+    detail: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,7 +170,8 @@ def on_receipt(state: FlowState, receipt: Receipt, *, mode: str, project_timeout
 
 
 def on_result(state: FlowState, result: Result, *, now: datetime) -> Step:
-    held = HeldResult(status=result.status, received_at=result.received_at, replay_id=result.replay_id)
+    held = HeldResult(status=result.status, received_at=result.received_at, replay_id=result.replay_id,
+                      detail=result.detail)
     if state.flow is None:
         # Results before their receipt are joined when it comes; they never open an incident.
         kept = tuple(h for h in state.held if now - h.received_at < HELD_RESULT_TTL)
@@ -196,7 +201,7 @@ def _apply_result(state: FlowState, result: HeldResult, now: datetime) -> Step:
     assert flow is not None
     if flow.status is Status.PENDING:
         if result.status == "failed":
-            return _open_incident(state, "failed_outcome", now)
+            return _open_incident(state, "failed_outcome", now, detail=result.detail)
         if result.received_at <= flow.deadline:
             applied = _advance(flow, status=Status.APPLIED, applied_at=result.received_at)
             return _transition(state, applied, "result_succeeded", now)
@@ -208,19 +213,20 @@ def _apply_result(state: FlowState, result: HeldResult, now: datetime) -> Step:
             and result.received_at <= flow.deadline):
         # The failure came in time and was applied late (the deadline fired first): the incident
         # is a failed outcome, and says so.
-        return _transition(state, _advance(flow, incident_reason="failed_outcome"), "failed_outcome", now)
+        corrected = _advance(flow, incident_reason="failed_outcome", detail=result.detail)
+        return _transition(state, corrected, "failed_outcome", now)
     if flow.status is Status.INCIDENT and result.status == "succeeded":
         resolved = _advance(flow, status=Status.RESOLVED, resolved_at=now, resolution="outcome_succeeded")
         return _transition(state, resolved, "result_succeeded", now)
     return Step(state)
 
 
-def _open_incident(state: FlowState, reason: str, now: datetime) -> Step:
+def _open_incident(state: FlowState, reason: str, now: datetime, *, detail: str | None = None) -> Step:
     flow = state.flow
     assert flow is not None
     opened = _advance(
         flow, status=Status.INCIDENT, incident_id=incident_id_for(flow.project_id, flow.reference),
-        incident_reason=reason,
+        incident_reason=reason, detail=detail,
     )
     return _transition(state, opened, reason, now)
 
@@ -260,7 +266,9 @@ def _as_of(final: Flow, change: Change, reason: str | None) -> Flow:
     """The flow as it stood right after ``change``, whose incident's reason was then ``reason``.
     Statuses only move forward (pending, then applied or incident, then resolved) and each sets
     its own fields once, so an earlier version is the final flow without the fields of the
-    statuses it had not reached yet (and with the reason it had)."""
+    statuses it had not reached yet (and with the reason it had). Only a failed result sets the
+    detail, and it makes the reason failed_outcome at that very change, so the detail stands
+    exactly from the change whose reason became failed_outcome."""
     status = change.status
     reached_incident = status in (Status.INCIDENT, Status.RESOLVED)
     resolved = status is Status.RESOLVED
@@ -271,6 +279,7 @@ def _as_of(final: Flow, change: Change, reason: str | None) -> Flow:
         incident_reason=reason if reached_incident else None,
         resolved_at=final.resolved_at if resolved else None,
         resolution=final.resolution if resolved else None,
+        detail=final.detail if reached_incident and reason == "failed_outcome" else None,
     )
 
 

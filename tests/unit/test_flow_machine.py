@@ -22,7 +22,8 @@ def receipt(at: datetime = T0, timeout_seconds: int | None = None, key: str = "r
 
 def result(status: str, at: datetime, replay_id: str | None = None) -> Result:
     return Result(project_id=PROJECT, idempotency_key=f"res-{at.isoformat()}", reference="inv_1",
-                  status=status, received_at=at, replay_id=replay_id)
+                  status=status, received_at=at, replay_id=replay_id,
+                  detail=f"failed at {at:%H:%M:%S}" if status == "failed" else None)
 
 
 def flow_of(state: FlowState) -> Flow:
@@ -70,6 +71,15 @@ def test_a_failed_result_opens_an_incident() -> None:
     assert flow.status is Status.INCIDENT and flow.incident_reason == "failed_outcome"
     assert flow.incident_id == machine.incident_id_for(PROJECT, "inv_1")
     assert [type(e) for e in step.effects] == [Transition, IncidentOpened]
+    assert flow.detail == "failed at 12:00:01", "the failed result's detail is kept on the flow"
+    assert all(effect.flow.detail == flow.detail for effect in step.effects)
+
+
+def test_a_held_failed_result_keeps_its_detail_when_the_receipt_comes() -> None:
+    held = machine.on_result(FlowState(), result("failed", T0), now=T0).state
+    step = machine.on_receipt(held, receipt(), mode="test", project_timeout_minutes=30, now=T0)
+    assert flow_of(step.state).detail == "failed at 12:00:00"
+    assert machine.state_from_json(machine.state_to_json(step.state)) == step.state
 
 
 def test_the_deadline_opens_a_timeout_incident_only_once_it_passed() -> None:
@@ -128,6 +138,7 @@ def test_a_failure_received_before_the_deadline_but_applied_after_the_timeout_is
     assert [type(e) for e in step.effects] == [Transition, IncidentOpened]
     opened = step.effects[1]
     assert isinstance(opened, IncidentOpened) and opened.corrected
+    assert (flow_of(timed_out).detail, flow.detail) == (None, "failed at 12:00:59")
     # A failure received after the deadline was rightly a timeout: nothing changes.
     late = machine.on_result(timed_out, result("failed", T0 + timedelta(seconds=61)),
                              now=T0 + timedelta(seconds=63))
