@@ -22,6 +22,7 @@ def flow_data(flow: Flow) -> dict[str, object]:
         "deadline": format_timestamp(flow.deadline),
         "applied_at": None if flow.applied_at is None else format_timestamp(flow.applied_at),
         "incident_id": flow.incident_id,
+        "detail": flow.detail,
         "version": flow.version,
     }
 
@@ -57,4 +58,5 @@ def to_message(effect: Effect) -> AuditEvent | IncidentEvent:
         reason=flow.incident_reason if isinstance(effect, IncidentOpened) else None,
         resolution=flow.resolution if isinstance(effect, IncidentResolved) else None,
         deadline=flow.deadline,
+        detail=flow.detail if isinstance(effect, IncidentOpened) else None,
     )

@@ -10,6 +10,8 @@ from typing import Any
 
 from store.callback_deliveries import Attempt
 from store.incidents import Incident, Replay
+from store.notifications import Attempt as Send
+from store.notifications import Sent
 
 
 def _present(doc: dict[str, Any]) -> dict[str, Any]:
@@ -34,8 +36,27 @@ def replay_document(replay: Replay) -> dict[str, Any]:
         **_present({
             "replay_id": replay.replay_id, "requested_by": replay.requested_by,
             "requested_at": replay.requested_at, "attempts": replay.attempts, "outcome": replay.outcome,
+            "delivery_status": replay.delivery_status, "next_attempt_at": replay.next_attempt_at,
         }),
         "callback_attempts": [attempt_document(attempt) for attempt in replay.callback_attempts],
+    }
+
+
+def send_document(send: Send) -> dict[str, Any]:
+    # A send under way has no finished_at; one that failed has an error.
+    outcome = None if send.finished_at is None else "failed" if send.error else "sent"
+    return _present({"attempt": send.number, "attempted_at": send.attempted_at,
+                     "finished_at": send.finished_at, "outcome": outcome, "error": send.error})
+
+
+def alert_document(sent: Sent) -> dict[str, Any]:
+    return {
+        **_present({
+            "destination_id": sent.destination_id, "destination_type": sent.destination_type,
+            "event": sent.event_type, "replay_id": sent.replay_id, "status": sent.status,
+            "attempts": sent.attempts, "last_error": sent.last_error, "created_at": sent.created_at,
+        }),
+        "sends": [send_document(send) for send in sent.sends],
     }
 
 
@@ -46,7 +67,8 @@ def incident_document(incident: Incident) -> dict[str, Any]:
             "mode": incident.mode, "reason": incident.reason, "status": incident.status,
             "acknowledged_at": incident.acknowledged_at, "opened_at": incident.opened_at,
             "deadline": incident.deadline, "resolved_at": incident.resolved_at,
-            "resolution": incident.resolution,
+            "resolution": incident.resolution, "detail": incident.detail,
         }),
         "replays": [replay_document(replay) for replay in incident.replays],
+        "alerts": [alert_document(sent) for sent in incident.alerts],
     }

@@ -18,6 +18,7 @@ from api_gateway.publisher import PublishUnavailable
 from api_gateway.responses import json_response
 from api_gateway.snapshots import seal
 from api_gateway.state import POOL, PROJECT, PUBLISHER, SETTINGS, SNAPSHOT_KEYRING
+from store.db import Connection
 from store.flows import FlowView, get_flow
 from store.incidents import Incident, get_incident
 from store.projects import Project
@@ -79,24 +80,29 @@ async def post_result(request: web.Request) -> web.Response:
 
 async def get_flow_state(request: web.Request) -> web.Response:
     project: Project = request[PROJECT]
-    reference = request.match_info["reference"]
-    # A reference that breaks the field rules (e.g. holds a NUL) was never accepted: nothing to find.
+    async with request.app[POOL].connection() as conn:
+        flow, incident = await find_flow(conn, project.id, request.match_info["reference"])
+    return json_response(200, flow_document(flow, incident))
+
+
+async def find_flow(conn: Connection, project_id: str, reference: str) -> tuple[FlowView, Incident | None]:
+    """The project's flow of ``reference`` and the incident it names; else a 404 problem."""
     flow = incident = None
+    # A reference that breaks the field rules (e.g. holds a NUL) was never accepted: nothing to find.
     if reference.isprintable() and 1 <= len(reference) <= MAX_REFERENCE_CHARS:
-        async with request.app[POOL].connection() as conn:
-            flow = await get_flow(conn, project.id, reference)
-            # The incident the flow names, not any incident of the reference: the read model takes
-            # a flow's status and its incidents from two topics, and a flow still shown `pending`
-            # beside an opened incident would contradict itself.
-            if flow is not None and flow.incident_id is not None:
-                incident = await get_incident(conn, flow.incident_id)
+        flow = await get_flow(conn, project_id, reference)
+        # The incident the flow names, not any incident of the reference: the read model takes
+        # a flow's status and its incidents from two topics, and a flow still shown `pending`
+        # beside an opened incident would contradict itself.
+        if flow is not None and flow.incident_id is not None:
+            incident = await get_incident(conn, flow.incident_id)
     if flow is None:
         raise Problem(
             404, "flow-not-found", "Flow not found",
             f"No flow with reference {reference!r} in this project "
             "(yet: a receipt shows up within a second or so).",
         )
-    return json_response(200, flow_document(flow, incident))
+    return flow, incident
 
 
 def flow_document(flow: FlowView, incident: Incident | None = None) -> dict[str, object]:
@@ -109,6 +115,8 @@ def flow_document(flow: FlowView, incident: Incident | None = None) -> dict[str,
         doc["applied_at"] = flow.applied_at
     if flow.incident_id is not None:
         doc["incident_id"] = flow.incident_id
+    if flow.detail is not None:
+        doc["detail"] = flow.detail
     if incident is not None:
         doc["incident"] = incident_document(incident)
     return doc

@@ -206,7 +206,26 @@ def _schemas() -> dict[str, Any]:
             "project_id": _id("prj"), "reference": _string(), "mode": mode,
             "status": _string(enum=[s.value for s in FlowStatus]), "event_type": _string(),
             "effect_type": _string(), "received_at": timestamp, "deadline": timestamp,
-        }, {"applied_at": timestamp, "incident_id": _id("inc"), "incident": _ref("Incident")}),
+        }, {"applied_at": timestamp, "incident_id": _id("inc"), "incident": _ref("Incident"),
+            "detail": _ref("FailureDetail")}),
+        "FailureDetail": _string(f"What the app said of its failed result (the result's detail, at most "
+                                 f"{MAX_DETAIL_BYTES} bytes; never a payload). Present once a failed result "
+                                 "made the incident a failed outcome."),
+        "TimelineEntry": _object({
+            "occurred_at": timestamp, "action": _string("flow.<status>, incident.*, callback.*, alert.*"),
+            "actor": _string(), "target": _string("The flow's reference or its incident's id."),
+        }, {
+            "status": _string(enum=[s.value for s in FlowStatus]),
+            "previous_status": _nullable(_string(enum=[s.value for s in FlowStatus])),
+            "cause": _string("What moved the flow: receipt, result_succeeded, timeout, failed_outcome, "
+                             "operator_resolved."),
+            "data": {"type": "object", "description": "The audit entry's data (not for flow.* entries)."},
+        }, description="One audit log entry about the flow or its incident."),
+        "FlowTimeline": {"allOf": [_ref("Flow"), {"type": "object", "required": ["timeline"], "properties": {
+            "timeline": {"type": "array", "items": _ref("TimelineEntry"),
+                         "description": "Oldest first: the flow's transitions, operator actions on its "
+                                        "incident, repair callback attempts, alert sends."}}}],
+                         "unevaluatedProperties": False},
 
         # Projects
         "ProjectName": _string(f"1 to {MAX_NAME_CHARS} printable characters, not only spaces.",
@@ -313,14 +332,32 @@ def _schemas() -> dict[str, Any]:
             "attempts": {"type": "integer", "minimum": 0, "description": "Repair callback attempts so far."},
             "callback_attempts": {"type": "array", "items": _ref("CallbackAttempt"),
                                   "description": "Every repair callback attempt, oldest first."},
-        }, {"outcome": _string(enum=list(RESULT_STATUSES))}),
+        }, {"outcome": _string(enum=list(RESULT_STATUSES)),
+            "delivery_status": _string("The repair callback's delivery; absent until the callbacks sink "
+                                       "has taken the request.",
+                                       enum=["pending", "delivered", "failed", "exhausted"]),
+            "next_attempt_at": timestamp}),
+        "AlertSend": _object({"attempt": {"type": "integer", "minimum": 1}, "attempted_at": timestamp}, {
+            "finished_at": timestamp, "outcome": _string(enum=["sent", "failed"]),
+            "error": _string("Why the channel refused it, or 'no outcome recorded: ...' (interrupted)."),
+        }, description="One send of an alert, recorded before it is made; without finished_at it is under "
+                       "way."),
+        "Alert": _object({
+            "destination_id": _id("dst"), "destination_type": _string(enum=["email", "slack"]),
+            "event": _string(enum=["opened", "resolved", "callback_exhausted"]),
+            "status": _string(enum=["pending", "sent", "failed"]),
+            "attempts": {"type": "integer", "minimum": 0}, "created_at": timestamp,
+            "sends": {"type": "array", "items": _ref("AlertSend"), "description": "Oldest first."},
+        }, {"replay_id": _id("rpl"), "last_error": _string()},
+            description="An alert about the incident to one destination (never its target or text)."),
         "Incident": _object({
             "id": _id("inc"), "project_id": _id("prj"), "reference": _string(), "mode": mode,
             "reason": _string(enum=list(INCIDENT_REASONS)), "status": _string(enum=list(INCIDENT_STATUSES)),
             "opened_at": timestamp, "deadline": timestamp,
             "replays": {"type": "array", "items": _ref("Replay"), "description": "Oldest first."},
+            "alerts": {"type": "array", "items": _ref("Alert"), "description": "Oldest first."},
         }, {"acknowledged_at": timestamp, "resolved_at": timestamp,
-            "resolution": _string(enum=list(RESOLUTIONS))}),
+            "resolution": _string(enum=list(RESOLUTIONS)), "detail": _ref("FailureDetail")}),
         "IncidentPage": _page("Incident"),
         "IncidentResolve": _object({"note": _string(
             f"Why it is resolved: at most {MAX_NOTE_BYTES} bytes of UTF-8; printable characters, newlines "
@@ -513,6 +550,7 @@ def _paths() -> dict[str, Any]:
     destinations = _Group("alert-destinations", OPERATOR_TOKEN)
     audit = _Group("audit-log", OPERATOR_TOKEN)
     incidents = _Group("incidents", OPERATOR_TOKEN)
+    flows = _Group("flows", OPERATOR_TOKEN)
     admin = _Group("operators", OPERATOR_TOKEN)
     paging = ("Cursor", "Limit")
     readiness = _json_content(_ref("Readiness"))
@@ -590,8 +628,14 @@ def _paths() -> dict[str, Any]:
             get=incidents.read("listIncidents", "The project's incidents, newest first.", "IncidentPage",
                                400, 404, parameters=("IncidentStatus", *paging)),
         ),
+        PROJECT + "/flows/{reference}": _in_path(
+            "ProjectId", "FlowReference",
+            get=flows.read("getProjectFlow", "An operator's flow lookup: the flow, its incident and its "
+                           "timeline.", "FlowTimeline", 404)),
         INCIDENT: _in_path(
-            "IncidentId", get=incidents.read("getIncident", "An incident and its replays.", "Incident", 404)),
+            "IncidentId", get=incidents.read("getIncident", "An incident: its failure's detail, its replays "
+                                             "with every callback attempt, its alerts with every send.",
+                                             "Incident", 404)),
         INCIDENT + "/acknowledge": _in_path(
             "IncidentId",
             post=incidents.mutating("acknowledgeIncident", "Accepted: Kafka has the acknowledgement. "
@@ -676,7 +720,7 @@ def _build() -> dict[str, Any]:
         "tags": [
             {"name": "ingest", "description": "Receipts and results in, flow state out (API key)."},
             {"name": "projects"}, {"name": "api-keys"}, {"name": "repair-callback"},
-            {"name": "alert-destinations"}, {"name": "audit-log"}, {"name": "incidents"},
+            {"name": "alert-destinations"}, {"name": "audit-log"}, {"name": "incidents"}, {"name": "flows"},
             {"name": "operators", "description": "Operators, their tokens and memberships (admins only)."},
             {"name": "operations",
              "description": "Health, readiness, metrics and this document; no credentials."},

@@ -6,7 +6,16 @@ from __future__ import annotations
 from aiohttp import web
 
 from api_gateway import health, ingest, openapi
-from api_gateway.operator_api import audit_log, callback, destinations, incidents, keys, operators, projects
+from api_gateway.operator_api import (
+    audit_log,
+    callback,
+    destinations,
+    flows,
+    incidents,
+    keys,
+    operators,
+    projects,
+)
 
 PROJECT = "/api/v1/projects/{project_id}"
 INCIDENT = "/api/v1/incidents/{incident_id}"
@@ -38,6 +47,7 @@ def setup_routes(app: web.Application) -> None:
                name="operator.destinations.test")
     r.add_get(PROJECT + "/audit-log", audit_log.list_, name="operator.audit_log.list")
     r.add_get(PROJECT + "/incidents", incidents.list_, name="operator.incidents.list")
+    r.add_get(PROJECT + "/flows/{reference}", flows.read, name="operator.flows.read")
     r.add_get(INCIDENT, incidents.read, name="operator.incidents.read")
     r.add_post(INCIDENT + "/acknowledge", incidents.acknowledge, name="operator.incidents.acknowledge")
     r.add_post(INCIDENT + "/resolve", incidents.resolve, name="operator.incidents.resolve")

@@ -1,5 +1,5 @@
-"""``sendpromptly projects|keys|callback|destinations|audit-log|incidents``: the operator API from a
-shell.
+"""``sendpromptly projects|keys|callback|destinations|audit-log|incidents|flows``: the operator API
+from a shell.
 
 Every command talks HTTP to a gateway (``--url``, else ``SENDPROMPTLY_URL``) with the operator token
 from ``SENDPROMPTLY_OPERATOR_TOKEN``. Output is short aligned text; ``--json`` prints each JSON
@@ -403,7 +403,7 @@ INCIDENT_LINES: list[Column] = [
     ("mode", field("mode")), ("reason", field("reason")), ("status", field("status")),
     ("opened", field("opened_at")), ("deadline", field("deadline")),
     ("acknowledged", field("acknowledged_at")), ("resolved", field("resolved_at")),
-    ("resolution", field("resolution")),
+    ("resolution", field("resolution")), ("detail", field("detail")),
 ]
 INCIDENT_COLUMNS = table_columns([
     ("id", field("id")), ("reference", field("reference")), ("reason", field("reason")),
@@ -412,15 +412,43 @@ INCIDENT_COLUMNS = table_columns([
 ])
 
 
-def _replay_line(replay: Document) -> Callable[[Document], str]:
+def _line(text: str) -> Callable[[Document], str]:
+    return lambda _: text
+
+
+def _replay_lines(replay: Document) -> list[Column]:
     outcome = replay.get("outcome") or "no outcome yet"
-    return lambda _: (f"{replay['replay_id']} by {replay['requested_by']} at {replay['requested_at']}: "
-                      f"{replay['attempts']} attempts, {outcome}")
+    delivery = replay.get("delivery_status") or "not picked up yet"
+    if replay.get("next_attempt_at"):
+        delivery += f", next attempt {replay['next_attempt_at']}"
+    attempts = [("  attempt", _line(f"{a['attempt']} at {a['attempted_at']}: {_attempt_result(a)}"))
+                for a in replay["callback_attempts"]]
+    said = (f"{replay['replay_id']} by {replay['requested_by']} at {replay['requested_at']}: "
+            f"{replay['attempts']} attempts, {outcome}; delivery {delivery}")
+    return [("replay", _line(said)), *attempts]
+
+
+def _attempt_result(attempt: Document) -> str:
+    if "finished_at" not in attempt:
+        return "under way"
+    answer = f"HTTP {attempt['http_status']}" if "http_status" in attempt else "no answer"
+    latency = f" in {attempt['latency_ms']} ms" if "latency_ms" in attempt else ""
+    return answer + latency + (f" ({attempt['error']})" if "error" in attempt else "")
+
+
+def _alert_lines(alert: Document) -> list[Column]:
+    error = f" ({alert['last_error']})" if "last_error" in alert else ""
+    sends = [("  send", _line(f"{s['attempt']} at {s['attempted_at']}: {s.get('outcome', 'under way')}"
+                              + (f" ({s['error']})" if "error" in s else "")))
+             for s in alert["sends"]]
+    return [("alert", _line(f"{alert['event']} to {alert['destination_type']} {alert['destination_id']}: "
+                            f"{alert['status']}, {alert['attempts']} sends{error}")), *sends]
 
 
 def _record_incident(call: Call, doc: Document, note: str | None = None) -> None:
-    replays = [("replay", _replay_line(replay)) for replay in doc["replays"]]
-    call.record(doc, [*INCIDENT_LINES, *replays], note)
+    replays = [line for replay in doc["replays"] for line in _replay_lines(replay)]
+    alerts = [line for alert in doc["alerts"] for line in _alert_lines(alert)]
+    call.record(doc, [*INCIDENT_LINES, *replays, *alerts], note)
 
 
 @click.group()
@@ -441,7 +469,8 @@ def incidents_list(call: Call, project_id: str, status: str | None, limit: int |
 @api_command(incidents, "show")
 @click.argument("incident_id")
 def incidents_show(call: Call, incident_id: str) -> None:
-    """One incident and its replays."""
+    """One incident: its failure's detail, its replays with every callback attempt, its alerts
+    with every send."""
     _record_incident(call, call.client.get_incident(incident_id))
 
 
@@ -471,7 +500,40 @@ def incidents_reprocess(call: Call, incident_id: str) -> None:
                 "The repair callback will be called with this replay id; 'incidents show' lists it.")
 
 
+# Flows
+
+FLOW_LINES: list[Column] = [
+    ("project", field("project_id")), ("reference", field("reference")), ("mode", field("mode")),
+    ("status", field("status")), ("event", field("event_type")), ("effect", field("effect_type")),
+    ("received", field("received_at")), ("deadline", field("deadline")), ("applied", field("applied_at")),
+    ("incident", field("incident_id")), ("detail", field("detail")),
+]
+
+
+def _timeline_line(entry: Document) -> Column:
+    if "status" in entry:
+        said = f"{entry['status']} (from {_text(entry['previous_status'])}, cause {entry['cause']})"
+    else:
+        said = f"by {entry['actor']} on {entry['target']}"
+    return "event", _line(f"{entry['occurred_at']} {entry['action']} {said}")
+
+
+@click.group()
+def flows() -> None:
+    """Flows: look one up by its reference."""
+
+
+@api_command(flows, "show")
+@click.argument("project_id")
+@click.argument("reference")
+def flows_show(call: Call, project_id: str, reference: str) -> None:
+    """A flow, its failure's detail and its whole timeline (transitions, incident actions,
+    callback attempts, alert sends), oldest first."""
+    doc = call.client.get_flow(project_id, reference)
+    call.record(doc, [*FLOW_LINES, *(_timeline_line(entry) for entry in doc["timeline"])])
+
+
 def register(main: click.Group) -> None:
     """Add the operator API commands to the ``sendpromptly`` command."""
-    for command in (projects, keys, callback, destinations, audit_log, incidents):
+    for command in (projects, keys, callback, destinations, audit_log, incidents, flows):
         main.add_command(command)

@@ -143,6 +143,9 @@ class OperatorClient:
     def get_incident(self, incident_id: str) -> Document:
         return self._call("GET", _incident(incident_id))
 
+    def get_flow(self, project_id: str, reference: str) -> Document:
+        return self._call("GET", _project(project_id, "flows", reference))
+
     def acknowledge_incident(self, incident_id: str, *, idempotency_key: str | None = None) -> Document:
         return self._call("POST", _incident(incident_id, "acknowledge"), None, idempotency_key)
 

@@ -27,12 +27,14 @@ from sinks.callback_policy import retry_delay
 from sinks.channels import Channel, TransportError, open_channels
 from sinks.channels.message import CALLBACK_EXHAUSTED, Alert
 from sinks.retrying import retry_transient, run_rounds, take_leased
-from store import destinations, notifications
-from store.db import Pool
+from store import audit, destinations, notifications
+from store.db import Connection, Pool
 from store.notifications import FAILED, INTERRUPTED, PENDING, SENT, Notification
 from topics.fields import format_timestamp
 
 log = logging.getLogger(__name__)
+
+ACTOR = "system:alerts"
 
 ALERTS_SENT = Counter("sendpromptly_alerts_sent_total", "Alert sends, by channel and what came of them",
                       ["channel", "outcome"])
@@ -140,6 +142,7 @@ class AlertSender:
             if error is None or error.permanent:
                 await destinations.record_outcome(conn, notification.destination_id,
                                                   None if error is None else error.message)
+            await _audit(conn, notification, number, status, error)
         ALERTS_SENT.labels(notification.destination_type, OUTCOME_LABELS[status]).inc()
         log.info("alert %d (%s %s to %s) attempt %d: %s%s", notification.id, notification.alert.get("kind"),
                  notification.alert.get("incident_id"), notification.destination_id, number,
@@ -167,3 +170,20 @@ class AlertSender:
                                           incident_id=callback.incident_id,
                                           event_type=CALLBACK_EXHAUSTED, replay_id=callback.replay_id,
                                           alert=alert.to_dict())
+
+
+async def _audit(conn: Connection, notification: Notification, number: int, status: str,
+                 error: TransportError | None) -> None:
+    """Every send and its failure in the project's audit log, in the outcome's transaction: the
+    destination, never its target (a Slack webhook URL is a secret) nor the message."""
+    alert = Alert.from_dict(notification.alert)
+    await audit.record(
+        conn, project_id=alert.project_id, actor=ACTOR,
+        action="alert.sent" if error is None else "alert.failed",
+        # Every notification is about an incident (its table says so); the alert's type allows none.
+        target=alert.incident_id or notification.destination_id,
+        data={"destination_id": notification.destination_id,
+              "destination_type": notification.destination_type, "incident_id": alert.incident_id,
+              "event": alert.kind, "attempt": number, "status": status,
+              "error": None if error is None else error.message},
+    )

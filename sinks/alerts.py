@@ -49,7 +49,7 @@ class AlertsSink:
                           mode=event.mode, occurred_at=format_timestamp(event.occurred_at),
                           incident_id=event.incident_id, reference=event.reference,
                           reason=event.reason or stored_reason,
-                          resolution=event.resolution)
+                          resolution=event.resolution, detail=event.detail)
             claimed = await notifications.claim(conn, project_id=event.project_id,
                                                 incident_id=event.incident_id, event_type=event.type,
                                                 alert=alert.to_dict())

@@ -68,7 +68,7 @@ def flow_from_event(event: AuditEvent) -> FlowView:
             status=data["status"], event_type=data["event_type"], effect_type=data["effect_type"],
             received_at=_time(data["received_at"]), deadline=_time(data["deadline"]),
             applied_at=None if data.get("applied_at") is None else _time(data["applied_at"]),
-            incident_id=data.get("incident_id"), version=int(data["version"]),
+            incident_id=data.get("incident_id"), detail=data.get("detail"), version=int(data["version"]),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise Unprocessable("invalid_flow_data", f"{event.action} event lacks a usable {exc}") from None

@@ -116,6 +116,17 @@ async def list_for_chain(conn: Connection, chain: str, *, before_seq: int | None
     return [AuditLogRow(**row) for row in rows]
 
 
+async def list_for_targets(conn: Connection, chain: str, targets: list[str], *,
+                           limit: int) -> list[AuditLogRow]:
+    """The newest ``limit`` entries of ``chain`` about any of ``targets``, oldest first."""
+    rows = await (await conn.execute(
+        f"SELECT * FROM (SELECT {_COLUMNS} FROM audit_log WHERE chain = %s AND target = ANY(%s)"
+        " ORDER BY seq DESC LIMIT %s) newest ORDER BY seq",
+        (chain, targets, limit),
+    )).fetchall()
+    return [AuditLogRow(**row) for row in rows]
+
+
 async def chains(conn: Connection) -> list[str]:
     rows = await (await conn.execute("SELECT DISTINCT chain FROM audit_log ORDER BY chain")).fetchall()
     return [row["chain"] for row in rows]

@@ -21,6 +21,8 @@ class FlowView:
     version: int
     applied_at: datetime | None = None
     incident_id: str | None = None
+    # A failed result's detail (agents/flow.py keeps it once a failed result applied).
+    detail: str | None = None
 
 
 _COLUMNS = tuple(FlowView.__dataclass_fields__)

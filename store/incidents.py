@@ -13,6 +13,7 @@ from typing import Any
 
 from store.callback_deliveries import Attempt, list_attempts
 from store.db import Connection
+from store.notifications import Sent, list_sent
 from topics import IncidentEvent
 
 
@@ -23,6 +24,10 @@ class Replay:
     requested_at: datetime
     attempts: int
     outcome: str | None
+    # The repair callback's delivery (store/callback_deliveries.py): its status and when its next
+    # attempt is due; None until the callbacks sink has recorded it.
+    delivery_status: str | None = None
+    next_attempt_at: datetime | None = None
     # Every repair-callback attempt, oldest first.
     callback_attempts: tuple[Attempt, ...] = ()
 
@@ -41,12 +46,17 @@ class Incident:
     resolved_at: datetime | None
     resolution: str | None
     note: str | None
+    # The failed result's detail, for a failed outcome.
+    detail: str | None
     replays: tuple[Replay, ...] = ()
+    # Every alert about the incident, with its sends, oldest first.
+    alerts: tuple[Sent, ...] = ()
 
 
 _COLUMNS = ("id, project_id, reference, mode, reason, status, opened_at, deadline, acknowledged_at,"
-            " resolved_at, resolution, note")
-_REPLAY_COLUMNS = "replay_id, requested_by, requested_at, attempts, outcome"
+            " resolved_at, resolution, note, detail")
+_REPLAY_COLUMNS = ("r.replay_id, r.requested_by, r.requested_at, r.attempts, r.outcome,"
+                   " d.status AS delivery_status, d.next_attempt_at")
 
 
 def _rank(row: str) -> str:
@@ -61,9 +71,9 @@ _WINS = f"({_rank('EXCLUDED')}, i.resolved_at) > ({_rank('i')}, EXCLUDED.resolve
 
 _UPSERT = (
     "INSERT INTO incidents AS i (id, project_id, reference, mode, reason, opened_at, deadline, status,"
-    "   acknowledged_at, resolved_at, resolution, note)"
+    "   acknowledged_at, resolved_at, resolution, note, detail)"
     " VALUES (%(id)s, %(project_id)s, %(reference)s, %(mode)s, %(reason)s, %(opened_at)s, %(deadline)s,"
-    "   %(status)s, %(acknowledged_at)s, %(resolved_at)s, %(resolution)s, %(note)s)"
+    "   %(status)s, %(acknowledged_at)s, %(resolved_at)s, %(resolution)s, %(note)s, %(detail)s)"
     " ON CONFLICT (id) DO UPDATE SET"
     # A timeout that a failed result received in time shows to be a failed outcome (agents/flow.py)
     # is corrected by a second "opened" event; failed_outcome wins whatever order they come in.
@@ -72,6 +82,9 @@ _UPSERT = (
     # least() skips NULLs: the earliest time any copy of the event carried.
     "   opened_at = least(i.opened_at, EXCLUDED.opened_at),"
     "   deadline = coalesce(i.deadline, EXCLUDED.deadline),"
+    # Only "opened" events of a failed outcome carry a detail, and a flow has one failed result
+    # that applies: whichever copy brings it, it stays.
+    "   detail = coalesce(i.detail, EXCLUDED.detail),"
     "   acknowledged_at = least(i.acknowledged_at, EXCLUDED.acknowledged_at),"
     # Resolved is final: a late "opened" never reopens.
     "   status = CASE WHEN EXCLUDED.status = 'resolved' THEN 'resolved' ELSE i.status END,"
@@ -97,6 +110,7 @@ def _row(event: IncidentEvent) -> dict[str, Any]:
         "resolved_at": at if resolved else None,
         "resolution": event.resolution if resolved else None,
         "note": event.note if resolved else None,
+        "detail": event.detail if opened else None,
     }
 
 
@@ -175,8 +189,9 @@ async def _with_replays(conn: Connection, rows: list[dict[str, Any]]) -> list[In
         return []
     replays: dict[str, list[Replay]] = {row["id"]: [] for row in rows}
     found = await (await conn.execute(
-        f"SELECT incident_id, {_REPLAY_COLUMNS} FROM replays WHERE incident_id = ANY(%s)"
-        " ORDER BY requested_at, replay_id",
+        f"SELECT r.incident_id, {_REPLAY_COLUMNS} FROM replays r"
+        " LEFT JOIN callback_deliveries d ON d.replay_id = r.replay_id WHERE r.incident_id = ANY(%s)"
+        " ORDER BY r.requested_at, r.replay_id",
         (list(replays),),
     )).fetchall()
     attempts: dict[str, list[Attempt]] = {replay["replay_id"]: [] for replay in found}
@@ -185,4 +200,8 @@ async def _with_replays(conn: Connection, rows: list[dict[str, Any]]) -> list[In
     for replay in found:
         replays[replay.pop("incident_id")].append(
             Replay(**replay, callback_attempts=tuple(attempts[replay["replay_id"]])))
-    return [Incident(**row, replays=tuple(replays[row["id"]])) for row in rows]
+    alerts: dict[str, list[Sent]] = {row["id"]: [] for row in rows}
+    for sent in await list_sent(conn, list(alerts)):
+        alerts[sent.incident_id].append(sent)
+    return [Incident(**row, replays=tuple(replays[row["id"]]), alerts=tuple(alerts[row["id"]]))
+            for row in rows]

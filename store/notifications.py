@@ -56,6 +56,23 @@ class Attempt:
 
 
 @dataclass(frozen=True)
+class Sent:
+    """An alert about an incident as operators see it: where it went, what came of it, and every
+    send (never the message's text nor the destination's target: a webhook URL is a secret)."""
+
+    incident_id: str
+    event_type: str
+    replay_id: str | None
+    destination_id: str
+    destination_type: str
+    status: str
+    attempts: int
+    last_error: str | None
+    created_at: datetime
+    sends: tuple[Attempt, ...] = ()
+
+
+@dataclass(frozen=True)
 class ExhaustedCallback:
     replay_id: str
     incident_id: str
@@ -140,6 +157,22 @@ async def finish_attempt(conn: Connection, notification_id: int, number: int, *,
 async def finish_without_attempt(conn: Connection, notification_id: int, error: str) -> None:
     """Give a notification up before any send (its destination was removed)."""
     await NOTIFICATIONS.finish_without_attempt(conn, notification_id, error)
+
+
+async def list_sent(conn: Connection, incident_ids: list[str]) -> list[Sent]:
+    """Every alert about these incidents with its sends, oldest first."""
+    rows = await (await conn.execute(
+        "SELECT n.id, n.incident_id, n.event_type, n.replay_id, n.destination_id,"
+        "   d.type AS destination_type, n.status, n.attempts, n.last_error, n.created_at"
+        " FROM notifications n JOIN alert_destinations d ON d.id = n.destination_id"
+        " WHERE n.incident_id = ANY(%s) ORDER BY n.created_at, n.id",
+        (incident_ids,),
+    )).fetchall()
+    sends: dict[int, list[Attempt]] = {row["id"]: [] for row in rows}
+    for attempt in await list_attempts(conn, list(sends)):
+        sends[attempt.notification_id].append(attempt)
+    return [Sent(**{k: v for k, v in row.items() if k != "id"}, sends=tuple(sends[row["id"]]))
+            for row in rows]
 
 
 async def list_attempts(conn: Connection, notification_ids: list[int]) -> list[Attempt]:

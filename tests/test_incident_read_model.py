@@ -57,7 +57,7 @@ class Events:
         )
 
     def opened(self, minutes: int = 0) -> IncidentEvent:
-        return self("opened", minutes, actor="agents", reason="failed_outcome")
+        return self("opened", minutes, actor="agents", reason="failed_outcome", detail="db locked")
 
     def resolved(self, minutes: int, resolution: str, note: str | None = None) -> IncidentEvent:
         actor = "agents" if resolution == "outcome_succeeded" else OPERATOR
@@ -106,6 +106,7 @@ async def test_redelivered_events_change_nothing(sink: ReadModelSink, pool: Pool
         "project_id": project.project_id, "mode": "test", "reason": "failed_outcome", "status": "resolved",
         "opened_at": T0, "deadline": DEADLINE, "acknowledged_at": T0 + timedelta(minutes=1),
         "resolved_at": T0 + timedelta(minutes=3), "resolution": "manual", "note": "refunded by hand",
+        "detail": "db locked",
     }
     assert first["replays"] == [{"replay_id": events.replay_id, "requested_by": OPERATOR,
                                  "requested_at": T0 + timedelta(minutes=2), "attempts": 0, "outcome": None}]

@@ -173,7 +173,7 @@ async def test_reprocess_needs_a_callback_and_resolve_needs_a_note(api: Api, ope
     assert status == 202
 
 
-async def test_another_projects_operator_gets_404_on_every_incident_route(
+async def test_another_projects_operator_gets_404_on_every_incident_route_and_flow_lookup(
         api: Api, operator_api: Api, project: ProjectKey, http: aiohttp.ClientSession, stack: Stack,
         database_url: str) -> None:
     incident = await open_incident(api, "inv_private")
@@ -187,6 +187,11 @@ async def test_another_projects_operator_gets_404_on_every_incident_route(
     assert status == 404 and problem["type"].endswith("/project-not-found")
     status, problem = await outsider.get(incident_path(incident["id"]))
     assert status == 404 and problem["type"].endswith("/incident-not-found")
+    status, problem = await outsider.get(f"/api/v1/projects/{project.project_id}/flows/inv_private")
+    assert status == 404 and problem["type"].endswith("/project-not-found")
+    assert (await operator_api.get(f"/api/v1/projects/{project.project_id}/flows/inv_private"))[0] == 200
+    status, problem = await operator_api.get(f"/api/v1/projects/{project.project_id}/flows/inv_nothing")
+    assert status == 404 and problem["type"].endswith("/flow-not-found")
     for action, body in (("acknowledge", None), ("reprocess", None), ("resolve", {"note": "not mine"})):
         status, problem, _ = await outsider.send("POST", incident_path(incident["id"], action), body)
         assert status == 404 and problem["type"].endswith("/incident-not-found"), action

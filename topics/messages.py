@@ -167,7 +167,7 @@ class IncidentEvent(Message):
     SCHEMA: ClassVar[str] = "incident.v1"
     FIELDS: ClassVar[frozenset[str]] = _fields(
         "event_id", "type", "incident_id", "project_id", "reference", "mode", "reason", "resolution",
-        "deadline", "replay_id", "actor", "note", "occurred_at",
+        "deadline", "replay_id", "actor", "note", "occurred_at", "detail",
     )
 
     event_id: str
@@ -183,6 +183,9 @@ class IncidentEvent(Message):
     deadline: datetime | None = None
     replay_id: str | None = None
     note: str | None = None
+    # An "opened" event of a failed outcome: the failed result's detail. Optional, so events
+    # written before it existed still decode.
+    detail: str | None = None
 
     @classmethod
     def from_dict(cls, doc: Any) -> IncidentEvent:
@@ -201,6 +204,7 @@ class IncidentEvent(Message):
             deadline=check.timestamp("deadline", required=False),
             replay_id=check.replay_id(),
             note=check.text("note", MAX_DETAIL_BYTES),
+            detail=check.text("detail", MAX_DETAIL_BYTES),
         )
         check.done()
         return cls(**values)  # type: ignore[arg-type]

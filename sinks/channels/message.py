@@ -33,6 +33,8 @@ class Alert:
     replay_id: str | None = None
     # Why the repair callback gave up (its last error).
     error: str | None = None
+    # What the app said of its failed result (bounded by the result schema; never a payload).
+    detail: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -57,7 +59,8 @@ def facts(alert: Alert) -> list[tuple[str, str]]:
     """Label and value of everything known, in reading order."""
     values = [
         ("Project", f"{alert.project_name} ({alert.project_id})"), ("Mode", alert.mode),
-        ("Reference", alert.reference), ("Reason", alert.reason), ("Resolution", alert.resolution),
+        ("Reference", alert.reference), ("Reason", alert.reason), ("Detail", alert.detail),
+        ("Resolution", alert.resolution),
         ("Replay", alert.replay_id), ("Last error", alert.error), ("Incident", alert.incident_id),
         ("When", alert.occurred_at),
     ]
