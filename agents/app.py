@@ -152,12 +152,12 @@ def create_app(settings: Settings) -> faust.App:
         """Handle ``message`` until it is done or dead-lettered; never raise. An exception leaving
         the agent would make faust restart it and acknowledge the message unprocessed."""
         try:
-            await until_done(partial(handle, flow_tracker, message), describe_message(message.incoming))
+            await until_done(partial(handle, flow_tracker, message), message.incoming)
         except Exception as exc:
             log.exception("%s failed for good; dead-lettering it", describe_message(message.incoming))
             letter = flow_tracker.dead(message.incoming, f"processing_error: {describe(exc)}")
-            await until_done(partial(apply, message.incoming.key, message, letter),
-                             f"dead-lettering {describe_message(message.incoming)}", any_error=True)
+            await until_done(partial(apply, message.incoming.key, message, letter), message.incoming,
+                             any_error=True)
 
     @app.agent(inputs)
     async def track_flows(stream: faust.StreamT) -> None:
@@ -305,9 +305,10 @@ def describe_message(message: Incoming) -> str:
     return f"{message.topic}[{message.partition}]@{message.offset}"
 
 
-async def until_done(work: Callable[[], Awaitable[T]], what: str, *, any_error: bool = False) -> T:
+async def until_done(work: Callable[[], Awaitable[T]], what: str | Incoming, *,
+                     any_error: bool = False) -> T:
     """``work()``, tried again with backoff for as long as it fails for a passing reason (any
-    reason with ``any_error``); another failure is raised."""
+    reason with ``any_error``); another failure is raised. ``what`` names the work in the log."""
     backoff = Backoff()
     while True:
         try:
@@ -317,7 +318,8 @@ async def until_done(work: Callable[[], Awaitable[T]], what: str, *, any_error: 
                 raise
             delay = backoff.next_delay()
             metrics.PROCESSING_RETRIES.labels(type(exc).__name__).inc()
-            log.warning("%s failed (%s); trying again in %.1f s", what, describe(exc), delay)
+            name = describe_message(what) if isinstance(what, Incoming) else what
+            log.warning("%s failed (%s); trying again in %.1f s", name, describe(exc), delay)
             await asyncio.sleep(delay)
 
 
