@@ -52,7 +52,12 @@ def _too_large() -> Problem:
 
 
 def idempotency_key(request: web.Request) -> str:
-    value = request.headers.get("Idempotency-Key")
+    values = request.headers.getall("Idempotency-Key", [])
+    if len(values) > 1:
+        # Which one the client meant is a guess, and guessing wrong replays another operation.
+        raise Problem(400, "idempotency-key-repeated", "More than one Idempotency-Key",
+                      f"The request carries {len(values)} Idempotency-Key headers; send exactly one.")
+    value = values[0] if values else None
     if value is None:
         raise Problem(
             400, "idempotency-key-required", "Idempotency-Key required",

@@ -69,7 +69,6 @@ PRINTABLE_NOT_BLANK = rf"^{_PRINTABLE_CHAR}*[^\x00-\x20\x7f-\x9f]{_PRINTABLE_CHA
 # #fragment, nothing but printable characters other than whitespace.
 _URL_REST = r"://[^\s\x00-\x1f\x7f-\x9f/?#@]+(?:[/?][^\s\x00-\x1f\x7f-\x9f#]*)?$"
 HTTP_URL = "^[Hh][Tt][Tt][Pp][Ss]?" + _URL_REST
-HTTPS_URL = "^[Hh][Tt][Tt][Pp][Ss]" + _URL_REST
 # A resolution note: printable characters, newlines and tabs, and not only whitespace.
 _NOTE_CHAR = r"[^\x00-\x08\x0b-\x1f\x7f-\x9f]"
 NOTE = rf"^{_NOTE_CHAR}*[^\x00-\x20\x7f-\x9f]{_NOTE_CHAR}*$"
@@ -254,7 +253,7 @@ def _schemas() -> dict[str, Any]:
             **api_key_fields,
             "key": _nullable(_string("The key (sk_...), shown this once; null on a replay.", pattern="^sk_")),
         }, {"key_redacted": {"const": True, "description": "Present on a replay, which never shows it."}}),
-        "ApiKeyList": _page("ApiKey"),
+        "ApiKeyPage": _page("ApiKey"),
 
         # Repair callback
         "RepairCallbackSet": _object({"url": _string(
@@ -280,8 +279,10 @@ def _schemas() -> dict[str, Any]:
         }),
         "SlackDestinationCreate": _object({
             "type": {"const": "slack"},
-            "target": _string("A Slack incoming-webhook URL: the repair callback's rules, and always https.",
-                              minLength=1, maxLength=MAX_URL_CHARS, pattern=HTTPS_URL),
+            "target": _string("A Slack incoming-webhook URL: the repair callback's rules. https in live mode "
+                              "(removing a live project's only https destination is refused, 409); a test "
+                              "project may use http://, so a local catcher works.",
+                              minLength=1, maxLength=MAX_URL_CHARS, pattern=HTTP_URL),
         }),
         "AlertDestinationCreate": {
             "oneOf": [_ref("EmailDestinationCreate"), _ref("SlackDestinationCreate")],
@@ -296,7 +297,7 @@ def _schemas() -> dict[str, Any]:
                                               "SMTP 5xx); null once an alert is accepted again.")),
             "failed_at": _nullable(timestamp),
         }),
-        "AlertDestinationList": _page("AlertDestination"),
+        "AlertDestinationPage": _page("AlertDestination"),
         "AlertDestinationTested": _object({
             "outcome": {"const": "sent", "description": "The channel accepted the test alert."},
             "destination": _ref("AlertDestination"),
@@ -405,7 +406,7 @@ def _parameters() -> dict[str, Any]:
             "name": "Idempotency-Key", "in": "header", "required": True,
             "description": "Unique per intended operation; reuse it to retry. Same key and body within 24 h: "
                            "the first answer again (Idempotent-Replayed: true). Same key, other body: 422. "
-                           "Same key while the first is in flight: 409.",
+                           "Same key while the first is in flight: 409. Send exactly one: two are a 400.",
             "schema": _string(minLength=1, maxLength=255, pattern=_anchored(_IDEMPOTENCY_KEY_RE)),
         },
         "ProjectId": path("project_id", "A project id (prj_...)."),
@@ -418,6 +419,16 @@ def _parameters() -> dict[str, Any]:
         "IncidentStatus": {"name": "status", "in": "query", "required": False,
                            "description": "Only open, or only resolved, incidents; absent for both.",
                            "schema": _string(enum=list(INCIDENT_STATUSES))},
+        "IncidentMode": {"name": "mode", "in": "query", "required": False,
+                         "description": "Only test, or only live, incidents; absent for both.",
+                         "schema": _string(enum=list(MODES))},
+        "IncidentReason": {"name": "reason", "in": "query", "required": False,
+                           "description": "Only timeouts, or only failed outcomes; absent for both.",
+                           "schema": _string(enum=list(INCIDENT_REASONS))},
+        "IncidentReference": {"name": "reference", "in": "query", "required": False,
+                              "description": "Only the incidents of this flow reference (every cycle).",
+                              "schema": _string(minLength=1, maxLength=MAX_REFERENCE_CHARS,
+                                                pattern=PRINTABLE)},
         "Cursor": {"name": "cursor", "in": "query", "required": False,
                    "description": "next_cursor of the previous page; absent or empty for the first page.",
                    "schema": _string()},
@@ -445,15 +456,18 @@ _RETRY_AFTER = {"Retry-After": _ref("RetryAfter", "headers")}
 # Status -> (component name, description, headers). The action's own client errors (404, 409, 422)
 # are stored with its Idempotency-Key and replayed like its successes.
 _PROBLEMS: dict[int, tuple[str, str, dict[str, Any]]] = {
-    400: ("BadRequest", "Malformed JSON, a missing or invalid Idempotency-Key, or an invalid cursor, "
-                        "limit or status filter.", {}),
+    400: ("BadRequest", "Malformed JSON, a missing, repeated or invalid Idempotency-Key, an invalid cursor, "
+                        "limit or filter, or a query parameter the list does not take (unknown-query-"
+                        "parameter: a filter is never silently ignored).", {}),
     401: ("Unauthorized", "No credential, or not a valid one for this route.",
           {"WWW-Authenticate": _ref("WWWAuthenticate", "headers")}),
     403: ("Forbidden", "Only an admin manages operators.", {}),
     404: ("NotFound", "No such resource that you can see.", _REPLAYED),
     409: ("Conflict", "A request with this Idempotency-Key is still in flight (with Retry-After), or the "
-                      "state does not allow it (live-mode prerequisites, no callback to rotate or to "
-                      "reprocess with, a resolved incident).",
+                      "state does not allow it (live-mode prerequisites: to go live, and for as long as "
+                      "the project is live, which refuses revoking its last live key, removing its last "
+                      "alert destination, or an http callback or Slack webhook; no callback to rotate or "
+                      "to reprocess with, a resolved incident).",
           {**_RETRY_AFTER, **_REPLAYED}),
     413: ("PayloadTooLarge", f"The body is over {MAX_BODY_BYTES} bytes.", {}),
     415: ("UnsupportedMediaType", "The body is not sent as Content-Type: application/json.", {}),
@@ -580,7 +594,8 @@ def _paths() -> dict[str, Any]:
             "ProjectId",
             post=keys.mutating("createApiKey", "Created; the only answer that shows the key.",
                                (201, "ApiKeyCreated"), 404, body="ApiKeyCreate"),
-            get=keys.read("listApiKeys", "The project's API keys, live and revoked.", "ApiKeyList", 404),
+            get=keys.read("listApiKeys", "The project's API keys, live and revoked, newest first.",
+                          "ApiKeyPage", 400, 404, parameters=paging),
         ),
         PROJECT + "/keys/{key_id}/revoke": _in_path(
             "ProjectId", "KeyId",
@@ -589,7 +604,8 @@ def _paths() -> dict[str, Any]:
         ),
         PROJECT + "/repair-callback": _in_path(
             "ProjectId",
-            put=callback.mutating("setRepairCallback", "Set, with a new signing secret shown this once.",
+            put=callback.mutating("setRepairCallback", "Set, with a new signing secret shown this once; the "
+                                  "previous secret still signs for 24 h, as in a rotation.",
                                   (200, "RepairCallbackSecret"), 404, body="RepairCallbackSet"),
             get=callback.read("getRepairCallback", "The callback URL, and when its secrets were made.",
                               "RepairCallback", 404),
@@ -603,8 +619,8 @@ def _paths() -> dict[str, Any]:
             "ProjectId",
             post=destinations.mutating("createAlertDestination", "Added.", (201, "AlertDestination"), 404,
                                        body="AlertDestinationCreate"),
-            get=destinations.read("listAlertDestinations", "The project's alert destinations.",
-                                  "AlertDestinationList", 404),
+            get=destinations.read("listAlertDestinations", "The project's alert destinations, newest first.",
+                                  "AlertDestinationPage", 400, 404, parameters=paging),
         ),
         PROJECT + "/alert-destinations/{destination_id}": _in_path(
             "ProjectId", "DestinationId",
@@ -626,7 +642,8 @@ def _paths() -> dict[str, Any]:
         PROJECT + "/incidents": _in_path(
             "ProjectId",
             get=incidents.read("listIncidents", "The project's incidents, newest first.", "IncidentPage",
-                               400, 404, parameters=("IncidentStatus", *paging)),
+                               400, 404, parameters=("IncidentStatus", "IncidentMode", "IncidentReason",
+                                                     "IncidentReference", *paging)),
         ),
         PROJECT + "/flows/{reference}": _in_path(
             "ProjectId", "FlowReference",

@@ -92,6 +92,19 @@ def _database_down(exc: Exception) -> bool:
     return isinstance(exc, psycopg.Error | psycopg_pool.PoolTimeout) and is_transient(exc)
 
 
+# nginx's "client closed request": the client left before the answer, so none is sent; metrics
+# count it apart from the 5xx that are our faults.
+CLIENT_CLOSED_REQUEST = 499
+
+
+def client_gone(request: web.Request) -> web.Response:
+    """The answer to a request whose client closed the connection mid-request (reading its body,
+    say): one line in the log, no traceback, and a 499 for the metrics middleware to count."""
+    log.info("client closed the connection during %s %s; nothing was answered", request.method, request.path)
+    return Problem(CLIENT_CLOSED_REQUEST, "client-closed-request", "Client Closed Request",
+                   "The connection was closed before the answer.").response()
+
+
 _STATUS_SLUGS = {404: "not-found", 405: "method-not-allowed", 413: "payload-too-large"}
 
 
@@ -115,6 +128,9 @@ async def problem_middleware(
         headers = {k: v for k, v in exc.headers.items() if k.lower() == "allow"}
         return Problem(exc.status, slug, exc.reason, detail, headers=headers).response()
     except Exception as exc:
+        # A reset while our client's connection is gone is theirs; any other peer's is a fault.
+        if isinstance(exc, ConnectionResetError) and request.transport is None:
+            return client_gone(request)
         if _database_down(exc):
             log.warning("database unavailable in %s %s: %s", request.method, request.path, exc)
             return database_unavailable(exc).response()

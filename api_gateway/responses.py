@@ -68,6 +68,22 @@ def decode_cursor(request: web.Request, arity: int) -> list[Any] | None:
     return parts
 
 
+PAGING_PARAMS = ("cursor", "limit")
+
+
+def list_params(request: web.Request, *filters: str) -> int:
+    """The page size of a list request whose query may hold paging and ``filters``, nothing else:
+    a misspelt or unsupported filter is a 400, never silently ignored (which would answer an
+    unfiltered list the caller takes for a filtered one)."""
+    unknown = sorted(set(request.query) - {*PAGING_PARAMS, *filters})
+    if unknown:
+        accepted = ", ".join((*filters, *PAGING_PARAMS))
+        raise Problem(400, "unknown-query-parameter", "Unknown query parameter",
+                      f"This list does not take {', '.join(unknown)}; it accepts {accepted}.",
+                      errors=[(name, "is not a parameter of this list") for name in unknown])
+    return limit_param(request)
+
+
 def limit_param(request: web.Request, default: int = 50, maximum: int = 200) -> int:
     raw = request.query.get("limit", str(default))
     # isdigit() alone accepts "²"; the length bound keeps int() off absurdly long strings.

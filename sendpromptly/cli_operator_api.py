@@ -92,6 +92,10 @@ class Call:
         _echo_aligned([[header for header, _ in columns], *rows])
 
 
+# Every list pages; the CLI follows the pages up to --limit.
+LIMIT = click.option("--limit", type=click.IntRange(min=1), help="Show at most this many [default: all].")
+
+
 def pages(fetch: Callable[..., Document], cap: int | None) -> Iterator[Document]:
     """The API's pages in order (``fetch(cursor=..., limit=...)``), following ``next_cursor`` until
     ``cap`` items (None: all) are read."""
@@ -200,7 +204,7 @@ def projects_create(call: Call, **fields: Any) -> None:
 
 
 @api_command(projects, "list")
-@click.option("--limit", type=click.IntRange(min=1), help="Show at most this many [default: all].")
+@LIMIT
 def projects_list(call: Call, limit: int | None) -> None:
     """The projects you can see, newest first."""
     call.listing(pages(call.client.list_projects, limit), table_columns(PROJECT_LINES), "no projects")
@@ -253,9 +257,11 @@ def keys_create(call: Call, project_id: str, label: str) -> None:
 
 @api_command(keys, "list")
 @click.argument("project_id")
-def keys_list(call: Call, project_id: str) -> None:
-    """A project's API keys (never the keys themselves)."""
-    call.listing([call.client.list_keys(project_id)], table_columns(KEY_LINES), "no API keys")
+@LIMIT
+def keys_list(call: Call, project_id: str, limit: int | None) -> None:
+    """A project's API keys, newest first (never the keys themselves)."""
+    fetch = functools.partial(call.client.list_keys, project_id)
+    call.listing(pages(fetch, limit), table_columns(KEY_LINES), "no API keys")
 
 
 @api_command(keys, "revoke", mutating=True)
@@ -295,7 +301,8 @@ def _record_with_secret(call: Call, doc: Document) -> None:
 @click.argument("project_id")
 @click.argument("callback_url")  # not "url": that is the gateway's (--url)
 def callback_set(call: Call, project_id: str, callback_url: str) -> None:
-    """Set the URL that receives repair requests, with a new signing secret."""
+    """Set the URL that receives repair requests, with a new signing secret (the previous one keeps
+    signing for 24 h, as in a rotation)."""
     answer = call.client.set_callback(project_id, callback_url, idempotency_key=call.idempotency_key)
     _record_with_secret(call, answer)
 
@@ -345,10 +352,11 @@ def destinations_add(call: Call, project_id: str, type_: str, target: str) -> No
 
 @api_command(destinations, "list")
 @click.argument("project_id")
-def destinations_list(call: Call, project_id: str) -> None:
-    """A project's alert destinations."""
-    call.listing([call.client.list_destinations(project_id)], table_columns(DESTINATION_LINES),
-                 "no alert destinations")
+@LIMIT
+def destinations_list(call: Call, project_id: str, limit: int | None) -> None:
+    """A project's alert destinations, newest first."""
+    fetch = functools.partial(call.client.list_destinations, project_id)
+    call.listing(pages(fetch, limit), table_columns(DESTINATION_LINES), "no alert destinations")
 
 
 @api_command(destinations, "remove", mutating=True)
@@ -459,10 +467,13 @@ def incidents() -> None:
 @api_command(incidents, "list")
 @click.argument("project_id")
 @click.option("--status", type=click.Choice(["open", "resolved"]), help="Only open, or only resolved, ones.")
-@click.option("--limit", type=click.IntRange(min=1), help="Show at most this many [default: all].")
-def incidents_list(call: Call, project_id: str, status: str | None, limit: int | None) -> None:
+@click.option("--mode", type=click.Choice(["test", "live"]), help="Only test, or only live, ones.")
+@click.option("--reason", type=click.Choice(["timeout", "failed_outcome"]), help="Only this reason.")
+@click.option("--reference", help="Only the incidents of this flow reference.")
+@LIMIT
+def incidents_list(call: Call, project_id: str, limit: int | None, **filters: str | None) -> None:
     """A project's incidents, newest first."""
-    fetch = functools.partial(call.client.list_incidents, project_id, status=status)
+    fetch = functools.partial(call.client.list_incidents, project_id, filters=filters)
     call.listing(pages(fetch, limit), INCIDENT_COLUMNS, "no incidents")
 
 

@@ -91,8 +91,8 @@ class OperatorClient:
     def create_key(self, project_id: str, label: str, *, idempotency_key: str | None = None) -> Document:
         return self._call("POST", _project(project_id, "keys"), {"label": label}, idempotency_key)
 
-    def list_keys(self, project_id: str) -> Document:
-        return self._call("GET", _project(project_id, "keys"))
+    def list_keys(self, project_id: str, *, cursor: str | None = None, limit: int | None = None) -> Document:
+        return self._call("GET", _project(project_id, "keys") + _query(cursor, limit))
 
     def revoke_key(self, project_id: str, key_id: str, *, idempotency_key: str | None = None) -> Document:
         return self._call("POST", _project(project_id, "keys", key_id, "revoke"), None, idempotency_key)
@@ -116,8 +116,9 @@ class OperatorClient:
         body = {"type": type_, "target": target}
         return self._call("POST", _project(project_id, "alert-destinations"), body, idempotency_key)
 
-    def list_destinations(self, project_id: str) -> Document:
-        return self._call("GET", _project(project_id, "alert-destinations"))
+    def list_destinations(self, project_id: str, *, cursor: str | None = None,
+                          limit: int | None = None) -> Document:
+        return self._call("GET", _project(project_id, "alert-destinations") + _query(cursor, limit))
 
     def remove_destination(self, project_id: str, destination_id: str, *,
                            idempotency_key: str | None = None) -> Document:
@@ -136,9 +137,10 @@ class OperatorClient:
 
     # Incidents
 
-    def list_incidents(self, project_id: str, *, status: str | None = None, cursor: str | None = None,
-                       limit: int | None = None) -> Document:
-        return self._call("GET", _project(project_id, "incidents") + _query(cursor, limit, status=status))
+    def list_incidents(self, project_id: str, *, filters: dict[str, str | None] | None = None,
+                       cursor: str | None = None, limit: int | None = None) -> Document:
+        """``filters``: status, mode, reason, reference (None: not filtered on)."""
+        return self._call("GET", _project(project_id, "incidents") + _query(cursor, limit, **(filters or {})))
 
     def get_incident(self, incident_id: str) -> Document:
         return self._call("GET", _incident(incident_id))

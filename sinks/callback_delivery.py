@@ -219,7 +219,9 @@ class CallbackDeliverer:
         if not stored:
             return "the project has no active signing secret"
         signing_secrets = [decrypt_secret(self._secrets_keyring, project.id, s.secret_enc) for s in stored]
-        return Target(project.repair_callback_url, signing_secrets, await self._payload(conn, repair))
+        # A project that turned snapshots off sends none, even one stored before (the purge takes it).
+        payload = await self._payload(conn, repair) if project.snapshots_enabled else None
+        return Target(project.repair_callback_url, signing_secrets, payload)
 
     async def _payload(self, conn: Connection, repair: RepairRequest) -> dict[str, Any] | None:
         snapshot = await get_snapshot(conn, repair.project_id, repair.reference)

@@ -3,8 +3,9 @@
 - ``sendpromptly.repairs.v1``: each repair request becomes one delivery in PostgreSQL (a
   redelivered request, none more); the offset is committed once it is stored, and the delivery
   loop (``sinks/callback_delivery.py``) makes the attempts, so pending retries survive a restart.
-- ``sendpromptly.receipts.v1``: a receipt's encrypted snapshot is stored as it came, unopened;
-  the agents never hold it. Purged after 30 days (``sinks/snapshot_purge.py``, hourly here).
+- ``sendpromptly.receipts.v1``: a receipt's encrypted snapshot is stored as it came, unopened,
+  while its project has snapshots enabled; the agents never hold it. Purged after 30 days
+  (``sinks/snapshot_purge.py``, hourly here).
 - ``sendpromptly.results.v1``: a result that names a replay sets that replay's outcome; the
   agents resolve the incident on a ``succeeded`` one themselves.
 """
@@ -12,7 +13,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from typing import TypeVar
 
 from aiokafka import ConsumerRecord
@@ -25,6 +25,7 @@ from sinks.snapshot_purge import purge_hourly
 from store import incidents
 from store.callback_deliveries import record_delivery
 from store.db import Pool
+from store.projects import get_project
 from store.snapshots import store_snapshot
 from topics import RECEIPTS, REPAIRS, RESULTS, Receipt, RepairRequest, Result, SchemaError, TopicSpec, decode
 
@@ -61,10 +62,12 @@ class CallbacksSink:
         receipt = _signal(Receipt, record)
         if receipt is None or receipt.snapshot is None:
             return
-        snapshot = receipt.snapshot
-        with contextlib.suppress(ForeignKeyViolation):  # an unknown project: the agents dead-letter it
-            async with self._pool.connection() as conn:
-                await store_snapshot(conn, receipt.project_id, receipt.reference, snapshot,
+        async with self._pool.connection() as conn:
+            project = await get_project(conn, receipt.project_id)
+            # An unknown project's receipt is the agents' to dead-letter. A project that turned
+            # snapshots off since the gateway sealed this one keeps only metadata from then on.
+            if project is not None and project.snapshots_enabled:
+                await store_snapshot(conn, receipt.project_id, receipt.reference, receipt.snapshot,
                                      receipt.received_at)
 
     async def handle_result(self, record: ConsumerRecord) -> None:

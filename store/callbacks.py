@@ -11,7 +11,8 @@ from psycopg.types.json import Jsonb
 from sendpromptly.ids import new_id
 from store.db import Connection
 
-# DESIGN.md §6: during a rotation both signatures are sent for 24 h.
+# DESIGN.md §6: during a rotation both signatures are sent for 24 h; a new URL's secret overlaps the
+# same way.
 ROTATION_OVERLAP = timedelta(hours=24)
 
 
@@ -24,15 +25,13 @@ class StoredSecret:
     retired_at: datetime | None
 
 
-async def replace_secret(conn: Connection, project_id: str, secret_enc: dict[str, Any], *,
-                         overlap: bool) -> str:
-    """Store a new signing secret. With ``overlap`` the current ones keep signing for 24 h
-    (rotation); without, they stop at once (a new URL gets a fresh secret of its own)."""
-    retire_after = ROTATION_OVERLAP if overlap else timedelta(0)
+async def replace_secret(conn: Connection, project_id: str, secret_enc: dict[str, Any]) -> str:
+    """Store a new signing secret; the current ones keep signing for 24 h (``ROTATION_OVERLAP``),
+    whether the secret was rotated or came with a new URL."""
     await conn.execute(
         "UPDATE callback_secrets SET retired_at = now() + %s"
         " WHERE project_id = %s AND (retired_at IS NULL OR retired_at > now() + %s)",
-        (retire_after, project_id, retire_after),
+        (ROTATION_OVERLAP, project_id, ROTATION_OVERLAP),
     )
     secret_id = new_id("sec")
     await conn.execute(

@@ -34,11 +34,15 @@ async def add_destination(conn: Connection, project_id: str, type_: str, target:
     return Destination(**row)
 
 
-async def list_destinations(conn: Connection, project_id: str) -> list[Destination]:
+async def list_destinations(conn: Connection, project_id: str, *, before: tuple[datetime, str] | None = None,
+                            limit: int | None = None) -> list[Destination]:
+    """Newest first (by created_at, then id), from after ``before``; every one without ``limit``."""
     rows = await (await conn.execute(
-        f"SELECT {_COLUMNS} FROM alert_destinations WHERE project_id = %s AND deleted_at IS NULL"
-        " ORDER BY created_at DESC, id DESC",
-        (project_id,),
+        f"SELECT {_COLUMNS} FROM alert_destinations WHERE project_id = %(project)s AND deleted_at IS NULL"
+        " AND (%(at)s::timestamptz IS NULL OR (created_at, id) < (%(at)s, %(id)s))"
+        " ORDER BY created_at DESC, id DESC LIMIT %(limit)s",
+        {"project": project_id, "at": before[0] if before else None, "id": before[1] if before else None,
+         "limit": limit},
     )).fetchall()
     return [Destination(**row) for row in rows]
 

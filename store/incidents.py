@@ -169,16 +169,30 @@ async def get_incident(conn: Connection, incident_id: str, *, lock: bool = False
     return found[0] if found else None
 
 
-async def list_incidents(conn: Connection, project_id: str, *, status: str | None,
+@dataclass(frozen=True)
+class IncidentFilter:
+    """What a list of incidents is narrowed to; None matches every value."""
+
+    status: str | None = None
+    mode: str | None = None
+    reason: str | None = None
+    reference: str | None = None
+
+
+async def list_incidents(conn: Connection, project_id: str, *, where: IncidentFilter,
                          before: tuple[datetime, str] | None, limit: int) -> list[Incident]:
-    """Newest first (by opened_at, then id), optionally only open or only resolved ones."""
+    """Newest first (by opened_at, then id), only those matching ``where``."""
     rows = await (await conn.execute(
         f"SELECT {_COLUMNS} FROM incidents"
         " WHERE project_id = %(project)s AND opened_at IS NOT NULL"
         " AND (%(status)s::text IS NULL OR status = %(status)s)"
+        " AND (%(mode)s::text IS NULL OR mode = %(mode)s)"
+        " AND (%(reason)s::text IS NULL OR reason = %(reason)s)"
+        " AND (%(reference)s::text IS NULL OR reference = %(reference)s)"
         " AND (%(at)s::timestamptz IS NULL OR (opened_at, id) < (%(at)s, %(id)s))"
         " ORDER BY opened_at DESC, id DESC LIMIT %(limit)s",
-        {"project": project_id, "status": status, "at": before[0] if before else None,
+        {"project": project_id, "status": where.status, "mode": where.mode, "reason": where.reason,
+         "reference": where.reference, "at": before[0] if before else None,
          "id": before[1] if before else None, "limit": limit},
     )).fetchall()
     return await _with_replays(conn, rows)

@@ -44,6 +44,16 @@ async def get_project(conn: Connection, project_id: str) -> Project | None:
     return None if row is None else Project(**row)
 
 
+async def lock_project(conn: Connection, project_id: str) -> Project | None:
+    """The project, its row locked until the transaction ends: changes that must keep live mode's
+    prerequisites (keys, destinations, callback) and the switch to live take turns, so two of them
+    at once cannot each leave the other's last one."""
+    row = await (await conn.execute(
+        f"SELECT {_PROJECT_COLUMNS} FROM projects WHERE id = %s FOR UPDATE", (project_id,)
+    )).fetchone()
+    return None if row is None else Project(**row)
+
+
 async def find_project_by_name(conn: Connection, name: str) -> Project | None:
     row = await (await conn.execute(
         f"SELECT {_PROJECT_COLUMNS} FROM projects WHERE name = %s ORDER BY created_at LIMIT 1", (name,)
@@ -131,10 +141,15 @@ async def get_api_key(conn: Connection, project_id: str, key_id: str) -> ApiKeyI
     return None if row is None else ApiKeyInfo(**row)
 
 
-async def list_api_keys(conn: Connection, project_id: str) -> list[ApiKeyInfo]:
+async def list_api_keys(conn: Connection, project_id: str, *, before: tuple[datetime, str] | None,
+                        limit: int) -> list[ApiKeyInfo]:
+    """Newest first (by created_at, then id), live and revoked, from after ``before``."""
     rows = await (await conn.execute(
-        f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE project_id = %s ORDER BY created_at DESC, id DESC",
-        (project_id,),
+        f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE project_id = %(project)s"
+        " AND (%(at)s::timestamptz IS NULL OR (created_at, id) < (%(at)s, %(id)s))"
+        " ORDER BY created_at DESC, id DESC LIMIT %(limit)s",
+        {"project": project_id, "at": before[0] if before else None, "id": before[1] if before else None,
+         "limit": limit},
     )).fetchall()
     return [ApiKeyInfo(**row) for row in rows]
 

@@ -180,6 +180,9 @@ def test_json_output_is_exactly_what_the_api_answers(cli: Cli, stack: Stack, adm
         assert cli.json(*args) == api_get(stack, admin, path), args
     assert [k["id"] for k in cli.json("keys", "list", project_id)["items"]] == [key["id"]]
     assert [d["id"] for d in cli.json("destinations", "list", project_id)["items"]] == [destination["id"]]
+    # --limit pages through keys too.
+    second = cli.json("keys", "create", project_id, "--label", "ci 2")
+    assert [k["id"] for k in cli.json("keys", "list", project_id, "--limit", "1")["items"]] == [second["id"]]
 
 
 def test_audit_log_all_follows_every_page(cli: Cli, stack: Stack, admin: Operator) -> None:

@@ -27,6 +27,12 @@ async def test_an_incident_from_list_to_resolution(
     assert table[1].split() == [incident_id, "inv_cli", "failed_outcome", "open", incident["opened_at"], "-",
                                 "0"]
     assert cli.ok("incidents", "list", project_id, "--status", "resolved").out == "no incidents\n"
+    # Every filter reaches the API (which refuses one it does not know): none is dropped on the way.
+    filtered = cli.json("incidents", "list", project_id, "--mode", "test", "--reason", "failed_outcome",
+                        "--reference", "inv_cli")
+    assert [i["id"] for i in filtered["items"]] == [incident_id]
+    assert cli.ok("incidents", "list", project_id, "--mode", "live").out == "no incidents\n"
+    assert cli.ok("incidents", "list", project_id, "--reference", "inv_other").out == "no incidents\n"
     shown_json = cli.json("incidents", "show", incident_id)
     assert shown_json == api_get(stack, admin, f"/api/v1/incidents/{incident_id}")
 

@@ -14,6 +14,8 @@ import pytest
 from aiohttp import web
 from standardwebhooks.webhooks import Webhook
 
+from store.db import open_pool
+from store.snapshots import get_snapshot
 from tests.conftest import ProjectKey
 from tests.support.api import Api, eventually
 from tests.support.example_receiver import running_example_receiver
@@ -259,3 +261,40 @@ async def test_the_example_receiver_reruns_the_effect_and_resolves_the_incident(
         assert (replay["replay_id"], replay["attempts"]) == (replay_id, 1)
         (callback,) = rerun
         assert callback["payload"] == {"customer": "cus_42", "plan": "pro"}
+
+
+async def test_turning_snapshots_off_stops_storing_and_sending_them(
+        api: Api, operator_api: Api, project: ProjectKey, receiver: Receiver, stack: Stack,
+        database_url: str) -> None:
+    base = f"/api/v1/projects/{project.project_id}"
+    await set_callback(operator_api, project.project_id, receiver.url + "/repair")
+    assert (await operator_api.send("PATCH", base, {"snapshots_enabled": True}))[0] == 200
+    # Stored while on: a snapshot the callbacks sink keeps.
+    assert (await api.receipt("inv_snap_kept", payload={"plan": "pro"}))[0] == 202
+    await eventually(partial(_snapshot_of, database_url, project.project_id, "inv_snap_kept"),
+                     lambda found: found is not None)
+    # Sealed while on, consumed once off: the sink is away while the project turns snapshots off.
+    sink = stack.sinks["callbacks"]
+    sink.stop()
+    assert (await api.receipt("inv_snap_late", payload={"plan": "pro"}))[0] == 202
+    assert (await operator_api.send("PATCH", base, {"snapshots_enabled": False}))[0] == 200
+    sink.start()
+    await asyncio.to_thread(sink.wait_ready, stack.sink_urls["callbacks"] + "/readyz")
+
+    for reference in ("inv_snap_kept", "inv_snap_late"):
+        assert (await api.result(reference, "failed"))[0] == 202
+        _, flow = await eventually(partial(api.flow, reference), lambda answer: "incident" in answer[1])
+        await reprocess(operator_api, flow["incident"]["id"])
+    first, second = await requests_received(receiver, 2)
+    assert "payload" not in first.doc and "payload" not in second.doc  # the stored one is not sent
+    await asyncio.sleep(1)  # the sink had the late receipt before these repairs; give it a moment more
+    assert await _snapshot_of(database_url, project.project_id, "inv_snap_late") is None
+
+
+async def _snapshot_of(database_url: str, project_id: str, reference: str) -> object:
+    pool = await open_pool(database_url, max_size=1)
+    try:
+        async with pool.connection() as conn:
+            return await get_snapshot(conn, project_id, reference)
+    finally:
+        await pool.close()

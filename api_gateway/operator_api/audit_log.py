@@ -7,7 +7,7 @@ from aiohttp import web
 
 from api_gateway.operator_api.common import visible_project
 from api_gateway.problems import Problem
-from api_gateway.responses import decode_cursor, json_response, limit_param, page
+from api_gateway.responses import decode_cursor, json_response, list_params, page
 from api_gateway.state import POOL
 from store import audit_log
 from store.audit_log import AuditLogRow
@@ -20,7 +20,7 @@ def entry_document(row: AuditLogRow) -> dict[str, object]:
 
 
 async def list_(request: web.Request) -> web.Response:
-    limit = limit_param(request)
+    limit = list_params(request)
     cursor = decode_cursor(request, 1)
     if cursor is not None and not (type(cursor[0]) is int and 0 <= cursor[0] < 2**63):
         raise Problem(400, "invalid-cursor", "Invalid cursor", "The cursor is not one this API gave out.")

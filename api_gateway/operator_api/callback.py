@@ -13,6 +13,7 @@ from api_gateway.http_input import parsed_body
 from api_gateway.idempotency import run_idempotent, with_secret_redacted
 from api_gateway.operator_api.bodies import parse_callback
 from api_gateway.operator_api.common import operator_of, record_audit, visible_project
+from api_gateway.operator_api.projects import hold_live_prerequisites
 from api_gateway.problems import Problem, invalid_fields
 from api_gateway.responses import json_response
 from api_gateway.state import POOL, SECRETS_KEYRING, SETTINGS
@@ -52,13 +53,18 @@ async def put(request: web.Request) -> web.Response:
             await check_url(url, require_https=project.mode == "live",
                             allow_private=request.app[SETTINGS].allow_private_targets)
         except TargetError as exc:
-            raise invalid_fields([("url", str(exc))]) from None
+            live = " (the project is live: live mode needs https)" if project.mode == "live" else ""
+            raise invalid_fields([("url", f"{exc}{live}")]) from None
         await projects.update_project(conn, project.id, {"repair_callback_url": url})
+        await hold_live_prerequisites(request, conn, project.id)
         secret = new_signing_secret()
         secret_enc = encrypt_secret(request.app[SECRETS_KEYRING], project.id, secret)
-        await callbacks.replace_secret(conn, project.id, secret_enc, overlap=False)
+        # The previous secret keeps signing for the rotation's overlap: a receiver that moves to the
+        # new URL (often the same app) verifies with the secret it has until it takes the new one.
+        await callbacks.replace_secret(conn, project.id, secret_enc)
         await record_audit(conn, request, project_id=project.id, action="callback.set", target=project.id,
-                           data={"url": url, "previous_url": project.repair_callback_url})
+                           data={"url": url, "previous_url": project.repair_callback_url,
+                                 "previous_secret_valid_for_hours": _overlap_hours()})
         return _with_secret({"url": url}, secret)
 
     return await run_idempotent(request, operator_of(request).id, action)
@@ -73,10 +79,9 @@ async def rotate_secret(request: web.Request) -> web.Response:
                           "it comes with a secret.")
         secret = new_signing_secret()
         secret_enc = encrypt_secret(request.app[SECRETS_KEYRING], project.id, secret)
-        await callbacks.replace_secret(conn, project.id, secret_enc, overlap=True)
-        overlap_hours = int(callbacks.ROTATION_OVERLAP.total_seconds() // 3600)
+        await callbacks.replace_secret(conn, project.id, secret_enc)
         await record_audit(conn, request, project_id=project.id, action="callback.secret_rotated",
-                           target=project.id, data={"previous_secret_valid_for_hours": overlap_hours})
+                           target=project.id, data={"previous_secret_valid_for_hours": _overlap_hours()})
         return _with_secret({"url": project.repair_callback_url}, secret)
 
     return await run_idempotent(request, operator_of(request).id, action)
@@ -90,6 +95,10 @@ async def read(request: web.Request) -> web.Response:
         "url": project.repair_callback_url,
         "secrets": [{"created_at": s.created_at, "retires_at": s.retired_at} for s in secrets],
     })
+
+
+def _overlap_hours() -> int:
+    return int(callbacks.ROTATION_OVERLAP.total_seconds() // 3600)
 
 
 def _with_secret(doc: dict[str, object], secret: str) -> web.Response:

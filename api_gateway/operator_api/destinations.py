@@ -8,10 +8,18 @@ from aiohttp import web
 
 from api_gateway.http_input import parsed_body
 from api_gateway.idempotency import run_idempotent
-from api_gateway.operator_api.bodies import parse_destination
-from api_gateway.operator_api.common import operator_of, path_id, record_audit, visible_project
+from api_gateway.operator_api.bodies import DestinationFields, parse_destination
+from api_gateway.operator_api.common import (
+    created_cursor,
+    created_cursor_of,
+    operator_of,
+    path_id,
+    record_audit,
+    visible_project,
+)
+from api_gateway.operator_api.projects import hold_live_prerequisites
 from api_gateway.problems import Problem, invalid_fields
-from api_gateway.responses import json_response
+from api_gateway.responses import json_response, list_params, page
 from api_gateway.state import POOL, SETTINGS
 from sendpromptly.targets import TargetError, check_email, check_url
 from sinks.channels import TransportError, open_channels
@@ -36,19 +44,12 @@ def _not_found(request: web.Request) -> Problem:
 
 async def create(request: web.Request) -> web.Response:
     body = await parsed_body(request, parse_destination)
-    try:
-        if body.type == "email":
-            target = check_email(body.target)
-        else:
-            # Slack incoming webhooks are https URLs; the address rules are the callback's.
-            target = await check_url(body.target, require_https=True,
-                                     allow_private=request.app[SETTINGS].allow_private_targets)
-    except TargetError as exc:
-        raise invalid_fields([("target", str(exc))]) from None
 
     async def action(conn: Connection) -> web.Response:
         project = await visible_project(request, conn)
+        target = await _checked_target(request, project, body)
         created = await destinations.add_destination(conn, project.id, body.type, target)
+        await hold_live_prerequisites(request, conn, project.id)
         await record_audit(conn, request, project_id=project.id, action="destination.added",
                            target=created.id, data={"type": created.type, "target": created.target})
         return json_response(201, destination_document(created))
@@ -56,11 +57,26 @@ async def create(request: web.Request) -> web.Response:
     return await run_idempotent(request, operator_of(request).id, action)
 
 
+async def _checked_target(request: web.Request, project: Project, body: DestinationFields) -> str:
+    """The destination's target once it passes: an email address, or a Slack webhook URL under the
+    callback's address rules, https in live mode (a test project may post to a local http catcher)."""
+    try:
+        if body.type == "email":
+            return check_email(body.target)
+        return await check_url(body.target, require_https=project.mode == "live",
+                               allow_private=request.app[SETTINGS].allow_private_targets)
+    except TargetError as exc:
+        live = " (the project is live: live mode needs https)" if project.mode == "live" else ""
+        raise invalid_fields([("target", f"{exc}{live}")]) from None
+
+
 async def list_(request: web.Request) -> web.Response:
+    limit = list_params(request)
+    before = created_cursor(request, "dst")
     async with request.app[POOL].connection() as conn:
         project = await visible_project(request, conn)
-        found = await destinations.list_destinations(conn, project.id)
-    return json_response(200, {"items": [destination_document(d) for d in found], "next_cursor": None})
+        found = await destinations.list_destinations(conn, project.id, before=before, limit=limit + 1)
+    return json_response(200, page(found, limit, destination_document, created_cursor_of))
 
 
 async def delete(request: web.Request) -> web.Response:
@@ -71,6 +87,7 @@ async def delete(request: web.Request) -> web.Response:
         removed = await destinations.remove_destination(conn, project.id, destination_id)
         if removed is None:
             raise not_found
+        await hold_live_prerequisites(request, conn, project.id)
         await record_audit(conn, request, project_id=project.id, action="destination.removed",
                            target=removed.id, data={"type": removed.type, "target": removed.target})
         return json_response(200, destination_document(removed))

@@ -26,18 +26,21 @@ from api_gateway.operator_api.bodies import MAX_NOTE_BYTES
 from api_gateway.operator_api.common import actor_of, operator_of, path_id, record_audit, visible_project
 from api_gateway.problems import Problem, kafka_unavailable
 from api_gateway.publisher import PublishUnavailable
-from api_gateway.responses import decode_cursor, json_response, limit_param, page
+from api_gateway.responses import decode_cursor, json_response, list_params, page
 from api_gateway.state import POOL, PUBLISHER, SETTINGS
 from sendpromptly.ids import derived_id, is_well_formed
 from store import incidents
 from store.db import Connection
 from store.flows import get_flow
-from store.incidents import Incident
+from store.incidents import Incident, IncidentFilter
 from store.projects import get_project
 from topics import INCIDENTS, REPAIRS, IncidentEvent, RepairRequest, TopicSpec, encode, flow_key
-from topics.fields import Checker, parse_timestamp
+from topics.fields import MODES, Checker, FieldErrors, parse_timestamp
+from topics.messages import INCIDENT_REASONS
 
 STATUSES = ("open", "resolved")
+# The query parameters that narrow the list (DESIGN.md §5), besides paging.
+FILTERS = ("status", "mode", "reason", "reference")
 
 Act = Callable[[Connection, Incident], Awaitable[web.Response]]
 
@@ -45,12 +48,12 @@ Act = Callable[[Connection, Incident], Awaitable[web.Response]]
 # --- reading --------------------------------------------------------------------------------------
 
 async def list_(request: web.Request) -> web.Response:
-    limit = limit_param(request)
-    status = _status_param(request)
+    limit = list_params(request, *FILTERS)
+    where = _filter(request)
     before = _cursor(request)
     async with request.app[POOL].connection() as conn:
         project = await visible_project(request, conn)
-        found = await incidents.list_incidents(conn, project.id, status=status, before=before,
+        found = await incidents.list_incidents(conn, project.id, where=where, before=before,
                                                limit=limit + 1)
     # The cursor keeps microseconds: two incidents opened in the same millisecond stay apart.
     return json_response(200, page(found, limit, incident_document,
@@ -63,12 +66,23 @@ async def read(request: web.Request) -> web.Response:
     return json_response(200, incident_document(incident))
 
 
-def _status_param(request: web.Request) -> str | None:
-    status = request.query.get("status")
-    if status is not None and status not in STATUSES:
-        raise Problem(400, "invalid-status", "Invalid status", "status must be open or resolved.",
-                      errors=[("status", "must be open or resolved")])
-    return status
+def _filter(request: web.Request) -> IncidentFilter:
+    """The list's filters from the query, each checked like the field it matches."""
+    check = Checker(dict(request.query))
+    where = IncidentFilter(
+        status=check.choice("status", STATUSES, required=False),
+        mode=check.choice("mode", MODES, required=False),
+        reason=check.choice("reason", INCIDENT_REASONS, required=False),
+        reference=check.reference() if "reference" in request.query else None,
+    )
+    try:
+        check.done()
+    except FieldErrors as exc:
+        named = ", ".join(field for field, _ in exc.errors)
+        raise Problem(400, "invalid-filter", "Invalid filter",
+                      f"These filters have values no incident can have: {named}; see errors.",
+                      errors=exc.errors) from None
+    return where
 
 
 def _cursor(request: web.Request) -> tuple[datetime, str] | None:

@@ -7,9 +7,18 @@ from aiohttp import web
 from api_gateway.http_input import parsed_body
 from api_gateway.idempotency import run_idempotent, with_secret_redacted
 from api_gateway.operator_api.bodies import parse_key_create
-from api_gateway.operator_api.common import actor, operator_of, path_id, record_audit, visible_project
+from api_gateway.operator_api.common import (
+    actor,
+    created_cursor,
+    created_cursor_of,
+    operator_of,
+    path_id,
+    record_audit,
+    visible_project,
+)
+from api_gateway.operator_api.projects import hold_live_prerequisites
 from api_gateway.problems import Problem
-from api_gateway.responses import json_document, json_response
+from api_gateway.responses import json_document, json_response, list_params, page
 from api_gateway.state import POOL
 from sendpromptly.control_plane import create_api_key
 from store import projects
@@ -45,10 +54,12 @@ async def create(request: web.Request) -> web.Response:
 
 
 async def list_(request: web.Request) -> web.Response:
+    limit = list_params(request)
+    before = created_cursor(request, "key")
     async with request.app[POOL].connection() as conn:
         project = await visible_project(request, conn)
-        keys = await projects.list_api_keys(conn, project.id)
-    return json_response(200, {"items": [key_document(k) for k in keys], "next_cursor": None})
+        keys = await projects.list_api_keys(conn, project.id, before=before, limit=limit + 1)
+    return json_response(200, page(keys, limit, key_document, created_cursor_of))
 
 
 async def revoke(request: web.Request) -> web.Response:
@@ -62,6 +73,7 @@ async def revoke(request: web.Request) -> web.Response:
         if revoked is None or before is None:
             raise not_found
         if before.revoked_at is None:
+            await hold_live_prerequisites(request, conn, project.id)
             await record_audit(conn, request, project_id=project.id, action="api_key.revoked", target=key_id,
                                data={"label": revoked.label, "prefix": revoked.prefix})
         return json_response(200, key_document(revoked))

@@ -18,7 +18,7 @@ from api_gateway.operator_api.common import (
     visible_project,
 )
 from api_gateway.problems import Problem
-from api_gateway.responses import json_document, json_response, limit_param, page
+from api_gateway.responses import json_document, json_response, list_params, page
 from api_gateway.state import POOL
 from sendpromptly import control_plane
 from store import operators
@@ -63,7 +63,7 @@ async def target_operator(request: web.Request, conn: Connection, *, active: boo
 
 async def list_(request: web.Request) -> web.Response:
     require_admin(request)
-    limit = limit_param(request)
+    limit = list_params(request)
     before = created_cursor(request, "opr")
     async with request.app[POOL].connection() as conn:
         found = await operators.list_operators(conn, before=before, limit=limit + 1)

@@ -16,10 +16,10 @@ from api_gateway.operator_api.common import (
     visible_project,
 )
 from api_gateway.problems import Problem
-from api_gateway.responses import json_response, limit_param, page
+from api_gateway.responses import json_response, list_params, page
 from api_gateway.state import POOL, SETTINGS
 from sendpromptly.control_plane import create_project, project_document
-from sendpromptly.targets import TargetError, check_url
+from sendpromptly.targets import TargetError, check_url, check_url_syntax
 from store import destinations, projects
 from store.db import Connection
 from store.projects import Project
@@ -42,7 +42,7 @@ async def create(request: web.Request) -> web.Response:
 
 async def list_(request: web.Request) -> web.Response:
     operator = operator_of(request)
-    limit = limit_param(request)
+    limit = list_params(request)
     before = created_cursor(request, "prj")
     async with request.app[POOL].connection() as conn:
         found = await projects.list_projects(
@@ -63,7 +63,7 @@ async def update(request: web.Request) -> web.Response:
         project = await visible_project(request, conn)
         changes = {k: v for k, v in body.values.items() if getattr(project, k) != v}
         if changes.get("mode") == "live":
-            await require_live_prerequisites(request, conn, project)
+            await require_live_prerequisites(request, conn, project.id)
         updated = await projects.update_project(conn, project.id, changes)
         if changes:
             action_name = "project.mode_switched" if set(changes) == {"mode"} else "project.updated"
@@ -75,22 +75,57 @@ async def update(request: web.Request) -> web.Response:
     return await run_idempotent(request, operator_of(request).id, action)
 
 
-async def require_live_prerequisites(request: web.Request, conn: Connection, project: Project) -> None:
-    """Live mode needs a reachable repair path and someone to tell: refuse with every gap named."""
+async def require_live_prerequisites(request: web.Request, conn: Connection, project_id: str) -> None:
+    """Before switching to live: refuse with every gap named. The project stays locked until the
+    switch commits, so a change that would open a gap waits for it (``hold_live_prerequisites``)."""
+    project = await projects.lock_project(conn, project_id)
+    assert project is not None  # the caller has just read it, and projects are never deleted
+    missing = await _live_gaps(request, conn, project, resolve=True)
+    if missing:
+        raise Problem(409, "live-prerequisites", "Not ready for live mode",
+                      "The project cannot switch to live yet: " + "; ".join(m for _, m in missing) + ".",
+                      errors=missing)
+
+
+async def hold_live_prerequisites(request: web.Request, conn: Connection, project_id: str) -> None:
+    """After a change to a project's keys, destinations or callback, in its transaction: if the
+    project is live, refuse the change (rolled back with this 409) when it leaves a gap, for live
+    mode's prerequisites hold for as long as the project is live."""
+    project = await projects.lock_project(conn, project_id)
+    assert project is not None
+    # The callback's host is not resolved again here: a DNS hiccup must not block revoking a key.
+    missing = [] if project.mode != "live" else await _live_gaps(request, conn, project, resolve=False)
+    if missing:
+        raise Problem(409, "live-prerequisites", "Live mode needs this",
+                      f"Project {project.id} is live, and this change would leave it without what live "
+                      "mode needs: " + "; ".join(m for _, m in missing) + ". Make the replacement "
+                      "first, or switch the project to test mode first (PATCH /api/v1/projects/"
+                      f'{project.id} {{"mode": "test"}}).', errors=missing)
+
+
+async def _live_gaps(request: web.Request, conn: Connection, project: Project, *,
+                     resolve: bool) -> list[tuple[str, str]]:
+    """What live mode needs and the project lacks: an https repair path (its host resolving to
+    allowed addresses, with ``resolve``), an API key, and someone to tell (over https, for Slack)."""
     missing: list[tuple[str, str]] = []
     if project.repair_callback_url is None:
         missing.append(("repair_callback_url", "set a repair callback URL first (PUT .../repair-callback)"))
     else:
         try:
-            await check_url(project.repair_callback_url, require_https=True,
-                            allow_private=request.app[SETTINGS].allow_private_targets)
+            check_url_syntax(project.repair_callback_url, require_https=True)
+            if resolve:
+                await check_url(project.repair_callback_url, require_https=True,
+                                allow_private=request.app[SETTINGS].allow_private_targets)
         except TargetError as exc:
             missing.append(("repair_callback_url", f"in live mode the callback URL {exc}"))
     if await projects.count_live_keys(conn, project.id) == 0:
         missing.append(("api_keys", "create an API key first (POST .../keys)"))
-    if not await destinations.list_destinations(conn, project.id):
+    found = await destinations.list_destinations(conn, project.id)
+    if not found:
         missing.append(("alert_destinations", "add an alert destination first (POST .../alert-destinations)"))
-    if missing:
-        raise Problem(409, "live-prerequisites", "Not ready for live mode",
-                      "The project cannot switch to live yet: " + "; ".join(m for _, m in missing) + ".",
-                      errors=missing)
+    for slack in (d for d in found if d.type == "slack"):
+        try:
+            check_url_syntax(slack.target, require_https=True)
+        except TargetError as exc:
+            missing.append(("alert_destinations", f"in live mode Slack webhook {slack.id} {exc}"))
+    return missing
