@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import TypeAlias
+from weakref import WeakKeyDictionary
 
 from psycopg import AsyncConnection
 from psycopg.rows import DictRow, dict_row
@@ -20,17 +23,41 @@ async def open_pool(database_url: str, *, min_size: int = 1, max_size: int = 10,
     """An open pool whose connections return rows as dicts; close it with ``await pool.close()``.
     Taking a connection fails with ``PoolTimeout`` after ``wait_seconds`` (the database away, or
     every connection busy)."""
+    freshness = ConnectionFreshness()
     pool: Pool = AsyncConnectionPool(
         database_url,
         min_size=min_size,
         max_size=max_size,
         timeout=wait_seconds,
         kwargs={"row_factory": dict_row, "autocommit": True},
-        # A connection the server dropped (a restart, an idle timeout) stays in the pool looking
-        # fine until used; checked on the way out, it is replaced instead of failing a request.
-        check=AsyncConnectionPool.check_connection,
+        check=freshness.check,
+        reset=freshness.returned,
         open=False,
         name="sendpromptly",
     )
     await pool.open(wait=True, timeout=30)
     return pool
+
+
+# A connection given back this recently was working then: checking it would cost a round trip on
+# every checkout of a busy pool (17 % of the gateway's peak, bench/RESULTS.md). The ones a restart
+# leaves dead are mostly idle ones; a busy one that died fails its statement, which answers 503.
+FRESH_SECONDS = 1.0
+
+
+class ConnectionFreshness:
+    """Checks a connection on its way out of the pool unless it came back within FRESH_SECONDS:
+    one the server dropped (a restart, an idle timeout) stays in the pool looking fine until used,
+    and checked, it is replaced instead of failing a request."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic):
+        self._clock = clock
+        self._returned: WeakKeyDictionary[Connection, float] = WeakKeyDictionary()
+
+    async def returned(self, conn: Connection) -> None:
+        self._returned[conn] = self._clock()
+
+    async def check(self, conn: Connection) -> None:
+        returned = self._returned.get(conn)
+        if returned is None or self._clock() - returned >= FRESH_SECONDS:
+            await AsyncConnectionPool.check_connection(conn)
