@@ -28,6 +28,7 @@ from tests.chaos.report import build_rows, render
 from tests.conftest import TEST_FLOW_PARTITIONS, ProjectKey
 from tests.support.alert_peers import Mailbox
 from tests.support.api import Api
+from tests.support.faults import require_local
 from tests.support.services import Services
 from tests.support.stack import SINK_NAMES
 from tests.test_alerts import add_destination
@@ -55,8 +56,7 @@ async def test_faults_under_load_lose_nothing_and_double_nothing(
         stack_factory, services: Services, project: ProjectKey, admin_token: str, smtp: Mailbox,
         http: aiohttp.ClientSession, database_url: str, topic_prefix: str, tmp_path: Path,
         request: pytest.FixtureRequest) -> None:
-    if not (services.kafka_is_local and services.postgres_is_local):
-        pytest.skip(f"stops Kafka and PostgreSQL, allowed only if scripts/ started them ({services.origin})")
+    require_local(services, kafka=True, postgres=True)
     async with holding_receiver() as receiver:
         stack = stack_factory(sinks=SINK_NAMES, SENDPROMPTLY_AGENTS_INSTANCE_ID="agents-0",
                               SENDPROMPTLY_SMTP_URL=smtp.url,

@@ -2,12 +2,14 @@
 
 Only for services the tests started with the project's scripts (``Services.kafka_is_local`` /
 ``postgres_is_local``): a broker or database from the environment or from testcontainers is not
-ours to stop, and a test that needs the fault is skipped there, saying why.
+ours to stop, and a test that needs the fault is skipped there, saying why — except in CI, which
+starts its own services with the scripts: a fault test that cannot run there is a failure.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 
 import pytest
 
@@ -20,21 +22,29 @@ from tests.support.services import (
 )
 
 
-def _require_local(is_local: bool, service: str, services: Services) -> None:
-    if not is_local:
-        pytest.skip(f"this test stops {service}, which it may only do to the one scripts/ started; this "
-                    f"run's comes from {services.origin} (unset SENDPROMPTLY_* and run without Docker)")
+def require_local(services: Services, *, kafka: bool = False, postgres: bool = False) -> None:
+    """Skip (fail, in CI) unless the services this test stops are ones scripts/ started."""
+    foreign = [name for name, wanted, local in (("Kafka", kafka, services.kafka_is_local),
+                                                 ("PostgreSQL", postgres, services.postgres_is_local))
+               if wanted and not local]
+    if not foreign:
+        return
+    why = (f"this test stops {' and '.join(foreign)}, which it may only do to services scripts/ started; "
+           f"this run's come from {services.origin} (unset SENDPROMPTLY_* and run without Docker)")
+    if os.environ.get("CI"):
+        pytest.fail(why)
+    pytest.skip(why)
 
 
 async def stop_kafka(services: Services) -> None:
     """Stop the tests' broker (SIGTERM, SIGKILL after the script's timeout); returns once it is down."""
-    _require_local(services.kafka_is_local, "Kafka", services)
+    require_local(services, kafka=True)
     await asyncio.to_thread(run_script, "kafka.sh", "stop", env=LOCAL_KAFKA_ENV)
 
 
 async def start_kafka(services: Services) -> None:
     """Start the tests' broker again, with its data; returns once it serves."""
-    _require_local(services.kafka_is_local, "Kafka", services)
+    require_local(services, kafka=True)
     await asyncio.to_thread(run_script, "kafka.sh", "start", env=LOCAL_KAFKA_ENV)
 
 
@@ -47,13 +57,13 @@ async def restart_postgres(services: Services) -> None:
 
 async def stop_postgres(services: Services) -> None:
     """Fast shutdown of the tests' database: every connection dropped, open transactions rolled back."""
-    _require_local(services.postgres_is_local, "PostgreSQL", services)
+    require_local(services, postgres=True)
     await asyncio.to_thread(run_script, "postgres.sh", "stop", env=LOCAL_POSTGRES_ENV)
 
 
 async def start_postgres(services: Services) -> None:
     """Start the tests' database again; returns once it accepts connections at the same address."""
-    _require_local(services.postgres_is_local, "PostgreSQL", services)
+    require_local(services, postgres=True)
     url = await asyncio.to_thread(start_local_postgres)
     if url != services.admin_database_url:
         raise RuntimeError(f"PostgreSQL came back at {url}, not {services.admin_database_url} (was its port "
