@@ -18,11 +18,10 @@ from faust.transport.consumer import Consumer
 from faust.types import TP
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from agents import metrics
+from agents import metrics, stored
 from agents.deadlines import DeadlineIndex, by_partition
-from agents.flow import Status, pending_deadline
 from agents.projects import ProjectDirectory
-from agents.tracker import PARTITION_FIELD, FlowTracker, Incoming, Outcome, TrackerTopics, partition_of
+from agents.tracker import FlowTracker, Incoming, Outcome, TrackerTopics, partition_of
 from agents.watermark import PartitionEnd, ResultsWatermark
 from sendpromptly.config import Settings
 from sendpromptly.faults import Backoff, describe, is_transient
@@ -48,6 +47,9 @@ FLOW_TABLE = "flow-state"
 TIMER_SECONDS = 0.25  # DESIGN.md §4: an incident opens no later than 2 s after its deadline
 LAG_SECONDS = 5.0
 REBUILD_YIELD_EVERY = 5000
+# How often the stored flows are read for those closed longer than the retention: a twenty-fourth
+# of it, so a flow is forgotten at most ~4 % late, within these bounds.
+SWEEP_SECONDS_BOUNDS = (1.0, 3600.0)
 T = TypeVar("T")
 
 
@@ -101,7 +103,8 @@ def create_app(settings: Settings) -> faust.App:
             pool = await until_done(lambda: open_pool(settings.database_url, max_size=4),
                                     "opening the database pool")
             resources["tracker"] = FlowTracker(topics=names, projects=ProjectDirectory(pool),
-                                               partitions=settings.flow_partitions)
+                                               partitions=settings.flow_partitions,
+                                               retention=settings.flow_retention)
         return resources["tracker"]
 
     async def publish(outcome: Outcome, key: bytes | None) -> None:
@@ -136,11 +139,14 @@ def create_app(settings: Settings) -> faust.App:
         await publish(outcome, key)
         if key is None:
             return
-        if outcome.state is not None:
+        if outcome.forget:
+            if key in flows:
+                del flows[key]  # a tombstone in the changelog
+        elif outcome.state is not None:
             flows[key] = outcome.state
-        if outcome.flow is not None:
-            if outcome.flow.status is Status.PENDING:
-                index.track(key, outcome.flow.deadline, message.incoming.partition)
+        if outcome.indexed:
+            if outcome.deadline is not None:
+                index.track(key, outcome.deadline, message.incoming.partition)
             else:
                 index.forget(key)
 
@@ -184,13 +190,10 @@ def create_app(settings: Settings) -> faust.App:
         /healthz keeps answering (the liveness probe), and a newer rebalance's rebuild takes over
         from this one instead of both filling the index."""
         generation = index.clear()
-        for n, (key, stored) in enumerate(flows.items(), 1):
-            deadline = pending_deadline(stored)
+        for n, (key, doc) in enumerate(flows.items(), 1):
+            deadline = stored.pending_deadline(doc)
             if deadline is not None:
-                partition = stored.get(PARTITION_FIELD)
-                if partition is None:  # written before the partition was stored beside the state
-                    partition = partition_of(key, settings.flow_partitions)
-                index.track(key, deadline, partition)
+                index.track(key, deadline, partition_in(key, doc))
             if n % REBUILD_YIELD_EVERY == 0:
                 await asyncio.sleep(0)
                 if index.generation != generation:
@@ -225,6 +228,36 @@ def create_app(settings: Settings) -> faust.App:
         index.compact()
         # Here rather than per message: a gauge set takes a lock, and a scrape needs no fresher value.
         metrics.PENDING_FLOWS.set(len(index))
+
+    def partition_in(key: bytes, doc: stored.Document) -> int:
+        partition = stored.partition_in(doc)
+        # Written before the partition was stored beside the state: where its key goes.
+        return partition_of(key, settings.flow_partitions) if partition is None else partition
+
+    @app.timer(min(max(settings.flow_retention.total_seconds() / 24, SWEEP_SECONDS_BOUNDS[0]),
+                   SWEEP_SECONDS_BOUNDS[1]))
+    @round_survives_errors
+    async def forget_closed_flows() -> None:
+        """Name the stored flows closed longer than the retention, in batches sent to their own
+        partition, where the agent forgets them (tables may only change inside stream processing;
+        it checks each again there)."""
+        retention, now = settings.flow_retention, datetime.now(UTC)
+        due: dict[int, list[bytes]] = {}
+        for n, (key, doc) in enumerate(flows.items(), 1):
+            if stored.forgettable(doc, retention=retention, now=now):
+                partition = partition_in(key, doc)
+                keys = due.setdefault(partition, [])
+                keys.append(key)
+                if len(keys) == DeadlineBatch.MAX_KEYS:
+                    await deadlines.send(value=encode(DeadlineBatch(keys=tuple(keys), action="forget")),
+                                         partition=partition)
+                    keys.clear()
+            if n % REBUILD_YIELD_EVERY == 0:
+                await asyncio.sleep(0)
+        for partition, keys in due.items():
+            if keys:
+                await deadlines.send(value=encode(DeadlineBatch(keys=tuple(keys), action="forget")),
+                                     partition=partition)
 
     @app.timer(LAG_SECONDS)
     @round_survives_errors

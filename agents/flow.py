@@ -1,8 +1,13 @@
-"""The flow state machine of DESIGN.md §4, as plain data and pure functions.
+"""The flow state machine, as plain data and pure functions.
 
 No Kafka, no clock of its own: each function takes the state, one input and ``now`` and returns
 the new state plus the effects to publish. The faust agent (``agents.tracker``) is a thin adapter
 around it, so every rule here is tested without a broker.
+
+A flow is one **cycle** of a (project, mode, reference): its state here is one mode's. A receipt
+for a reference whose flow is closed (applied or resolved) starts the next cycle, with its own
+deadline, incident and history; a receipt while the flow is open is counted on it and moves
+nothing. Results join the open cycle (held until its receipt when there is none).
 
     pending ──result succeeded (before deadline)──► applied
     pending ──deadline passes──► incident(reason=timeout)
@@ -32,6 +37,9 @@ MAX_HELD_RESULTS = 16
 # remembered per flow (the only state a partition owns); the newest ones, bounded.
 DEDUPE_WINDOW = timedelta(hours=24)
 MAX_REMEMBERED_KEYS = 64
+# Closed cycles kept beside the current one, so that a crash replaying the message that closed a
+# cycle, after the next one started, still derives the closed cycle's outputs again.
+MAX_PAST_CYCLES = 3
 
 
 class Status(StrEnum):
@@ -60,6 +68,12 @@ class Flow:
     # The failed result's own words (bounded by the result schema), kept for operators once a
     # failed result made the incident a failed outcome.
     detail: str | None = None
+    # Which cycle of the reference this is (1 for the first, or the first since it was forgotten).
+    cycle: int = 1
+
+    @property
+    def closed(self) -> bool:
+        return self.status in (Status.APPLIED, Status.RESOLVED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,15 +97,37 @@ class Change:
 
 
 @dataclass(frozen=True, slots=True)
+class Repeats:
+    """The receipts recorded on a cycle after its first: how many, and the newest one's time."""
+
+    count: int
+    last_received_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class PastCycle:
+    """A closed cycle, as it stood when the next one started."""
+
+    flow: Flow
+    changes: tuple[Change, ...]
+    repeats: Repeats | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class FlowState:
-    """Everything the agent keeps for one ``(project_id, reference)``."""
+    """Everything the agent keeps for one ``(project_id, mode, reference)``."""
 
     flow: Flow | None = None
     held: tuple[HeldResult, ...] = ()
     # (idempotency_key, first seen) of the signals already applied, for duplicate detection.
     seen: tuple[tuple[str, datetime], ...] = ()
-    # Every transition of the flow, versions 1..n in order (a flow has at most four).
+    # Every transition of the current cycle, versions 1..n in order (a cycle has at most four).
     changes: tuple[Change, ...] = ()
+    # Receipts recorded on the current cycle after its first; kept apart from the flow so that
+    # its transitions stay what they were when they happened.
+    repeats: Repeats | None = None
+    # The newest closed cycles before the current one, oldest first.
+    past: tuple[PastCycle, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +155,16 @@ class IncidentResolved:
     at: datetime
 
 
-Effect = Transition | IncidentOpened | IncidentResolved
+@dataclass(frozen=True, slots=True)
+class ReceiptRepeated:
+    """Another receipt was recorded on the open cycle: its count and newest time grew."""
+
+    flow: Flow
+    repeats: Repeats
+    at: datetime
+
+
+Effect = Transition | IncidentOpened | IncidentResolved | ReceiptRepeated
 
 # The cause of an operator's manual resolution: the gateway has published its incident event
 # already, so the transition emits none of its own.
@@ -132,10 +177,16 @@ class Step:
     effects: list[Effect] = field(default_factory=list)
 
 
-def incident_id_for(project_id: str, reference: str) -> str:
-    # One incident per flow, ever (resolved is final), so the flow's key names it: a replayed
-    # stream after a crash derives the same id and cannot open a second incident.
-    return derived_id("inc", project_id, reference)
+def cycle_parts(flow: Flow) -> tuple[str, ...]:
+    """What names a cycle in every id derived from it. The receipt's time is part of it because
+    cycle numbers start again at 1 once a reference was forgotten."""
+    return (flow.project_id, flow.mode, flow.reference, str(flow.cycle), format_timestamp(flow.received_at))
+
+
+def incident_id_for(flow: Flow) -> str:
+    # One incident per cycle (resolved is final), so the cycle names it: a replayed stream after
+    # a crash derives the same id and cannot open a second incident.
+    return derived_id("inc", *cycle_parts(flow))
 
 
 def deadline_for(receipt: Receipt, project_timeout_minutes: int) -> datetime:
@@ -155,16 +206,28 @@ def remember(state: FlowState, idempotency_key: str, now: datetime) -> FlowState
 
 def on_receipt(state: FlowState, receipt: Receipt, *, mode: str, project_timeout_minutes: int,
                now: datetime) -> Step:
-    """Start the flow; a repeated receipt changes nothing (its deadline does not move)."""
-    if state.flow is not None:
-        return Step(state)
+    """Start the first cycle, or the next one after a closed cycle; on an open cycle, count the
+    receipt and move nothing (its deadline stays)."""
+    current = state.flow
+    if current is not None and not current.closed:
+        before = state.repeats or Repeats(1, current.received_at)
+        repeats = Repeats(before.count + 1, max(before.last_received_at, receipt.received_at))
+        return Step(replace(state, repeats=repeats), [ReceiptRepeated(current, repeats, now)])
     flow = Flow(
         project_id=receipt.project_id, reference=receipt.reference, mode=mode, status=Status.PENDING,
         event_type=receipt.event_type, effect_type=receipt.effect_type, received_at=receipt.received_at,
         deadline=deadline_for(receipt, project_timeout_minutes), version=1,
+        cycle=1 if current is None else current.cycle + 1,
     )
-    step = _transition(replace(state, held=()), flow, "receipt", now)
-    for held in sorted(state.held, key=lambda h: h.received_at):
+    joining = state.held
+    past = state.past
+    if current is not None:
+        past = (*past, PastCycle(current, state.changes, state.repeats))[-MAX_PAST_CYCLES:]
+        # Results held while the cycle before was closed may be that cycle's late repeats; only
+        # those the gateway received after this receipt can be this cycle's.
+        joining = tuple(h for h in joining if h.received_at >= receipt.received_at)
+    step = _transition(replace(state, held=(), changes=(), repeats=None, past=past), flow, "receipt", now)
+    for held in sorted(joining, key=lambda h: h.received_at):
         step = _merge(step, _apply_result(step.state, held, now))
     return step
 
@@ -172,8 +235,9 @@ def on_receipt(state: FlowState, receipt: Receipt, *, mode: str, project_timeout
 def on_result(state: FlowState, result: Result, *, now: datetime) -> Step:
     held = HeldResult(status=result.status, received_at=result.received_at, replay_id=result.replay_id,
                       detail=result.detail)
-    if state.flow is None:
+    if state.flow is None or state.flow.closed:
         # Results before their receipt are joined when it comes; they never open an incident.
+        # After a closed cycle, the next cycle's receipt decides whether they are its own.
         kept = tuple(h for h in state.held if now - h.received_at < HELD_RESULT_TTL)
         return Step(replace(state, held=(*kept, held)[-MAX_HELD_RESULTS:]))
     return _apply_result(state, held, now)
@@ -187,10 +251,10 @@ def on_deadline(state: FlowState, *, now: datetime) -> Step:
     return _open_incident(state, "timeout", now)
 
 
-def on_operator_resolve(state: FlowState, *, now: datetime) -> Step:
+def on_operator_resolve(state: FlowState, incident_id: str, *, now: datetime) -> Step:
     """An operator resolved the incident by hand (the gateway published the incident event)."""
     flow = state.flow
-    if flow is None or flow.status is not Status.INCIDENT:
+    if flow is None or flow.status is not Status.INCIDENT or flow.incident_id != incident_id:
         return Step(state)
     resolved = _advance(flow, status=Status.RESOLVED, resolved_at=now, resolution="manual")
     return _transition(state, resolved, OPERATOR_RESOLVED, now)
@@ -224,10 +288,8 @@ def _apply_result(state: FlowState, result: HeldResult, now: datetime) -> Step:
 def _open_incident(state: FlowState, reason: str, now: datetime, *, detail: str | None = None) -> Step:
     flow = state.flow
     assert flow is not None
-    opened = _advance(
-        flow, status=Status.INCIDENT, incident_id=incident_id_for(flow.project_id, flow.reference),
-        incident_reason=reason, detail=detail,
-    )
+    opened = _advance(flow, status=Status.INCIDENT, incident_id=incident_id_for(flow),
+                      incident_reason=reason, detail=detail)
     return _transition(state, opened, reason, now)
 
 
@@ -240,17 +302,45 @@ def _transition(state: FlowState, flow: Flow, cause: str, now: datetime) -> Step
 
 
 def effects_of(state: FlowState) -> list[Effect]:
-    """Every effect of every transition the state has been through, in order, as the steps that
-    made them returned them: the outputs derived again from the stored state alone."""
-    if state.flow is None:
-        return []
+    """The outputs derived again from the stored state alone: every effect of every transition
+    of the kept cycles, in order, as the steps that made them returned them, each cycle's
+    repeated receipts as one ``ReceiptRepeated`` with their final count after its transitions."""
+    cycles = [*state.past]
+    if state.flow is not None:
+        cycles.append(PastCycle(state.flow, state.changes, state.repeats))
     effects: list[Effect] = []
-    reason = None
-    for change in state.changes:
-        if change.status is Status.INCIDENT:
-            reason = change.cause  # an incident's transitions are caused by its reason
-        effects += _effects(_as_of(state.flow, change, reason), change)
+    for cycle in cycles:
+        reason = None
+        for change in cycle.changes:
+            if change.status is Status.INCIDENT:
+                reason = change.cause  # an incident's transitions are caused by its reason
+            effects += _effects(_as_of(cycle.flow, change, reason), change)
+        if cycle.repeats is not None and cycle.changes:
+            effects.append(ReceiptRepeated(_as_of(cycle.flow, cycle.changes[-1], reason), cycle.repeats,
+                                           cycle.changes[-1].at))
     return effects
+
+
+def closed_at(state: FlowState) -> datetime | None:
+    """When the current cycle closed (its last transition), or None while it is open."""
+    flow = state.flow
+    if flow is None or not flow.closed:
+        return None
+    if state.changes:
+        return state.changes[-1].at
+    # Kept before transitions were stored: the closing time the flow itself knows.
+    return flow.resolved_at or flow.applied_at or flow.received_at
+
+
+def forgettable(state: FlowState, *, retention: timedelta, now: datetime) -> bool:
+    """Whether the state may be forgotten: its cycle closed ``retention`` ago or more, or it has
+    no cycle and its held results waited for their receipt as long as they may. An open cycle (an
+    open incident included) never is."""
+    if state.flow is None:
+        newest = max((h.received_at for h in state.held), default=None)
+        return newest is None or now - newest >= HELD_RESULT_TTL
+    closed = closed_at(state)
+    return closed is not None and now - closed >= retention
 
 
 def _effects(flow: Flow, change: Change) -> list[Effect]:
@@ -298,8 +388,10 @@ def state_to_json(state: FlowState) -> dict[str, Any]:
         "flow": None if state.flow is None else _dump(_fields_of(state.flow)),
         "held": [_dump(_fields_of(h)) for h in state.held],
         "seen": [[key, format_timestamp(at)] for key, at in state.seen],
-        "changes": [[c.version, c.status.value, None if c.previous is None else c.previous.value, c.cause,
-                     format_timestamp(c.at)] for c in state.changes],
+        "changes": _changes_to_json(state.changes),
+        "repeats": _repeats_to_json(state.repeats),
+        "past": [[_dump(_fields_of(p.flow)), _changes_to_json(p.changes), _repeats_to_json(p.repeats)]
+                 for p in state.past],
     }
 
 
@@ -312,10 +404,31 @@ def state_from_json(doc: dict[str, Any] | None) -> FlowState:
         held=tuple(HeldResult(**_load(h, HeldResult)) for h in doc.get("held", ())),
         seen=tuple((key, _stored_time(at)) for key, at in doc.get("seen", ())),
         # States stored before changes were kept have none: their outputs cannot be derived again.
-        changes=tuple(Change(version, Status(status), None if previous is None else Status(previous), cause,
-                             _stored_time(at))
-                      for version, status, previous, cause, at in doc.get("changes", ())),
+        changes=_changes_from_json(doc.get("changes", ())),
+        repeats=_repeats_from_json(doc.get("repeats")),
+        past=tuple(PastCycle(Flow(**_load(past_flow, Flow)), _changes_from_json(changes),
+                             _repeats_from_json(repeats))
+                   for past_flow, changes, repeats in doc.get("past", ())),
     )
+
+
+def _changes_to_json(changes: tuple[Change, ...]) -> list[list[Any]]:
+    return [[c.version, c.status.value, None if c.previous is None else c.previous.value, c.cause,
+             format_timestamp(c.at)] for c in changes]
+
+
+def _changes_from_json(rows: Any) -> tuple[Change, ...]:
+    return tuple(Change(version, Status(status), None if previous is None else Status(previous), cause,
+                        _stored_time(at))
+                 for version, status, previous, cause, at in rows)
+
+
+def _repeats_to_json(repeats: Repeats | None) -> list[Any] | None:
+    return None if repeats is None else [repeats.count, format_timestamp(repeats.last_received_at)]
+
+
+def _repeats_from_json(row: Any) -> Repeats | None:
+    return None if row is None else Repeats(row[0], _stored_time(row[1]))
 
 
 _TIME_FIELDS = {"received_at", "deadline", "applied_at", "resolved_at"}

@@ -35,3 +35,15 @@ FORWARDED = Counter(
     "Signals that arrived on the wrong partition for their key and were forwarded to the right one",
     ["topic"],
 )
+RECEIPTS_REPEATED = Counter(
+    "sendpromptly_agents_receipts_repeated_total",
+    "Receipts recorded on a flow that was still open (its deadline did not move)", ["mode"],
+)
+CYCLES_STARTED = Counter(
+    "sendpromptly_agents_cycles_started_total",
+    "Receipts for a reference whose flow was closed, which started its next cycle", ["mode"],
+)
+FLOWS_FORGOTTEN = Counter(
+    "sendpromptly_agents_flows_forgotten_total",
+    "Closed flows forgotten after the retention (state, changelog and read model)", ["mode"],
+)

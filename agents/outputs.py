@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
-from agents.flow import Effect, Flow, IncidentOpened, IncidentResolved, Transition
+from datetime import datetime
+
+from agents.flow import (
+    Effect,
+    Flow,
+    IncidentOpened,
+    IncidentResolved,
+    ReceiptRepeated,
+    Transition,
+    cycle_parts,
+)
 from sendpromptly.ids import derived_id
 from topics import AuditEvent, IncidentEvent
 from topics.fields import format_timestamp
@@ -24,16 +34,28 @@ def flow_data(flow: Flow) -> dict[str, object]:
         "incident_id": flow.incident_id,
         "detail": flow.detail,
         "version": flow.version,
+        "cycle": flow.cycle,
     }
 
 
 def to_message(effect: Effect) -> AuditEvent | IncidentEvent:
     flow = effect.flow
+    if isinstance(effect, ReceiptRepeated):
+        repeats = effect.repeats
+        return AuditEvent(
+            # The count names it: a replay repeats the id, and the read model keeps the greatest.
+            event_id=derived_id("aud", *cycle_parts(flow), "receipts", str(repeats.count)),
+            project_id=flow.project_id, actor=ACTOR, action="flow.receipt_repeated", target=flow.reference,
+            occurred_at=effect.at,
+            data={**flow_data(flow), "receipts": repeats.count,
+                  "last_receipt_at": format_timestamp(repeats.last_received_at)},
+        )
     if isinstance(effect, Transition):
         previous = None if effect.previous is None else effect.previous.value
         return AuditEvent(
-            # The flow's version names the transition, so a replay after a crash repeats the id.
-            event_id=derived_id("aud", flow.project_id, flow.reference, str(flow.version)),
+            # The cycle and the flow's version name the transition, so a replay after a crash
+            # repeats the id.
+            event_id=derived_id("aud", *cycle_parts(flow), str(flow.version)),
             project_id=flow.project_id,
             actor=ACTOR,
             action=f"flow.{flow.status.value}",
@@ -59,4 +81,16 @@ def to_message(effect: Effect) -> AuditEvent | IncidentEvent:
         resolution=flow.resolution if isinstance(effect, IncidentResolved) else None,
         deadline=flow.deadline,
         detail=flow.detail if isinstance(effect, IncidentOpened) else None,
+    )
+
+
+def forgotten_event(flow: Flow, at: datetime) -> AuditEvent:
+    """The flow's state was forgotten after the retention: the read model drops its cycles up to
+    this one (never a later cycle started after it)."""
+    return AuditEvent(
+        event_id=derived_id("aud", *cycle_parts(flow), "forgotten"),
+        project_id=flow.project_id, actor=ACTOR, action="flow.forgotten", target=flow.reference,
+        occurred_at=at,
+        data={"reference": flow.reference, "mode": flow.mode, "cycle": flow.cycle,
+              "received_at": format_timestamp(flow.received_at)},
     )

@@ -10,15 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any
+from datetime import UTC, datetime, timedelta
 
 from aiokafka.partitioner import murmur2
 
 from agents import flow as machine
-from agents import metrics
-from agents.outputs import ACTOR, to_message
+from agents import metrics, stored
+from agents.outputs import ACTOR, forgotten_event, to_message
 from agents.projects import ProjectDirectory
+from agents.stored import Document
 from topics import (
     AuditEvent,
     DeadLetter,
@@ -43,13 +43,16 @@ class Incoming:
 
 @dataclass(frozen=True)
 class Outcome:
-    """What one message led to for one flow: the document to store (None: leave it), the messages
-    to publish, and the flow as it now stands (for the deadline index). Or, instead, a dead letter,
-    or the partition the message belongs on (it came on another: forward it there)."""
+    """What one message led to for one flow key: the document to store (None: leave it), the
+    messages to publish, and, when ``indexed``, the key's earliest pending deadline now (None:
+    nothing pending) for the deadline index. ``forget``: delete the key (a tombstone). Or, instead,
+    a dead letter, or the partition the message belongs on (it came on another: forward it there)."""
 
-    state: dict[str, Any] | None
+    state: Document | None
     messages: list[AuditEvent | IncidentEvent]
-    flow: machine.Flow | None = None
+    deadline: datetime | None = None
+    indexed: bool = False
+    forget: bool = False
     dead_letter: DeadLetter | None = None
     forward_to: int | None = None
 
@@ -67,25 +70,22 @@ class TrackerTopics:
                 self.deadlines: "deadlines"}
 
 
-# Stored beside the machine's state: the flow's partition (the deadline index is rebuilt per
-# partition) and, per input topic, the offset of the last message that changed the flow.
-PARTITION_FIELD = "partition"
-OFFSETS_FIELD = "offsets"
+Load = Callable[[bytes], Document | None]
 
 
 class FlowTracker:
     CONSUMER = "agents.flow_tracker"
 
     def __init__(self, *, topics: TrackerTopics, projects: ProjectDirectory, partitions: int,
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)):
+                 retention: timedelta, clock: Callable[[], datetime] = lambda: datetime.now(UTC)):
         self._topics = topics
         self._kinds = topics.kinds()
         self._projects = projects
         self._partitions = partitions
+        self._retention = retention
         self._clock = clock
 
-    async def handle(self, message: Incoming,
-                     load: Callable[[bytes], dict[str, Any] | None]) -> list[tuple[bytes | None, Outcome]]:
+    async def handle(self, message: Incoming, load: Load) -> list[tuple[bytes | None, Outcome]]:
         """Each flow ``message`` concerns, by key, with its outcome: the one flow of a receipt, result
         or incident event, or every flow a batch of due deadlines names. ``load`` reads a flow's
         stored document, only when the message can change it.
@@ -96,10 +96,10 @@ class FlowTracker:
         ids are deterministic, so every consumer drops what it has already), and the document is
         stored again so that the changelog surely holds it."""
         if message.topic == self._topics.deadlines:
-            return self._expire(message, load)
+            return self._batch(message, load)
         return [(message.key, await self._one_flow(message, load))]
 
-    async def _one_flow(self, message: Incoming, load: Callable[[bytes], dict[str, Any] | None]) -> Outcome:
+    async def _one_flow(self, message: Incoming, load: Load) -> Outcome:
         now = self._clock()
         kind = self._kinds.get(message.topic)
         try:
@@ -111,22 +111,29 @@ class FlowTracker:
             right_partition = self._partition_of(message.key)
             if right_partition != message.partition:
                 return Outcome(state=None, messages=[], forward_to=right_partition)
-            stored = load(message.key) if message.key else None
-            if _changed_by(stored, kind, message.offset):
-                return _again(stored)
-            state = machine.state_from_json(stored)
+            doc = load(message.key) if message.key else None
+            if stored.changed_by(doc, kind, message.offset):
+                return _again(doc)
+            states = stored.states_of(doc)
             if isinstance(signal, IncidentEvent):
-                step: machine.Step | None = machine.on_operator_resolve(state, now=now)
+                mode = signal.mode
+                state = machine.state_from_json(states.get(mode))
+                step: machine.Step | None = machine.on_operator_resolve(state, signal.incident_id, now=now)
             else:
-                step = await self._signal(signal, state, now)
+                mode, state, step = await self._signal(signal, states, now)
         except SchemaError as exc:
             return self._dead(message, f"{exc.reason}: {exc.detail}", now)
-        return _outcome(stored, state, step, now, kind, message)
+        if step is None or step.state == state:
+            return _unchanged(doc)
+        _observe(step, now)
+        states[mode] = machine.state_to_json(step.state)
+        return _changed(doc, states, [to_message(e) for e in step.effects], kind, message)
 
-    def _expire(self, message: Incoming,
-                load: Callable[[bytes], dict[str, Any] | None]) -> list[tuple[bytes | None, Outcome]]:
-        """Each named flow that is still pending opens its timeout incident; a batch that does not
-        decode is one dead letter, keyed by the message's own key."""
+    def _batch(self, message: Incoming, load: Load) -> list[tuple[bytes | None, Outcome]]:
+        """Each flow key a batch of the deadline timer names: its pending flows past their deadline
+        open their timeout incidents (``expire``), or its flows closed longer than the retention are
+        forgotten (``forget``). A batch that does not decode is one dead letter, keyed by the
+        message's own key."""
         now = self._clock()
         try:
             batch = decode(DeadlineBatch, message.value)
@@ -134,30 +141,53 @@ class FlowTracker:
             return [(message.key, self._dead(message, f"{exc.reason}: {exc.detail}", now))]
         outcomes: list[tuple[bytes | None, Outcome]] = []
         for key in batch.keys:
-            stored = load(key)
-            if _changed_by(stored, "deadlines", message.offset):
-                outcomes.append((key, _again(stored)))
-                continue
-            state = machine.state_from_json(stored)
-            outcomes.append((key, _outcome(stored, state, machine.on_deadline(state, now=now), now,
-                                           "deadlines", message)))
+            doc = load(key)
+            if stored.changed_by(doc, "deadlines", message.offset):
+                outcomes.append((key, _again(doc)))
+            elif batch.action == "forget":
+                outcomes.append((key, self._forget(doc, message, now)))
+            else:
+                outcomes.append((key, _expire(doc, message, now)))
         return outcomes
 
-    async def _signal(self, signal: Receipt | Result, state: machine.FlowState,
-                      now: datetime) -> machine.Step | None:
+    def _forget(self, doc: Document | None, message: Incoming, now: datetime) -> Outcome:
+        states = stored.states_of(doc)
+        kept: dict[str, dict[str, object]] = {}
+        events: list[AuditEvent | IncidentEvent] = []
+        for mode, raw in states.items():
+            state = machine.state_from_json(raw)
+            if not machine.forgettable(state, retention=self._retention, now=now):
+                kept[mode] = raw
+            elif state.flow is not None:
+                metrics.FLOWS_FORGOTTEN.labels(mode).inc()
+                events.append(forgotten_event(state.flow, now))
+        if len(kept) == len(states):
+            return _unchanged(doc)
+        if not kept:
+            return Outcome(state=None, messages=events, deadline=None, indexed=True, forget=True)
+        return _changed(doc, kept, events, "deadlines", message)
+
+    async def _signal(self, signal: Receipt | Result, states: dict[str, dict[str, object]],
+                      now: datetime) -> tuple[str, machine.FlowState, machine.Step | None]:
+        """The signal's mode, that mode's state, and the step the signal makes of it (None: a
+        duplicate)."""
         kind = "receipt" if isinstance(signal, Receipt) else "result"
         project = await self._projects.get(signal.project_id)
         if project is None:
             raise SchemaError("unknown_project", f"{signal.project_id} does not exist")
+        # The gateway stamps each signal with its project's mode; a direct producer may leave it
+        # out, and the project's mode now stands for it.
+        mode = signal.mode or project.mode
+        state = machine.state_from_json(states.get(mode))
         remembered = machine.remember(state, signal.idempotency_key, now)
         if remembered is None:
             metrics.DUPLICATES.labels(kind).inc()
-            return None
+            return mode, state, None
         metrics.JOIN_LATENCY.labels(kind).observe(max(0.0, (now - signal.received_at).total_seconds()))
         if isinstance(signal, Receipt):
-            return machine.on_receipt(remembered, signal, mode=signal.mode or project.mode,
-                                      project_timeout_minutes=project.timeout_minutes, now=now)
-        return machine.on_result(remembered, signal, now=now)
+            return mode, state, machine.on_receipt(remembered, signal, mode=mode,
+                                                   project_timeout_minutes=project.timeout_minutes, now=now)
+        return mode, state, machine.on_result(remembered, signal, now=now)
 
     def _partition_of(self, key: bytes | None) -> int:
         """The partition every producer here puts ``key`` on: murmur2, as the Java client does."""
@@ -204,27 +234,39 @@ def _is_manual_resolution(event: IncidentEvent) -> bool:
     return event.actor != ACTOR and event.type == "resolved" and event.resolution == "manual"
 
 
-def _changed_by(stored: dict[str, Any] | None, kind: str, offset: int) -> bool:
-    """Whether the message at ``offset`` of the ``kind`` topic changed this flow already."""
-    recorded = (stored or {}).get(OFFSETS_FIELD, {}).get(kind)
-    return recorded is not None and offset <= recorded
+def _expire(doc: Document | None, message: Incoming, now: datetime) -> Outcome:
+    """Each of the key's pending flows past its deadline opens its timeout incident."""
+    states = stored.states_of(doc)
+    effects: list[machine.Effect] = []
+    for mode, raw in states.items():
+        state = machine.state_from_json(raw)
+        step = machine.on_deadline(state, now=now)
+        if step.state != state:
+            _observe(step, now)
+            states[mode] = machine.state_to_json(step.state)
+            effects += step.effects
+    if not effects:
+        return _unchanged(doc)
+    return _changed(doc, states, [to_message(e) for e in effects], "deadlines", message)
 
 
-def _again(stored: dict[str, Any] | None) -> Outcome:
-    state = machine.state_from_json(stored)
+def _again(doc: Document | None) -> Outcome:
+    """The outputs of every kept cycle of the key, derived again from the stored document."""
     metrics.REDERIVED_OUTPUTS.inc()
-    return Outcome(state=stored, messages=[to_message(e) for e in machine.effects_of(state)], flow=state.flow)
+    messages = [to_message(effect) for raw in stored.states_of(doc).values()
+                for effect in machine.effects_of(machine.state_from_json(raw))]
+    return Outcome(state=doc, messages=messages, deadline=stored.pending_deadline(doc), indexed=True)
 
 
-def _outcome(stored: dict[str, Any] | None, state: machine.FlowState, step: machine.Step | None,
-             now: datetime, kind: str, message: Incoming) -> Outcome:
-    if step is None or step.state == state:
-        return Outcome(state=None, messages=[], flow=state.flow)
-    _observe(step, now)
-    offsets = {**(stored or {}).get(OFFSETS_FIELD, {}), kind: message.offset}
-    document = {**machine.state_to_json(step.state), PARTITION_FIELD: message.partition,
-                OFFSETS_FIELD: offsets}
-    return Outcome(state=document, messages=[to_message(e) for e in step.effects], flow=step.state.flow)
+def _unchanged(doc: Document | None) -> Outcome:
+    return Outcome(state=None, messages=[], deadline=stored.pending_deadline(doc), indexed=doc is not None)
+
+
+def _changed(doc: Document | None, states: dict[str, dict[str, object]],
+             messages: list[AuditEvent | IncidentEvent], kind: str, message: Incoming) -> Outcome:
+    new = stored.document(states, partition=message.partition,
+                          offsets={**stored.offsets_of(doc), kind: message.offset})
+    return Outcome(state=new, messages=messages, deadline=stored.pending_deadline(new), indexed=True)
 
 
 def _observe(step: machine.Step, now: datetime) -> None:
@@ -236,3 +278,7 @@ def _observe(step: machine.Step, now: datetime) -> None:
                 metrics.DETECTION_LAG.observe(max(0.0, (now - flow.deadline).total_seconds()))
         elif isinstance(effect, machine.Transition) and flow.status is machine.Status.RESOLVED:
             metrics.INCIDENTS_RESOLVED.labels(flow.resolution, flow.mode).inc()
+        elif isinstance(effect, machine.ReceiptRepeated):
+            metrics.RECEIPTS_REPEATED.labels(flow.mode).inc()
+        elif isinstance(effect, machine.Transition) and effect.flow.cycle > 1 and effect.previous is None:
+            metrics.CYCLES_STARTED.labels(flow.mode).inc()

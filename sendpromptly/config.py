@@ -11,6 +11,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -50,6 +51,19 @@ def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -
         raise ConfigError(f"{PREFIX}{name} must be a whole number, got {value!r}") from None
     if not low <= number <= high:
         raise ConfigError(f"{PREFIX}{name} must be between {low} and {high}, got {number}")
+    return number
+
+
+def _float(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
+    value = _raw(env, name)
+    if value is None or value == "":
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        raise ConfigError(f"{PREFIX}{name} must be a number, got {value!r}") from None
+    if not low < number <= high:
+        raise ConfigError(f"{PREFIX}{name} must be more than {low:g} and at most {high:g}, got {number:g}")
     return number
 
 
@@ -110,6 +124,11 @@ class Settings:
     # restarts, e.g. the StatefulSet pod name): a restarted worker takes its partitions straight
     # back instead of waiting out the dead member's session. Empty: dynamic membership.
     agents_instance_id: str = ""
+    # How long a closed flow (applied, or its incident resolved) is kept before the agents forget
+    # it: its state, its changelog entry (a tombstone) and its read-model rows. Fractions of a day
+    # are for tests; below one day a direct producer's duplicate older than the retention would
+    # start a new cycle.
+    flow_retention_days: float = 35.0
     # Upper bound on how long the gateway waits for Kafka's acknowledgement before it answers 503.
     produce_timeout_ms: int = 5000
     allow_private_targets: bool = False
@@ -136,6 +155,10 @@ class Settings:
     # outcome is taken for interrupted and the next one is made.
     alert_lease_seconds: int = 60
     log_level: str = "INFO"
+
+    @property
+    def flow_retention(self) -> timedelta:
+        return timedelta(days=self.flow_retention_days)
 
     def __post_init__(self) -> None:
         _check_kafka_name("TOPIC_PREFIX", self.topic_prefix)
@@ -169,6 +192,7 @@ class Settings:
             agents_rocksdb_memory_mb=_int(env, "AGENTS_ROCKSDB_MEMORY_MB", defaults.agents_rocksdb_memory_mb,
                                           16, 1 << 20),
             agents_instance_id=_str(env, "AGENTS_INSTANCE_ID", defaults.agents_instance_id),
+            flow_retention_days=_float(env, "FLOW_RETENTION_DAYS", defaults.flow_retention_days, 0, 3650),
             produce_timeout_ms=_int(env, "PRODUCE_TIMEOUT_MS", defaults.produce_timeout_ms, 100, 120_000),
             allow_private_targets=_bool(env, "ALLOW_PRIVATE_TARGETS", defaults.allow_private_targets),
             secret_keys=_str(env, "SECRET_KEYS", defaults.secret_keys),

@@ -336,18 +336,22 @@ class DeadLetter(Message):
 
 @dataclass(frozen=True, slots=True)
 class DeadlineBatch(Message):
-    """Internal to the agents: "these flows' deadlines have passed", sent by the deadline timer on
-    the partition that owns the flows, so that their state changes happen inside stream processing.
+    """Internal to the agents: "these flows' deadlines have passed" (``expire``) or "these flows
+    have been closed longer than the retention" (``forget``), sent by the agents' timers on the
+    partition that owns the flows, so that their state changes happen inside stream processing.
 
     One message per partition and timer round rather than one per flow: a tick per flow cost a
     produce and a stream event each, and under load the ticks queued behind other traffic."""
 
     SCHEMA: ClassVar[str] = "deadline_batch.v1"
-    FIELDS: ClassVar[frozenset[str]] = _fields("keys")
+    FIELDS: ClassVar[frozenset[str]] = _fields("keys", "action")
+    ACTIONS: ClassVar[tuple[str, ...]] = ("expire", "forget")
     # Keeps a message far below Kafka's 1 MiB default even with 512-character references.
     MAX_KEYS: ClassVar[int] = 500
 
     keys: tuple[bytes, ...]
+    # Batches written before forgetting existed have no action: they are all ``expire``.
+    action: str = "expire"
 
     @classmethod
     def from_dict(cls, doc: Any) -> DeadlineBatch:
@@ -358,8 +362,12 @@ class DeadlineBatch(Message):
             keys = []
         elif not all(isinstance(key, str) and ":" in key for key in keys):
             check.fail("keys", "must hold flow keys '<project_id>:<reference>'")
+        action = check.choice("action", cls.ACTIONS, required=False) or "expire"
         check.done()
-        return cls(keys=tuple(key.encode() for key in keys))
+        return cls(keys=tuple(key.encode() for key in keys), action=action)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"schema": self.SCHEMA, "keys": [key.decode() for key in self.keys]}
+        doc: dict[str, Any] = {"schema": self.SCHEMA, "keys": [key.decode() for key in self.keys]}
+        if self.action != "expire":
+            doc["action"] = self.action
+        return doc

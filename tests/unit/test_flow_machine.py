@@ -49,11 +49,68 @@ def test_a_per_event_timeout_overrides_the_project() -> None:
     assert flow_of(start(timeout_seconds=5)).deadline == T0 + timedelta(seconds=5)
 
 
-def test_a_repeated_receipt_does_not_move_the_deadline() -> None:
+def test_a_repeated_receipt_is_counted_on_the_open_flow_and_does_not_move_the_deadline() -> None:
     state = start()
     later = machine.on_receipt(state, receipt(at=T0 + timedelta(minutes=10), key="r2"), mode="test",
                                project_timeout_minutes=30, now=T0 + timedelta(minutes=10))
-    assert later.state == state and later.effects == []
+    assert later.state.flow == state.flow, "same cycle, same deadline, same version"
+    assert later.state.repeats == machine.Repeats(2, T0 + timedelta(minutes=10))
+    assert [type(e) for e in later.effects] == [machine.ReceiptRepeated]
+    # An open incident counts repeats the same way: it is not closed, so no new cycle starts.
+    opened = machine.on_deadline(later.state, now=T0 + timedelta(hours=1)).state
+    again = machine.on_receipt(opened, receipt(at=T0 + timedelta(hours=2), key="r3"), mode="test",
+                               project_timeout_minutes=30, now=T0 + timedelta(hours=2))
+    assert again.state.flow == opened.flow
+    assert again.state.repeats == machine.Repeats(3, T0 + timedelta(hours=2))
+
+
+def _new_cycle_after(closed: FlowState, at: datetime, key: str = "r2") -> machine.Step:
+    return machine.on_receipt(closed, receipt(at=at, timeout_seconds=60, key=key), mode="test",
+                              project_timeout_minutes=30, now=at)
+
+
+def test_a_receipt_for_a_closed_flow_starts_its_next_cycle_with_its_own_deadline_and_incident() -> None:
+    applied = machine.on_result(start(), result("succeeded", T0 + timedelta(seconds=5)),
+                                now=T0 + timedelta(seconds=5)).state
+    later = T0 + timedelta(hours=3)
+    step = _new_cycle_after(applied, later)
+    flow = flow_of(step.state)
+    assert (flow.cycle, flow.status, flow.version) == (2, Status.PENDING, 1)
+    assert flow.deadline == later + timedelta(seconds=60)
+    assert step.state.past == (machine.PastCycle(flow_of(applied), applied.changes),)
+    assert [type(e) for e in step.effects] == [Transition]
+    opened = flow_of(machine.on_deadline(step.state, now=later + timedelta(seconds=61)).state)
+    first = flow_of(machine.on_result(start(), result("failed", T0), now=T0).state)
+    assert opened.incident_id not in (None, first.incident_id), "each cycle has an incident id of its own"
+
+
+def test_results_held_after_a_closed_cycle_join_the_next_only_if_received_after_its_receipt() -> None:
+    applied = machine.on_result(start(), result("succeeded", T0), now=T0).state
+    late_repeat = machine.on_result(applied, result("succeeded", T0 + timedelta(minutes=1)),
+                                    now=T0 + timedelta(minutes=1)).state
+    assert late_repeat.flow == applied.flow, "a closed cycle takes no result"
+    # The next cycle's receipt came later than that result: the result was the old cycle's.
+    step = _new_cycle_after(late_repeat, T0 + timedelta(minutes=2))
+    assert flow_of(step.state).status is Status.PENDING and step.state.held == ()
+    # A result the gateway received after the receipt, applied before it (topics are not ordered
+    # with each other), is the new cycle's own.
+    early = machine.on_result(applied, result("succeeded", T0 + timedelta(minutes=3)),
+                              now=T0 + timedelta(minutes=3)).state
+    joined = _new_cycle_after(early, T0 + timedelta(minutes=2))
+    assert flow_of(joined.state).status is Status.APPLIED and flow_of(joined.state).cycle == 2
+
+
+def test_a_closed_cycle_is_forgettable_after_the_retention_and_an_open_one_never() -> None:
+    retention = timedelta(days=35)
+    applied = machine.on_result(start(), result("succeeded", T0), now=T0).state
+    assert not machine.forgettable(applied, retention=retention, now=T0 + retention - timedelta(seconds=1))
+    assert machine.forgettable(applied, retention=retention, now=T0 + retention)
+    opened = machine.on_result(start(), result("failed", T0), now=T0).state
+    assert not machine.forgettable(opened, retention=retention, now=T0 + timedelta(days=3650))
+    assert not machine.forgettable(start(), retention=retention, now=T0 + timedelta(days=3650))
+    held = machine.on_result(FlowState(), result("succeeded", T0), now=T0).state
+    assert not machine.forgettable(held, retention=retention, now=T0 + machine.HELD_RESULT_TTL / 2)
+    assert machine.forgettable(held, retention=retention, now=T0 + machine.HELD_RESULT_TTL)
 
 
 def test_success_before_the_deadline_applies_it() -> None:
@@ -69,7 +126,7 @@ def test_a_failed_result_opens_an_incident() -> None:
                              now=T0 + timedelta(seconds=1))
     flow = flow_of(step.state)
     assert flow.status is Status.INCIDENT and flow.incident_reason == "failed_outcome"
-    assert flow.incident_id == machine.incident_id_for(PROJECT, "inv_1")
+    assert flow.incident_id == machine.incident_id_for(flow)
     assert [type(e) for e in step.effects] == [Transition, IncidentOpened]
     assert flow.detail == "failed at 12:00:01", "the failed result's detail is kept on the flow"
     assert all(effect.flow.detail == flow.detail for effect in step.effects)
@@ -109,7 +166,8 @@ def test_a_success_after_the_deadline_but_before_the_timer_opens_and_resolves() 
 
 def test_an_applied_flow_ignores_later_results() -> None:
     applied = machine.on_result(start(), result("succeeded", T0), now=T0).state
-    assert machine.on_result(applied, result("failed", T0 + timedelta(seconds=1)), now=T0).state == applied
+    later = machine.on_result(applied, result("failed", T0 + timedelta(seconds=1)), now=T0)
+    assert later.state.flow == applied.flow and later.effects == [], "held for a next cycle, nothing more"
     assert machine.on_deadline(applied, now=T0 + timedelta(days=1)).state == applied
 
 
@@ -163,6 +221,10 @@ _event = st.one_of(
 )
 
 
+def _open_incident_id(state: FlowState) -> str:
+    return (state.flow and state.flow.incident_id) or "inc_none"
+
+
 def _run(events: list[tuple[str, int]]) -> tuple[FlowState, list[machine.Effect]]:
     state, effects = FlowState(), []
     for kind, second in events:
@@ -173,7 +235,7 @@ def _run(events: list[tuple[str, int]]) -> tuple[FlowState, list[machine.Effect]
         elif kind == "tick":
             step = machine.on_deadline(state, now=now)
         elif kind == "operator_resolves":
-            step = machine.on_operator_resolve(state, now=now)
+            step = machine.on_operator_resolve(state, _open_incident_id(state), now=now)
         elif kind == "failed_30s_before":
             step = machine.on_result(state, result("failed", now - timedelta(seconds=30)), now=now)
         else:
@@ -184,28 +246,42 @@ def _run(events: list[tuple[str, int]]) -> tuple[FlowState, list[machine.Effect]
     return state, effects
 
 
+def _by_cycle(effects: list[machine.Effect]) -> dict[int, list[machine.Effect]]:
+    cycles: dict[int, list[machine.Effect]] = {}
+    for effect in effects:
+        cycles.setdefault(effect.flow.cycle, []).append(effect)
+    return cycles
+
+
 @settings(max_examples=400)
 @given(st.lists(_event, max_size=12))
 def test_any_order_of_signals_keeps_the_rules(events: list[tuple[str, int]]) -> None:
     state, effects = _run(events)
-    opened = [e for e in effects if isinstance(e, IncidentOpened) and not e.corrected]
-    corrected = [e for e in effects if isinstance(e, IncidentOpened) and e.corrected]
-    resolved = [e for e in effects if isinstance(e, IncidentResolved)]
-    transitions = [e for e in effects if isinstance(e, Transition)]
-
-    assert len(opened) <= 1, "at most one incident per flow"
-    assert len(corrected) <= len(opened), "only an open incident's reason is corrected, once"
-    assert all(e.flow.incident_reason == "failed_outcome" for e in corrected)
-    assert len(resolved) <= len(opened), "only an opened incident can be resolved"
     if state.flow is None:
         assert effects == [], "results without a receipt never open anything"
         return
-    assert state.flow.version == len(transitions), "every change is one transition, versions count them"
-    statuses = [t.flow.status for t in transitions]
-    if Status.APPLIED in statuses:
-        assert Status.INCIDENT not in statuses[statuses.index(Status.APPLIED):], (
-            "applied never turns into an incident")
-    assert [t.flow.version for t in transitions] == list(range(1, len(transitions) + 1))
+    cycles = _by_cycle(effects)
+    assert sorted(cycles) == list(range(1, state.flow.cycle + 1)), "cycles are numbered 1, 2, 3 ..."
+    for number, cycle in cycles.items():
+        opened = [e for e in cycle if isinstance(e, IncidentOpened) and not e.corrected]
+        corrected = [e for e in cycle if isinstance(e, IncidentOpened) and e.corrected]
+        resolved = [e for e in cycle if isinstance(e, IncidentResolved)]
+        transitions = [e for e in cycle if isinstance(e, Transition)]
+        assert len(opened) <= 1, "at most one incident per cycle"
+        assert len(corrected) <= len(opened), "only an open incident's reason is corrected, once"
+        assert all(e.flow.incident_reason == "failed_outcome" for e in corrected)
+        assert len(resolved) <= len(opened), "only an opened incident can be resolved"
+        assert [t.flow.version for t in transitions] == list(range(1, len(transitions) + 1)), (
+            "every change is one transition, versions count them within the cycle")
+        statuses = [t.flow.status for t in transitions]
+        if Status.APPLIED in statuses:
+            assert Status.INCIDENT not in statuses[statuses.index(Status.APPLIED):], (
+                "applied never turns into an incident")
+        if number < state.flow.cycle:
+            assert transitions[-1].flow.closed, "a next cycle starts only once the one before closed"
+        assert len({e.flow.incident_id for e in opened + resolved}) <= 1
+    incident_ids = [e.flow.incident_id for e in effects if isinstance(e, IncidentOpened) and not e.corrected]
+    assert len(incident_ids) == len(set(incident_ids)), "no two cycles share an incident"
 
 
 @settings(max_examples=400)
@@ -213,8 +289,24 @@ def test_any_order_of_signals_keeps_the_rules(events: list[tuple[str, int]]) -> 
 def test_the_stored_state_alone_gives_every_effect_again(events: list[tuple[str, int]]) -> None:
     # After a crash the agents emit a flow's outputs again from what they stored; those must be
     # exactly the outputs the steps gave, in order, or a lost event would come back different.
+    # The state keeps the newest cycles only; a cycle's repeated receipts come back as one event
+    # with their final count.
     state, effects = _run(events)
-    assert machine.effects_of(state) == effects
+    derived = machine.effects_of(state)
+    kept = {e.flow.cycle for e in derived}
+    assert len(kept) <= machine.MAX_PAST_CYCLES + 1
+    if state.flow is not None:
+        assert state.flow.cycle in kept
+
+    def transitions(of: list[machine.Effect]) -> list[machine.Effect]:
+        return [e for e in of if not isinstance(e, machine.ReceiptRepeated) and e.flow.cycle in kept]
+
+    def final_repeats(of: list[machine.Effect]) -> dict[int, machine.Repeats]:
+        return {e.flow.cycle: e.repeats for e in of
+                if isinstance(e, machine.ReceiptRepeated) and e.flow.cycle in kept}
+
+    assert transitions(derived) == transitions(effects)
+    assert final_repeats(derived) == final_repeats(effects)
 
 
 @given(st.lists(_event, max_size=12))
@@ -242,11 +334,14 @@ def test_remembered_keys_survive_the_json_round_trip_and_stay_bounded() -> None:
 
 def test_an_operator_resolves_an_open_incident_by_hand() -> None:
     opened = machine.on_result(start(), result("failed", T0), now=T0).state
-    step = machine.on_operator_resolve(opened, now=T0 + timedelta(minutes=5))
+    incident_id = _open_incident_id(opened)
+    # An event for another incident (an earlier cycle's) resolves nothing.
+    assert machine.on_operator_resolve(opened, "inc_other", now=T0).effects == []
+    step = machine.on_operator_resolve(opened, incident_id, now=T0 + timedelta(minutes=5))
     assert flow_of(step.state).status is Status.RESOLVED and flow_of(step.state).resolution == "manual"
     assert [type(e) for e in step.effects] == [Transition]
     # Nothing to resolve on a pending or applied flow.
-    assert machine.on_operator_resolve(start(), now=T0).effects == []
+    assert machine.on_operator_resolve(start(), incident_id, now=T0).effects == []
 
 
 @given(st.lists(_event, max_size=12))
