@@ -24,8 +24,9 @@ from agents.projects import ProjectDirectory
 from agents.tracker import FlowTracker, Incoming, Outcome, TrackerTopics, partition_of
 from agents.watermark import PartitionEnd, ResultsWatermark
 from sendpromptly.config import Settings
+from sendpromptly.consumer_metrics import DEAD_LETTERS, GroupMetrics
 from sendpromptly.faults import Backoff, describe, is_transient
-from sendpromptly.observability import DEAD_LETTERS
+from sendpromptly.observability import log_context, logging_config
 from store.db import open_pool
 from topics import (
     AUDIT,
@@ -40,6 +41,7 @@ from topics import (
     flow_key,
     project_key,
 )
+from topics.catalog import key_fields
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +99,9 @@ def create_app(settings: Settings) -> faust.App:
     # so the deadline timer never waits on it.
     log_starts: dict[TP, int] = {}
     resources: dict[str, FlowTracker] = {}
+    # (topic, partition) -> Kafka timestamp (s) of the newest message applied there: freshness.
+    applied: dict[tuple[str, int], float] = {}
+    group_metrics = GroupMetrics(app.conf.id)
 
     async def tracker() -> FlowTracker:
         if "tracker" not in resources:
@@ -158,7 +163,8 @@ def create_app(settings: Settings) -> faust.App:
         """Handle ``message`` until it is done or dead-lettered; never raise. An exception leaving
         the agent would make faust restart it and acknowledge the message unprocessed."""
         try:
-            await until_done(partial(handle, flow_tracker, message), message.incoming)
+            with log_context(**key_fields(message.incoming.key)):
+                await until_done(partial(handle, flow_tracker, message), message.incoming)
         except Exception as exc:
             log.exception("%s failed for good; dead-lettering it", describe_message(message.incoming))
             letter = flow_tracker.dead(message.incoming, f"processing_error: {describe(exc)}")
@@ -178,6 +184,7 @@ def create_app(settings: Settings) -> faust.App:
             # to the partition that owns its flows), so the table writes go to this partition's
             # store and changelog, as faust takes them from the current event.
             await process(flow_tracker, message)
+            applied[record.topic, record.partition] = record.timestamp
             if record.topic == names.results:
                 watermark.applied(record.partition, record.offset,
                                   datetime.fromtimestamp(record.timestamp, UTC))
@@ -264,15 +271,15 @@ def create_app(settings: Settings) -> faust.App:
     async def measure_lag() -> None:
         # The concrete consumer, not the ConsumerT interface: the committed offsets are its own.
         consumer = cast(Consumer, app.consumer)
+        lags: dict[tuple[str, int], int] = {}
         for tp in consumer.assignment():
             if tp.topic in (names.receipts, names.results, names.incidents, names.deadlines):
                 # faust keeps committed offsets privately; lag = end of partition - committed.
                 highwater = consumer.highwater(tp)
                 if highwater is None:  # not fetched yet, just after an assignment
                     continue
-                committed = committed_offset(consumer, tp) or 0
-                lag = max(0, highwater - committed)
-                metrics.CONSUMER_LAG.labels(app.conf.id, tp.topic, str(tp.partition)).set(lag)
+                lags[tp.topic, tp.partition] = max(0, highwater - (committed_offset(consumer, tp) or 0))
+        group_metrics.report(lags, applied)
         # A results partition whose records all expired before this group ever committed there
         # would otherwise look behind forever, and its deadlines would never be judged.
         never = [tp for tp in consumer.assignment()
@@ -380,7 +387,7 @@ def last_fetch(consumer: Consumer, tp: TP) -> tuple[int, datetime] | None:
 def run_worker(settings: Settings) -> None:
     """Run the agents until SIGTERM/SIGINT (``sendpromptly agents``)."""
     app = create_app(settings)
-    worker = faust.Worker(app, loglevel=settings.log_level.lower())
+    worker = faust.Worker(app, loglevel=settings.log_level.lower(), logging_config=logging_config(settings))
     # faust's terminal spinner, at WARNING and above, turns the root logger to DEBUG so that every
     # record spins it: every debug line of faust and aiokafka then costs a log record on the
     # stream's hot path. A service has no terminal to spin.

@@ -19,8 +19,6 @@ JOIN_LATENCY = Histogram(
 DUPLICATES = Counter(
     "sendpromptly_duplicate_signals_total", "Signals dropped as repeats of an idempotency key", ["kind"],
 )
-CONSUMER_LAG = Gauge("sendpromptly_consumer_lag", "Messages behind the end of each partition",
-                     ["group", "topic", "partition"])
 REDERIVED_OUTPUTS = Counter(
     "sendpromptly_agents_rederived_outputs_total",
     "Messages replayed after a crash whose flow's outputs were derived again from its stored state",

@@ -19,6 +19,7 @@ from api_gateway.metrics import metrics_middleware
 from api_gateway.outbox_relay import run_relay
 from api_gateway.problems import problem_middleware
 from api_gateway.publisher import Publisher
+from api_gateway.request_context import request_context_middleware
 from api_gateway.routes import setup_routes
 from api_gateway.state import (
     API_KEY_CACHE,
@@ -116,7 +117,10 @@ def create_app(settings: Settings) -> web.Application:
     # The outermost middleware runs first: metrics see every answer, problems turn errors into
     # problem+json before metrics count them, and auth runs closest to the handler.
     app = web.Application(
-        middlewares=[metrics_middleware, problem_middleware, auth_middleware], client_max_size=MAX_BODY_BYTES,
+        # The request id only where JSON logs show it: the ingest path pays nothing for it otherwise.
+        middlewares=[*([request_context_middleware] if settings.log_format == "json" else []),
+                     metrics_middleware, problem_middleware, auth_middleware],
+        client_max_size=MAX_BODY_BYTES,
     )
     app[SETTINGS] = settings
     app[SECRETS_KEYRING] = Keyring.parse("SENDPROMPTLY_SECRET_KEYS", settings.secret_keys)
@@ -129,7 +133,7 @@ def create_app(settings: Settings) -> web.Application:
 
 def run(settings: Settings) -> None:
     """Serve until SIGTERM/SIGINT (``sendpromptly gateway``)."""
-    configure_logging(settings.log_level)
+    configure_logging(settings)
     web.run_app(
         create_app(settings), host=settings.http_host, port=settings.http_port,
         reuse_port=settings.http_reuse_port or None, access_log=None,

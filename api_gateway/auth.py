@@ -11,6 +11,7 @@ from api_gateway.problems import Problem
 from api_gateway.state import API_KEY_CACHE, KEY_USAGE, OPERATOR, OPERATOR_CACHE, PROJECT
 from sendpromptly import operator_tokens
 from sendpromptly.apikeys import hash_api_key, looks_like_api_key
+from sendpromptly.observability import bind_log_context
 from store.operators import Operator
 
 # Routes whose name starts with this are called with an API key (sk_...).
@@ -52,6 +53,7 @@ async def auth_middleware(
                                 "This API key is unknown or revoked; create a new one in the console.")
         request.app[KEY_USAGE].note(key_hash)
         request[PROJECT] = project
+        bind_log_context(project_id=project.id)
     elif route_name.startswith(OPERATOR_ROUTE_PREFIX):
         request[OPERATOR] = await _operator(request)
     return await handler(request)

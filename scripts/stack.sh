@@ -17,12 +17,6 @@ source "$SCRIPT_DIR/lib.sh"
 RUN_DIR=$REPO_DIR/.run/stack
 SP=$REPO_DIR/.venv/bin/sendpromptly
 PY=$REPO_DIR/.venv/bin/python
-# Sinks run as `sendpromptly sink <name>`, each serving /metrics on its own port from
-# SENDPROMPTLY_SINK_METRICS_PORT (8082) upwards, in this order. One word per sink.
-SINKS=(read-model callbacks alerts audit)
-# The mail catcher comes first so that the alerts sink has somewhere to send from its first alert.
-PROCESSES=(mailcatcher gateway agents "${SINKS[@]/#/sink-}")
-SINK_BASE_PORT=${SENDPROMPTLY_SINK_METRICS_PORT:-8082}
 
 export SENDPROMPTLY_ALLOW_PRIVATE_TARGETS=${SENDPROMPTLY_ALLOW_PRIVATE_TARGETS:-1}
 export SENDPROMPTLY_HTTP_HOST=${SENDPROMPTLY_HTTP_HOST:-127.0.0.1}
@@ -39,14 +33,24 @@ export SENDPROMPTLY_MAIL_DIR=${SENDPROMPTLY_MAIL_DIR:-$REPO_DIR/.run/mail}
 export SENDPROMPTLY_MAILCATCHER_SMTP_PORT=${SENDPROMPTLY_MAILCATCHER_SMTP_PORT:-1025}
 export SENDPROMPTLY_MAILCATCHER_WEB_PORT=${SENDPROMPTLY_MAILCATCHER_WEB_PORT:-8025}
 export SENDPROMPTLY_SMTP_URL=${SENDPROMPTLY_SMTP_URL:-smtp://$SENDPROMPTLY_HTTP_HOST:$SENDPROMPTLY_MAILCATCHER_SMTP_PORT}
+export SENDPROMPTLY_SINK_METRICS_PORT=${SENDPROMPTLY_SINK_METRICS_PORT:-8082}
 
-command_for() {
-  case $1 in
-    gateway) echo "$SP gateway" ;;
-    agents) echo "$SP agents" ;;
-    sink-*) echo "$SP sink ${1#sink-}" ;;
-    mailcatcher) echo "$SP mailcatcher --host $SENDPROMPTLY_HTTP_HOST" ;;
-  esac
+# The processes, as the registry (sendpromptly/processes.py) lists them: name, the variable of its
+# port, that port on this host (sinks from SENDPROMPTLY_SINK_METRICS_PORT upwards), its arguments.
+# The mail catcher comes first so that the alerts sink has somewhere to send from its first alert.
+declare -A PORT_VARIABLE PORT ARGS
+PROCESSES=(mailcatcher)
+PORT_VARIABLE[mailcatcher]=SENDPROMPTLY_MAILCATCHER_WEB_PORT
+PORT[mailcatcher]=$SENDPROMPTLY_MAILCATCHER_WEB_PORT
+ARGS[mailcatcher]="mailcatcher --host $SENDPROMPTLY_HTTP_HOST"
+read_processes() {
+  local name variable port args
+  while read -r name variable port args; do
+    PROCESSES+=("$name")
+    PORT_VARIABLE[$name]=$variable
+    PORT[$name]=$port
+    ARGS[$name]=$args
+  done < <("$SP" processes)
 }
 
 # Whether `up` starts this process (the mail catcher only when alerts go to it).
@@ -54,20 +58,16 @@ wanted() {
   [[ $1 != mailcatcher || $CATCH_MAIL == 1 ]]
 }
 
-sink_port() {
-  local i
-  for i in "${!SINKS[@]}"; do
-    [[ ${SINKS[$i]} == "$1" ]] && echo $((SINK_BASE_PORT + i))
-  done
+ready_url_for() {
+  echo "http://$SENDPROMPTLY_HTTP_HOST:${PORT[$1]}/readyz"
 }
 
-ready_url_for() {
-  case $1 in
-    gateway) echo "http://$SENDPROMPTLY_HTTP_HOST:$SENDPROMPTLY_HTTP_PORT/readyz" ;;
-    agents) echo "http://$SENDPROMPTLY_HTTP_HOST:$SENDPROMPTLY_AGENTS_WEB_PORT/readyz" ;;
-    sink-*) echo "http://$SENDPROMPTLY_HTTP_HOST:$(sink_port "${1#sink-}")/readyz" ;;
-    mailcatcher) echo "http://$SENDPROMPTLY_HTTP_HOST:$SENDPROMPTLY_MAILCATCHER_WEB_PORT/readyz" ;;
-  esac
+# Where each process of the registry serves /metrics, for the summary `up` prints.
+metrics_urls() {
+  local name
+  for name in "${PROCESSES[@]}"; do
+    [[ $name == mailcatcher ]] || printf '%s http://%s:%s/metrics\n%20s' "$name" "$SENDPROMPTLY_HTTP_HOST" "${PORT[$name]}" ""
+  done
 }
 
 # Keyrings for the local stack: made once, kept in .run/stack/keys.env (gitignored), so secrets
@@ -106,8 +106,8 @@ start_process() {
     sp_log "$name already running (pid $(cat "$pid_file"))"
     return
   fi
-  # shellcheck disable=SC2046 # the command is meant to split into words
-  SENDPROMPTLY_SINK_METRICS_PORT=$(sink_port "${name#sink-}") setsid nohup $(command_for "$name") \
+  # shellcheck disable=SC2086 # the arguments are meant to split into words
+  env "${PORT_VARIABLE[$name]}=${PORT[$name]}" setsid nohup "$SP" ${ARGS[$name]} \
     >>"$RUN_DIR/$name.log" 2>&1 </dev/null &
   echo $! >"$pid_file"
 }
@@ -129,6 +129,7 @@ up() {
   [[ -x $SP ]] || sp_die "no virtualenv: run 'make up' (it installs .venv first)"
   mkdir -p "$RUN_DIR"
   load_keys
+  read_processes
   start_services
   # Remember the stack's connection settings so `status`, `down` and the user's shell can reuse them.
   {
@@ -160,8 +161,7 @@ SendPromptly is up.
   API and console   $base   (OpenAPI: $base/api/v1/openapi.json)
   Kafka             $SENDPROMPTLY_KAFKA_BOOTSTRAP
   PostgreSQL        $SENDPROMPTLY_DATABASE_URL
-  Metrics           $base/metrics, http://$SENDPROMPTLY_HTTP_HOST:$SENDPROMPTLY_AGENTS_WEB_PORT/metrics (agents),
-                    sinks from http://$SENDPROMPTLY_HTTP_HOST:$SINK_BASE_PORT/metrics upwards (${SINKS[*]})
+  Metrics           $(metrics_urls)
   Logs              $RUN_DIR/*.log
   Alert mail        $mail
 
@@ -197,7 +197,11 @@ stop_process() {
 }
 
 down() {
-  for name in "${PROCESSES[@]}"; do stop_process "$name"; done
+  # Whatever `up` started, by its pid file: the list of processes needs no virtualenv here.
+  local pid_file
+  for pid_file in "$RUN_DIR"/*.pid; do
+    [[ -e $pid_file ]] && stop_process "$(basename "$pid_file" .pid)"
+  done
   bash "$SCRIPT_DIR/kafka.sh" stop
   bash "$SCRIPT_DIR/postgres.sh" stop
   # The test suite leaves its own services running between runs for speed; stop those too.
@@ -206,6 +210,8 @@ down() {
 }
 
 status() {
+  [[ -x $SP ]] || sp_die "no virtualenv: run 'make up' first"
+  read_processes
   for name in "${PROCESSES[@]}"; do
     if [[ -f $RUN_DIR/$name.pid ]] && kill -0 "$(cat "$RUN_DIR/$name.pid")" 2>/dev/null; then
       echo "$name running (pid $(cat "$RUN_DIR/$name.pid"))"

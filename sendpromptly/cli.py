@@ -9,6 +9,7 @@ import sys
 import click
 
 from sendpromptly.config import ConfigError, Settings
+from sendpromptly.processes import PROCESSES, SINKS, one_host_ports
 
 
 def _settings() -> Settings:
@@ -19,6 +20,7 @@ def _settings() -> Settings:
 
 
 @click.group()
+@click.version_option(package_name="sendpromptly", message="%(prog)s %(version)s")
 def main() -> None:
     """SendPromptly: catches payments whose effect was never applied."""
 
@@ -75,12 +77,21 @@ def agents() -> None:
 
 
 @main.command()
-@click.argument("name")
+@click.argument("name", type=click.Choice(list(SINKS)))
 def sink(name: str) -> None:
-    """Run one sink process (read-model, callbacks, alerts, audit)."""
+    """Run one sink process."""
     from sinks.main import run
 
     run(_settings(), name)
+
+
+@main.command()
+def processes() -> None:
+    """List the long-running processes, one a line: name, port variable, its port on one host (with
+    the current settings) and the command's arguments; scripts/stack.sh starts what this lists."""
+    ports = one_host_ports(_settings())
+    for process in PROCESSES:
+        click.echo(" ".join((process.name, process.port_variable, str(ports[process.name]), *process.args)))
 
 
 @main.group()

@@ -155,6 +155,8 @@ class Settings:
     # outcome is taken for interrupted and the next one is made.
     alert_lease_seconds: int = 60
     log_level: str = "INFO"
+    # "text" lines, or "json": one object per line with the request id, project and reference.
+    log_format: str = "text"
 
     @property
     def flow_retention(self) -> timedelta:
@@ -166,6 +168,8 @@ class Settings:
         if self.log_level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
             raise ConfigError(f"{PREFIX}LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR "
                               f"(got {self.log_level!r})")
+        if self.log_format not in {"text", "json"}:
+            raise ConfigError(f"{PREFIX}LOG_FORMAT must be text or json (got {self.log_format!r})")
         smtp = urlsplit(self.smtp_url)
         if self.smtp_url and (smtp.scheme not in ("smtp", "smtps") or not smtp.hostname):
             raise ConfigError(f"{PREFIX}SMTP_URL must look like smtp://user:pass@host:port or smtps://host:port")
@@ -207,4 +211,5 @@ class Settings:
             alert_retry_schedule=_seconds_list(env, "ALERT_RETRY_SCHEDULE", defaults.alert_retry_schedule),
             alert_lease_seconds=_int(env, "ALERT_LEASE_SECONDS", defaults.alert_lease_seconds, 15, 3600),
             log_level=_str(env, "LOG_LEVEL", defaults.log_level).upper(),
+            log_format=_str(env, "LOG_FORMAT", defaults.log_format).lower(),
         )

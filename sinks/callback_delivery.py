@@ -27,8 +27,8 @@ import aiohttp
 import orjson
 from prometheus_client import Counter, Histogram
 
-from api_gateway.operator_api.callback import decrypt_secret
 from api_gateway.snapshots import open_snapshot
+from sendpromptly.callback_secrets import decrypt_secret
 from sendpromptly.config import Settings
 from sendpromptly.keyring import DecryptionError, Keyring
 from sendpromptly.receiver import sign

@@ -13,23 +13,28 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from functools import partial
 
 from aiohttp import web
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
-from aiokafka.errors import CommitFailedError
+from aiokafka.errors import CommitFailedError, IllegalStateError
 
 from sendpromptly.config import Settings
+from sendpromptly.consumer_metrics import DEAD_LETTERS, GroupMetrics
 from sendpromptly.faults import describe
-from sendpromptly.observability import DEAD_LETTERS, metrics_response
+from sendpromptly.observability import log_context, metrics_response
 from sinks.retrying import retry_transient
 from topics import DEADLETTER, DeadLetter, SchemaError, TopicSpec, encode
+from topics.catalog import key_fields
 
 log = logging.getLogger(__name__)
 
 PROCESSING_ERROR = "processing_error"
+# Lag and freshness are measured between batches, at most this often.
+REPORT_SECONDS = 1.0
 
 
 class Unprocessable(Exception):
@@ -52,6 +57,9 @@ class SinkRunner:
         self._handlers = {topic.name(settings.topic_prefix): handle for topic, handle in handlers.items()}
         self._deadletter_topic = DEADLETTER.name(settings.topic_prefix)
         self._group = f"{settings.topic_prefix}sendpromptly-sink-{name}"
+        self._metrics = GroupMetrics(self._group)
+        # (topic, partition) -> Kafka timestamp (s) of the newest record handled there.
+        self._applied: dict[tuple[str, int], float] = {}
         self.ready = asyncio.Event()
 
     async def run(self) -> None:
@@ -67,13 +75,18 @@ class SinkRunner:
             await consumer.start()
             self.ready.set()
             log.info("sink %s consuming %s as group %s", self.name, ", ".join(self._handlers), self._group)
+            reported_at = 0.0
             while True:
                 batch = await consumer.getmany(timeout_ms=1000)
                 for records in batch.values():
                     for record in records:
                         await self._handle_or_dead_letter(record, producer)
+                    self._applied[records[-1].topic, records[-1].partition] = records[-1].timestamp / 1000
                 if batch:
                     await self._commit(consumer)
+                if time.monotonic() - reported_at >= REPORT_SECONDS:
+                    await self._report(consumer)
+                    reported_at = time.monotonic()
         finally:
             await consumer.stop()
             await producer.stop()
@@ -89,8 +102,26 @@ class SinkRunner:
             log.warning("sink %s: offsets not committed (%s); the batch will be handled again",
                         self.name, exc)
 
+    async def _report(self, consumer: AIOKafkaConsumer) -> None:
+        """Lag per partition held: the end of the partition in the last fetch answer less the
+        position, which between batches is the next record to handle."""
+        lags: dict[tuple[str, int], int] = {}
+        for tp in consumer.assignment():
+            end = consumer.highwater(tp)
+            if end is None:  # no fetch answered for it yet, just after an assignment
+                continue
+            try:
+                lags[tp.topic, tp.partition] = max(0, end - await consumer.position(tp))
+            except IllegalStateError:  # revoked meanwhile by a rebalance
+                continue
+        self._metrics.report(lags, self._applied)
+
     async def _handle_or_dead_letter(self, record: ConsumerRecord, producer: AIOKafkaProducer) -> None:
         """Handle ``record`` (trying again while failures are transient) or dead-letter it."""
+        with log_context(**key_fields(record.key)):
+            await self._handle_in_context(record, producer)
+
+    async def _handle_in_context(self, record: ConsumerRecord, producer: AIOKafkaProducer) -> None:
         where = f"{record.topic}[{record.partition}]@{record.offset}"
         try:
             await retry_transient(partial(self._handlers[record.topic], record),

@@ -8,6 +8,8 @@ import asyncio
 import logging
 from datetime import UTC, datetime, timedelta
 
+from prometheus_client import Counter, Gauge
+
 from store import audit
 from store.db import Pool
 from store.snapshots import delete_received_before
@@ -17,6 +19,10 @@ log = logging.getLogger(__name__)
 RETENTION = timedelta(days=30)
 INTERVAL_SECONDS = 3600.0
 ACTOR = "system:snapshot-purge"
+
+PURGED = Counter("sendpromptly_snapshots_purged_total", "Payload snapshots deleted 30 days after receipt")
+LAST_PURGE = Gauge("sendpromptly_snapshot_purge_last_success_timestamp_seconds",
+                   "When the hourly snapshot purge last completed (Unix seconds)")
 
 
 async def purge_snapshots(pool: Pool, *, now: datetime | None = None) -> dict[str, int]:
@@ -35,6 +41,8 @@ async def purge_hourly(pool: Pool) -> None:
     while not pool.closed:
         try:
             purged = await purge_snapshots(pool)
+            PURGED.inc(sum(purged.values()))
+            LAST_PURGE.set_to_current_time()
             if purged:
                 log.info("purged %d snapshot(s) older than %s", sum(purged.values()), RETENTION)
         except Exception:

@@ -78,6 +78,15 @@ def flow_key(project_id: str, reference: str) -> bytes:
     return f"{project_id}:{reference}".encode()
 
 
+def key_fields(key: bytes | None) -> dict[str, str]:
+    """The project and the reference a flow key names (only the project for an audit key), for
+    log lines; nothing for a key that names neither."""
+    project_id, colon, reference = (key or b"").decode(errors="replace").partition(":")
+    if not project_id.startswith("prj_"):
+        return {}
+    return {"project_id": project_id, **({"reference": reference} if colon else {})}
+
+
 SYSTEM_AUDIT_KEY = b"system"
 
 

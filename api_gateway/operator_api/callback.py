@@ -17,7 +17,7 @@ from api_gateway.operator_api.projects import hold_live_prerequisites
 from api_gateway.problems import Problem, invalid_fields
 from api_gateway.responses import json_response
 from api_gateway.state import POOL, SECRETS_KEYRING, SETTINGS
-from sendpromptly.keyring import Envelope, Keyring
+from sendpromptly.callback_secrets import encrypt_secret
 from sendpromptly.targets import TargetError, check_url
 from store import callbacks, projects
 from store.db import Connection
@@ -29,19 +29,6 @@ SECRET_BYTES = 32
 def new_signing_secret() -> str:
     # Standard Webhooks form: whsec_ + base64 of the raw key bytes.
     return SECRET_PREFIX + base64.b64encode(os.urandom(SECRET_BYTES)).decode()
-
-
-def _associated_data(project_id: str) -> bytes:
-    return f"callback-secret:{project_id}".encode()
-
-
-def encrypt_secret(keyring: Keyring, project_id: str, secret: str) -> dict[str, str]:
-    return keyring.encrypt(secret.encode(), _associated_data(project_id)).to_dict()
-
-
-def decrypt_secret(keyring: Keyring, project_id: str, secret_enc: dict[str, str]) -> str:
-    """The ``whsec_`` secret again, for the callbacks sink to sign with."""
-    return keyring.decrypt(Envelope.from_dict(secret_enc), _associated_data(project_id)).decode()
 
 
 async def put(request: web.Request) -> web.Response:

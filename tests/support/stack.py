@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sendpromptly.keyring import Keyring
+from sendpromptly.processes import SINKS
 from tests.support.processes import ManagedProcess, free_port
 
 # One keyring per test session: fresh random keys, never real ones.
@@ -17,8 +18,8 @@ TEST_SECRET_KEYS = Keyring.generate_spec("test-secrets-1")
 TEST_SNAPSHOT_KEYS = Keyring.generate_spec("test-snapshots-1")
 
 
-# The sink processes every test stack runs (``sendpromptly sink <name>``); one line per sink.
-SINK_NAMES = ("read-model", "callbacks", "alerts", "audit")
+# The sink processes a test stack may run (``sendpromptly sink <name>``): all there are.
+SINK_NAMES = tuple(SINKS)
 # What a test's stack runs unless it asks for more: the sinks behind the read APIs. The callbacks
 # and alerts sinks reach out to peers a test must set up, so the tests of those ask for them.
 DEFAULT_SINKS = ("read-model", "audit")
