@@ -27,7 +27,9 @@ down:
 status:
 	@bash scripts/stack.sh status
 
+# The deployment tests' tools (promtool, docker-compose), from Debian's packages; then the suite.
 test: $(STAMP)
+	@bash scripts/test-tools.sh
 	$(VENV)/bin/pytest
 
 # The fault-injection suite at full length; `make test` runs the same test for 60 s of load.
