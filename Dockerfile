@@ -54,7 +54,7 @@ ARG APP_UID=10001
 RUN groupadd --gid ${APP_UID} sendpromptly \
     && useradd --uid ${APP_UID} --gid sendpromptly --no-log-init --create-home \
        --home-dir /home/sendpromptly --shell /usr/sbin/nologin sendpromptly \
-    && mkdir -p /var/lib/sendpromptly/agents /var/lib/sendpromptly/keys \
+    && mkdir -p /var/lib/sendpromptly/agents /var/lib/sendpromptly/keys /var/lib/sendpromptly/mail \
     && chown -R sendpromptly:sendpromptly /var/lib/sendpromptly
 
 COPY --from=build /opt/venv /opt/venv
@@ -64,7 +64,8 @@ COPY --from=build /opt/venv /opt/venv
 #  - AGENTS_DATADIR: an absolute path, owned by the app user, that compose and Kubernetes mount
 #    a volume on (the default `.run/agents` is relative to the working directory).
 # (/var/lib/sendpromptly/keys is where docker-compose.yml keeps the keyrings it generates for the
-# local stack; Kubernetes mounts a Secret elsewhere instead. A directory that exists in the image
+# local stack, /var/lib/sendpromptly/mail its mail catcher's messages; Kubernetes mounts a Secret
+# elsewhere instead. A directory that exists in the image
 # is what makes a fresh named volume mounted on it writable by the app user.)
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
