@@ -50,8 +50,10 @@ TIMER_SECONDS = 0.25  # DESIGN.md §4: an incident opens no later than 2 s after
 LAG_SECONDS = 5.0
 REBUILD_YIELD_EVERY = 5000
 # How often the stored flows are read for those closed longer than the retention: a twenty-fourth
-# of it, so a flow is forgotten at most ~4 % late, within these bounds.
-SWEEP_SECONDS_BOUNDS = (1.0, 3600.0)
+# of it (a flow is forgotten at most ~4 % late), within these bounds. Each read of every stored flow
+# costs ~7 µs a flow (bench/RESULTS.md), so each flow is read ~24 times, not retention/1 h times.
+# The index rebuild after every rebalance (so after every restart) looks for them too.
+SWEEP_SECONDS_BOUNDS = (1.0, 24 * 3600.0)
 T = TypeVar("T")
 
 
@@ -197,16 +199,21 @@ def create_app(settings: Settings) -> faust.App:
         /healthz keeps answering (the liveness probe), and a newer rebalance's rebuild takes over
         from this one instead of both filling the index."""
         generation = index.clear()
+        forget = ForgetBatches(send_forget)
+        now = datetime.now(UTC)
         for n, (key, doc) in enumerate(flows.items(), 1):
             deadline = stored.pending_deadline(doc)
             if deadline is not None:
                 index.track(key, deadline, partition_in(key, doc))
+            elif stored.forgettable(doc, retention=settings.flow_retention, now=now):
+                await forget.add(key, partition_in(key, doc))
             if n % REBUILD_YIELD_EVERY == 0:
                 await asyncio.sleep(0)
                 if index.generation != generation:
                     return
+        await forget.flush()
         metrics.PENDING_FLOWS.set(len(index))
-        log.info("deadline index rebuilt: %d pending flows", len(index))
+        log.info("deadline index rebuilt: %d pending flows, %d flows to forget", len(index), forget.sent)
 
     def results_ends() -> dict[int, PartitionEnd]:
         """What the consumer knows of the end of each results partition it owns: no broker call,
@@ -241,6 +248,9 @@ def create_app(settings: Settings) -> faust.App:
         # Written before the partition was stored beside the state: where its key goes.
         return partition_of(key, settings.flow_partitions) if partition is None else partition
 
+    async def send_forget(batch: DeadlineBatch, partition: int) -> None:
+        await deadlines.send(value=encode(batch), partition=partition)
+
     @app.timer(min(max(settings.flow_retention.total_seconds() / 24, SWEEP_SECONDS_BOUNDS[0]),
                    SWEEP_SECONDS_BOUNDS[1]))
     @round_survives_errors
@@ -248,23 +258,14 @@ def create_app(settings: Settings) -> faust.App:
         """Name the stored flows closed longer than the retention, in batches sent to their own
         partition, where the agent forgets them (tables may only change inside stream processing;
         it checks each again there)."""
-        retention, now = settings.flow_retention, datetime.now(UTC)
-        due: dict[int, list[bytes]] = {}
+        forget = ForgetBatches(send_forget)
+        now = datetime.now(UTC)
         for n, (key, doc) in enumerate(flows.items(), 1):
-            if stored.forgettable(doc, retention=retention, now=now):
-                partition = partition_in(key, doc)
-                keys = due.setdefault(partition, [])
-                keys.append(key)
-                if len(keys) == DeadlineBatch.MAX_KEYS:
-                    await deadlines.send(value=encode(DeadlineBatch(keys=tuple(keys), action="forget")),
-                                         partition=partition)
-                    keys.clear()
+            if stored.forgettable(doc, retention=settings.flow_retention, now=now):
+                await forget.add(key, partition_in(key, doc))
             if n % REBUILD_YIELD_EVERY == 0:
                 await asyncio.sleep(0)
-        for partition, keys in due.items():
-            if keys:
-                await deadlines.send(value=encode(DeadlineBatch(keys=tuple(keys), action="forget")),
-                                     partition=partition)
+        await forget.flush()
 
     @app.timer(LAG_SECONDS)
     @round_survives_errors
@@ -302,6 +303,32 @@ def create_app(settings: Settings) -> faust.App:
         return view.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST.partition(";")[0])
 
     return app
+
+
+class ForgetBatches:
+    """Flow keys found forgettable, sent as ``forget`` batches of at most ``MAX_KEYS`` to the
+    partition that owns them as they fill up, the rest on ``flush``."""
+
+    def __init__(self, send: Callable[[DeadlineBatch, int], Awaitable[None]]):
+        self._send = send
+        self._keys: dict[int, list[bytes]] = {}
+        self.sent = 0
+
+    async def add(self, key: bytes, partition: int) -> None:
+        keys = self._keys.setdefault(partition, [])
+        keys.append(key)
+        if len(keys) == DeadlineBatch.MAX_KEYS:
+            await self._send_keys(partition)
+
+    async def flush(self) -> None:
+        for partition in list(self._keys):
+            await self._send_keys(partition)
+
+    async def _send_keys(self, partition: int) -> None:
+        keys = self._keys.pop(partition, [])
+        if keys:
+            await self._send(DeadlineBatch(keys=tuple(keys), action="forget"), partition)
+            self.sent += len(keys)
 
 
 def round_survives_errors(timer_round: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:

@@ -321,28 +321,6 @@ def effects_of(state: FlowState) -> list[Effect]:
     return effects
 
 
-def closed_at(state: FlowState) -> datetime | None:
-    """When the current cycle closed (its last transition), or None while it is open."""
-    flow = state.flow
-    if flow is None or not flow.closed:
-        return None
-    if state.changes:
-        return state.changes[-1].at
-    # Kept before transitions were stored: the closing time the flow itself knows.
-    return flow.resolved_at or flow.applied_at or flow.received_at
-
-
-def forgettable(state: FlowState, *, retention: timedelta, now: datetime) -> bool:
-    """Whether the state may be forgotten: its cycle closed ``retention`` ago or more, or it has
-    no cycle and its held results waited for their receipt as long as they may. An open cycle (an
-    open incident included) never is."""
-    if state.flow is None:
-        newest = max((h.received_at for h in state.held), default=None)
-        return newest is None or now - newest >= HELD_RESULT_TTL
-    closed = closed_at(state)
-    return closed is not None and now - closed >= retention
-
-
 def _effects(flow: Flow, change: Change) -> list[Effect]:
     effects: list[Effect] = [Transition(flow, change.previous, change.cause, change.at)]
     if change.status is Status.INCIDENT:
@@ -447,6 +425,27 @@ def pending_deadline(doc: dict[str, Any] | None) -> datetime | None:
     if flow is None or flow.get("status") != Status.PENDING.value:
         return None
     return _stored_time(flow["deadline"])
+
+
+_CLOSED = (Status.APPLIED.value, Status.RESOLVED.value)
+
+
+def forgettable(doc: dict[str, Any] | None, *, retention: timedelta, now: datetime) -> bool:
+    """Whether a stored state may be forgotten: its cycle closed (its last transition) ``retention``
+    ago or more, or it has no cycle and its held results waited for their receipt as long as they
+    may. An open cycle (an open incident included) never is. Read from the stored JSON without
+    loading the state: the retention sweep asks it of every stored flow."""
+    flow = (doc or {}).get("flow")
+    if flow is None:
+        held = [_stored_time(h["received_at"]) for h in (doc or {}).get("held", ())]
+        return not held or now - max(held) >= HELD_RESULT_TTL
+    if flow["status"] not in _CLOSED:
+        return False
+    changes = (doc or {}).get("changes")
+    # Stored before transitions were kept: the closing time the flow itself knows.
+    legacy = flow.get("resolved_at") or flow.get("applied_at") or flow["received_at"]
+    closed = changes[-1][4] if changes else legacy
+    return now - _stored_time(closed) >= retention
 
 
 def _stored_time(value: str) -> datetime:

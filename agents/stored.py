@@ -69,5 +69,4 @@ def partition_in(doc: Document) -> int | None:
 
 def forgettable(doc: Document | None, *, retention: timedelta, now: datetime) -> bool:
     """Whether any of the document's states may be forgotten now (``agents.flow.forgettable``)."""
-    return any(machine.forgettable(machine.state_from_json(state), retention=retention, now=now)
-               for state in states_of(doc).values())
+    return any(machine.forgettable(state, retention=retention, now=now) for state in states_of(doc).values())

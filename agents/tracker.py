@@ -155,12 +155,13 @@ class FlowTracker:
         kept: dict[str, dict[str, object]] = {}
         events: list[AuditEvent | IncidentEvent] = []
         for mode, raw in states.items():
-            state = machine.state_from_json(raw)
-            if not machine.forgettable(state, retention=self._retention, now=now):
+            if not machine.forgettable(raw, retention=self._retention, now=now):
                 kept[mode] = raw
-            elif state.flow is not None:
+                continue
+            flow = machine.state_from_json(raw).flow
+            if flow is not None:
                 metrics.FLOWS_FORGOTTEN.labels(mode).inc()
-                events.append(forgotten_event(state.flow, now))
+                events.append(forgotten_event(flow, now))
         if len(kept) == len(states):
             return _unchanged(doc)
         if not kept:

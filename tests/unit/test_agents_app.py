@@ -1,5 +1,5 @@
 """The agents app's own helpers: RocksDB memory limits within the budget, timers that outlive a
-failed round."""
+failed round, forgettable flows sent in bounded batches to their own partition."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agents.app import round_survives_errors, store_options
+from agents.app import ForgetBatches, round_survives_errors, store_options
 from sendpromptly.config import Settings
+from topics import DeadlineBatch
 
 MiB = 1024 * 1024
 
@@ -49,3 +50,24 @@ def test_a_failed_timer_round_is_logged_and_the_next_one_runs(caplog: pytest.Log
     asyncio.run(two_rounds())
     assert rounds == [0, 1]
     assert "timer round fire failed" in caplog.text and "broker gone" in caplog.text
+
+
+def test_forgettable_flows_go_in_full_batches_to_their_partition_and_the_rest_on_flush() -> None:
+    sent: list[tuple[int, DeadlineBatch]] = []
+
+    async def send(batch: DeadlineBatch, partition: int) -> None:
+        sent.append((partition, batch))
+
+    async def sweep() -> ForgetBatches:
+        batches = ForgetBatches(send)
+        for n in range(DeadlineBatch.MAX_KEYS + 2):
+            await batches.add(f"prj_a:inv_{n}".encode(), 0)
+        await batches.add(b"prj_a:other", 5)
+        await batches.flush()
+        return batches
+
+    batches = asyncio.run(sweep())
+    assert [(partition, len(batch.keys)) for partition, batch in sent] == [
+        (0, DeadlineBatch.MAX_KEYS), (0, 2), (5, 1)]
+    assert {batch.action for _, batch in sent} == {"forget"}
+    assert batches.sent == DeadlineBatch.MAX_KEYS + 3

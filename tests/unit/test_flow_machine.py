@@ -102,15 +102,23 @@ def test_results_held_after_a_closed_cycle_join_the_next_only_if_received_after_
 
 def test_a_closed_cycle_is_forgettable_after_the_retention_and_an_open_one_never() -> None:
     retention = timedelta(days=35)
+
+    def forgettable(state: FlowState, now: datetime) -> bool:
+        return machine.forgettable(machine.state_to_json(state), retention=retention, now=now)
+
     applied = machine.on_result(start(), result("succeeded", T0), now=T0).state
-    assert not machine.forgettable(applied, retention=retention, now=T0 + retention - timedelta(seconds=1))
-    assert machine.forgettable(applied, retention=retention, now=T0 + retention)
+    assert not forgettable(applied, T0 + retention - timedelta(seconds=1))
+    assert forgettable(applied, T0 + retention)
     opened = machine.on_result(start(), result("failed", T0), now=T0).state
-    assert not machine.forgettable(opened, retention=retention, now=T0 + timedelta(days=3650))
-    assert not machine.forgettable(start(), retention=retention, now=T0 + timedelta(days=3650))
+    assert not forgettable(opened, T0 + timedelta(days=3650))
+    assert not forgettable(start(), T0 + timedelta(days=3650))
+    two_days = T0 + timedelta(days=2)
+    resolved = machine.on_operator_resolve(opened, _open_incident_id(opened), now=two_days).state
+    assert not forgettable(resolved, T0 + retention), "counted from when it closed"
+    assert forgettable(resolved, two_days + retention)
     held = machine.on_result(FlowState(), result("succeeded", T0), now=T0).state
-    assert not machine.forgettable(held, retention=retention, now=T0 + machine.HELD_RESULT_TTL / 2)
-    assert machine.forgettable(held, retention=retention, now=T0 + machine.HELD_RESULT_TTL)
+    assert not forgettable(held, T0 + machine.HELD_RESULT_TTL / 2)
+    assert forgettable(held, T0 + machine.HELD_RESULT_TTL)
 
 
 def test_success_before_the_deadline_applies_it() -> None:
