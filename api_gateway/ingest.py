@@ -1,9 +1,15 @@
-"""Ingest handlers: receipts and results in, flow state out."""
+"""Ingest handlers: receipts and results in, flow state out.
+
+A 202 says what was received, never a state or deadline: a receipt on an open cycle is recorded on
+it and moves no deadline, one on a closed cycle starts the next. The flow view (``flow_url``) shows
+the truth: one cycle of the reference in one mode, and the list of its cycles."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from dataclasses import dataclass
+from datetime import datetime
 from functools import partial
+from urllib.parse import quote, urlencode
 
 from aiohttp import web
 from prometheus_client import Counter
@@ -15,15 +21,24 @@ from api_gateway.ingest_bodies import parse_receipt, parse_result
 from api_gateway.metrics import child
 from api_gateway.problems import Problem, kafka_unavailable
 from api_gateway.publisher import PublishUnavailable
-from api_gateway.responses import json_response
+from api_gateway.responses import invalid_query, json_response, only_params
 from api_gateway.snapshots import seal
 from api_gateway.state import POOL, PROJECT, PUBLISHER, SETTINGS, SNAPSHOT_KEYRING
 from store.db import Connection
-from store.flows import FlowView, get_flow
+from store.flows import CycleSummary, FlowView, get_flow, list_cycles
 from store.incidents import Incident, get_incident
 from store.projects import Project
 from topics import RECEIPTS, RESULTS, Receipt, Result, TopicSpec, encode, flow_key
-from topics.fields import MAX_REFERENCE_CHARS
+from topics.fields import MAX_REFERENCE_CHARS, MODES
+
+FLOWS_PATH = "/api/v1/flows"
+# The query a flow lookup takes (the API key's and the operator's alike).
+FLOW_PARAMS = ("mode", "cycle")
+# How many of a reference's cycles a flow document lists, newest first: enough to see a reused
+# reference's recent history, bounded however often it is reused.
+MAX_CYCLES_LISTED = 20
+# The largest cycle number the read model holds (an integer column).
+MAX_CYCLE = 2**31 - 1
 
 SIGNALS = Counter("sendpromptly_ingest_signals_total", "Signals accepted (acknowledged by Kafka)",
                   ["kind", "mode"])
@@ -39,11 +54,33 @@ async def _publish(request: web.Request, topic: TopicSpec, project: Project, kin
     child(SIGNALS, kind, project.mode).inc()
 
 
+def flow_url(reference: str, mode: str) -> str:
+    """Where the flow a signal joins can be read: the truth, which a 202 cannot state (a repeated
+    receipt moves no deadline; a receipt may start a new cycle)."""
+    return f"{FLOWS_PATH}/{quote(reference, safe='')}?{urlencode({'mode': mode})}"
+
+
+def _accepted(project: Project, reference: str, kind: str, received_at: datetime,
+              **more: object) -> web.Response:
+    return json_response(202, {
+        "project_id": project.id, "reference": reference, "mode": project.mode, "kind": kind,
+        "status": "accepted", "received_at": received_at, **more,
+        "flow_url": flow_url(reference, project.mode),
+    })
+
+
+def _scope(project: Project) -> str:
+    # Per mode: a key used in test mode means nothing in live mode. (The metrics' scope_kind is the
+    # scope's part before "_": "prj" still.)
+    return f"{project.id}:{project.mode}"
+
+
 async def post_receipt(request: web.Request) -> web.Response:
     key = idempotency_key(request)
     body = await parsed_body(request, parse_receipt)
     project: Project = request[PROJECT]
-    timeout = timedelta(seconds=body.timeout_seconds or project.timeout_minutes * 60)
+    # What the receipt's cycle will be given if it starts one; a repeat on an open cycle moves nothing.
+    timeout_seconds = body.timeout_seconds or project.timeout_minutes * 60
 
     def accepted_at(received_at: datetime) -> Accepted:
         receipt = Receipt(
@@ -52,64 +89,104 @@ async def post_receipt(request: web.Request) -> web.Response:
             mode=project.mode,
             snapshot=seal(request.app[SNAPSHOT_KEYRING], project, body.reference, body.payload),
         )
-        answer = json_response(202, {
-            "project_id": project.id, "reference": body.reference, "status": "pending",
-            "deadline": received_at + timeout, "mode": project.mode,
-        })
+        answer = _accepted(project, body.reference, "receipt", received_at, timeout_seconds=timeout_seconds)
         return Accepted(answer, partial(_publish, request, RECEIPTS, project, "receipt", receipt))
 
-    return await run_idempotent_publish(request, project.id, accepted_at)
+    return await run_idempotent_publish(request, _scope(project), accepted_at)
 
 
 async def post_result(request: web.Request) -> web.Response:
     key = idempotency_key(request)
     body = await parsed_body(request, parse_result)
     project: Project = request[PROJECT]
-    answer = json_response(202, {"project_id": project.id, "reference": body.reference,
-                                 "status": body.status, "mode": project.mode})
 
     def accepted_at(received_at: datetime) -> Accepted:
         result = Result(
             project_id=project.id, idempotency_key=key, reference=body.reference, status=body.status,
             received_at=received_at, replay_id=body.replay_id, detail=body.detail, mode=project.mode,
         )
+        answer = _accepted(project, body.reference, "result", received_at, result=body.status)
         return Accepted(answer, partial(_publish, request, RESULTS, project, "result", result))
 
-    return await run_idempotent_publish(request, project.id, accepted_at)
+    return await run_idempotent_publish(request, _scope(project), accepted_at)
+
+
+@dataclass(frozen=True)
+class FlowQuery:
+    """A flow lookup's query: ``?mode=`` (None: the project's current mode) and ``?cycle=``
+    (None: the latest)."""
+
+    mode: str | None = None
+    cycle: int | None = None
+
+    def mode_of(self, project: Project) -> str:
+        return self.mode or project.mode
+
+
+def flow_query(request: web.Request) -> FlowQuery:
+    only_params(request, "lookup", *FLOW_PARAMS)
+    for name in FLOW_PARAMS:
+        if len(request.query.getall(name, [])) > 1:
+            raise invalid_query(name, "must be given once")
+    mode = request.query.get("mode")
+    if mode is not None and mode not in MODES:
+        raise invalid_query("mode", f"must be one of {', '.join(MODES)}")
+    raw = request.query.get("cycle")
+    # isdigit() alone accepts "²"; the length bound keeps int() off absurdly long strings.
+    if raw is not None and not (raw.isascii() and raw.isdigit() and len(raw) <= 10
+                                and 1 <= int(raw) <= MAX_CYCLE):
+        raise invalid_query("cycle", f"must be a whole number from 1 to {MAX_CYCLE}")
+    return FlowQuery(mode, None if raw is None else int(raw))
 
 
 async def get_flow_state(request: web.Request) -> web.Response:
+    query = flow_query(request)
     project: Project = request[PROJECT]
     async with request.app[POOL].connection() as conn:
-        flow, incident = await find_flow(conn, project.id, request.match_info["reference"])
-    return json_response(200, flow_document(flow, incident))
+        found = await find_flow(conn, project, request.match_info["reference"], query)
+    return json_response(200, flow_document(found))
 
 
-async def find_flow(conn: Connection, project_id: str, reference: str) -> tuple[FlowView, Incident | None]:
-    """The project's flow of ``reference`` and the incident it names; else a 404 problem."""
+@dataclass(frozen=True)
+class FoundFlow:
+    flow: FlowView
+    # The incident the flow names, if the read model has it yet.
+    incident: Incident | None
+    # The reference's cycles in the flow's mode, newest first (at most MAX_CYCLES_LISTED).
+    cycles: list[CycleSummary]
+
+
+async def find_flow(conn: Connection, project: Project, reference: str, query: FlowQuery) -> FoundFlow:
+    """The project's flow of ``reference`` that ``query`` names, the incident it names and the
+    reference's cycles; else a 404 problem."""
+    mode = query.mode_of(project)
     flow = incident = None
     # A reference that breaks the field rules (e.g. holds a NUL) was never accepted: nothing to find.
     if reference.isprintable() and 1 <= len(reference) <= MAX_REFERENCE_CHARS:
-        flow = await get_flow(conn, project_id, reference)
+        flow = await get_flow(conn, project.id, reference, mode=mode, cycle=query.cycle)
         # The incident the flow names, not any incident of the reference: the read model takes
         # a flow's status and its incidents from two topics, and a flow still shown `pending`
         # beside an opened incident would contradict itself.
         if flow is not None and flow.incident_id is not None:
             incident = await get_incident(conn, flow.incident_id)
     if flow is None:
+        which = "" if query.cycle is None else f", cycle {query.cycle},"
         raise Problem(
             404, "flow-not-found", "Flow not found",
-            f"No flow with reference {reference!r} in this project "
+            f"No flow with reference {reference!r}{which} in {mode} mode in this project "
             "(yet: a receipt shows up within a second or so).",
         )
-    return flow, incident
+    cycles = await list_cycles(conn, project.id, mode, reference, limit=MAX_CYCLES_LISTED)
+    return FoundFlow(flow, incident, cycles)
 
 
-def flow_document(flow: FlowView, incident: Incident | None = None) -> dict[str, object]:
+def flow_document(found: FoundFlow) -> dict[str, object]:
+    flow = found.flow
     doc: dict[str, object] = {
-        "project_id": flow.project_id, "reference": flow.reference, "mode": flow.mode, "status": flow.status,
-        "event_type": flow.event_type, "effect_type": flow.effect_type,
-        "received_at": flow.received_at, "deadline": flow.deadline,
+        "project_id": flow.project_id, "reference": flow.reference, "mode": flow.mode, "cycle": flow.cycle,
+        "status": flow.status, "event_type": flow.event_type, "effect_type": flow.effect_type,
+        "received_at": flow.received_at, "deadline": flow.deadline, "receipts": flow.receipts,
+        "last_receipt_at": flow.last_receipt_at,
     }
     if flow.applied_at is not None:
         doc["applied_at"] = flow.applied_at
@@ -117,6 +194,15 @@ def flow_document(flow: FlowView, incident: Incident | None = None) -> dict[str,
         doc["incident_id"] = flow.incident_id
     if flow.detail is not None:
         doc["detail"] = flow.detail
-    if incident is not None:
-        doc["incident"] = incident_document(incident)
+    if found.incident is not None:
+        doc["incident"] = incident_document(found.incident)
+    doc["cycles"] = [_cycle_document(cycle) for cycle in found.cycles]
+    return doc
+
+
+def _cycle_document(cycle: CycleSummary) -> dict[str, object]:
+    doc: dict[str, object] = {"cycle": cycle.cycle, "status": cycle.status, "received_at": cycle.received_at,
+                              "deadline": cycle.deadline}
+    if cycle.incident_id is not None:
+        doc["incident_id"] = cycle.incident_id
     return doc

@@ -23,6 +23,7 @@ from aiohttp import web
 
 from agents.flow import Status as FlowStatus
 from api_gateway.http_input import _IDEMPOTENCY_KEY_RE, MAX_BODY_BYTES
+from api_gateway.ingest import MAX_CYCLE, MAX_CYCLES_LISTED
 from api_gateway.ingest_bodies import MAX_PAYLOAD_BYTES, MAX_TIMEOUT_MINUTES
 from api_gateway.operator_api.bodies import (
     MAX_LABEL_CHARS,
@@ -152,6 +153,14 @@ def _schemas() -> dict[str, Any]:
         "last_used_at": _nullable(timestamp), "revoked_at": _nullable(timestamp),
         "revoked": {"type": "boolean"},
     }
+    cycle = {"type": "integer", "minimum": 1, "description": "Which cycle of the reference, from 1."}
+    accepted_fields = {
+        "project_id": _id("prj"), "reference": _string(), "mode": mode,
+        "status": {"const": "accepted", "description": "Kafka has the signal; the flow view has the state."},
+        "received_at": timestamp,
+        "flow_url": _string("Where the flow it joins is read: /api/v1/flows/<reference>?mode=<mode>.",
+                            pattern="^/api/v1/flows/"),
+    }
     both_timeouts = {"required": ["timeout_minutes", "timeout_seconds"], "properties": {
         "timeout_minutes": {"type": "integer"}, "timeout_seconds": {"type": "integer"}}}
     return {
@@ -194,36 +203,59 @@ def _schemas() -> dict[str, Any]:
                                         maxLength=MAX_DETAIL_BYTES)),
         }),
         "ReceiptAccepted": _object({
-            "project_id": _id("prj"), "reference": _string(), "status": _string(enum=["pending"]),
-            "deadline": timestamp, "mode": mode,
-        }),
+            **accepted_fields, "kind": {"const": "receipt"},
+            "timeout_seconds": {"type": "integer", "minimum": MIN_TIMEOUT_SECONDS, "description": (
+                "The receipt's timeout (its own, else the project's): its flow's deadline is received_at "
+                "plus this if the receipt starts a cycle. A receipt while the reference's flow is open "
+                "is counted on it and moves no deadline.")},
+        }, description="Kafka has the receipt. Whether it starts a flow (a new cycle, when the "
+                       "reference's flow is closed) or is recorded on the open one, flow_url shows."),
         "ResultAccepted": _object({
-            "project_id": _id("prj"), "reference": _string(), "status": _string(enum=list(RESULT_STATUSES)),
-            "mode": mode,
-        }),
+            **accepted_fields, "kind": {"const": "result"}, "result": _string(enum=list(RESULT_STATUSES)),
+        }, description="Kafka has the result; it joins the reference's open flow (flow_url shows it)."),
+        "FlowCycle": _object({
+            "cycle": cycle, "status": _string(enum=[s.value for s in FlowStatus]), "received_at": timestamp,
+            "deadline": timestamp,
+        }, {"incident_id": _id("inc")}, description="One cycle of the reference."),
         "Flow": _object({
-            "project_id": _id("prj"), "reference": _string(), "mode": mode,
+            "project_id": _id("prj"), "reference": _string(), "mode": mode, "cycle": cycle,
             "status": _string(enum=[s.value for s in FlowStatus]), "event_type": _string(),
             "effect_type": _string(), "received_at": timestamp, "deadline": timestamp,
+            "receipts": {"type": "integer", "minimum": 1, "description": (
+                "Receipts recorded on this cycle; a repeat while it is open moves nothing else.")},
+            "last_receipt_at": _ref("Timestamp"),
+            "cycles": {"type": "array", "items": _ref("FlowCycle"), "maxItems": MAX_CYCLES_LISTED,
+                       "description": f"The reference's cycles in this mode, newest first (at most "
+                                      f"{MAX_CYCLES_LISTED}), this one among them."},
         }, {"applied_at": timestamp, "incident_id": _id("inc"), "incident": _ref("Incident"),
-            "detail": _ref("FailureDetail")}),
+            "detail": _ref("FailureDetail")},
+            description="One cycle of a reference in one mode. A receipt for a reference whose flow is "
+                        "closed (applied or resolved) starts the next cycle, with its own deadline, incident "
+                        "and history; test and live flows of a reference never join. Closed cycles are "
+                        "forgotten after the retention period; a receipt after that starts at cycle 1."),
         "FailureDetail": _string(f"What the app said of its failed result (the result's detail, at most "
                                  f"{MAX_DETAIL_BYTES} bytes; never a payload). Present once a failed result "
                                  "made the incident a failed outcome."),
         "TimelineEntry": _object({
-            "occurred_at": timestamp, "action": _string("flow.<status>, incident.*, callback.*, alert.*"),
+            "occurred_at": timestamp,
+            "action": _string("flow.<status>, flow.receipt_repeated, incident.*, callback.*, alert.*"),
             "actor": _string(), "target": _string("The flow's reference or its incident's id."),
         }, {
             "status": _string(enum=[s.value for s in FlowStatus]),
             "previous_status": _nullable(_string(enum=[s.value for s in FlowStatus])),
             "cause": _string("What moved the flow: receipt, result_succeeded, timeout, failed_outcome, "
                              "operator_resolved."),
-            "data": {"type": "object", "description": "The audit entry's data (not for flow.* entries)."},
-        }, description="One audit log entry about the flow or its incident."),
+            "receipts": {"type": "integer", "minimum": 1,
+                         "description": "flow.receipt_repeated: the receipts recorded on the cycle now."},
+            "last_receipt_at": _ref("Timestamp"),
+            "data": {"type": "object", "description": "The audit entry's data (not for a transition or a "
+                                                      "repeated receipt)."},
+        }, description="One audit log entry about the flow's cycle or its incident."),
         "FlowTimeline": {"allOf": [_ref("Flow"), {"type": "object", "required": ["timeline"], "properties": {
             "timeline": {"type": "array", "items": _ref("TimelineEntry"),
-                         "description": "Oldest first: the flow's transitions, operator actions on its "
-                                        "incident, repair callback attempts, alert sends."}}}],
+                         "description": "Oldest first: this cycle's transitions and repeated receipts, "
+                                        "operator actions on its incident, repair callback attempts, "
+                                        "alert sends."}}}],
                          "unevaluatedProperties": False},
 
         # Projects
@@ -406,7 +438,9 @@ def _parameters() -> dict[str, Any]:
             "name": "Idempotency-Key", "in": "header", "required": True,
             "description": "Unique per intended operation; reuse it to retry. Same key and body within 24 h: "
                            "the first answer again (Idempotent-Replayed: true). Same key, other body: 422. "
-                           "Same key while the first is in flight: 409. Send exactly one: two are a 400.",
+                           "Same key while the first is in flight: 409. Send exactly one: two are a 400. "
+                           "Ingest keys are the project's in its current mode: test and live never share "
+                           "one; operator keys are the operator's.",
             "schema": _string(minLength=1, maxLength=255, pattern=_anchored(_IDEMPOTENCY_KEY_RE)),
         },
         "ProjectId": path("project_id", "A project id (prj_...)."),
@@ -416,6 +450,13 @@ def _parameters() -> dict[str, Any]:
         "IncidentId": path("incident_id", "An incident id (inc_...)."),
         "OperatorId": path("operator_id", "An operator id (opr_...)."),
         "TokenId": path("token_id", "An operator token id (tok_...)."),
+        "FlowMode": {"name": "mode", "in": "query", "required": False,
+                     "description": "The test or the live flow of the reference; absent: the project's "
+                                    "current mode.",
+                     "schema": _string(enum=list(MODES))},
+        "FlowCycle": {"name": "cycle", "in": "query", "required": False,
+                      "description": "Which cycle of the reference; absent: the latest.",
+                      "schema": {"type": "integer", "minimum": 1, "maximum": MAX_CYCLE}},
         "IncidentStatus": {"name": "status", "in": "query", "required": False,
                            "description": "Only open, or only resolved, incidents; absent for both.",
                            "schema": _string(enum=list(INCIDENT_STATUSES))},
@@ -457,8 +498,8 @@ _RETRY_AFTER = {"Retry-After": _ref("RetryAfter", "headers")}
 # are stored with its Idempotency-Key and replayed like its successes.
 _PROBLEMS: dict[int, tuple[str, str, dict[str, Any]]] = {
     400: ("BadRequest", "Malformed JSON, a missing, repeated or invalid Idempotency-Key, an invalid cursor, "
-                        "limit or filter, or a query parameter the list does not take (unknown-query-"
-                        "parameter: a filter is never silently ignored).", {}),
+                        "limit, filter or flow mode or cycle, or a query parameter the list or lookup does "
+                        "not take (unknown-query-parameter: a filter is never silently ignored).", {}),
     401: ("Unauthorized", "No credential, or not a valid one for this route.",
           {"WWW-Authenticate": _ref("WWWAuthenticate", "headers")}),
     403: ("Forbidden", "Only an admin manages operators.", {}),
@@ -567,17 +608,20 @@ def _paths() -> dict[str, Any]:
     flows = _Group("flows", OPERATOR_TOKEN)
     admin = _Group("operators", OPERATOR_TOKEN)
     paging = ("Cursor", "Limit")
+    flow_query = ("FlowMode", "FlowCycle")
     readiness = _json_content(_ref("Readiness"))
     return {
         "/api/v1/receipt": {"post": ingest.mutating(
-            "postReceipt", "Accepted: Kafka has the receipt; the flow is pending.", (202, "ReceiptAccepted"),
+            "postReceipt", "Accepted: Kafka has the receipt. The flow view (flow_url) shows what it did: "
+            "started a cycle, or was counted on the open one.", (202, "ReceiptAccepted"),
             503, body="ReceiptBody")},
         "/api/v1/result": {"post": ingest.mutating(
             "postResult", "Accepted: Kafka has the result.", (202, "ResultAccepted"), 503,
             body="ResultBody")},
         "/api/v1/flows/{reference}": _in_path("FlowReference", get=ingest.read(
-            "getFlow", "A flow's current state and its incident, if any (a receipt shows up within about "
-            "a second).", "Flow", 404)),
+            "getFlow", "A flow's state (one cycle of the reference in one mode, the latest unless ?cycle= "
+            "says), its incident, if any, and the reference's cycles; the truth the 202 does not state "
+            "(a receipt shows up within about a second).", "Flow", 400, 404, parameters=flow_query)),
 
         "/api/v1/projects": {
             "post": projects.mutating("createProject", "Created, in test mode; you become a member.",
@@ -647,8 +691,9 @@ def _paths() -> dict[str, Any]:
         ),
         PROJECT + "/flows/{reference}": _in_path(
             "ProjectId", "FlowReference",
-            get=flows.read("getProjectFlow", "An operator's flow lookup: the flow, its incident and its "
-                           "timeline.", "FlowTimeline", 404)),
+            get=flows.read("getProjectFlow", "An operator's flow lookup: the flow (one cycle, as getFlow), "
+                           "its incident, the reference's cycles and the cycle's timeline.", "FlowTimeline",
+                           400, 404, parameters=flow_query)),
         INCIDENT: _in_path(
             "IncidentId", get=incidents.read("getIncident", "An incident: its failure's detail, its replays "
                                              "with every callback attempt, its alerts with every send.",

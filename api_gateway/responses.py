@@ -75,13 +75,24 @@ def list_params(request: web.Request, *filters: str) -> int:
     """The page size of a list request whose query may hold paging and ``filters``, nothing else:
     a misspelt or unsupported filter is a 400, never silently ignored (which would answer an
     unfiltered list the caller takes for a filtered one)."""
-    unknown = sorted(set(request.query) - {*PAGING_PARAMS, *filters})
-    if unknown:
-        accepted = ", ".join((*filters, *PAGING_PARAMS))
-        raise Problem(400, "unknown-query-parameter", "Unknown query parameter",
-                      f"This list does not take {', '.join(unknown)}; it accepts {accepted}.",
-                      errors=[(name, "is not a parameter of this list") for name in unknown])
+    only_params(request, "list", *filters, *PAGING_PARAMS)
     return limit_param(request)
+
+
+def only_params(request: web.Request, what: str, *accepted: str) -> None:
+    """Refuse (400) a query parameter of ``what`` (a list, a lookup) other than ``accepted``."""
+    unknown = sorted(set(request.query) - set(accepted))
+    if unknown:
+        takes = f"it accepts {', '.join(accepted)}" if accepted else "it takes none"
+        raise Problem(400, "unknown-query-parameter", "Unknown query parameter",
+                      f"This {what} does not take {', '.join(unknown)}; {takes}.",
+                      errors=[(name, f"is not a parameter of this {what}") for name in unknown])
+
+
+def invalid_query(name: str, rule: str) -> Problem:
+    """A query parameter whose value breaks its rule: 400 naming it."""
+    return Problem(400, "invalid-query-parameter", "Invalid query parameter", f"{name} {rule}.",
+                   errors=[(name, rule)])
 
 
 def limit_param(request: web.Request, default: int = 50, maximum: int = 200) -> int:

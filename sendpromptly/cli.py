@@ -126,7 +126,7 @@ def audit() -> None:
 @audit.command("verify")
 @click.option("--project", "project_id", help="Check only this project's chain (default: every chain).")
 @click.option("--complete", is_flag=True,
-              help="Also check that every flow's transitions are all there: versions 1..n of each flow.")
+              help="Also check that every flow's transitions are all there: versions 1..n of each cycle.")
 def audit_verify(project_id: str | None, complete: bool) -> None:
     """Recompute every hash of the audit log; exit 1 naming the first broken entry of a chain (and,
     with --complete, every flow whose transitions are not all in the log)."""
@@ -160,8 +160,8 @@ def audit_verify(project_id: str | None, complete: bool) -> None:
         else:
             click.echo(f"BROKEN  {name}: entry seq {link.seq} ({link.event_id}): {link.reason}")
     for gap in gaps:
-        click.echo(f"MISSING {gap.project_id}: flow {gap.reference!r} (version {gap.version}) lacks "
-                   f"transition(s) {', '.join(map(str, gap.missing))}")
+        click.echo(f"MISSING {gap.project_id}: flow {gap.reference!r} ({gap.mode}, cycle {gap.cycle}, "
+                   f"version {gap.version}) lacks transition(s) {', '.join(map(str, gap.missing))}")
     if broken or gaps:
         raise click.ClickException(f"{len(broken)} of {len(results)} chain(s) broken, "
                                    f"{len(gaps)} flow(s) with transitions missing")

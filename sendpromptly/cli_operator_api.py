@@ -515,15 +515,24 @@ def incidents_reprocess(call: Call, incident_id: str) -> None:
 
 FLOW_LINES: list[Column] = [
     ("project", field("project_id")), ("reference", field("reference")), ("mode", field("mode")),
-    ("status", field("status")), ("event", field("event_type")), ("effect", field("effect_type")),
-    ("received", field("received_at")), ("deadline", field("deadline")), ("applied", field("applied_at")),
-    ("incident", field("incident_id")), ("detail", field("detail")),
+    ("cycle", field("cycle")), ("status", field("status")), ("event", field("event_type")),
+    ("effect", field("effect_type")), ("received", field("received_at")), ("deadline", field("deadline")),
+    ("receipts", field("receipts")), ("last receipt", field("last_receipt_at")),
+    ("applied", field("applied_at")), ("incident", field("incident_id")), ("detail", field("detail")),
 ]
+
+
+def _cycle_line(cycle: Document) -> Column:
+    incident = f", incident {cycle['incident_id']}" if "incident_id" in cycle else ""
+    return "cycles", _line(f"{cycle['cycle']}: {cycle['status']}, received {cycle['received_at']}, "
+                          f"deadline {cycle['deadline']}{incident}")
 
 
 def _timeline_line(entry: Document) -> Column:
     if "status" in entry:
         said = f"{entry['status']} (from {_text(entry['previous_status'])}, cause {entry['cause']})"
+    elif "receipts" in entry:
+        said = f"receipt {entry['receipts']}, received {entry['last_receipt_at']}"
     else:
         said = f"by {entry['actor']} on {entry['target']}"
     return "event", _line(f"{entry['occurred_at']} {entry['action']} {said}")
@@ -537,11 +546,17 @@ def flows() -> None:
 @api_command(flows, "show")
 @click.argument("project_id")
 @click.argument("reference")
-def flows_show(call: Call, project_id: str, reference: str) -> None:
-    """A flow, its failure's detail and its whole timeline (transitions, incident actions,
+@click.option("--mode", type=click.Choice(["test", "live"]),
+              help="The test or the live flow of the reference [default: the project's mode].")
+@click.option("--cycle", type=click.IntRange(min=1),
+              help="Which cycle of a reused reference [default: the latest].")
+def flows_show(call: Call, project_id: str, reference: str, mode: str | None, cycle: int | None) -> None:
+    """A flow (one cycle of the reference), its failure's detail, the reference's cycles (newest
+    first) and the cycle's whole timeline (transitions, repeated receipts, incident actions,
     callback attempts, alert sends), oldest first."""
-    doc = call.client.get_flow(project_id, reference)
-    call.record(doc, [*FLOW_LINES, *(_timeline_line(entry) for entry in doc["timeline"])])
+    doc = call.client.get_flow(project_id, reference, mode=mode, cycle=cycle)
+    call.record(doc, [*FLOW_LINES, *(_cycle_line(entry) for entry in doc["cycles"]),
+                      *(_timeline_line(entry) for entry in doc["timeline"])])
 
 
 def register(main: click.Group) -> None:

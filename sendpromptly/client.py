@@ -145,8 +145,11 @@ class OperatorClient:
     def get_incident(self, incident_id: str) -> Document:
         return self._call("GET", _incident(incident_id))
 
-    def get_flow(self, project_id: str, reference: str) -> Document:
-        return self._call("GET", _project(project_id, "flows", reference))
+    def get_flow(self, project_id: str, reference: str, *, mode: str | None = None,
+                 cycle: int | None = None) -> Document:
+        """One cycle of the reference (None: the latest) in ``mode`` (None: the project's)."""
+        return self._call("GET", _project(project_id, "flows", reference)
+                          + _query(None, None, mode=mode, cycle=None if cycle is None else str(cycle)))
 
     def acknowledge_incident(self, incident_id: str, *, idempotency_key: str | None = None) -> Document:
         return self._call("POST", _incident(incident_id, "acknowledge"), None, idempotency_key)

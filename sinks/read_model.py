@@ -1,9 +1,11 @@
-"""The read-model sink: copies each flow transition from the audit topic, and each incident event
-from the incidents topic, into PostgreSQL."""
+"""The read-model sink: copies each flow transition (and repeated receipt, and forgotten cycle) from
+the audit topic, and each incident event from the incidents topic, into PostgreSQL."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Any
 
 from aiokafka import ConsumerRecord
 from psycopg.errors import ForeignKeyViolation
@@ -11,13 +13,17 @@ from psycopg.errors import ForeignKeyViolation
 from sendpromptly.config import Settings
 from sinks.runner import Handler, Unprocessable
 from store.db import Connection, Pool
-from store.flows import FlowView, upsert_flow
+from store.flows import FlowView, forget_flows, upsert_flow
 from store.incidents import apply_event
 from topics import AUDIT, INCIDENTS, AuditEvent, IncidentEvent, TopicSpec, decode
 from topics.fields import parse_timestamp
 
 NAME = "read-model"
 FLOW_ACTION_PREFIX = "flow."
+# Besides the transitions (flow.<status>), the agents tell of a receipt recorded on an open cycle
+# (the flow as it stands, receipts grown) and of closed cycles they forgot after the retention.
+RECEIPT_REPEATED = "flow.receipt_repeated"
+FORGOTTEN = "flow.forgotten"
 # What each kind of incident event must carry for the read model to use it; the schema leaves
 # these optional because they belong to one kind each.
 REQUIRED_BY_TYPE = {
@@ -38,6 +44,12 @@ class ReadModelSink:
         event = decode(AuditEvent, record.value)
         if not event.action.startswith(FLOW_ACTION_PREFIX):
             return
+        if event.action == FORGOTTEN:
+            project_id, mode, reference, cycle, received_at = forgotten_from_event(event)
+            await self._write(project_id, lambda conn: forget_flows(
+                conn, project_id, mode, reference, cycle=cycle, received_at=received_at))
+            return
+        # A transition or a repeated receipt: both carry the flow as it stands, merged alike.
         flow = flow_from_event(event)
         await self._write(event.project_id, lambda conn: upsert_flow(conn, flow))
 
@@ -59,14 +71,19 @@ class ReadModelSink:
 
 
 def flow_from_event(event: AuditEvent) -> FlowView:
-    if event.project_id is None:  # the schema allows it for system events; a flow has a project
-        raise Unprocessable("invalid_flow_data", f"{event.action} event has no project_id")
+    """The flow a transition or a repeated receipt carries. Events written before flow cycles
+    lack cycle, receipts and last_receipt_at: their flow is cycle 1 with its one receipt."""
+    project_id = _project_of(event)
     data = event.data
     try:
+        received_at = _time(data["received_at"])
+        last_receipt_at = data.get("last_receipt_at")
         return FlowView(
-            project_id=event.project_id, reference=data["reference"], mode=data["mode"],
+            project_id=project_id, mode=data["mode"], reference=data["reference"],
+            cycle=_count(data, "cycle"), receipts=_count(data, "receipts"),
+            last_receipt_at=received_at if last_receipt_at is None else _time(last_receipt_at),
             status=data["status"], event_type=data["event_type"], effect_type=data["effect_type"],
-            received_at=_time(data["received_at"]), deadline=_time(data["deadline"]),
+            received_at=received_at, deadline=_time(data["deadline"]),
             applied_at=None if data.get("applied_at") is None else _time(data["applied_at"]),
             incident_id=data.get("incident_id"), detail=data.get("detail"), version=int(data["version"]),
         )
@@ -74,7 +91,34 @@ def flow_from_event(event: AuditEvent) -> FlowView:
         raise Unprocessable("invalid_flow_data", f"{event.action} event lacks a usable {exc}") from None
 
 
-def _time(value: str):
+def forgotten_from_event(event: AuditEvent) -> tuple[str, str, str, int, datetime]:
+    """(project_id, mode, reference, cycle, received_at of that cycle) of a flow.forgotten event."""
+    project_id = _project_of(event)
+    data = event.data
+    try:
+        if "cycle" not in data:  # the default of old transitions must not widen a deletion
+            raise KeyError("cycle")
+        return (project_id, data["mode"], data["reference"], _count(data, "cycle"),
+                _time(data["received_at"]))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise Unprocessable("invalid_flow_data", f"{event.action} event lacks a usable {exc}") from None
+
+
+def _project_of(event: AuditEvent) -> str:
+    if event.project_id is None:  # the schema allows it for system events; a flow has a project
+        raise Unprocessable("invalid_flow_data", f"{event.action} event has no project_id")
+    return event.project_id
+
+
+def _count(data: dict[str, Any], name: str) -> int:
+    """A cycle number or a count of receipts: a whole number from 1; absent (older events) is 1."""
+    value = data.get(name, 1)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} {value!r}")
+    return value
+
+
+def _time(value: str) -> datetime:
     parsed = parse_timestamp(value)
     if parsed is None:
         raise ValueError(f"timestamp {value!r}")

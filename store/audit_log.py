@@ -18,6 +18,7 @@ from typing import Any
 from psycopg.types.json import Jsonb
 
 from store.db import Connection
+from store.flows import FlowView
 from topics import AuditEvent
 
 SYSTEM_CHAIN = "system"
@@ -52,6 +53,12 @@ class BrokenLink:
 
 _COLUMNS = ("seq, chain, event_id, actor, action, target, data, source_address, occurred_at, recorded_at,"
             " prev_hash, hash")
+# The agents' audit events about one cycle of a flow (alias ``a``, the flow ``f``): its reference,
+# mode and cycle (events from before flow cycles carry none: cycle 1), and the cycle's received_at,
+# which tells a cycle 1 started after the agents forgot the reference from the forgotten one.
+_OF_CYCLE = ("a.target = f.reference AND a.data->>'mode' = f.mode"
+             " AND COALESCE((a.data->>'cycle')::int, 1) = f.cycle"
+             " AND (a.data->>'received_at')::timestamptz = f.received_at")
 
 
 def chain_of(project_id: str | None) -> str:
@@ -116,13 +123,18 @@ async def list_for_chain(conn: Connection, chain: str, *, before_seq: int | None
     return [AuditLogRow(**row) for row in rows]
 
 
-async def list_for_targets(conn: Connection, chain: str, targets: list[str], *,
-                           limit: int) -> list[AuditLogRow]:
-    """The newest ``limit`` entries of ``chain`` about any of ``targets``, oldest first."""
+async def list_for_flow(conn: Connection, chain: str, flow: FlowView, *, limit: int) -> list[AuditLogRow]:
+    """The newest ``limit`` entries of ``chain`` about one cycle of a flow, oldest first: the
+    agents' events of that cycle (by mode, cycle and received_at, see ``_OF_CYCLE``), and every
+    entry about the cycle's incident."""
     rows = await (await conn.execute(
-        f"SELECT * FROM (SELECT {_COLUMNS} FROM audit_log WHERE chain = %s AND target = ANY(%s)"
-        " ORDER BY seq DESC LIMIT %s) newest ORDER BY seq",
-        (chain, targets, limit),
+        f"SELECT * FROM (SELECT {_COLUMNS} FROM audit_log a,"
+        "     (SELECT %(reference)s AS reference, %(mode)s AS mode, %(cycle)s::int AS cycle,"
+        "             %(received_at)s::timestamptz AS received_at) f"
+        f"   WHERE a.chain = %(chain)s AND (a.target = %(incident_id)s OR ({_OF_CYCLE}))"
+        "   ORDER BY a.seq DESC LIMIT %(limit)s) newest ORDER BY seq",
+        {"chain": chain, "reference": flow.reference, "mode": flow.mode, "cycle": flow.cycle,
+         "received_at": flow.received_at, "incident_id": flow.incident_id, "limit": limit},
     )).fetchall()
     return [AuditLogRow(**row) for row in rows]
 
@@ -156,27 +168,36 @@ async def verify_chain(conn: Connection, chain: str) -> tuple[int, BrokenLink | 
 
 @dataclass(frozen=True)
 class MissingTransitions:
-    """A flow of the read model whose audit trail lacks some of its versions."""
+    """A flow (one cycle of a reference in one mode) of the read model whose audit trail lacks
+    some of its versions."""
 
     project_id: str
+    mode: str
     reference: str
+    cycle: int
     version: int
     missing: tuple[int, ...]
 
 
+# Transitions only: a repeated receipt carries its cycle's version too, and must not stand in
+# for a lost transition of that version.
+_TRANSITIONS = "a.actor = 'agents' AND a.action LIKE 'flow.%%' AND a.action <> ALL(%(not_transitions)s)"
+NOT_TRANSITIONS = ["flow.receipt_repeated", "flow.forgotten"]
+
+
 async def flows_missing_transitions(conn: Connection, project_id: str) -> list[MissingTransitions]:
-    """Every flow of ``project_id`` whose transitions ``flow.*`` are not all in its audit chain:
-    versions 1 up to the flow's version in the read model, each at least once. (A lost newest
-    transition is not seen here: the read model follows the same events.)"""
+    """Every flow of ``project_id`` (each cycle, in each mode) whose transitions ``flow.*`` are not
+    all in its audit chain: versions 1 up to the cycle's version in the read model, each at least
+    once. (A lost newest transition is not seen here: the read model follows the same events.)"""
     rows = await (await conn.execute(
-        "SELECT f.reference, f.version,"
+        "SELECT f.mode, f.reference, f.cycle, f.version,"
         "   array(SELECT v FROM generate_series(1, f.version) AS v"
         "         EXCEPT SELECT (a.data->>'version')::int FROM audit_log a"
-        "           WHERE a.chain = f.project_id AND a.actor = 'agents' AND a.action LIKE 'flow.%%'"
-        "             AND a.target = f.reference"
+        f"           WHERE a.chain = f.project_id AND {_TRANSITIONS} AND {_OF_CYCLE}"
         "         ORDER BY 1) AS missing"
-        " FROM flows f WHERE f.project_id = %s ORDER BY f.reference",
-        (project_id,),
+        " FROM flows f WHERE f.project_id = %(project_id)s ORDER BY f.mode, f.reference, f.cycle",
+        {"project_id": project_id, "not_transitions": NOT_TRANSITIONS},
     )).fetchall()
-    return [MissingTransitions(project_id, row["reference"], row["version"], tuple(row["missing"]))
+    return [MissingTransitions(project_id, row["mode"], row["reference"], row["cycle"], row["version"],
+                               tuple(row["missing"]))
             for row in rows if row["missing"]]

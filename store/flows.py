@@ -1,4 +1,9 @@
-"""The flow read model: what ``GET /api/v1/flows/{reference}`` answers from."""
+"""The flow read model: what ``GET /api/v1/flows/{reference}`` answers from.
+
+A flow is one cycle of a reference in one mode: ``(project_id, mode, reference, cycle)``. A receipt
+for a reference whose flow is closed starts the next cycle; the agents forget closed cycles after a
+retention period, and a receipt after that starts at cycle 1 again (with a later ``received_at``).
+"""
 
 from __future__ import annotations
 
@@ -11,40 +16,111 @@ from store.db import Connection
 @dataclass(frozen=True)
 class FlowView:
     project_id: str
-    reference: str
     mode: str
+    reference: str
     status: str
     event_type: str
     effect_type: str
     received_at: datetime
     deadline: datetime
     version: int
+    # The received_at of the newest receipt recorded on this cycle (the first one's is received_at).
+    last_receipt_at: datetime
+    cycle: int = 1
+    # Receipts recorded on this cycle; a repeat moves nothing else.
+    receipts: int = 1
     applied_at: datetime | None = None
     incident_id: str | None = None
     # A failed result's detail (agents/flow.py keeps it once a failed result applied).
     detail: str | None = None
 
 
+@dataclass(frozen=True)
+class CycleSummary:
+    """One cycle of a reference, as the flow document lists them."""
+
+    cycle: int
+    status: str
+    received_at: datetime
+    deadline: datetime
+    incident_id: str | None
+
+
 _COLUMNS = tuple(FlowView.__dataclass_fields__)
+_KEY = ("project_id", "mode", "reference", "cycle")
+# Grow monotonically, whichever event (a transition or a repeated receipt) brings them.
+_COUNTED = ("receipts", "last_receipt_at")
+# Follow the newest transition of the cycle.
+_TRANSITION = tuple(c for c in _COLUMNS if c not in _KEY and c not in _COUNTED)
 
 
 async def upsert_flow(conn: Connection, flow: FlowView) -> bool:
-    """Write ``flow`` unless a newer version is already stored; True when it was written."""
+    """Merge ``flow`` (from a transition or a repeated receipt) into its cycle's row; True when the
+    row changed. The transition's fields are taken only from a newer version; receipts and
+    last_receipt_at only grow. So a redelivered, replayed or reordered event changes nothing.
+
+    The cycle's ``received_at`` never changes, so an event with an earlier one belongs to a cycle
+    the agents have forgotten since (a replayed event of it, arriving after a new cycle of the
+    same number started): it must not touch the new cycle's row."""
     names = ", ".join(_COLUMNS)
     placeholders = ", ".join(f"%({c})s" for c in _COLUMNS)
-    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in _COLUMNS if c not in ("project_id", "reference"))
+    newer = "flows.version < EXCLUDED.version"
+    updates = ", ".join([
+        *(f"{c} = CASE WHEN {newer} THEN EXCLUDED.{c} ELSE flows.{c} END" for c in _TRANSITION),
+        *(f"{c} = GREATEST(flows.{c}, EXCLUDED.{c})" for c in _COUNTED),
+    ])
+    grows = " OR ".join([newer, *(f"flows.{c} < EXCLUDED.{c}" for c in _COUNTED)])
     cursor = await conn.execute(
         f"INSERT INTO flows ({names}) VALUES ({placeholders})"
-        f" ON CONFLICT (project_id, reference) DO UPDATE SET {updates}, updated_at = now()"
-        " WHERE flows.version < EXCLUDED.version",
+        f" ON CONFLICT ({', '.join(_KEY)}) DO UPDATE SET {updates}, updated_at = now()"
+        f" WHERE flows.received_at <= EXCLUDED.received_at AND ({grows})",
         asdict(flow),
     )
     return cursor.rowcount == 1
 
 
-async def get_flow(conn: Connection, project_id: str, reference: str) -> FlowView | None:
+async def forget_flows(conn: Connection, project_id: str, mode: str, reference: str, *, cycle: int,
+                       received_at: datetime) -> int:
+    """Delete the cycles up to ``cycle`` of a reference the agents forgot; how many went. Only
+    cycles received no later than the forgotten one: a cycle 1 started after the forgetting is
+    never deleted by a late or replayed forget. (Incidents stay: they are operators' history.)"""
+    cursor = await conn.execute(
+        "DELETE FROM flows WHERE project_id = %s AND mode = %s AND reference = %s"
+        " AND cycle <= %s AND received_at <= %s",
+        (project_id, mode, reference, cycle, received_at),
+    )
+    return cursor.rowcount
+
+
+async def get_flow(conn: Connection, project_id: str, reference: str, *, mode: str,
+                   cycle: int | None = None) -> FlowView | None:
+    """The flow of ``reference`` in ``mode``: its cycle ``cycle``, or its latest."""
     row = await (await conn.execute(
-        f"SELECT {', '.join(_COLUMNS)} FROM flows WHERE project_id = %s AND reference = %s",
-        (project_id, reference),
+        f"SELECT {', '.join(_COLUMNS)} FROM flows"
+        " WHERE project_id = %s AND mode = %s AND reference = %s AND (%s::int IS NULL OR cycle = %s)"
+        " ORDER BY cycle DESC LIMIT 1",
+        (project_id, mode, reference, cycle, cycle),
     )).fetchone()
     return None if row is None else FlowView(**row)
+
+
+async def get_flow_of_incident(conn: Connection, project_id: str, mode: str, reference: str,
+                               incident_id: str) -> FlowView | None:
+    """The cycle of ``reference`` whose incident is ``incident_id`` (a later cycle may exist)."""
+    row = await (await conn.execute(
+        f"SELECT {', '.join(_COLUMNS)} FROM flows"
+        " WHERE project_id = %s AND mode = %s AND reference = %s AND incident_id = %s",
+        (project_id, mode, reference, incident_id),
+    )).fetchone()
+    return None if row is None else FlowView(**row)
+
+
+async def list_cycles(conn: Connection, project_id: str, mode: str, reference: str, *,
+                      limit: int) -> list[CycleSummary]:
+    """The newest ``limit`` cycles of ``reference`` in ``mode``, newest first."""
+    rows = await (await conn.execute(
+        "SELECT cycle, status, received_at, deadline, incident_id FROM flows"
+        " WHERE project_id = %s AND mode = %s AND reference = %s ORDER BY cycle DESC LIMIT %s",
+        (project_id, mode, reference, limit),
+    )).fetchall()
+    return [CycleSummary(**row) for row in rows]

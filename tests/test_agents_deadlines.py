@@ -8,11 +8,10 @@ from functools import partial
 import pytest
 
 from tests.conftest import ProjectKey
-from tests.support.api import Api, eventually
+from tests.support.api import Api, deadline_of, eventually
 from tests.support.kafka import read_topic
 from tests.support.stack import Stack
 from topics import INCIDENTS, IncidentEvent, decode
-from topics.fields import parse_timestamp
 
 pytestmark = pytest.mark.e2e
 
@@ -30,8 +29,7 @@ async def test_a_missed_deadline_opens_an_incident_within_2_seconds_with_no_othe
         api: Api, services, topic_prefix: str, stack: Stack) -> None:
     status, accepted = await api.receipt("inv_late", timeout_seconds=3)
     assert status == 202
-    deadline = parse_timestamp(accepted["deadline"])
-    assert deadline is not None
+    deadline = deadline_of(accepted)
     _, flow = await eventually(lambda: api.flow("inv_late"), _status("incident"), timeout=15)
 
     [opened] = [e for e in await _incident_events(services, topic_prefix) if e.reference == "inv_late"]
@@ -71,8 +69,7 @@ async def test_a_failure_received_before_the_deadline_but_applied_after_it_is_a_
 
     status, accepted = await api.receipt("inv_failed_in_time", timeout_seconds=1)
     assert status == 202
-    deadline = parse_timestamp(accepted["deadline"])
-    assert deadline is not None
+    deadline = deadline_of(accepted)
     _, flow = await eventually(lambda: api.flow("inv_failed_in_time"), _status("incident"), timeout=15)
     assert flow["incident"]["reason"] == "timeout"
     # The app's failure was received before the deadline and reaches the agents only now (a direct

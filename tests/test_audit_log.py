@@ -125,7 +125,8 @@ async def test_verify_complete_names_a_flow_whose_transition_is_missing(
         await conn.execute("ALTER TABLE audit_log ENABLE TRIGGER audit_log_append_only")
     failed = verify(database_url, "--project", project_id, "--complete")
     assert failed.returncode == 1
-    assert f"MISSING {project_id}: flow 'inv_bad' (version 2) lacks transition(s) 1" in failed.stdout
+    assert (f"MISSING {project_id}: flow 'inv_bad' (test, cycle 1, version 2) lacks transition(s) 1"
+            in failed.stdout)
 
 
 async def test_kill_9_of_the_audit_sink_mid_stream_loses_and_doubles_no_row(

@@ -200,7 +200,8 @@ async def test_a_flow_shows_the_incident_only_once_its_own_state_names_it(
     events = Events(project.project_id, "inv-between")
     pending = FlowView(project_id=project.project_id, reference="inv-between", mode="test", status="pending",
                        event_type="invoice.paid", effect_type="grant_access",
-                       received_at=DEADLINE - timedelta(minutes=30), deadline=DEADLINE, version=1)
+                       received_at=DEADLINE - timedelta(minutes=30), deadline=DEADLINE, version=1,
+                       last_receipt_at=DEADLINE - timedelta(minutes=30))
     async with pool.connection() as conn:
         await upsert_flow(conn, pending)
     await feed(sink, [events.opened()])

@@ -16,7 +16,8 @@ def _status(expected: str):
 async def test_receipt_alone_reads_pending(api: Api) -> None:
     status, accepted = await api.receipt("inv_pending")
     assert status == 202
-    assert accepted["status"] == "pending" and accepted["reference"] == "inv_pending"
+    assert (accepted["status"], accepted["kind"]) == ("accepted", "receipt")
+    assert accepted["reference"] == "inv_pending"
 
     _, flow = await eventually(lambda: api.flow("inv_pending"), _status("pending"))
     assert flow["event_type"] == "invoice.paid" and flow["effect_type"] == "grant_access"

@@ -31,7 +31,7 @@ from api_gateway.state import POOL, PUBLISHER, SETTINGS
 from sendpromptly.ids import derived_id, is_well_formed
 from store import incidents
 from store.db import Connection
-from store.flows import get_flow
+from store.flows import get_flow_of_incident
 from store.incidents import Incident, IncidentFilter
 from store.projects import get_project
 from topics import INCIDENTS, REPAIRS, IncidentEvent, RepairRequest, TopicSpec, encode, flow_key
@@ -139,7 +139,9 @@ async def reprocess(request: web.Request) -> web.Response:
             raise Problem(409, "no-callback", "No repair callback",
                           "The project has no repair callback URL to call; set one first "
                           "(PUT .../repair-callback).")
-        flow = await get_flow(conn, incident.project_id, incident.reference)
+        # The incident's own cycle: its event and effect types are what the callback reruns.
+        flow = await get_flow_of_incident(conn, incident.project_id, incident.mode, incident.reference,
+                                          incident.id)
         if flow is None:
             raise Problem(409, "flow-not-ready", "Flow not ready",
                           "The incident's flow is not in the read model yet; retry in a moment.",

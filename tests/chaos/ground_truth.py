@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-from topics.fields import parse_timestamp
+from tests.support.api import deadline_of
 
 
 class Outcome(Enum):
@@ -54,11 +54,10 @@ class FlowRecord:
 
     @property
     def deadline(self) -> float | None:
-        """The deadline the receipt's 202 promised."""
+        """The deadline the receipt's 202 implies (each flow here is the first cycle of its reference)."""
         if self.receipt is None or not self.receipt.accepted:
             return None
-        parsed = parse_timestamp(self.receipt.answer["deadline"])
-        return None if parsed is None else parsed.timestamp()
+        return deadline_of(self.receipt.answer).timestamp()
 
     @property
     def replay_id(self) -> str | None:

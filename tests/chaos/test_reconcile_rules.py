@@ -17,7 +17,8 @@ DEADLINE = 1_000.0
 def _record(outcome: Outcome, result_window: tuple[float, float] | None = None, *,
             replay_id: str | None = None) -> FlowRecord:
     receipt = Delivery(first_sent_at=DEADLINE - 30, accepted_at=DEADLINE - 30,
-                       answer={"deadline": datetime.fromtimestamp(DEADLINE, UTC).isoformat()})
+                       answer={"received_at": datetime.fromtimestamp(DEADLINE - 30, UTC).isoformat(),
+                               "timeout_seconds": 30})
     result = None if result_window is None else Delivery(*result_window)
     reprocess = None if replay_id is None else Delivery(DEADLINE - 20, DEADLINE - 20,
                                                         {"replay_id": replay_id})

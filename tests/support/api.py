@@ -6,9 +6,12 @@ import asyncio
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 import aiohttp
+
+from topics.fields import parse_timestamp
 
 T = TypeVar("T")
 
@@ -52,6 +55,13 @@ class Api:
 
     async def flow(self, reference: str) -> tuple[int, dict[str, Any]]:
         return await self.get(f"/api/v1/flows/{reference}")
+
+
+def deadline_of(accepted: dict[str, Any]) -> datetime:
+    """The deadline a receipt's 202 implies for the cycle it starts: received_at + timeout_seconds."""
+    received_at = parse_timestamp(accepted["received_at"])
+    assert received_at is not None, accepted
+    return received_at + timedelta(seconds=accepted["timeout_seconds"])
 
 
 async def eventually(probe: Callable[[], Awaitable[T]], accept: Callable[[T], bool], *, timeout: float = 20.0,
