@@ -64,9 +64,11 @@ ready_url_for() {
 
 # Where each process of the registry serves /metrics, for the summary `up` prints.
 metrics_urls() {
-  local name
+  local name separator=""
   for name in "${PROCESSES[@]}"; do
-    [[ $name == mailcatcher ]] || printf '%s http://%s:%s/metrics\n%20s' "$name" "$SENDPROMPTLY_HTTP_HOST" "${PORT[$name]}" ""
+    [[ $name == mailcatcher ]] && continue
+    printf '%s%s http://%s:%s/metrics' "$separator" "$name" "$SENDPROMPTLY_HTTP_HOST" "${PORT[$name]}"
+    separator=$'\n                    '
   done
 }
 

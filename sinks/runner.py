@@ -107,12 +107,13 @@ class SinkRunner:
         position, which between batches is the next record to handle."""
         lags: dict[tuple[str, int], int] = {}
         for tp in consumer.assignment():
-            end = consumer.highwater(tp)
-            if end is None:  # no fetch answered for it yet, just after an assignment
+            # A rebalance may revoke it while the loop awaits a position.
+            end = consumer.highwater(tp) if tp in consumer.assignment() else None
+            if end is None:  # or no fetch answered for it yet, just after an assignment
                 continue
             try:
                 lags[tp.topic, tp.partition] = max(0, end - await consumer.position(tp))
-            except IllegalStateError:  # revoked meanwhile by a rebalance
+            except IllegalStateError:  # revoked meanwhile
                 continue
         self._metrics.report(lags, self._applied)
 
