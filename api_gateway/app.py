@@ -11,6 +11,8 @@ import uvloop
 from aiohttp import web
 
 from api_gateway.auth import auth_middleware
+from api_gateway.console.middleware import console_middleware
+from api_gateway.console.pages import setup_pages
 from api_gateway.http_input import MAX_BODY_BYTES
 from api_gateway.idempotency import BATCHER
 from api_gateway.idempotency_batcher import IdempotencyBatcher
@@ -115,11 +117,12 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
 
 def create_app(settings: Settings) -> web.Application:
     # The outermost middleware runs first: metrics see every answer, problems turn errors into
-    # problem+json before metrics count them, and auth runs closest to the handler.
+    # problem+json before metrics count them (the console's pages turn theirs into HTML pages first),
+    # and auth runs closest to the handler.
     app = web.Application(
         # The request id only where JSON logs show it: the ingest path pays nothing for it otherwise.
         middlewares=[*([request_context_middleware] if settings.log_format == "json" else []),
-                     metrics_middleware, problem_middleware, auth_middleware],
+                     metrics_middleware, problem_middleware, console_middleware, auth_middleware],
         client_max_size=MAX_BODY_BYTES,
     )
     app[SETTINGS] = settings
@@ -127,6 +130,7 @@ def create_app(settings: Settings) -> web.Application:
     app[SNAPSHOT_KEYRING] = Keyring.parse("SENDPROMPTLY_SNAPSHOT_KEYS", settings.snapshot_keys)
     app[KEY_USAGE] = KeyUsage()
     app.cleanup_ctx.extend([_database, _idempotency_batching, _kafka, _background])
+    setup_pages(app)
     setup_routes(app)
     return app
 

@@ -51,7 +51,19 @@ def _too_large() -> Problem:
                    f"The body must be at most {MAX_BODY_BYTES} bytes.")
 
 
+def valid_idempotency_key(value: str) -> bool:
+    return _IDEMPOTENCY_KEY_RE.fullmatch(value) is not None
+
+
+# A console form carries its Idempotency-Key in a hidden field (a browser's form post cannot set
+# a header); the console checks it and keeps it on the request under this name.
+FORM_IDEMPOTENCY_KEY = "sendpromptly.form_idempotency_key"
+
+
 def idempotency_key(request: web.Request) -> str:
+    form_key: str | None = request.get(FORM_IDEMPOTENCY_KEY)
+    if form_key is not None:
+        return form_key
     values = request.headers.getall("Idempotency-Key", [])
     if len(values) > 1:
         # Which one the client meant is a guess, and guessing wrong replays another operation.
@@ -64,7 +76,7 @@ def idempotency_key(request: web.Request) -> str:
             "Every POST, PUT, PATCH and DELETE needs an Idempotency-Key header (1-255 visible ASCII "
             "characters), unique per intended operation; reuse it when you retry.",
         )
-    if not _IDEMPOTENCY_KEY_RE.fullmatch(value):
+    if not valid_idempotency_key(value):
         raise Problem(
             400, "idempotency-key-invalid", "Invalid Idempotency-Key",
             "The Idempotency-Key header must be 1-255 visible ASCII characters (no spaces).",

@@ -55,9 +55,12 @@ def fingerprint(method: str, path: str, body: bytes) -> bytes:
     return hashlib.sha256(b"\0".join((method.encode(), path.encode(), body))).digest()
 
 
-async def run_idempotent(request: web.Request, scope: str, action: Action) -> web.Response:
+async def run_idempotent(request: web.Request, scope: str, action: Action, *,
+                         store_refusals: bool = True) -> web.Response:
     """For actions that write to the database: their writes and the stored response commit in one
-    transaction, so a crash can never leave the action done but the key unanswered."""
+    transaction, so a crash can never leave the action done but the key unanswered. Without
+    ``store_refusals`` (the console, which shows a refusal beside the form's fields and gives the
+    form a new key) a client error the action raises gives the key back and is raised."""
     pool = request.app[POOL]
 
     async def claim(key: str, request_print: bytes) -> Claim:
@@ -70,7 +73,7 @@ async def run_idempotent(request: web.Request, scope: str, action: Action) -> we
     try:
         async with pool.connection() as conn:
             async with conn.transaction():
-                response = await _answer(action, conn)
+                response = await _answer(action, conn, store_refusals)
                 if response.status < 500:
                     await records.complete(conn, scope, key, _stored(response))
                     return response
@@ -170,14 +173,14 @@ async def _give_back(pool: Pool, scope: str, key: str, *, taken_over: bool) -> N
         await records.lapse(conn, scope, key)
 
 
-async def _answer(action: Action, conn: Connection) -> web.Response:
+async def _answer(action: Action, conn: Connection, store_refusals: bool) -> web.Response:
     """The action's response; a client error it raises is an answer too, and is stored as one,
     after the action's own writes on ``conn`` are rolled back."""
     try:
         async with conn.transaction():
             return await action(conn)
     except Problem as problem:
-        if problem.status >= 500:
+        if problem.status >= 500 or not store_refusals:
             raise
         return problem.response()
 

@@ -31,6 +31,7 @@ from api_gateway.operator_api.bodies import (
     MAX_NOTE_BYTES,
     TIMEOUT_MINUTES_RANGE,
 )
+from api_gateway.operator_api.incidents import FILTER_STATUSES as INCIDENT_FILTER_STATUSES
 from api_gateway.operator_api.incidents import STATUSES as INCIDENT_STATUSES
 from api_gateway.problems import CONTENT_TYPE as PROBLEM_JSON
 from api_gateway.problems import DATABASE_RETRY_AFTER_SECONDS, KAFKA_RETRY_AFTER_SECONDS, PROBLEM_TYPE_BASE
@@ -458,8 +459,9 @@ def _parameters() -> dict[str, Any]:
                       "description": "Which cycle of the reference; absent: the latest.",
                       "schema": {"type": "integer", "minimum": 1, "maximum": MAX_CYCLE}},
         "IncidentStatus": {"name": "status", "in": "query", "required": False,
-                           "description": "Only open, or only resolved, incidents; absent for both.",
-                           "schema": _string(enum=list(INCIDENT_STATUSES))},
+                           "description": "Only open incidents (acknowledged or not), only open ones "
+                                          "someone acknowledged, or only resolved ones; absent for all.",
+                           "schema": _string(enum=list(INCIDENT_FILTER_STATUSES))},
         "IncidentMode": {"name": "mode", "in": "query", "required": False,
                          "description": "Only test, or only live, incidents; absent for both.",
                          "schema": _string(enum=list(MODES))},

@@ -97,12 +97,12 @@ def _database_down(exc: Exception) -> bool:
 CLIENT_CLOSED_REQUEST = 499
 
 
-def client_gone(request: web.Request) -> web.Response:
+def client_gone(request: web.Request) -> Problem:
     """The answer to a request whose client closed the connection mid-request (reading its body,
     say): one line in the log, no traceback, and a 499 for the metrics middleware to count."""
     log.info("client closed the connection during %s %s; nothing was answered", request.method, request.path)
     return Problem(CLIENT_CLOSED_REQUEST, "client-closed-request", "Client Closed Request",
-                   "The connection was closed before the answer.").response()
+                   "The connection was closed before the answer.")
 
 
 _STATUS_SLUGS = {404: "not-found", 405: "method-not-allowed", 413: "payload-too-large"}
@@ -114,11 +114,21 @@ async def problem_middleware(
 ) -> web.StreamResponse:
     try:
         return await handler(request)
-    except Problem as problem:
-        return problem.response()
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
+        return as_problem(request, exc).response()
+    except Exception as exc:
+        return as_problem(request, exc).response()
+
+
+def as_problem(request: web.Request, exc: Exception) -> Problem:
+    """What an error raised while answering ``request`` tells the client (the console shows the
+    same as a page): a Problem as it is, an HTTP error by its status, a database away for a moment
+    as 503, and any bug as 500, logged."""
+    if isinstance(exc, Problem):
+        return exc
+    if isinstance(exc, web.HTTPException):
         slug = _STATUS_SLUGS.get(exc.status, "http-error")
         detail = f"{request.method} {request.path}: {exc.reason}."
         if exc.status == 404:
@@ -126,16 +136,15 @@ async def problem_middleware(
         elif exc.status == 405:
             detail = f"{request.method} is not allowed on {request.path}."
         headers = {k: v for k, v in exc.headers.items() if k.lower() == "allow"}
-        return Problem(exc.status, slug, exc.reason, detail, headers=headers).response()
-    except Exception as exc:
-        # A reset while our client's connection is gone is theirs; any other peer's is a fault.
-        if isinstance(exc, ConnectionResetError) and request.transport is None:
-            return client_gone(request)
-        if _database_down(exc):
-            log.warning("database unavailable in %s %s: %s", request.method, request.path, exc)
-            return database_unavailable(exc).response()
-        log.exception("unhandled error in %s %s", request.method, request.path)
-        return Problem(
-            500, "internal-error", "Internal Server Error",
-            "Something went wrong on our side; the request may be retried with the same Idempotency-Key.",
-        ).response()
+        return Problem(exc.status, slug, exc.reason, detail, headers=headers)
+    # A reset while our client's connection is gone is theirs; any other peer's is a fault.
+    if isinstance(exc, ConnectionResetError) and request.transport is None:
+        return client_gone(request)
+    if _database_down(exc):
+        log.warning("database unavailable in %s %s: %s", request.method, request.path, exc)
+        return database_unavailable(exc)
+    log.exception("unhandled error in %s %s", request.method, request.path, exc_info=exc)
+    return Problem(
+        500, "internal-error", "Internal Server Error",
+        "Something went wrong on our side; the request may be retried with the same Idempotency-Key.",
+    )

@@ -1,11 +1,19 @@
 """Every URL the gateway serves, in one list. Route names say who may call: ``ingest.*`` takes an
-API key, ``operator.*`` an operator token (see ``api_gateway.auth``)."""
+API key, ``operator.*`` an operator token (see ``api_gateway.auth``), the console's ``console.*``
+pages a signed-in session and its ``page.*`` pages nothing (see ``api_gateway.console.middleware``)."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
 from api_gateway import health, ingest, openapi
+from api_gateway.console import api_reference, lookups, sign_in
+from api_gateway.console import callback as console_callback
+from api_gateway.console import destinations as console_destinations
+from api_gateway.console import incidents as console_incidents
+from api_gateway.console import keys as console_keys
+from api_gateway.console import projects as console_projects
+from api_gateway.console.pages import STATIC_DIR
 from api_gateway.operator_api import (
     audit_log,
     callback,
@@ -67,3 +75,49 @@ def setup_routes(app: web.Application) -> None:
     r.add_get("/readyz", health.readyz, name="readyz")
     r.add_get("/metrics", health.metrics, name="metrics")
     r.add_get("/api/v1/openapi.json", openapi.serve, name="openapi")
+
+    setup_console_routes(app)
+
+
+CONSOLE_PROJECT = "/projects/{project_id}"
+CONSOLE_INCIDENT = "/incidents/{incident_id}"
+
+
+def setup_console_routes(app: web.Application) -> None:
+    """The console's pages. Path parameters are named as the API's, so that the pages act through
+    the API's own service functions on the same ids."""
+    r = app.router
+    r.add_get("/", sign_in.home, name="page.home")
+    r.add_get("/sign-in", sign_in.form, name="page.sign_in")
+    r.add_post("/sign-in", sign_in.submit, name="page.sign_in.submit")
+    r.add_get("/docs", api_reference.show, name="page.docs")
+    r.add_static("/static/", STATIC_DIR, name="page.static")
+    r.add_post("/sign-out", sign_in.submit_sign_out, name="console.sign_out")
+
+    r.add_get("/projects", console_projects.list_, name="console.projects")
+    r.add_post("/projects", console_projects.create, name="console.projects.create")
+    r.add_get(CONSOLE_PROJECT, console_projects.show, name="console.project")
+    r.add_post(CONSOLE_PROJECT + "/settings", console_projects.update_settings,
+               name="console.project.settings")
+    r.add_post(CONSOLE_PROJECT + "/mode", console_projects.switch_mode, name="console.project.mode")
+    r.add_get(CONSOLE_PROJECT + "/keys", console_keys.show, name="console.keys")
+    r.add_post(CONSOLE_PROJECT + "/keys", console_keys.create, name="console.keys.create")
+    r.add_post(CONSOLE_PROJECT + "/keys/{key_id}/revoke", console_keys.revoke, name="console.keys.revoke")
+    r.add_get(CONSOLE_PROJECT + "/callback", console_callback.show, name="console.callback")
+    r.add_post(CONSOLE_PROJECT + "/callback", console_callback.set_url, name="console.callback.set")
+    r.add_post(CONSOLE_PROJECT + "/callback/rotate", console_callback.rotate, name="console.callback.rotate")
+    r.add_get(CONSOLE_PROJECT + "/alerts", console_destinations.show, name="console.destinations")
+    r.add_post(CONSOLE_PROJECT + "/alerts", console_destinations.add, name="console.destinations.add")
+    r.add_post(CONSOLE_PROJECT + "/alerts/{destination_id}/test", console_destinations.send_test,
+               name="console.destinations.test")
+    r.add_post(CONSOLE_PROJECT + "/alerts/{destination_id}/remove", console_destinations.remove,
+               name="console.destinations.remove")
+    r.add_get(CONSOLE_PROJECT + "/incidents", console_incidents.list_, name="console.incidents")
+    r.add_get(CONSOLE_PROJECT + "/flows", lookups.flow, name="console.flows")
+    r.add_get(CONSOLE_PROJECT + "/audit-log", lookups.audit, name="console.audit_log")
+    r.add_get(CONSOLE_INCIDENT, console_incidents.show, name="console.incident")
+    r.add_post(CONSOLE_INCIDENT + "/acknowledge", console_incidents.acknowledge,
+               name="console.incident.acknowledge")
+    r.add_post(CONSOLE_INCIDENT + "/resolve", console_incidents.resolve, name="console.incident.resolve")
+    r.add_post(CONSOLE_INCIDENT + "/reprocess", console_incidents.reprocess,
+               name="console.incident.reprocess")

@@ -149,6 +149,9 @@ up() {
   project=$("$PY" -c 'import json,sys; print(json.load(sys.stdin)["project_id"])' <<<"$demo")
   key=$("$PY" -c 'import json,sys; print(json.load(sys.stdin)["api_key"])' <<<"$demo")
   token=$("$PY" -c 'import json,sys; print(json.load(sys.stdin)["operator_token"])' <<<"$demo")
+  local email password
+  email=$("$PY" -c 'import json,sys; print(json.load(sys.stdin)["operator_email"])' <<<"$demo")
+  password=$("$PY" -c 'import json,sys; print(json.load(sys.stdin)["operator_password"])' <<<"$demo")
   local base="http://$SENDPROMPTLY_HTTP_HOST:$SENDPROMPTLY_HTTP_PORT" mail
   if [[ $CATCH_MAIL == 1 ]]; then
     mail="caught locally, kept in $SENDPROMPTLY_MAIL_DIR/
@@ -160,14 +163,15 @@ up() {
   cat <<INFO
 
 SendPromptly is up.
-  API and console   $base   (OpenAPI: $base/api/v1/openapi.json)
+  Console           $base/   (sign in as $email, password $password)
+  API               $base/api/v1   (reference: $base/docs, OpenAPI: $base/api/v1/openapi.json)
   Kafka             $SENDPROMPTLY_KAFKA_BOOTSTRAP
   PostgreSQL        $SENDPROMPTLY_DATABASE_URL
   Metrics           $(metrics_urls)
   Logs              $RUN_DIR/*.log
   Alert mail        $mail
 
-Demo project $project (test mode). Shown once, stored only as hashes:
+Demo project $project (test mode). Shown once, stored only as hashes (the console password too):
   API key          $key
   operator token   $token   (admin; for the operator API and the CLI)
 

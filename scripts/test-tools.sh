@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Installs the tools the deployment tests run (`make test` calls it), from Debian's packages:
+# Installs the tools the deployment and console tests run (`make test` calls it), from Debian's packages:
 #   promtool        `promtool check|test rules` on deploy/prometheus/ — taken out of the
 #                   `prometheus` package into .run/tools/bin/ (installing the package would also
 #                   set up a Prometheus server, which nothing here needs)
 #   docker-compose  `docker-compose config` parses docker-compose.yml (no Docker engine needed)
+#   chromium        the console's browser tests drive it with Playwright (tests/console/); the
+#                   browser is Debian's, never one that Playwright downloads
 # Idempotent; as root it installs what is missing, otherwise it says what to install.
 set -euo pipefail
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -32,4 +34,5 @@ install_promtool() {
 
 [[ -x $TOOLS_BIN/promtool ]] || command -v promtool >/dev/null 2>&1 || install_promtool
 command -v docker-compose >/dev/null 2>&1 || sp_apt_install --no-install-recommends docker-compose
-sp_log "ready: $("$TOOLS_BIN/promtool" --version 2>/dev/null | head -1 || promtool --version | head -1), $(docker-compose version --short)"
+[[ -x /usr/bin/chromium ]] || sp_apt_install --no-install-recommends chromium fonts-dejavu-core
+sp_log "ready: $("$TOOLS_BIN/promtool" --version 2>/dev/null | head -1 || promtool --version | head -1), $(docker-compose version --short), $(/usr/bin/chromium --version)"

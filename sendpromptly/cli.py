@@ -226,10 +226,11 @@ def operator_revoke_tokens(email: str) -> None:
 @click.option("--name", default="Demo project", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def demo(name: str, as_json: bool) -> None:
-    """Create a test-mode demo project with an API key and an admin operator token, for the local stack.
+    """Create a test-mode demo project with an API key and an admin operator token and console
+    password, for the local stack.
 
-    Prints the key and the token: they are shown only here and stored only as hashes. Running it
-    again issues a new key and token for the same project and operator.
+    Prints the key, the token and the password: they are shown only here and stored only as hashes.
+    Running it again issues a new key, token and password for the same project and operator.
     """
     from sendpromptly.demo import create_demo
 
@@ -237,11 +238,13 @@ def demo(name: str, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps({"project_id": demo.project.id, "name": demo.project.name,
                                "api_key": demo.api_key, "operator_email": demo.operator_email,
-                               "operator_token": demo.operator_token}))
+                               "operator_token": demo.operator_token,
+                               "operator_password": demo.operator_password}))
     else:
         click.echo(f"project         {demo.project.id} ({demo.project.name}, {demo.project.mode} mode)")
         click.echo(f"api key         {demo.api_key}")
         click.echo(f"operator token  {demo.operator_token} ({demo.operator_email}, admin)")
+        click.echo(f"console         {demo.operator_email} / {demo.operator_password}")
 
 
 from sendpromptly.cli_operator_api import register; register(main)  # noqa: E402, E702, I001

@@ -121,6 +121,12 @@ async def invite_operator(conn: Connection, actor: Actor, *, email: str, is_admi
     return Invited(operator, await issue_token(conn, actor, operator), password)
 
 
+async def set_password(conn: Connection, actor: Actor, operator: Operator, password: str) -> None:
+    """A new console password (only its argon2id hash is stored); the old one stops working."""
+    await operators.set_password_hash(conn, operator.id, operator_tokens.hash_password(password))
+    await actor.record_for_operator(conn, operator, action="operator.password_set")
+
+
 async def issue_token(conn: Connection, actor: Actor, operator: Operator) -> IssuedToken:
     token = operator_tokens.generate_token()
     token_id = await operators.add_token(conn, operator.id, operator_tokens.hash_token(token))

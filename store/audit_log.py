@@ -112,13 +112,16 @@ async def append(conn: Connection, event: AuditEvent) -> bool:
         return cursor.rowcount == 1
 
 
-async def list_for_chain(conn: Connection, chain: str, *, before_seq: int | None,
-                         limit: int) -> list[AuditLogRow]:
-    """Newest first."""
+async def list_for_chain(conn: Connection, chain: str, *, before_seq: int | None, limit: int,
+                         actor: str | None = None, action: str | None = None) -> list[AuditLogRow]:
+    """Newest first; only ``actor``'s entries, or only ``action``'s, when given."""
     rows = await (await conn.execute(
-        f"SELECT {_COLUMNS} FROM audit_log WHERE chain = %s AND (%s::bigint IS NULL OR seq < %s)"
-        " ORDER BY seq DESC LIMIT %s",
-        (chain, before_seq, before_seq, limit),
+        f"SELECT {_COLUMNS} FROM audit_log WHERE chain = %(chain)s"
+        " AND (%(before)s::bigint IS NULL OR seq < %(before)s)"
+        " AND (%(actor)s::text IS NULL OR actor = %(actor)s)"
+        " AND (%(action)s::text IS NULL OR action = %(action)s)"
+        " ORDER BY seq DESC LIMIT %(limit)s",
+        {"chain": chain, "before": before_seq, "actor": actor, "action": action, "limit": limit},
     )).fetchall()
     return [AuditLogRow(**row) for row in rows]
 

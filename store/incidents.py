@@ -185,7 +185,9 @@ async def list_incidents(conn: Connection, project_id: str, *, where: IncidentFi
     rows = await (await conn.execute(
         f"SELECT {_COLUMNS} FROM incidents"
         " WHERE project_id = %(project)s AND opened_at IS NOT NULL"
-        " AND (%(status)s::text IS NULL OR status = %(status)s)"
+        # "acknowledged" narrows to the open incidents someone acknowledged.
+        " AND (%(status)s::text IS NULL OR status = %(status)s"
+        "   OR (%(status)s = 'acknowledged' AND status = 'open' AND acknowledged_at IS NOT NULL))"
         " AND (%(mode)s::text IS NULL OR mode = %(mode)s)"
         " AND (%(reason)s::text IS NULL OR reason = %(reason)s)"
         " AND (%(reference)s::text IS NULL OR reference = %(reference)s)"
@@ -196,6 +198,28 @@ async def list_incidents(conn: Connection, project_id: str, *, where: IncidentFi
          "id": before[1] if before else None, "limit": limit},
     )).fetchall()
     return await _with_replays(conn, rows)
+
+
+async def count_by_status(conn: Connection, project_id: str) -> dict[str, int]:
+    """How many of the project's incidents are open, open and acknowledged, and resolved."""
+    row = await (await conn.execute(
+        "SELECT count(*) FILTER (WHERE status = 'open') AS open,"
+        "   count(*) FILTER (WHERE status = 'open' AND acknowledged_at IS NOT NULL) AS acknowledged,"
+        "   count(*) FILTER (WHERE status = 'resolved') AS resolved"
+        " FROM incidents WHERE project_id = %s AND opened_at IS NOT NULL", (project_id,)
+    )).fetchone()
+    assert row is not None  # an aggregate without GROUP BY yields one row
+    return dict(row)
+
+
+async def count_open(conn: Connection, project_ids: list[str]) -> dict[str, int]:
+    """Open incidents per project, for those that have any."""
+    rows = await (await conn.execute(
+        "SELECT project_id, count(*) AS n FROM incidents"
+        " WHERE project_id = ANY(%s) AND status = 'open' AND opened_at IS NOT NULL GROUP BY project_id",
+        (project_ids,),
+    )).fetchall()
+    return {row["project_id"]: row["n"] for row in rows}
 
 
 async def _with_replays(conn: Connection, rows: list[dict[str, Any]]) -> list[Incident]:

@@ -158,3 +158,14 @@ async def operator_for_token_hash(conn: Connection, token_hash: bytes) -> Operat
         " WHERE t.token_hash = %s AND t.revoked_at IS NULL AND o.deactivated_at IS NULL", (token_hash,)
     )).fetchone()
     return None if row is None else await get_operator(conn, row["operator_id"])
+
+
+async def password_hash_of(conn: Connection, operator_id: str) -> str | None:
+    row = await (await conn.execute(
+        "SELECT password_hash FROM operators WHERE id = %s AND deactivated_at IS NULL", (operator_id,)
+    )).fetchone()
+    return None if row is None else row["password_hash"]
+
+
+async def set_password_hash(conn: Connection, operator_id: str, password_hash: str) -> None:
+    await conn.execute("UPDATE operators SET password_hash = %s WHERE id = %s", (password_hash, operator_id))

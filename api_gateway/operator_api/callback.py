@@ -35,43 +35,55 @@ async def put(request: web.Request) -> web.Response:
     url = await parsed_body(request, parse_callback)
 
     async def action(conn: Connection) -> web.Response:
-        project = await visible_project(request, conn)
-        try:
-            await check_url(url, require_https=project.mode == "live",
-                            allow_private=request.app[SETTINGS].allow_private_targets)
-        except TargetError as exc:
-            live = " (the project is live: live mode needs https)" if project.mode == "live" else ""
-            raise invalid_fields([("url", f"{exc}{live}")]) from None
-        await projects.update_project(conn, project.id, {"repair_callback_url": url})
-        await hold_live_prerequisites(request, conn, project.id)
-        secret = new_signing_secret()
-        secret_enc = encrypt_secret(request.app[SECRETS_KEYRING], project.id, secret)
-        # The previous secret keeps signing for the rotation's overlap: a receiver that moves to the
-        # new URL (often the same app) verifies with the secret it has until it takes the new one.
-        await callbacks.replace_secret(conn, project.id, secret_enc)
-        await record_audit(conn, request, project_id=project.id, action="callback.set", target=project.id,
-                           data={"url": url, "previous_url": project.repair_callback_url,
-                                 "previous_secret_valid_for_hours": _overlap_hours()})
+        return _with_secret({"url": url}, await set_callback(request, conn, url))
+
+    return await run_idempotent(request, operator_of(request).id, action)
+
+
+async def set_callback(request: web.Request, conn: Connection, url: str) -> str:
+    """Set the path's project's repair callback URL; returns its new signing secret (shown once)."""
+    project = await visible_project(request, conn)
+    try:
+        await check_url(url, require_https=project.mode == "live",
+                        allow_private=request.app[SETTINGS].allow_private_targets)
+    except TargetError as exc:
+        live = " (the project is live: live mode needs https)" if project.mode == "live" else ""
+        raise invalid_fields([("url", f"{exc}{live}")]) from None
+    await projects.update_project(conn, project.id, {"repair_callback_url": url})
+    await hold_live_prerequisites(request, conn, project.id)
+    secret = new_signing_secret()
+    secret_enc = encrypt_secret(request.app[SECRETS_KEYRING], project.id, secret)
+    # The previous secret keeps signing for the rotation's overlap: a receiver that moves to the
+    # new URL (often the same app) verifies with the secret it has until it takes the new one.
+    await callbacks.replace_secret(conn, project.id, secret_enc)
+    await record_audit(conn, request, project_id=project.id, action="callback.set", target=project.id,
+                       data={"url": url, "previous_url": project.repair_callback_url,
+                             "previous_secret_valid_for_hours": overlap_hours()})
+    return secret
+
+
+async def rotate_secret(request: web.Request) -> web.Response:
+    async def action(conn: Connection) -> web.Response:
+        url, secret = await rotate_signing_secret(request, conn)
         return _with_secret({"url": url}, secret)
 
     return await run_idempotent(request, operator_of(request).id, action)
 
 
-async def rotate_secret(request: web.Request) -> web.Response:
-    async def action(conn: Connection) -> web.Response:
-        project = await visible_project(request, conn)
-        if project.repair_callback_url is None:
-            raise Problem(409, "no-callback", "No repair callback",
-                          "Set the repair callback URL first (PUT .../repair-callback); "
-                          "it comes with a secret.")
-        secret = new_signing_secret()
-        secret_enc = encrypt_secret(request.app[SECRETS_KEYRING], project.id, secret)
-        await callbacks.replace_secret(conn, project.id, secret_enc)
-        await record_audit(conn, request, project_id=project.id, action="callback.secret_rotated",
-                           target=project.id, data={"previous_secret_valid_for_hours": _overlap_hours()})
-        return _with_secret({"url": project.repair_callback_url}, secret)
-
-    return await run_idempotent(request, operator_of(request).id, action)
+async def rotate_signing_secret(request: web.Request, conn: Connection) -> tuple[str, str]:
+    """A new signing secret for the path's project's callback: its URL and the secret (shown once).
+    The previous secret keeps signing for ``overlap_hours()``."""
+    project = await visible_project(request, conn)
+    if project.repair_callback_url is None:
+        raise Problem(409, "no-callback", "No repair callback",
+                      "Set the repair callback URL first (PUT .../repair-callback); "
+                      "it comes with a secret.")
+    secret = new_signing_secret()
+    secret_enc = encrypt_secret(request.app[SECRETS_KEYRING], project.id, secret)
+    await callbacks.replace_secret(conn, project.id, secret_enc)
+    await record_audit(conn, request, project_id=project.id, action="callback.secret_rotated",
+                       target=project.id, data={"previous_secret_valid_for_hours": overlap_hours()})
+    return project.repair_callback_url, secret
 
 
 async def read(request: web.Request) -> web.Response:
@@ -84,7 +96,7 @@ async def read(request: web.Request) -> web.Response:
     })
 
 
-def _overlap_hours() -> int:
+def overlap_hours() -> int:
     return int(callbacks.ROTATION_OVERLAP.total_seconds() // 3600)
 
 

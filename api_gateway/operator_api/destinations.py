@@ -46,15 +46,19 @@ async def create(request: web.Request) -> web.Response:
     body = await parsed_body(request, parse_destination)
 
     async def action(conn: Connection) -> web.Response:
-        project = await visible_project(request, conn)
-        target = await _checked_target(request, project, body)
-        created = await destinations.add_destination(conn, project.id, body.type, target)
-        await hold_live_prerequisites(request, conn, project.id)
-        await record_audit(conn, request, project_id=project.id, action="destination.added",
-                           target=created.id, data={"type": created.type, "target": created.target})
-        return json_response(201, destination_document(created))
+        return json_response(201, destination_document(await add_destination(request, conn, body)))
 
     return await run_idempotent(request, operator_of(request).id, action)
+
+
+async def add_destination(request: web.Request, conn: Connection, body: DestinationFields) -> Destination:
+    project = await visible_project(request, conn)
+    target = await _checked_target(request, project, body)
+    created = await destinations.add_destination(conn, project.id, body.type, target)
+    await hold_live_prerequisites(request, conn, project.id)
+    await record_audit(conn, request, project_id=project.id, action="destination.added",
+                       target=created.id, data={"type": created.type, "target": created.target})
+    return created
 
 
 async def _checked_target(request: web.Request, project: Project, body: DestinationFields) -> str:
@@ -81,56 +85,67 @@ async def list_(request: web.Request) -> web.Response:
 
 async def delete(request: web.Request) -> web.Response:
     async def action(conn: Connection) -> web.Response:
-        project = await visible_project(request, conn)
-        not_found = _not_found(request)
-        destination_id = path_id(request, "destination_id", "dst", not_found)
-        removed = await destinations.remove_destination(conn, project.id, destination_id)
-        if removed is None:
-            raise not_found
-        await hold_live_prerequisites(request, conn, project.id)
-        await record_audit(conn, request, project_id=project.id, action="destination.removed",
-                           target=removed.id, data={"type": removed.type, "target": removed.target})
-        return json_response(200, destination_document(removed))
+        return json_response(200, destination_document(await remove_destination(request, conn)))
 
     return await run_idempotent(request, operator_of(request).id, action)
 
 
-async def send_test(request: web.Request) -> web.Response:
-    """Send a test alert now, through the channel the alerts sink uses: 200 when the channel took
-    it, 502 with the channel's error when not. Audited either way; a permanent failure is recorded
-    on the destination like the sink's. A 502 releases the Idempotency-Key, so a retry sends again."""
-    settings = request.app[SETTINGS]
+async def remove_destination(request: web.Request, conn: Connection) -> Destination:
+    """Remove the path's destination (``{destination_id}``); a live project keeps at least one."""
+    project = await visible_project(request, conn)
+    not_found = _not_found(request)
+    destination_id = path_id(request, "destination_id", "dst", not_found)
+    removed = await destinations.remove_destination(conn, project.id, destination_id)
+    if removed is None:
+        raise not_found
+    await hold_live_prerequisites(request, conn, project.id)
+    await record_audit(conn, request, project_id=project.id, action="destination.removed",
+                       target=removed.id, data={"type": removed.type, "target": removed.target})
+    return removed
 
+
+async def send_test(request: web.Request) -> web.Response:
+    """200 when the channel took the test alert, 502 with the channel's error when not. A 502
+    releases the Idempotency-Key, so a retry sends again."""
     async def action(conn: Connection) -> web.Response:
-        project = await visible_project(request, conn)
-        not_found = _not_found(request)
-        destination = await destinations.get_destination(
-            conn, project.id, path_id(request, "destination_id", "dst", not_found))
-        if destination is None:
-            raise not_found
-        error: TransportError | None = None
-        try:
-            async with open_channels(settings) as channels:
-                await channels[destination.type].send(destination.target, _test_alert(project))
-        except TransportError as exc:
-            error = exc
-        if error is None or error.permanent:
-            await destinations.record_outcome(conn, destination.id, None if error is None else error.message)
-        await record_audit(conn, request, project_id=project.id, action="destination.tested",
-                           target=destination.id,
-                           data={"type": destination.type, "target": destination.target,
-                                 "outcome": "sent" if error is None else "failed",
-                                 "error": None if error is None else error.message})
+        tested, error = await test_destination(request, conn)
         if error is not None:
             kind = "refused for good" if error.permanent else "failed for now"
             # Returned, not raised: the audit entry commits with it.
             return Problem(502, "alert-send-failed", "The test alert was not sent",
-                           f"The {destination.type} channel {kind}: {error.message}").response()
-        tested = await destinations.get_destination(conn, project.id, destination.id)
-        assert tested is not None
+                           f"The {tested.type} channel {kind}: {error.message}").response()
         return json_response(200, {"outcome": "sent", "destination": destination_document(tested)})
 
     return await run_idempotent(request, operator_of(request).id, action)
+
+
+async def test_destination(request: web.Request,
+                           conn: Connection) -> tuple[Destination, TransportError | None]:
+    """Send a test alert to the path's destination now, through the channel the alerts sink uses;
+    the destination as it is afterwards, and the channel's error if it did not take the alert.
+    Audited either way; a permanent failure is recorded on the destination like the sink's."""
+    project = await visible_project(request, conn)
+    not_found = _not_found(request)
+    destination = await destinations.get_destination(
+        conn, project.id, path_id(request, "destination_id", "dst", not_found))
+    if destination is None:
+        raise not_found
+    error: TransportError | None = None
+    try:
+        async with open_channels(request.app[SETTINGS]) as channels:
+            await channels[destination.type].send(destination.target, _test_alert(project))
+    except TransportError as exc:
+        error = exc
+    if error is None or error.permanent:
+        await destinations.record_outcome(conn, destination.id, None if error is None else error.message)
+    await record_audit(conn, request, project_id=project.id, action="destination.tested",
+                       target=destination.id,
+                       data={"type": destination.type, "target": destination.target,
+                             "outcome": "sent" if error is None else "failed",
+                             "error": None if error is None else error.message})
+    tested = await destinations.get_destination(conn, project.id, destination.id)
+    assert tested is not None
+    return tested, error
 
 
 def _test_alert(project: Project) -> Alert:

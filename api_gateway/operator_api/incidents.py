@@ -13,7 +13,7 @@ repeats them rather than counting twice.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -39,6 +39,8 @@ from topics.fields import MODES, Checker, FieldErrors, parse_timestamp
 from topics.messages import INCIDENT_REASONS
 
 STATUSES = ("open", "resolved")
+# What the list narrows to by status: open incidents someone acknowledged are open ones too.
+FILTER_STATUSES = (*STATUSES, "acknowledged")
 # The query parameters that narrow the list (DESIGN.md §5), besides paging.
 FILTERS = ("status", "mode", "reason", "reference")
 
@@ -49,8 +51,8 @@ Act = Callable[[Connection, Incident], Awaitable[web.Response]]
 
 async def list_(request: web.Request) -> web.Response:
     limit = list_params(request, *FILTERS)
-    where = _filter(request)
-    before = _cursor(request)
+    where = incident_filter(request.query)
+    before = incident_cursor(request)
     async with request.app[POOL].connection() as conn:
         project = await visible_project(request, conn)
         found = await incidents.list_incidents(conn, project.id, where=where, before=before,
@@ -62,18 +64,18 @@ async def list_(request: web.Request) -> web.Response:
 
 async def read(request: web.Request) -> web.Response:
     async with request.app[POOL].connection() as conn:
-        incident = await _visible_incident(request, conn)
+        incident = await visible_incident(request, conn)
     return json_response(200, incident_document(incident))
 
 
-def _filter(request: web.Request) -> IncidentFilter:
-    """The list's filters from the query, each checked like the field it matches."""
-    check = Checker(dict(request.query))
+def incident_filter(query: Mapping[str, str]) -> IncidentFilter:
+    """The list's filters from a query, each checked like the field it matches."""
+    check = Checker(dict(query))
     where = IncidentFilter(
-        status=check.choice("status", STATUSES, required=False),
+        status=check.choice("status", FILTER_STATUSES, required=False),
         mode=check.choice("mode", MODES, required=False),
         reason=check.choice("reason", INCIDENT_REASONS, required=False),
-        reference=check.reference() if "reference" in request.query else None,
+        reference=check.reference() if "reference" in query else None,
     )
     try:
         check.done()
@@ -85,7 +87,7 @@ def _filter(request: web.Request) -> IncidentFilter:
     return where
 
 
-def _cursor(request: web.Request) -> tuple[datetime, str] | None:
+def incident_cursor(request: web.Request) -> tuple[datetime, str] | None:
     cursor = decode_cursor(request, 2)
     if cursor is None:
         return None
@@ -95,7 +97,7 @@ def _cursor(request: web.Request) -> tuple[datetime, str] | None:
     return at, str(cursor[1])
 
 
-async def _visible_incident(request: web.Request, conn: Connection, *, lock: bool = False) -> Incident:
+async def visible_incident(request: web.Request, conn: Connection, *, lock: bool = False) -> Incident:
     # The same answer whether the incident does not exist or is in a project the operator cannot
     # see: incident ids of other projects stay unknown.
     not_found = Problem(404, "incident-not-found", "Incident not found",
@@ -111,54 +113,67 @@ async def _visible_incident(request: web.Request, conn: Connection, *, lock: boo
 
 async def acknowledge(request: web.Request) -> web.Response:
     async def act(conn: Connection, incident: Incident) -> web.Response:
-        if incident.acknowledged_at is not None:
-            # Someone is on it already; acknowledging again announces nothing.
-            return json_response(202, incident_document(incident))
-        event = _event(request, incident, "acknowledged")
-        await _publish(request, (INCIDENTS, event))
-        return json_response(202, incident_document(await _commit(conn, request, event)))
+        return json_response(202, incident_document(await acknowledge_incident(request, conn, incident)))
 
-    return await _act_on_open_incident(request, act)
+    return await run_on_open_incident(request, act)
 
 
 async def resolve(request: web.Request) -> web.Response:
     note = await parsed_body(request, parse_resolve)
 
     async def act(conn: Connection, incident: Incident) -> web.Response:
-        event = _event(request, incident, "resolved", resolution="manual", note=note)
-        await _publish(request, (INCIDENTS, event))
-        return json_response(202, incident_document(await _commit(conn, request, event, note=note)))
+        return json_response(202, incident_document(await resolve_incident(request, conn, incident, note)))
 
-    return await _act_on_open_incident(request, act)
+    return await run_on_open_incident(request, act)
 
 
 async def reprocess(request: web.Request) -> web.Response:
     async def act(conn: Connection, incident: Incident) -> web.Response:
-        project = await get_project(conn, incident.project_id)
-        if project is None or project.repair_callback_url is None:
-            raise Problem(409, "no-callback", "No repair callback",
-                          "The project has no repair callback URL to call; set one first "
-                          "(PUT .../repair-callback).")
-        # The incident's own cycle: its event and effect types are what the callback reruns.
-        flow = await get_flow_of_incident(conn, incident.project_id, incident.mode, incident.reference,
-                                          incident.id)
-        if flow is None:
-            raise Problem(409, "flow-not-ready", "Flow not ready",
-                          "The incident's flow is not in the read model yet; retry in a moment.",
-                          headers={"Retry-After": "1"})
-        replay_id = derived_id("rpl", incident.id, *_request_identity(request))
-        event = _event(request, incident, "reprocess_requested", replay_id=replay_id)
-        repair = RepairRequest(
-            replay_id=replay_id, incident_id=incident.id, project_id=incident.project_id,
-            reference=incident.reference, mode=incident.mode, event_type=flow.event_type,
-            effect_type=flow.effect_type, requested_by=event.actor, requested_at=event.occurred_at,
-        )
-        # The repair first: "reprocess requested" is announced only once the request is out.
-        await _publish(request, (REPAIRS, repair), (INCIDENTS, event))
-        await _commit(conn, request, event, replay_id=replay_id)
-        return json_response(202, {"replay_id": replay_id})
+        return json_response(202, {"replay_id": await reprocess_incident(request, conn, incident)})
 
-    return await _act_on_open_incident(request, act)
+    return await run_on_open_incident(request, act)
+
+
+async def acknowledge_incident(request: web.Request, conn: Connection, incident: Incident) -> Incident:
+    if incident.acknowledged_at is not None:
+        # Someone is on it already; acknowledging again announces nothing.
+        return incident
+    event = _event(request, incident, "acknowledged")
+    await _publish(request, (INCIDENTS, event))
+    return await _commit(conn, request, event)
+
+
+async def resolve_incident(request: web.Request, conn: Connection, incident: Incident, note: str) -> Incident:
+    event = _event(request, incident, "resolved", resolution="manual", note=note)
+    await _publish(request, (INCIDENTS, event))
+    return await _commit(conn, request, event, note=note)
+
+
+async def reprocess_incident(request: web.Request, conn: Connection, incident: Incident) -> str:
+    """Ask for the repair callback to be called again; returns the replay's id."""
+    project = await get_project(conn, incident.project_id)
+    if project is None or project.repair_callback_url is None:
+        raise Problem(409, "no-callback", "No repair callback",
+                      "The project has no repair callback URL to call; set one first "
+                      "(PUT .../repair-callback).")
+    # The incident's own cycle: its event and effect types are what the callback reruns.
+    flow = await get_flow_of_incident(conn, incident.project_id, incident.mode, incident.reference,
+                                      incident.id)
+    if flow is None:
+        raise Problem(409, "flow-not-ready", "Flow not ready",
+                      "The incident's flow is not in the read model yet; retry in a moment.",
+                      headers={"Retry-After": "1"})
+    replay_id = derived_id("rpl", incident.id, *_request_identity(request))
+    event = _event(request, incident, "reprocess_requested", replay_id=replay_id)
+    repair = RepairRequest(
+        replay_id=replay_id, incident_id=incident.id, project_id=incident.project_id,
+        reference=incident.reference, mode=incident.mode, event_type=flow.event_type,
+        effect_type=flow.effect_type, requested_by=event.actor, requested_at=event.occurred_at,
+    )
+    # The repair first: "reprocess requested" is announced only once the request is out.
+    await _publish(request, (REPAIRS, repair), (INCIDENTS, event))
+    await _commit(conn, request, event, replay_id=replay_id)
+    return replay_id
 
 
 def parse_resolve(doc: Any) -> str:
@@ -172,18 +187,19 @@ def parse_resolve(doc: Any) -> str:
     return note  # type: ignore[return-value]
 
 
-async def _act_on_open_incident(request: web.Request, act: Act) -> web.Response:
+async def run_on_open_incident(request: web.Request, act: Act, *,
+                               store_refusals: bool = True) -> web.Response:
     """Run ``act`` idempotently on the path's incident, its row locked so that two actions on one
     incident take turns (the second sees what the first did)."""
     async def action(conn: Connection) -> web.Response:
-        incident = await _visible_incident(request, conn, lock=True)
+        incident = await visible_incident(request, conn, lock=True)
         if incident.status == "resolved":
             raise Problem(409, "incident-resolved", "Incident resolved",
                           f"Incident {incident.id} is resolved ({incident.resolution}); "
                           "a resolved incident is final.")
         return await act(conn, incident)
 
-    return await run_idempotent(request, operator_of(request).id, action)
+    return await run_idempotent(request, operator_of(request).id, action, store_refusals=store_refusals)
 
 
 def _request_identity(request: web.Request) -> tuple[str, str]:

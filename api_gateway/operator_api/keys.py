@@ -38,19 +38,26 @@ async def create(request: web.Request) -> web.Response:
     label = await parsed_body(request, parse_key_create)
 
     async def action(conn: Connection) -> web.Response:
-        project = await visible_project(request, conn)
-        key_id, new_key = await create_api_key(conn, actor(request), project.id, label)
-        info = await projects.get_api_key(conn, project.id, key_id)
-        assert info is not None
+        info, plaintext = await new_key(request, conn, label)
         # The only time the key is shown: the stored copy that a replay returns has it redacted,
         # so the plaintext is never written anywhere.
         shown = key_document(info)
         return with_secret_redacted(
-            json_response(201, {**shown, "key": new_key.plaintext}),
+            json_response(201, {**shown, "key": plaintext}),
             {**json_document(shown), "key": None, "key_redacted": True},
         )
 
     return await run_idempotent(request, operator_of(request).id, action)
+
+
+async def new_key(request: web.Request, conn: Connection, label: str) -> tuple[ApiKeyInfo, str]:
+    """A new API key of the path's project: its stored parts, and the key itself (``sk_...``),
+    which nothing stores and which cannot be shown again."""
+    project = await visible_project(request, conn)
+    key_id, created = await create_api_key(conn, actor(request), project.id, label)
+    info = await projects.get_api_key(conn, project.id, key_id)
+    assert info is not None
+    return info, created.plaintext
 
 
 async def list_(request: web.Request) -> web.Response:
@@ -64,18 +71,24 @@ async def list_(request: web.Request) -> web.Response:
 
 async def revoke(request: web.Request) -> web.Response:
     async def action(conn: Connection) -> web.Response:
-        project = await visible_project(request, conn)
-        not_found = Problem(404, "key-not-found", "API key not found",
-                            f"No API key {request.match_info['key_id']!r} in this project.")
-        key_id = path_id(request, "key_id", "key", not_found)
-        before = await projects.get_api_key(conn, project.id, key_id)
-        revoked = await projects.revoke_api_key(conn, project.id, key_id)
-        if revoked is None or before is None:
-            raise not_found
-        if before.revoked_at is None:
-            await hold_live_prerequisites(request, conn, project.id)
-            await record_audit(conn, request, project_id=project.id, action="api_key.revoked", target=key_id,
-                               data={"label": revoked.label, "prefix": revoked.prefix})
-        return json_response(200, key_document(revoked))
+        return json_response(200, key_document(await revoke_key(request, conn)))
 
     return await run_idempotent(request, operator_of(request).id, action)
+
+
+async def revoke_key(request: web.Request, conn: Connection) -> ApiKeyInfo:
+    """Revoke the path's key (``{key_id}``); revoking it again changes nothing and audits nothing.
+    A live project keeps at least one key."""
+    project = await visible_project(request, conn)
+    not_found = Problem(404, "key-not-found", "API key not found",
+                        f"No API key {request.match_info['key_id']!r} in this project.")
+    key_id = path_id(request, "key_id", "key", not_found)
+    before = await projects.get_api_key(conn, project.id, key_id)
+    revoked = await projects.revoke_api_key(conn, project.id, key_id)
+    if revoked is None or before is None:
+        raise not_found
+    if before.revoked_at is None:
+        await hold_live_prerequisites(request, conn, project.id)
+        await record_audit(conn, request, project_id=project.id, action="api_key.revoked", target=key_id,
+                           data={"label": revoked.label, "prefix": revoked.prefix})
+    return revoked

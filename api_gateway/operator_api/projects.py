@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
 from api_gateway.http_input import parsed_body
@@ -26,18 +28,21 @@ from store.projects import Project
 
 
 async def create(request: web.Request) -> web.Response:
-    operator = operator_of(request)
     body = await parsed_body(request, parse_project_create)
 
     async def action(conn: Connection) -> web.Response:
-        if body.values.get("mode") == "live":
-            raise Problem(409, "live-prerequisites", "Cannot create a live project",
-                          "Create the project in test mode, set its callback, key and alert destination, "
-                          "then switch it to live.")
-        project = await create_project(conn, actor(request), operator.id, body.values)
-        return json_response(201, project_document(project))
+        return json_response(201, project_document(await new_project(request, conn, body.values)))
 
-    return await run_idempotent(request, operator.id, action)
+    return await run_idempotent(request, operator_of(request).id, action)
+
+
+async def new_project(request: web.Request, conn: Connection, values: dict[str, Any]) -> Project:
+    """A project of the asking operator's, who becomes its member; always created in test mode."""
+    if values.get("mode") == "live":
+        raise Problem(409, "live-prerequisites", "Cannot create a live project",
+                      "Create the project in test mode, set its callback, key and alert destination, "
+                      "then switch it to live.")
+    return await create_project(conn, actor(request), operator_of(request).id, values)
 
 
 async def list_(request: web.Request) -> web.Response:
@@ -60,19 +65,24 @@ async def update(request: web.Request) -> web.Response:
     body = await parsed_body(request, parse_project_update)
 
     async def action(conn: Connection) -> web.Response:
-        project = await visible_project(request, conn)
-        changes = {k: v for k, v in body.values.items() if getattr(project, k) != v}
-        if changes.get("mode") == "live":
-            await require_live_prerequisites(request, conn, project.id)
-        updated = await projects.update_project(conn, project.id, changes)
-        if changes:
-            action_name = "project.mode_switched" if set(changes) == {"mode"} else "project.updated"
-            await record_audit(conn, request, project_id=project.id, action=action_name, target=project.id,
-                               data={"changes": {k: {"from": getattr(project, k), "to": v}
-                                                 for k, v in changes.items()}})
-        return json_response(200, project_document(updated))
+        return json_response(200, project_document(await change_project(request, conn, body.values)))
 
     return await run_idempotent(request, operator_of(request).id, action)
+
+
+async def change_project(request: web.Request, conn: Connection, values: dict[str, Any]) -> Project:
+    """The path's project with ``values`` changed, audited; going live only with its prerequisites."""
+    project = await visible_project(request, conn)
+    changes = {k: v for k, v in values.items() if getattr(project, k) != v}
+    if changes.get("mode") == "live":
+        await require_live_prerequisites(request, conn, project.id)
+    updated = await projects.update_project(conn, project.id, changes)
+    if changes:
+        action_name = "project.mode_switched" if set(changes) == {"mode"} else "project.updated"
+        await record_audit(conn, request, project_id=project.id, action=action_name, target=project.id,
+                           data={"changes": {k: {"from": getattr(project, k), "to": v}
+                                             for k, v in changes.items()}})
+    return updated
 
 
 async def require_live_prerequisites(request: web.Request, conn: Connection, project_id: str) -> None:
@@ -80,7 +90,7 @@ async def require_live_prerequisites(request: web.Request, conn: Connection, pro
     switch commits, so a change that would open a gap waits for it (``hold_live_prerequisites``)."""
     project = await projects.lock_project(conn, project_id)
     assert project is not None  # the caller has just read it, and projects are never deleted
-    missing = await _live_gaps(request, conn, project, resolve=True)
+    missing = await live_gaps(request, conn, project, resolve=True)
     if missing:
         raise Problem(409, "live-prerequisites", "Not ready for live mode",
                       "The project cannot switch to live yet: " + "; ".join(m for _, m in missing) + ".",
@@ -94,7 +104,7 @@ async def hold_live_prerequisites(request: web.Request, conn: Connection, projec
     project = await projects.lock_project(conn, project_id)
     assert project is not None
     # The callback's host is not resolved again here: a DNS hiccup must not block revoking a key.
-    missing = [] if project.mode != "live" else await _live_gaps(request, conn, project, resolve=False)
+    missing = [] if project.mode != "live" else await live_gaps(request, conn, project, resolve=False)
     if missing:
         raise Problem(409, "live-prerequisites", "Live mode needs this",
                       f"Project {project.id} is live, and this change would leave it without what live "
@@ -103,7 +113,7 @@ async def hold_live_prerequisites(request: web.Request, conn: Connection, projec
                       f'{project.id} {{"mode": "test"}}).', errors=missing)
 
 
-async def _live_gaps(request: web.Request, conn: Connection, project: Project, *,
+async def live_gaps(request: web.Request, conn: Connection, project: Project, *,
                      resolve: bool) -> list[tuple[str, str]]:
     """What live mode needs and the project lacks: an https repair path (its host resolving to
     allowed addresses, with ``resolve``), an API key, and someone to tell (over https, for Slack)."""

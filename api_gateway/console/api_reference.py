@@ -1,0 +1,71 @@
+"""``/docs``: the API reference, rendered from the OpenAPI document the gateway serves, readable
+without an account."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from api_gateway import openapi
+from api_gateway.console.pages import render
+
+METHODS = ("get", "post", "put", "patch", "delete")
+
+
+@dataclass(frozen=True)
+class Operation:
+    method: str
+    path: str
+    summary: str
+    anchor: str
+    credential: str
+    parameters: list[dict[str, Any]]
+    body: str | None
+    responses: list[tuple[str, str]]
+
+
+def _resolved(doc: dict[str, Any], node: dict[str, Any]) -> dict[str, Any]:
+    ref = node.get("$ref")
+    if not isinstance(ref, str):
+        return node
+    found: Any = doc
+    for part in ref.removeprefix("#/").split("/"):
+        found = found[part]
+    return found
+
+
+def _schema_name(node: dict[str, Any] | None) -> str | None:
+    ref = (node or {}).get("$ref")
+    return ref.rsplit("/", 1)[-1] if isinstance(ref, str) else None
+
+
+def _operations(doc: dict[str, Any]) -> dict[str, list[Operation]]:
+    by_tag: dict[str, list[Operation]] = {tag["name"]: [] for tag in doc["tags"]}
+    for path, item in doc["paths"].items():
+        shared = item.get("parameters", [])
+        for method in METHODS:
+            if method not in item:
+                continue
+            op = item[method]
+            security = [name for entry in op.get("security", []) for name in entry]
+            body = op.get("requestBody", {}).get("content", {}).get("application/json", {}).get("schema")
+            by_tag.setdefault(op["tags"][0], []).append(Operation(
+                method=method.upper(), path=path, summary=op.get("summary", ""), anchor=op["operationId"],
+                credential={openapi.API_KEY: "API key (sk_…)",
+                            openapi.OPERATOR_TOKEN: "operator token (op_…)"}.get(
+                                security[0] if security else "", "none"),
+                parameters=[_resolved(doc, p) for p in [*shared, *op.get("parameters", [])]],
+                body=_schema_name(body),
+                responses=[(code, _resolved(doc, answer).get("description", ""))
+                           for code, answer in op.get("responses", {}).items()],
+            ))
+    return {tag: ops for tag, ops in by_tag.items() if ops}
+
+
+async def show(request: web.Request) -> web.Response:
+    doc = openapi.document()
+    return render(request, "docs.html", info=doc["info"], tags={t["name"]: t.get("description", "")
+                                                                for t in doc["tags"]},
+                  operations=_operations(doc), schemas=doc["components"]["schemas"])
