@@ -13,7 +13,7 @@ from aiohttp import web
 from api_gateway.auth import auth_middleware
 from api_gateway.console.middleware import console_middleware
 from api_gateway.console.pages import setup_pages
-from api_gateway.http_input import MAX_BODY_BYTES
+from api_gateway.http_input import MAX_BATCH_BYTES
 from api_gateway.idempotency import BATCHER
 from api_gateway.idempotency_batcher import IdempotencyBatcher
 from api_gateway.key_usage import KeyUsage
@@ -123,7 +123,8 @@ def create_app(settings: Settings) -> web.Application:
         # The request id only where JSON logs show it: the ingest path pays nothing for it otherwise.
         middlewares=[*([request_context_middleware] if settings.log_format == "json" else []),
                      metrics_middleware, problem_middleware, console_middleware, auth_middleware],
-        client_max_size=MAX_BODY_BYTES,
+        # The largest body any route takes; each route's own limit is checked as it reads the body.
+        client_max_size=MAX_BATCH_BYTES,
     )
     app[SETTINGS] = settings
     app[SECRETS_KEYRING] = Keyring.parse("SENDPROMPTLY_SECRET_KEYS", settings.secret_keys)

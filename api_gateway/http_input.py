@@ -15,21 +15,25 @@ from topics.fields import FieldErrors
 T = TypeVar("T")
 
 MAX_BODY_BYTES = 64 * 1024
+# A batch of signals (api_gateway/ingest_batch.py) may be larger; nothing else is.
+MAX_BATCH_BYTES = 1024 * 1024
 _IDEMPOTENCY_KEY_RE = re.compile(r"[\x21-\x7e]{1,255}")
 
 
-async def json_body(request: web.Request) -> Any:
+async def json_body(request: web.Request, *, max_bytes: int = MAX_BODY_BYTES) -> Any:
     if request.content_type != "application/json":
         raise Problem(
             415, "unsupported-media-type", "Unsupported Media Type",
             f"Send the body as Content-Type: application/json (got {request.content_type or 'none'!r}).",
         )
-    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
-        raise _too_large()
+    if request.content_length is not None and request.content_length > max_bytes:
+        raise _too_large(max_bytes)
     try:
         raw = await request.read()
     except web.HTTPRequestEntityTooLarge:
-        raise _too_large() from None
+        raise _too_large(max_bytes) from None
+    if len(raw) > max_bytes:  # sent chunked, without a length
+        raise _too_large(max_bytes)
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -39,16 +43,20 @@ async def json_body(request: web.Request) -> Any:
 
 async def parsed_body(request: web.Request, parse: Callable[[Any], T]) -> T:
     """The JSON body, checked by ``parse``; every broken field rule becomes one 422."""
-    doc = await json_body(request)
+    return checked(await json_body(request), parse)
+
+
+def checked(doc: Any, parse: Callable[[Any], T]) -> T:
+    """``doc`` checked by ``parse``; every broken field rule becomes one 422."""
     try:
         return parse(doc)
     except FieldErrors as exc:
         raise invalid_fields(exc.errors) from None
 
 
-def _too_large() -> Problem:
+def _too_large(max_bytes: int) -> Problem:
     return Problem(413, "payload-too-large", "Payload Too Large",
-                   f"The body must be at most {MAX_BODY_BYTES} bytes.")
+                   f"The body must be at most {max_bytes} bytes.")
 
 
 def valid_idempotency_key(value: str) -> bool:

@@ -84,6 +84,43 @@ async def run_idempotent(request: web.Request, scope: str, action: Action, *,
         raise
 
 
+async def run_idempotent_unheld(request: web.Request, scope: str,
+                                work: Callable[[], Awaitable[web.Response]]) -> web.Response:
+    """For requests whose work keeps keys of its own and waits on Kafka (batch ingest): the
+    request's key is claimed, ``work()`` runs holding no connection, and its answer is stored
+    (a 5xx, or an exception, gives the key back for the retry)."""
+    pool = request.app[POOL]
+
+    async def claim(key: str, request_print: bytes) -> Claim:
+        async with pool.connection() as conn:
+            return await records.claim(conn, scope, key, request_print)
+
+    key, claimed = await _claim(request, scope, claim)
+    if claimed.outcome is ClaimOutcome.REPLAY:
+        return _replayed(claimed)
+    try:
+        response = await work()
+    except BaseException:
+        await _release(pool, scope, key)
+        raise
+    if response.status >= 500:
+        await _release(pool, scope, key)
+        return response
+    async with pool.connection() as conn:
+        await records.complete(conn, scope, key, _stored(response))
+    return response
+
+
+async def give_back(pool: Pool, scope: str, key: str, *, taken_over: bool) -> None:
+    """Let the client's retry have the key of a request whose publish failed. A claim taken over
+    keeps its stored answer (the first owner may have given it): only its lease ends."""
+    if not taken_over:
+        await _release(pool, scope, key)
+        return
+    async with pool.connection() as conn:
+        await records.lapse(conn, scope, key)
+
+
 @dataclass(frozen=True)
 class Accepted:
     """An ingest request's answer (its 202) and the Kafka write that must succeed before it is
@@ -94,7 +131,8 @@ class Accepted:
 
 
 async def run_idempotent_publish(request: web.Request, scope: str,
-                                 accepted_at: Callable[[datetime], Accepted]) -> web.Response:
+                                 accepted_at: Callable[[datetime], Accepted], *,
+                                 request_print: bytes | None = None) -> web.Response:
     """For actions whose effect is a Kafka write (ingest): ``accepted_at(received_at)`` makes the
     answer and the publish, and the answer is given once the publish returned. No database
     transaction and no connection is held while waiting for the broker. The claim stores the
@@ -105,7 +143,10 @@ async def run_idempotent_publish(request: web.Request, scope: str,
     background. If it never lands (the process died, the database stayed away), the claim's lease
     runs out and a retry of the request takes the claim over: it publishes the signal again for the
     first ``received_at`` and gives the first answer (at-least-once, which the agents'
-    (project_id, idempotency_key) dedupe absorbs; the deadline is the same either way)."""
+    (project_id, idempotency_key) dedupe absorbs; the deadline is the same either way).
+
+    ``request_print``: what makes two requests the same, when not their exact bytes (a signal
+    is the same in a single request and as an item of a batch)."""
     batcher = request.app[BATCHER]
     received_at = datetime.now(UTC)
     accepted = accepted_at(received_at)
@@ -113,7 +154,7 @@ async def run_idempotent_publish(request: web.Request, scope: str,
     async def claim(key: str, request_print: bytes) -> Claim:
         return await batcher.claim(scope, key, request_print, _stored(accepted.answer), received_at)
 
-    key, claimed = await _claim(request, scope, claim)
+    key, claimed = await _claim(request, scope, claim, request_print)
     if claimed.outcome is ClaimOutcome.REPLAY:
         return _replayed(claimed)
     if claimed.taken_over:
@@ -126,19 +167,20 @@ async def run_idempotent_publish(request: web.Request, scope: str,
     try:
         await accepted.publish()
     except BaseException:
-        await _give_back(request.app[POOL], scope, key, taken_over=claimed.taken_over)
+        await give_back(request.app[POOL], scope, key, taken_over=claimed.taken_over)
         raise
     await batcher.complete(scope, key)
     return accepted.answer
 
 
-async def _claim(request: web.Request, scope: str,
-                 claim_key: Callable[[str, bytes], Awaitable[Claim]]) -> tuple[str, Claim]:
+async def _claim(request: web.Request, scope: str, claim_key: Callable[[str, bytes], Awaitable[Claim]],
+                 request_print: bytes | None = None) -> tuple[str, Claim]:
     """Claim the request's key with ``claim_key``; returns it, and the claim: owned, or a replay.
     Refuses a reused key (422) and one still in flight (409)."""
     key = idempotency_key(request)
     scope_kind = scope.split("_", 1)[0]
-    request_print = fingerprint(request.method, request.path, await request.read())
+    if request_print is None:
+        request_print = fingerprint(request.method, request.path, await request.read())
     claim = await claim_key(key, request_print)
     if claim.outcome is ClaimOutcome.REPLAY:
         REPLAYS.labels(scope_kind).inc()
@@ -161,16 +203,6 @@ async def _claim(request: web.Request, scope: str,
 async def _release(pool: Pool, scope: str, key: str) -> None:
     async with pool.connection() as conn:
         await records.release(conn, scope, key)
-
-
-async def _give_back(pool: Pool, scope: str, key: str, *, taken_over: bool) -> None:
-    """Let the client's retry have the key of a request whose publish failed. A claim taken over
-    keeps its stored answer (the first owner may have given it): only its lease ends."""
-    if not taken_over:
-        await _release(pool, scope, key)
-        return
-    async with pool.connection() as conn:
-        await records.lapse(conn, scope, key)
 
 
 async def _answer(action: Action, conn: Connection, store_refusals: bool) -> web.Response:

@@ -6,18 +6,21 @@ the truth: one cycle of the reference in one mode, and the list of its cycles.""
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
+from typing import Any
 from urllib.parse import quote, urlencode
 
+import orjson
 from aiohttp import web
 from prometheus_client import Counter
 
-from api_gateway.http_input import idempotency_key, parsed_body
+from api_gateway.http_input import checked, idempotency_key, json_body
 from api_gateway.idempotency import Accepted, run_idempotent_publish
 from api_gateway.incident_document import incident_document
-from api_gateway.ingest_bodies import parse_receipt, parse_result
+from api_gateway.ingest_bodies import ReceiptBody, ResultBody, parse_receipt, parse_result
 from api_gateway.metrics import child
 from api_gateway.problems import Problem, kafka_unavailable
 from api_gateway.publisher import PublishUnavailable
@@ -28,7 +31,7 @@ from store.db import Connection
 from store.flows import CycleSummary, FlowView, get_flow, list_cycles
 from store.incidents import Incident, get_incident
 from store.projects import Project
-from topics import RECEIPTS, RESULTS, Receipt, Result, TopicSpec, encode, flow_key
+from topics import RECEIPTS, RESULTS, Receipt, Result, encode, flow_key
 from topics.fields import MAX_REFERENCE_CHARS, MODES
 
 FLOWS_PATH = "/api/v1/flows"
@@ -44,14 +47,19 @@ SIGNALS = Counter("sendpromptly_ingest_signals_total", "Signals accepted (acknow
                   ["kind", "mode"])
 
 
-async def _publish(request: web.Request, topic: TopicSpec, project: Project, kind: str,
-                   signal: Receipt | Result) -> None:
+async def publish_signal(request: web.Request, kind: str, signal: Receipt | Result) -> None:
+    """Publish ``signal`` and wait for Kafka's acknowledgement (``PublishUnavailable`` if none)."""
+    topic = RECEIPTS if isinstance(signal, Receipt) else RESULTS
+    await request.app[PUBLISHER].publish(topic.name(request.app[SETTINGS].topic_prefix),
+                                         flow_key(signal.project_id, signal.reference), encode(signal))
+    child(SIGNALS, kind, signal.mode or "").inc()
+
+
+async def _publish(request: web.Request, kind: str, signal: Receipt | Result) -> None:
     try:
-        await request.app[PUBLISHER].publish(topic.name(request.app[SETTINGS].topic_prefix),
-                                             flow_key(project.id, signal.reference), encode(signal))
+        await publish_signal(request, kind, signal)
     except PublishUnavailable as exc:
         raise kafka_unavailable("The signal was not stored", exc) from exc
-    child(SIGNALS, kind, project.mode).inc()
 
 
 def flow_url(reference: str, mode: str) -> str:
@@ -61,54 +69,77 @@ def flow_url(reference: str, mode: str) -> str:
 
 
 def _accepted(project: Project, reference: str, kind: str, received_at: datetime,
-              **more: object) -> web.Response:
-    return json_response(202, {
+              **more: object) -> dict[str, object]:
+    return {
         "project_id": project.id, "reference": reference, "mode": project.mode, "kind": kind,
         "status": "accepted", "received_at": received_at, **more,
         "flow_url": flow_url(reference, project.mode),
-    })
+    }
 
 
-def _scope(project: Project) -> str:
-    # Per mode: a key used in test mode means nothing in live mode. (The metrics' scope_kind is the
-    # scope's part before "_": "prj" still.)
+def scope_of(project: Project) -> str:
+    """The Idempotency-Key scope of a project's signals. Per mode: a key used in test mode means
+    nothing in live mode. (The metrics' scope_kind is the scope's part before "_": "prj" still.)"""
     return f"{project.id}:{project.mode}"
+
+
+def receipt_signal(request: web.Request, project: Project, key: str, body: ReceiptBody,
+                   received_at: datetime) -> tuple[Receipt, dict[str, object]]:
+    """The receipt to publish for ``body`` and the answer that says it was accepted."""
+    receipt = Receipt(
+        project_id=project.id, idempotency_key=key, reference=body.reference, event_type=body.event_type,
+        effect_type=body.effect_type, received_at=received_at, timeout_seconds=body.timeout_seconds,
+        mode=project.mode,
+        snapshot=seal(request.app[SNAPSHOT_KEYRING], project, body.reference, body.payload),
+    )
+    # What the receipt's cycle will be given if it starts one; a repeat on an open cycle moves nothing.
+    timeout_seconds = body.timeout_seconds or project.timeout_minutes * 60
+    answer = _accepted(project, body.reference, "receipt", received_at, timeout_seconds=timeout_seconds)
+    return receipt, answer
+
+
+def result_signal(request: web.Request, project: Project, key: str, body: ResultBody,
+                  received_at: datetime) -> tuple[Result, dict[str, object]]:
+    """The result to publish for ``body`` and the answer that says it was accepted."""
+    result = Result(
+        project_id=project.id, idempotency_key=key, reference=body.reference, status=body.status,
+        received_at=received_at, replay_id=body.replay_id, detail=body.detail, mode=project.mode,
+    )
+    return result, _accepted(project, body.reference, "result", received_at, result=body.status)
+
+
+def signal_fingerprint(kind: str, doc: dict[str, Any]) -> bytes:
+    """What makes two signals the same for one idempotency key: their kind and their fields, in
+    any order and spacing. So a signal sent alone and as an item of a batch is the same signal."""
+    return hashlib.sha256(kind.encode() + b"\0" + orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)).digest()
 
 
 async def post_receipt(request: web.Request) -> web.Response:
     key = idempotency_key(request)
-    body = await parsed_body(request, parse_receipt)
+    doc = await json_body(request)
+    body = checked(doc, parse_receipt)
     project: Project = request[PROJECT]
-    # What the receipt's cycle will be given if it starts one; a repeat on an open cycle moves nothing.
-    timeout_seconds = body.timeout_seconds or project.timeout_minutes * 60
 
     def accepted_at(received_at: datetime) -> Accepted:
-        receipt = Receipt(
-            project_id=project.id, idempotency_key=key, reference=body.reference, event_type=body.event_type,
-            effect_type=body.effect_type, received_at=received_at, timeout_seconds=body.timeout_seconds,
-            mode=project.mode,
-            snapshot=seal(request.app[SNAPSHOT_KEYRING], project, body.reference, body.payload),
-        )
-        answer = _accepted(project, body.reference, "receipt", received_at, timeout_seconds=timeout_seconds)
-        return Accepted(answer, partial(_publish, request, RECEIPTS, project, "receipt", receipt))
+        receipt, answer = receipt_signal(request, project, key, body, received_at)
+        return Accepted(json_response(202, answer), partial(_publish, request, "receipt", receipt))
 
-    return await run_idempotent_publish(request, _scope(project), accepted_at)
+    return await run_idempotent_publish(request, scope_of(project), accepted_at,
+                                        request_print=signal_fingerprint("receipt", doc))
 
 
 async def post_result(request: web.Request) -> web.Response:
     key = idempotency_key(request)
-    body = await parsed_body(request, parse_result)
+    doc = await json_body(request)
+    body = checked(doc, parse_result)
     project: Project = request[PROJECT]
 
     def accepted_at(received_at: datetime) -> Accepted:
-        result = Result(
-            project_id=project.id, idempotency_key=key, reference=body.reference, status=body.status,
-            received_at=received_at, replay_id=body.replay_id, detail=body.detail, mode=project.mode,
-        )
-        answer = _accepted(project, body.reference, "result", received_at, result=body.status)
-        return Accepted(answer, partial(_publish, request, RESULTS, project, "result", result))
+        result, answer = result_signal(request, project, key, body, received_at)
+        return Accepted(json_response(202, answer), partial(_publish, request, "result", result))
 
-    return await run_idempotent_publish(request, _scope(project), accepted_at)
+    return await run_idempotent_publish(request, scope_of(project), accepted_at,
+                                        request_print=signal_fingerprint("result", doc))
 
 
 @dataclass(frozen=True)

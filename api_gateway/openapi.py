@@ -22,8 +22,9 @@ import orjson
 from aiohttp import web
 
 from agents.flow import Status as FlowStatus
-from api_gateway.http_input import _IDEMPOTENCY_KEY_RE, MAX_BODY_BYTES
+from api_gateway.http_input import _IDEMPOTENCY_KEY_RE, MAX_BATCH_BYTES, MAX_BODY_BYTES
 from api_gateway.ingest import MAX_CYCLE, MAX_CYCLES_LISTED
+from api_gateway.ingest_batch import MAX_ITEMS
 from api_gateway.ingest_bodies import MAX_PAYLOAD_BYTES, MAX_TIMEOUT_MINUTES
 from api_gateway.operator_api.bodies import (
     MAX_LABEL_CHARS,
@@ -129,6 +130,38 @@ def _json_content(schema: dict[str, Any], media_type: str = JSON) -> dict[str, A
 # --- components -----------------------------------------------------------------------------------
 
 def _schemas() -> dict[str, Any]:
+    schemas = _single_schemas()
+    return {**schemas, **_batch_schemas(schemas)}
+
+
+def _batch_schemas(schemas: dict[str, Any]) -> dict[str, Any]:
+    """The batch endpoints' bodies and answers, made from the single endpoints' (one declaration
+    of each signal's fields)."""
+    key = _string("This signal's own idempotency key: 1-255 visible ASCII characters, in the same namespace "
+                  "as single requests' Idempotency-Keys (the project and its mode).",
+                  minLength=1, maxLength=255, pattern=_anchored(_IDEMPOTENCY_KEY_RE))
+    head = {"index": {"type": "integer", "minimum": 0, "description": "The item's place in the request."},
+            "idempotency_key": _nullable(key)}
+    out: dict[str, Any] = {}
+    for kind, body, accepted in (("Receipt", "ReceiptBody", "ReceiptAccepted"),
+                                 ("Result", "ResultBody", "ResultAccepted")):
+        single = schemas[body]
+        item = {**single, "required": ["idempotency_key", *single["required"]],
+                "properties": {"idempotency_key": key, **single["properties"]}}
+        answer = schemas[accepted]
+        out[f"{kind}BatchItem"] = item
+        out[f"{kind}Batch"] = _object({"items": {"type": "array", "minItems": 1, "maxItems": MAX_ITEMS,
+                                                 "items": _ref(f"{kind}BatchItem")}})
+        out[f"{kind}BatchResults"] = _object({"items": {"type": "array", "items": {"oneOf": [
+            {**answer, "required": ["index", "idempotency_key", "outcome", *answer["required"]],
+             "properties": {**head, "outcome": {"enum": ["accepted", "replayed"]}, **answer["properties"]}},
+            _object({**head, "outcome": {"const": "rejected"}, "problem": _ref("Problem")}),
+        ]}, "description": "One result per item, in the request's order: accepted (Kafka has it), replayed "
+                            "(its key was seen: the first answer, nothing published) or rejected (why)."}})
+    return out
+
+
+def _single_schemas() -> dict[str, Any]:
     timestamp, mode = _ref("Timestamp"), _ref("Mode")
     project_fields: dict[str, dict[str, Any]] = {
         "mode": mode,
@@ -512,7 +545,9 @@ _PROBLEMS: dict[int, tuple[str, str, dict[str, Any]]] = {
                       "alert destination, or an http callback or Slack webhook; no callback to rotate or "
                       "to reprocess with, a resolved incident).",
           {**_RETRY_AFTER, **_REPLAYED}),
-    413: ("PayloadTooLarge", f"The body is over {MAX_BODY_BYTES} bytes.", {}),
+    413: ("PayloadTooLarge",
+          f"The body is over its limit: {MAX_BODY_BYTES} bytes, {MAX_BATCH_BYTES} for a batch of signals.",
+          {}),
     415: ("UnsupportedMediaType", "The body is not sent as Content-Type: application/json.", {}),
     422: ("UnprocessableContent", "Invalid fields (each named in errors), or an Idempotency-Key reused with "
                                   "another request.", _REPLAYED),
@@ -620,6 +655,14 @@ def _paths() -> dict[str, Any]:
         "/api/v1/result": {"post": ingest.mutating(
             "postResult", "Accepted: Kafka has the result.", (202, "ResultAccepted"), 503,
             body="ResultBody")},
+        "/api/v1/receipts/batch": {"post": ingest.mutating(
+            "postReceiptBatch", f"Up to {MAX_ITEMS} receipts and {MAX_BATCH_BYTES} bytes, each with its own "
+            "idempotency_key; answered once Kafka has every accepted one. 503: Kafka did not take them all; "
+            "retry the same request.", (200, "ReceiptBatchResults"), 503, body="ReceiptBatch")},
+        "/api/v1/results/batch": {"post": ingest.mutating(
+            "postResultBatch", f"Up to {MAX_ITEMS} results and {MAX_BATCH_BYTES} bytes, each with its own "
+            "idempotency_key; answered once Kafka has every accepted one. 503: Kafka did not take them all; "
+            "retry the same request.", (200, "ResultBatchResults"), 503, body="ResultBatch")},
         "/api/v1/flows/{reference}": _in_path("FlowReference", get=ingest.read(
             "getFlow", "A flow's state (one cycle of the reference in one mode, the latest unless ?cycle= "
             "says), its incident, if any, and the reference's cycles; the truth the 202 does not state "
@@ -777,7 +820,8 @@ def _build() -> dict[str, Any]:
             "description": (
                 "Catches 'paid but not applied'. Ingest (receipts, results, flows) takes a project's "
                 "API key; the operator API takes an operator's personal token. JSON in and out; errors "
-                f"are RFC 9457 application/problem+json. Bodies at most {MAX_BODY_BYTES} bytes. Every "
+                f"are RFC 9457 application/problem+json. Bodies at most {MAX_BODY_BYTES} bytes "
+                f"({MAX_BATCH_BYTES} for a batch of signals). Every "
                 "POST, PUT, PATCH and DELETE needs an Idempotency-Key."
             ),
         },

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from api_gateway import health, ingest, openapi
+from api_gateway import health, ingest, ingest_batch, openapi
 from api_gateway.console import api_reference, lookups, sign_in
 from api_gateway.console import callback as console_callback
 from api_gateway.console import destinations as console_destinations
@@ -34,6 +34,8 @@ def setup_routes(app: web.Application) -> None:
     r = app.router
     r.add_post("/api/v1/receipt", ingest.post_receipt, name="ingest.receipt")
     r.add_post("/api/v1/result", ingest.post_result, name="ingest.result")
+    r.add_post("/api/v1/receipts/batch", ingest_batch.post_receipts, name="ingest.receipts_batch")
+    r.add_post("/api/v1/results/batch", ingest_batch.post_results, name="ingest.results_batch")
     r.add_get("/api/v1/flows/{reference}", ingest.get_flow_state, name="ingest.flow")
 
     r.add_post("/api/v1/projects", projects.create, name="operator.projects.create")

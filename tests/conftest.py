@@ -18,7 +18,7 @@ from store.projects import add_api_key, create_project
 from tests.support.api import Api
 from tests.support.db import create_database, drop_database, migrated_template
 from tests.support.services import Services, provide_services
-from tests.support.stack import DEFAULT_SINKS, Stack, build_stack, stack_env
+from tests.support.stack import DEFAULT_SINKS, Stack, build_stack, lone_gateway, stack_env
 from topics.admin import delete_topics, ensure_topics
 
 # Fixtures for real alert peers (SMTP server, Slack-like HTTPS receiver), shared by several files.
@@ -81,6 +81,15 @@ def stack_factory(services: Services, database_url: str, topic_prefix: str, tmp_
 @pytest.fixture
 def stack(stack_factory) -> Stack:
     return stack_factory()
+
+
+@pytest.fixture
+def gateway_url(services: Services, database_url: str, topic_prefix: str, tmp_path: Path) -> Iterator[str]:
+    """A gateway alone (no agents, no sinks) on the test services: for what the HTTP API itself does."""
+    env = stack_env(kafka_bootstrap=services.kafka_bootstrap, database_url=database_url,
+                    topic_prefix=topic_prefix, workdir=tmp_path)
+    with lone_gateway(env, tmp_path) as (_, url):
+        yield url
 
 
 @dataclass(frozen=True)

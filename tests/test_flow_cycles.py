@@ -9,9 +9,8 @@ import asyncio
 import itertools
 import re
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -32,7 +31,6 @@ from tests.support.api import Api
 from tests.support.db import create_database, drop_database
 from tests.support.kafka import read_topic
 from tests.support.services import Services
-from tests.support.stack import lone_gateway, stack_env
 from tests.test_cli_control_plane import clean_env, sendpromptly
 from topics import AUDIT, RECEIPTS, AuditEvent, Receipt, decode, encode
 from topics.fields import format_timestamp
@@ -281,7 +279,7 @@ def test_migration_0012_makes_every_stored_flow_cycle_1_of_its_mode(services: Se
             conn.execute("INSERT INTO flows (project_id, reference, mode, status, event_type, effect_type,"
                          " received_at, deadline, version) VALUES ('prj_old', 'inv_1', 'test', 'applied',"
                          " 'invoice.paid', 'grant_access', %s, %s, 2)", (T0, T0 + timedelta(minutes=30)))
-        assert migrate(url) == ["0012_flow_cycles.sql"]
+        assert migrate(url)[0] == "0012_flow_cycles.sql"
         with psycopg.connect(url, autocommit=True, row_factory=dict_row) as conn:
             row = conn.execute("SELECT cycle, receipts, last_receipt_at, version FROM flows").fetchone()
             assert row == {"cycle": 1, "receipts": 1, "last_receipt_at": T0, "version": 2}
@@ -293,14 +291,6 @@ def test_migration_0012_makes_every_stored_flow_cycle_1_of_its_mode(services: Se
 
 
 # --- the HTTP API (a lone gateway: the read model is written here, as the sink would) ------------
-
-@pytest.fixture
-def gateway_url(services: Services, database_url: str, topic_prefix: str, tmp_path: Path) -> Iterator[str]:
-    env = stack_env(kafka_bootstrap=services.kafka_bootstrap, database_url=database_url,
-                    topic_prefix=topic_prefix, workdir=tmp_path)
-    with lone_gateway(env, tmp_path) as (_, url):
-        yield url
-
 
 @pytest.fixture
 def api(http: aiohttp.ClientSession, gateway_url: str, project: ProjectKey) -> Api:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import aiohttp
+import psycopg
 import pytest
 
 from tests.conftest import ProjectKey
@@ -45,3 +46,18 @@ async def test_it_answers_503_with_retry_after_when_the_broker_is_down(
     async with http.get(gateway_without_kafka + "/readyz") as response:
         assert response.status == 503
         assert (await response.json())["checks"] == {"kafka": False, "database": True}
+
+
+async def test_a_batch_kafka_did_not_take_is_503_and_leaves_no_key_claimed(
+    gateway_without_kafka: str, project: ProjectKey, http: aiohttp.ClientSession, database_url: str
+) -> None:
+    api = Api(http, gateway_without_kafka, project.api_key)
+    items = [{"idempotency_key": f"k-{n}", "reference": f"inv_{n}", "status": "succeeded"} for n in range(3)]
+    status, problem, headers = await api.send("POST", "/api/v1/results/batch", {"items": items},
+                                               idempotency_key="batch-1")
+    assert (status, problem["type"].split("/")[-1]) == (503, "kafka-unavailable")
+    assert int(headers["Retry-After"]) > 0
+    # Neither the batch's key nor any item's stays claimed: the retry owns them all again.
+    async with await psycopg.AsyncConnection.connect(database_url) as conn:
+        rows = await (await conn.execute("SELECT scope, key FROM idempotency_records")).fetchall()
+    assert rows == []
