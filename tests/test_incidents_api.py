@@ -82,12 +82,14 @@ async def test_a_failed_result_opens_an_incident_that_operators_see(
     assert status == 200 and read == incident
 
     listing = f"/api/v1/projects/{project.project_id}/incidents"
-    for query, expected in (("", [incident]), ("?status=open", [incident]), ("?status=resolved", [])):
+    for query, expected in (("", [incident]), ("?status=open", [incident]), ("?status=acknowledged", []),
+                            ("?status=resolved", [])):
         status, page = await operator_api.get(listing + query)
         assert status == 200 and page == {"items": expected, "next_cursor": None}, query
     status, problem = await operator_api.get(listing + "?status=closed")
     assert status == 400
-    assert problem["errors"] == [{"field": "status", "message": "must be one of open, resolved"}]
+    assert problem["errors"] == [{"field": "status",
+                                  "message": "must be one of open, resolved, acknowledged"}]
 
 
 async def test_acknowledge_reprocess_and_resolve(api: Api, operator_api: Api, project: ProjectKey,
@@ -101,6 +103,10 @@ async def test_acknowledge_reprocess_and_resolve(api: Api, operator_api: Api, pr
     # Acknowledging again (another request) keeps the first acknowledgement.
     status, again, _ = await operator_api.send("POST", incident_path(incident["id"], "acknowledge"))
     assert status == 202 and again["acknowledged_at"] == acknowledged["acknowledged_at"]
+    # Open and acknowledged: the list narrowed to acknowledged ones has it.
+    listing = f"/api/v1/projects/{project.project_id}/incidents"
+    status, page = await operator_api.get(listing + "?status=acknowledged")
+    assert status == 200 and [i["id"] for i in page["items"]] == [incident["id"]]
 
     # A double click: two requests with one Idempotency-Key make one replay.
     click = uuid.uuid4().hex
