@@ -11,7 +11,8 @@ nothing. Results join the open cycle (held until its receipt when there is none)
 
     pending ──result succeeded (before deadline)──► applied
     pending ──deadline passes──► incident(reason=timeout)
-    pending ──result failed──► incident(reason=failed_outcome)
+    pending ──result failed (received before the deadline)──► incident(reason=failed_outcome)
+    pending ──any result received after the deadline──► incident(reason=timeout), then as below
     incident(timeout) ──result failed, received before the deadline──► incident(reason=failed_outcome)
     incident ──result succeeded (late, or for a replay)──► resolved
     incident ──operator resolves──► resolved (resolution=manual)
@@ -264,15 +265,16 @@ def _apply_result(state: FlowState, result: HeldResult, now: datetime) -> Step:
     flow = state.flow
     assert flow is not None
     if flow.status is Status.PENDING:
+        if result.received_at > flow.deadline:
+            # Received after the deadline, applied before the timer fired (the agents were behind):
+            # the incident was due, so it opens as a timeout, as if the timer had been on time, and
+            # the result then acts on it (a success resolves it; a late failure changes nothing).
+            opened = _open_incident(state, "timeout", now)
+            return _merge(opened, _apply_result(opened.state, result, now))
         if result.status == "failed":
             return _open_incident(state, "failed_outcome", now, detail=result.detail)
-        if result.received_at <= flow.deadline:
-            applied = _advance(flow, status=Status.APPLIED, applied_at=result.received_at)
-            return _transition(state, applied, "result_succeeded", now)
-        # Succeeded, but after the deadline and before the timer fired: the incident was due, so
-        # it opens and the late success resolves it at once, as if the timer had been on time.
-        opened = _open_incident(state, "timeout", now)
-        return _merge(opened, _apply_result(opened.state, result, now))
+        applied = _advance(flow, status=Status.APPLIED, applied_at=result.received_at)
+        return _transition(state, applied, "result_succeeded", now)
     if (flow.status is Status.INCIDENT and flow.incident_reason == "timeout" and result.status == "failed"
             and result.received_at <= flow.deadline):
         # The failure came in time and was applied late (the deadline fired first): the incident

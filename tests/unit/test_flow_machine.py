@@ -172,6 +172,15 @@ def test_a_success_after_the_deadline_but_before_the_timer_opens_and_resolves() 
     assert [type(e) for e in step.effects] == [Transition, IncidentOpened, Transition, IncidentResolved]
 
 
+def test_a_failure_received_after_the_deadline_but_applied_before_the_timer_is_a_timeout() -> None:
+    late = T0 + timedelta(seconds=61)
+    applied_at = late + timedelta(seconds=9)
+    step = machine.on_result(start(timeout_seconds=60), result("failed", late), now=applied_at)
+    flow = flow_of(step.state)
+    assert (flow.status, flow.incident_reason, flow.detail) == (Status.INCIDENT, "timeout", None)
+    assert [type(e) for e in step.effects] == [Transition, IncidentOpened]
+
+
 def test_an_applied_flow_ignores_later_results() -> None:
     applied = machine.on_result(start(), result("succeeded", T0), now=T0).state
     later = machine.on_result(applied, result("failed", T0 + timedelta(seconds=1)), now=T0)
