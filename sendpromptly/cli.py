@@ -250,3 +250,4 @@ def demo(name: str, as_json: bool) -> None:
 from sendpromptly.cli_operator_api import register; register(main)  # noqa: E402, E702, I001
 from sendpromptly.cli_mail import register as register_mail; register_mail(main)  # noqa: E402, E702, I001
 from sendpromptly.cli_operators import operators; main.add_command(operators)  # noqa: E402, E702, I001
+from sendpromptly.cli_send import send; main.add_command(send)  # noqa: E402, E702, I001

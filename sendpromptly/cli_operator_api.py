@@ -128,6 +128,11 @@ def _fail(call: Call, error: ClientError) -> NoReturn:
     raise click.ClickException(message)
 
 
+# Every command that talks to a gateway takes it this way (``sendpromptly send`` too).
+URL_OPTION = click.option("--url", envvar=URL_ENV, default=DEFAULT_URL, show_default=True,
+                          help=f"The gateway's base URL (or {URL_ENV}).")
+
+
 def api_command(parent: click.Group | None, name: str, *,
                 mutating: bool = False) -> Callable[[Callable[..., None]], click.Command]:
     """A command that gets a ``Call`` first, with the options every API command shares."""
@@ -142,8 +147,7 @@ def api_command(parent: click.Group | None, name: str, *,
                 _fail(call, error)
 
         options = [
-            click.option("--url", envvar=URL_ENV, default=DEFAULT_URL, show_default=True,
-                         help=f"The gateway's base URL (or {URL_ENV})."),
+            URL_OPTION,
             click.option("--json", "as_json", is_flag=True,
                          help="Print the API's JSON documents, one per line."),
         ]

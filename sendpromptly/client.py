@@ -1,25 +1,53 @@
-"""A small synchronous client for the operator API (DESIGN.md §5), standard library only.
+"""Small synchronous clients for the SendPromptly API, standard library only.
 
-One method per operation; each answers the API's JSON document as a dict. Every POST, PUT, PATCH
-and DELETE carries an ``Idempotency-Key`` (a fresh one unless the caller passes one to retry
-safely). A non-2xx answer raises ``ApiError`` with the RFC 9457 problem document.
+``OperatorClient`` talks to the operator API with an operator token (``op_...``); ``IngestClient``
+posts signals, one or a batch, with a project's API key (``sk_...``). Both are ``ApiClient``s: one
+method per operation, each answering the API's JSON document. Every POST, PUT, PATCH and DELETE
+carries an ``Idempotency-Key``. A non-2xx answer raises ``ApiError`` with the RFC 9457 problem
+document. ``IngestClient`` sends a request again when its outcome is unknown (``Retry``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import http.client
 import json
+import random
 import socket
+import time
 import urllib.error
 import urllib.request
 import uuid
-from typing import Any
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
 from urllib.parse import quote, urlencode
 
 TIMEOUT_SECONDS = 30.0
 MUTATING_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
+# What one batch request may hold; the gateway refuses more (api_gateway/ingest_batch.py MAX_ITEMS,
+# api_gateway/http_input.py MAX_BATCH_BYTES).
+BATCH_MAX_ITEMS = 1000
+BATCH_MAX_BYTES = 1024 * 1024
+
 Document = dict[str, Any]
+Kind = Literal["receipt", "result"]
+KINDS: tuple[Kind, ...] = ("receipt", "result")
+
+
+def encode_json(doc: Any) -> bytes:
+    """A request body as sent: compact, so that a batch's size is the sum of its items' sizes plus
+    one comma between two and ``{"items":[]}`` around them (``batch_bytes``)."""
+    return json.dumps(doc, separators=(",", ":")).encode()
+
+
+BATCH_ENVELOPE_BYTES = len(encode_json({"items": []}))
+
+
+def batch_bytes(encoded_items: Sequence[bytes]) -> int:
+    """The size of ``{"items": [...]}`` holding these items, each as ``encode_json`` made it."""
+    return BATCH_ENVELOPE_BYTES + sum(map(len, encoded_items)) + max(len(encoded_items) - 1, 0)
 
 
 class ClientError(Exception):
@@ -36,17 +64,70 @@ class UnreachableError(ClientError):
 
 
 class ApiError(ClientError):
-    def __init__(self, status: int, problem: Document):
+    def __init__(self, status: int, problem: Document, *, retry_after: float | None = None):
         self.status = status
         self.problem = problem
+        # The answer's Retry-After in seconds, if it had one: when a retry may succeed.
+        self.retry_after = retry_after
         super().__init__(status, problem)
 
     def __str__(self) -> str:
-        title = self.problem.get("title") or "Error"
-        lines = [f"{title} ({self.status}): {self.problem.get('detail') or ''}".rstrip()]
-        for error in self.problem.get("errors") or []:
-            lines.append(f"  {error.get('field') or '(body)'}: {error.get('message')}")
-        return "\n".join(lines)
+        return "\n".join(describe_problem(self.problem, self.status))
+
+
+def describe_problem(problem: Document, status: int | None = None) -> list[str]:
+    """A problem document for a person: "title (status): detail", then one line per invalid field."""
+    title = problem.get("title") or "Error"
+    lines = [f"{title} ({status or problem.get('status')}): {problem.get('detail') or ''}".rstrip()]
+    for error in problem.get("errors") or []:
+        lines.append(f"  {error.get('field') or '(body)'}: {error.get('message')}")
+    return lines
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A 2xx answer: its JSON document, and whether it is the stored answer of an earlier request
+    with the same Idempotency-Key (``Idempotent-Replayed: true``)."""
+
+    doc: Document
+    replayed: bool
+
+
+@dataclass(frozen=True)
+class Retry:
+    """How often a request whose outcome is unknown (no answer, a ``503``, or a ``409`` because the
+    earlier attempt is still in flight) is sent again, always with the same Idempotency-Key, so
+    that it is applied at most once. The wait before retry n is the answer's Retry-After if it
+    gave one, else ``first_delay * 2**(n-1)`` with jitter, either way at most ``max_delay``."""
+
+    attempts: int = 5
+    first_delay: float = 0.5
+    max_delay: float = 30.0
+    sleep: Callable[[float], None] = time.sleep
+    # Told of each retry before its wait: the error, the wait in seconds, the attempt to come.
+    on_retry: Callable[[ClientError, float, int], None] | None = None
+
+    def wait(self, error: ClientError, failures: int) -> float:
+        if isinstance(error, ApiError) and error.retry_after is not None:
+            return min(error.retry_after, self.max_delay)
+        # Jitter spreads the retries of many clients that failed at the same moment.
+        return min(self.first_delay * 2 ** (failures - 1) * random.uniform(0.5, 1.0), self.max_delay)
+
+
+NO_RETRY = Retry(attempts=1)
+IN_FLIGHT_PROBLEM = "/idempotency-key-in-flight"
+
+
+def _worth_retrying(error: ClientError) -> bool:
+    # Refused connections, lost answers, Kafka or the database away (503), and a request with this
+    # key still being processed (409, after an attempt whose answer was lost): the same request
+    # may well succeed in a moment. Any other answer would only be repeated.
+    if isinstance(error, UnreachableError):
+        return True
+    if not isinstance(error, ApiError):
+        return False
+    in_flight = error.status == 409 and str(error.problem.get("type", "")).endswith(IN_FLIGHT_PROBLEM)
+    return error.status == 503 or in_flight
 
 
 class _NoRedirects(urllib.request.HTTPRedirectHandler):
@@ -64,12 +145,102 @@ def _segment(value: str) -> str:
     return quote(value, safe="")
 
 
-class OperatorClient:
-    def __init__(self, base_url: str, token: str, *, timeout: float = TIMEOUT_SECONDS):
+class ApiClient:
+    """The wire: one credential (a bearer token or API key) against one gateway."""
+
+    def __init__(self, base_url: str, token: str, *, timeout: float = TIMEOUT_SECONDS,
+                 retry: Retry = NO_RETRY):
         self.base_url = base_url.rstrip("/")
         self.token = token
         self.timeout = timeout
+        self.retry = retry
         self._opener = urllib.request.build_opener(_NoRedirects)
+
+    def _call(self, method: str, path: str, body: Document | None = None,
+              idempotency_key: str | None = None) -> Document:
+        data = None if body is None else encode_json(body)
+        return self._exchange(method, path, data, idempotency_key).doc
+
+    def _exchange(self, method: str, path: str, data: bytes | None,
+                  idempotency_key: str | None = None) -> Answer:
+        """Send the request, and again as ``self.retry`` allows while its outcome is unknown."""
+        url = f"{self.base_url}/api/v1{path}"
+        headers = {"Authorization": f"Bearer {self.token}", "Accept": "application/json",
+                   "User-Agent": "sendpromptly-cli"}
+        if method in MUTATING_METHODS:
+            # Chosen once: every attempt carries the same key.
+            idempotency_key = idempotency_key or str(uuid.uuid4())
+            headers["Idempotency-Key"] = idempotency_key
+        if data is not None:
+            headers["Content-Type"] = "application/json"
+        failures = 0
+        while True:
+            request = urllib.request.Request(url, data=data, headers=headers, method=method)
+            try:
+                return self._send(request)
+            except ClientError as error:
+                failures += 1
+                if failures >= self.retry.attempts or not _worth_retrying(error):
+                    if idempotency_key is not None and _outcome_unknown(error):
+                        error.idempotency_key = idempotency_key
+                    raise
+                wait = self.retry.wait(error, failures)
+                if self.retry.on_retry is not None:
+                    self.retry.on_retry(error, wait, failures + 1)
+                self.retry.sleep(wait)
+
+    def _send(self, request: urllib.request.Request) -> Answer:
+        try:
+            with self._opener.open(request, timeout=self.timeout) as response:
+                replayed = response.headers.get("Idempotent-Replayed") == "true"
+                return Answer(_document(request.full_url, response.read()), replayed)
+        except urllib.error.HTTPError as exc:
+            raise _api_error(request.full_url, exc) from None
+        except urllib.error.URLError as exc:
+            # Refused or unresolvable: nothing reached the server. Otherwise it may have been sent.
+            sent = not isinstance(exc.reason, ConnectionRefusedError | socket.gaierror)
+            raise UnreachableError(f"cannot reach {self.base_url}: {exc.reason}", request_sent=sent) from None
+        except (http.client.HTTPException, OSError) as exc:
+            # The request went out and no answer came back.
+            raise UnreachableError(f"no answer from {self.base_url}: {exc or type(exc).__name__}",
+                                   request_sent=True) from None
+
+
+class IngestClient(ApiClient):
+    """Posts signals with a project's API key (``sk_...``), retrying by default (``Retry()``).
+
+    ``send("receipt", body, idempotency_key=...)`` posts one signal (``/api/v1/receipt`` or
+    ``/result``); the key is required, because it is what makes the signal's retries, from here
+    or from your own code, count once. ``send_batch("result", items)`` posts up to
+    ``BATCH_MAX_ITEMS`` signals and ``BATCH_MAX_BYTES`` (``batch_bytes``), each item a body with
+    its own ``idempotency_key`` (the single requests' keys: a key already sent alone is a replay);
+    the answer has one result per item, in order (``outcome``: accepted, replayed or rejected).
+    """
+
+    def __init__(self, base_url: str, api_key: str, *, timeout: float = TIMEOUT_SECONDS,
+                 retry: Retry | None = None):
+        super().__init__(base_url, api_key, timeout=timeout, retry=retry or Retry())
+
+    def send(self, kind: Kind, body: Document, *, idempotency_key: str) -> Answer:
+        return self._exchange("POST", f"/{kind}", encode_json(body), idempotency_key)
+
+    def send_batch(self, kind: Kind, items: Sequence[Document], *,
+                   idempotency_key: str | None = None) -> Answer:
+        """The request's Idempotency-Key defaults to a digest of the kind and the body: sending the
+        same batch again, from this process or another, gets the first answer (``replayed``; its
+        accepted items were accepted by that earlier request)."""
+        path = f"/{kind}s/batch"
+        data = encode_json({"items": list(items)})
+        return self._exchange("POST", path, data, idempotency_key or _content_key(path, data))
+
+
+def _content_key(path: str, data: bytes) -> str:
+    return "batch-" + hashlib.sha256(path.encode() + b"\0" + data).hexdigest()
+
+
+class OperatorClient(ApiClient):
+    """The operator API with an operator token (``op_...``); a mutating call without a key gets a
+    fresh one. No retries: a caller told the outcome is unknown retries with ``idempotency_key``."""
 
     # Projects
 
@@ -189,43 +360,6 @@ class OperatorClient:
                      idempotency_key: str | None = None) -> Document:
         return self._call("POST", _operator(operator_id, "tokens", token_id, "revoke"), None, idempotency_key)
 
-    # The wire
-
-    def _call(self, method: str, path: str, body: Document | None = None,
-              idempotency_key: str | None = None) -> Document:
-        url = f"{self.base_url}/api/v1{path}"
-        headers = {"Authorization": f"Bearer {self.token}", "Accept": "application/json",
-                   "User-Agent": "sendpromptly-cli"}
-        if method in MUTATING_METHODS:
-            idempotency_key = idempotency_key or str(uuid.uuid4())
-            headers["Idempotency-Key"] = idempotency_key
-        data = None
-        if body is not None:
-            data = json.dumps(body).encode()
-            headers["Content-Type"] = "application/json"
-        request = urllib.request.Request(url, data=data, headers=headers, method=method)
-        try:
-            return self._send(request)
-        except ClientError as error:
-            if idempotency_key is not None and _outcome_unknown(error):
-                error.idempotency_key = idempotency_key
-            raise
-
-    def _send(self, request: urllib.request.Request) -> Document:
-        try:
-            with self._opener.open(request, timeout=self.timeout) as response:
-                return _document(request.full_url, response.read())
-        except urllib.error.HTTPError as exc:
-            raise _api_error(request.full_url, exc) from None
-        except urllib.error.URLError as exc:
-            # Refused or unresolvable: nothing reached the server. Otherwise it may have been sent.
-            sent = not isinstance(exc.reason, ConnectionRefusedError | socket.gaierror)
-            raise UnreachableError(f"cannot reach {self.base_url}: {exc.reason}", request_sent=sent) from None
-        except (http.client.HTTPException, OSError) as exc:
-            # The request went out and no answer came back.
-            raise UnreachableError(f"no answer from {self.base_url}: {exc or type(exc).__name__}",
-                                   request_sent=True) from None
-
 
 def _outcome_unknown(error: ClientError) -> bool:
     # The request may or may not have been applied (a 5xx releases the key for a retry). A 4xx is
@@ -280,7 +414,16 @@ def _api_error(url: str, exc: urllib.error.HTTPError) -> ApiError:
         # Not the API talking (a proxy, another server): say what answered instead.
         problem = _problem(exc.code, exc.reason or "HTTP error",
                            f"{url} answered without a problem document; is --url the SendPromptly API?")
-    return ApiError(exc.code, problem)
+    return ApiError(exc.code, problem, retry_after=_seconds(exc.headers.get("Retry-After")))
+
+
+def _seconds(retry_after: str | None) -> float | None:
+    # RFC 9110's delta-seconds, which the gateway gives; an HTTP-date (from something else in
+    # front of it) is left to the client's own backoff.
+    try:
+        return float(max(int(retry_after), 0)) if retry_after is not None else None
+    except ValueError:
+        return None
 
 
 def _problem(status: int, title: str, detail: str) -> Document:
