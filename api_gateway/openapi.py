@@ -32,12 +32,14 @@ from api_gateway.operator_api.bodies import (
     MAX_NOTE_BYTES,
     TIMEOUT_MINUTES_RANGE,
 )
+from api_gateway.operator_api.callback import TEST_TIMEOUT_SECONDS
 from api_gateway.operator_api.incidents import FILTER_STATUSES as INCIDENT_FILTER_STATUSES
 from api_gateway.operator_api.incidents import STATUSES as INCIDENT_STATUSES
 from api_gateway.problems import CONTENT_TYPE as PROBLEM_JSON
 from api_gateway.problems import DATABASE_RETRY_AFTER_SECONDS, KAFKA_RETRY_AFTER_SECONDS, PROBLEM_TYPE_BASE
 from api_gateway.responses import limit_param
 from sendpromptly.targets import _EMAIL_RE, MAX_URL_CHARS
+from sinks.callback_policy import Verdict
 from topics.fields import (
     _REPLAY_ID_RE,
     _TYPE_RE,
@@ -337,6 +339,21 @@ def _single_schemas() -> dict[str, Any]:
             "signing_secret": _nullable(_string("whsec_ + base64, shown this once; null on a replay.",
                                                 pattern="^whsec_[A-Za-z0-9+/]+={0,2}$")),
         }, {"signing_secret_redacted": {"const": True, "description": "Present on a replay."}}),
+        "RepairCallbackTested": _object({
+            "url": _string("Where the test went: the project's callback URL."),
+            "replay_id": _string("The test's webhook-id, rpl_test_ + hex: never a real replay's id.",
+                                 pattern="^rpl_test_[0-9a-f]+$"),
+            "sent_at": timestamp,
+            "http_status": _nullable({"type": "integer", "description": "The receiver's answer; null when "
+                                                                        "none came."}),
+            "latency_ms": {"type": "integer", "minimum": 0, "description": "From sending to the answer, or "
+                                                                          "to giving up."},
+            "error": _nullable(_string("Why no answer came: refused connection, a non-public address, "
+                                       f"no answer within {TEST_TIMEOUT_SECONDS:g} s.")),
+            "verdict": _string("What the callbacks sink would make of this answer to a repair: delivered "
+                               "(2xx), retry (no answer, 408, 429, 5xx) or fail (any other, redirects "
+                               "included).", enum=[v.value for v in Verdict]),
+        }),
 
         # Alert destinations
         "EmailDestinationCreate": _object({
@@ -703,6 +720,16 @@ def _paths() -> dict[str, Any]:
             "ProjectId",
             post=callback.mutating("rotateRepairCallbackSecret", "Rotated: the new secret, shown this once; "
                                    "the old one still signs for 24 h.", (200, "RepairCallbackSecret"), 404),
+        ),
+        PROJECT + "/repair-callback/test": _in_path(
+            "ProjectId",
+            post=callback.mutating(
+                "testRepairCallback", "Sent one test request to the callback now, signed like a repair "
+                "(same headers and secrets, through the same address checks) with a body that says "
+                "\"test\": true and names no flow; audited as callback.tested. 200 whatever the receiver "
+                "did: its status and latency, or why no answer came (never a 502: the receiver failing is "
+                "what the test reports). A retry with the same Idempotency-Key shows the stored answer; "
+                "a new key sends again. 409 without a callback URL.", (200, "RepairCallbackTested"), 404),
         ),
         PROJECT + "/alert-destinations": _in_path(
             "ProjectId",

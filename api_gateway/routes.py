@@ -49,6 +49,7 @@ def setup_routes(app: web.Application) -> None:
     r.add_get(PROJECT + "/repair-callback", callback.read, name="operator.callback.read")
     r.add_post(PROJECT + "/repair-callback/rotate-secret", callback.rotate_secret,
                name="operator.callback.rotate")
+    r.add_post(PROJECT + "/repair-callback/test", callback.send_test, name="operator.callback.test")
     r.add_post(PROJECT + "/alert-destinations", destinations.create, name="operator.destinations.create")
     r.add_get(PROJECT + "/alert-destinations", destinations.list_, name="operator.destinations.list")
     r.add_delete(PROJECT + "/alert-destinations/{destination_id}", destinations.delete,
@@ -108,6 +109,7 @@ def setup_console_routes(app: web.Application) -> None:
     r.add_get(CONSOLE_PROJECT + "/callback", console_callback.show, name="console.callback")
     r.add_post(CONSOLE_PROJECT + "/callback", console_callback.set_url, name="console.callback.set")
     r.add_post(CONSOLE_PROJECT + "/callback/rotate", console_callback.rotate, name="console.callback.rotate")
+    r.add_post(CONSOLE_PROJECT + "/callback/test", console_callback.send_test, name="console.callback.test")
     r.add_get(CONSOLE_PROJECT + "/alerts", console_destinations.show, name="console.destinations")
     r.add_post(CONSOLE_PROJECT + "/alerts", console_destinations.add, name="console.destinations.add")
     r.add_post(CONSOLE_PROJECT + "/alerts/{destination_id}/test", console_destinations.send_test,

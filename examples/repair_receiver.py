@@ -17,6 +17,8 @@ then set the project's repair callback to ``http://127.0.0.1:9000/repair``. On e
    the incident.
 
 It answers 2xx only once the result is reported, so if reporting fails SendPromptly calls again.
+A test callback (``"test": true``, ``type`` ``repair.test``) is verified the same way and answered
+2xx without any effect or report.
 """
 
 from __future__ import annotations
@@ -57,6 +59,10 @@ async def repair(request: web.Request) -> web.Response:
     except VerificationError as exc:
         log.warning("refused a callback: %s", exc)
         return web.json_response({"error": str(exc)}, status=401)
+    if callback.get("test"):
+        # A test callback (the console's button, `sendpromptly callback test`): it names no flow,
+        # there is nothing to rerun; a 2xx says the URL, the signature and the receiver all work.
+        return web.json_response({"replay_id": callback["replay_id"], "test": "verified"})
     replay_id = callback["replay_id"]
     if replay_id not in app[APPLIED]:
         await app[EFFECT](callback)

@@ -332,6 +332,19 @@ def callback_rotate_secret(call: Call, project_id: str) -> None:
     _record_with_secret(call, rotated)
 
 
+@api_command(callback, "test", mutating=True)
+@click.argument("project_id")
+def callback_test(call: Call, project_id: str) -> None:
+    """Send one signed test request to the callback now and show the receiver's status and latency
+    (exit 1 unless a repair answered so would count as delivered: a 2xx)."""
+    tested = call.client.test_callback(project_id, idempotency_key=call.idempotency_key)
+    call.record(tested, [("url", field("url")), ("replay id", field("replay_id")),
+                         ("http status", field("http_status")), ("latency ms", field("latency_ms")),
+                         ("error", field("error")), ("verdict", field("verdict"))])
+    if tested["verdict"] != "delivered":
+        raise click.exceptions.Exit(1)
+
+
 # Alert destinations
 
 DESTINATION_LINES: list[Column] = [("id", field("id")), ("type", field("type")), ("target", field("target")),

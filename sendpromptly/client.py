@@ -280,6 +280,9 @@ class OperatorClient(ApiClient):
         path = _project(project_id, "repair-callback", "rotate-secret")
         return self._call("POST", path, None, idempotency_key)
 
+    def test_callback(self, project_id: str, *, idempotency_key: str | None = None) -> Document:
+        return self._call("POST", _project(project_id, "repair-callback", "test"), None, idempotency_key)
+
     # Alert destinations
 
     def add_destination(self, project_id: str, type_: str, target: str, *,

@@ -17,6 +17,10 @@ after SendPromptly stopped during an attempt and cannot know whether it reached 
 comes with the next ``attempt`` number, a new ``nonce`` and a fresh timestamp and signature, so it
 passes ``verify``: the nonce check refuses a captured request played again, not our own resend.
 Apply the effect once per ``webhook-id``, and answer 2xx again to one you have already applied.
+
+A test callback (the console's "Send test callback", ``sendpromptly callback test``) is signed the
+same way; its body has ``"test": true``, ``type`` ``repair.test`` and a ``replay_id`` starting
+``rpl_test_``, and names no flow: verify it, rerun nothing, answer 2xx.
 """
 
 from __future__ import annotations

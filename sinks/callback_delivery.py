@@ -28,15 +28,13 @@ import orjson
 from prometheus_client import Counter, Histogram
 
 from api_gateway.snapshots import open_snapshot
-from sendpromptly.callback_secrets import decrypt_secret
 from sendpromptly.config import Settings
 from sendpromptly.keyring import DecryptionError, Keyring
-from sendpromptly.receiver import sign
-from sendpromptly.targets import TargetError, check_url_syntax
-from sinks.callback_policy import Verdict, parse_retry_after, retry_delay, verdict
+from sinks.callback_policy import Verdict, retry_delay, verdict
+from sinks.callback_request import post_signed, signed_headers, signing_target
 from sinks.retrying import retry_transient, run_rounds, take_leased
 from sinks.safe_http import outbound_session
-from store import audit, callbacks, incidents
+from store import audit, incidents
 from store.callback_deliveries import (
     DELIVERED,
     EXHAUSTED,
@@ -90,17 +88,6 @@ def repair_body(repair: RepairRequest, attempt: int, nonce: str,
     if payload is not None:
         body["payload"] = payload
     return body
-
-
-def signed_headers(replay_id: str, timestamp: int, raw_body: bytes,
-                   signing_secrets: list[str]) -> dict[str, str]:
-    return {
-        "Content-Type": "application/json",
-        "webhook-id": replay_id,
-        "webhook-timestamp": str(timestamp),
-        "webhook-signature": " ".join(sign(secret, replay_id, timestamp, raw_body)
-                                      for secret in signing_secrets),
-    }
 
 
 class CallbackDeliverer:
@@ -159,7 +146,9 @@ class CallbackDeliverer:
         if not await self._begin(repair, number, nonce, attempted_at):
             return
         headers = signed_headers(repair.replay_id, int(attempted_at.timestamp()), raw_body, target.secrets)
-        outcome, retry_after = await self._post(session, target.url, raw_body, headers)
+        outcome, retry_after = await post_signed(session, target.url, raw_body, headers)
+        if outcome.latency_ms is not None:
+            LATENCY.observe(outcome.latency_ms / 1000)
         # Tried while the lease lasts; after it, the next claim records the attempt as interrupted.
         await retry_transient(partial(self._record, repair, number, outcome, retry_after=retry_after),
                               what=f"recording replay {repair.replay_id} attempt {number}",
@@ -176,24 +165,6 @@ class CallbackDeliverer:
             await incidents.record_replay_attempts(conn, repair.replay_id, number)
         return True
 
-    @staticmethod
-    async def _post(session: aiohttp.ClientSession, url: str, raw_body: bytes,
-                    headers: dict[str, str]) -> tuple[Outcome, float | None]:
-        """What came of one request, and the answer's ``Retry-After`` in seconds if any."""
-        http_status, retry_after, error = None, None, None
-        started = time.monotonic()
-        try:
-            async with session.post(url, data=raw_body, headers=headers, allow_redirects=False) as response:
-                http_status = response.status
-                retry_after = parse_retry_after(response.headers.get("Retry-After"), datetime.now(UTC))
-        except TimeoutError:
-            error = f"no answer within {TIMEOUT_SECONDS:g} s"
-        except aiohttp.ClientError as exc:
-            error = f"{type(exc).__name__}: {exc}"
-        latency = time.monotonic() - started
-        LATENCY.observe(latency)
-        return Outcome(http_status=http_status, latency_ms=round(latency * 1000), error=error), retry_after
-
     def _next_state(self, number: int, http_status: int | None,
                     retry_after: float | None) -> tuple[str, datetime | None]:
         match verdict(http_status):
@@ -209,19 +180,14 @@ class CallbackDeliverer:
     async def _target(self, conn: Connection, repair: RepairRequest) -> Target | str:
         """Where and how to call, or why there is nothing to call."""
         project = await get_project(conn, repair.project_id)
-        if project is None or project.repair_callback_url is None:
+        if project is None:
             return "the project has no repair callback URL"
-        try:
-            check_url_syntax(project.repair_callback_url, require_https=project.mode == "live")
-        except TargetError as exc:
-            return f"the repair callback URL {exc}"
-        stored = await callbacks.active_secrets(conn, project.id)
-        if not stored:
-            return "the project has no active signing secret"
-        signing_secrets = [decrypt_secret(self._secrets_keyring, project.id, s.secret_enc) for s in stored]
+        target = await signing_target(conn, project, self._secrets_keyring)
+        if isinstance(target, str):
+            return target
         # A project that turned snapshots off sends none, even one stored before (the purge takes it).
         payload = await self._payload(conn, repair) if project.snapshots_enabled else None
-        return Target(project.repair_callback_url, signing_secrets, payload)
+        return Target(target.url, target.secrets, payload)
 
     async def _payload(self, conn: Connection, repair: RepairRequest) -> dict[str, Any] | None:
         snapshot = await get_snapshot(conn, repair.project_id, repair.reference)

@@ -183,6 +183,11 @@ def test_json_output_is_exactly_what_the_api_answers(cli: Cli, stack: Stack, adm
     # --limit pages through keys too.
     second = cli.json("keys", "create", project_id, "--label", "ci 2")
     assert [k["id"] for k in cli.json("keys", "list", project_id, "--limit", "1")["items"]] == [second["id"]]
+    # A test callback to where nothing answers: shown, and the exit status says it would not deliver.
+    tested = cli("callback", "test", project_id)
+    assert tested.code == 1 and re.search(r"^verdict\s+retry$", tested.out, re.MULTILINE), tested.err
+    assert re.search(r"^http status\s+-$", tested.out, re.MULTILINE)
+    assert "ClientConnectorError" in tested.out
 
 
 def test_audit_log_all_follows_every_page(cli: Cli, stack: Stack, admin: Operator) -> None:

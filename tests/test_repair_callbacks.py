@@ -19,6 +19,7 @@ from store.snapshots import get_snapshot
 from tests.conftest import ProjectKey
 from tests.support.api import Api, eventually
 from tests.support.example_receiver import running_example_receiver
+from tests.support.processes import free_port
 from tests.support.stack import SINK_NAMES, Stack
 from tests.test_incidents_api import incident_path, open_incident
 
@@ -159,6 +160,54 @@ async def test_a_callback_is_signed_with_both_secrets_retried_and_recorded(
     assert len(receiver.received) == 2
 
 
+async def send_test_callback(operator_api: Api, project_id: str, idempotency_key: str | None = None
+                             ) -> tuple[int, dict[str, Any], dict[str, str]]:
+    return await operator_api.send("POST", f"/api/v1/projects/{project_id}/repair-callback/test",
+                                   idempotency_key=idempotency_key)
+
+
+async def test_a_test_callback_is_signed_like_a_repair_and_answers_the_receivers_status_and_latency(
+        operator_api: Api, project: ProjectKey, receiver: Receiver) -> None:
+    status, refused, _ = await send_test_callback(operator_api, project.project_id)
+    assert status == 409 and "no repair callback URL" in refused["detail"]
+
+    old_secret = await set_callback(operator_api, project.project_id, receiver.url + "/repair")
+    _, rotated, _ = await operator_api.send(
+        "POST", f"/api/v1/projects/{project.project_id}/repair-callback/rotate-secret")
+    status, tested, _ = await send_test_callback(operator_api, project.project_id, "test-cb-1")
+    assert status == 200, tested
+    assert (tested["http_status"], tested["error"], tested["verdict"]) == (200, None, "delivered")
+    assert tested["latency_ms"] >= 0 and tested["url"] == receiver.url + "/repair"
+    (request,) = receiver.received
+    # Signed exactly like a repair: Standard Webhooks, both secrets of the rotation.
+    assert request.headers["webhook-id"] == tested["replay_id"]
+    assert tested["replay_id"].startswith("rpl_test_")
+    for secret in (old_secret, rotated["signing_secret"]):
+        assert Webhook(secret).verify(request.body, request.headers) == request.doc
+    assert request.doc["test"] is True and request.doc["type"] == "repair.test"
+    assert not {"reference", "incident_id", "effect_type"} & request.doc.keys()  # nothing to rerun
+
+    # Idempotent: the same key shows the stored answer and sends nothing.
+    status, again, headers = await send_test_callback(operator_api, project.project_id, "test-cb-1")
+    assert (status, again, headers.get("Idempotent-Replayed")) == (200, tested, "true")
+    assert len(receiver.received) == 1
+
+    # A receiver's error is what the test reports (a 200 from SendPromptly), and so is no answer.
+    receiver.script = [(500, {})]
+    status, failing, _ = await send_test_callback(operator_api, project.project_id)
+    assert status == 200 and (failing["http_status"], failing["verdict"]) == (500, "retry")
+    await set_callback(operator_api, project.project_id, f"http://127.0.0.1:{free_port()}/repair")
+    status, unreachable, _ = await send_test_callback(operator_api, project.project_id)
+    assert status == 200 and unreachable["http_status"] is None and unreachable["verdict"] == "retry"
+    assert "ClientConnectorError" in unreachable["error"]
+
+    _, audit = await eventually(
+        lambda: operator_api.get(f"/api/v1/projects/{project.project_id}/audit-log"),
+        lambda answer: sum(e["action"] == "callback.tested" for e in answer[1]["items"]) >= 3)
+    tests = [e["data"] for e in audit["items"] if e["action"] == "callback.tested"]
+    assert [t["http_status"] for t in tests] == [None, 500, 200]  # newest first
+
+
 async def test_a_4xx_fails_at_once_and_a_redirect_is_not_followed(
         api: Api, operator_api: Api, project: ProjectKey, receiver: Receiver) -> None:
     await set_callback(operator_api, project.project_id, receiver.url + "/repair")
@@ -247,6 +296,9 @@ async def test_the_example_receiver_reruns_the_effect_and_resolves_the_incident(
     async with running_example_receiver(secrets=secrets, sendpromptly_url=stack.base_url,
                                         api_key=project.api_key, effect=grant_access) as url:
         secrets.append(await set_callback(operator_api, project.project_id, url))
+        # The example verifies a test callback and answers 2xx without rerunning anything.
+        status, tested, _ = await send_test_callback(operator_api, project.project_id)
+        assert status == 200 and tested["http_status"] == 200, tested
         assert (await api.receipt("inv_cb_example", payload={"customer": "cus_42", "plan": "pro"}))[0] == 202
         assert (await api.result("inv_cb_example", "failed"))[0] == 202
         _, flow = await eventually(lambda: api.flow("inv_cb_example"), lambda answer: "incident" in answer[1])
@@ -259,7 +311,7 @@ async def test_the_example_receiver_reruns_the_effect_and_resolves_the_incident(
         assert resolved[1]["resolution"] == "outcome_succeeded"
         (replay,) = resolved[1]["replays"]
         assert (replay["replay_id"], replay["attempts"]) == (replay_id, 1)
-        (callback,) = rerun
+        (callback,) = rerun  # the test callback reran nothing
         assert callback["payload"] == {"customer": "cus_42", "plan": "pro"}
 
 

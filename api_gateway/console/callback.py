@@ -1,5 +1,6 @@
 """Console page of a project's repair callback: set or replace its URL (checked as the API checks
-it), the signing secret shown once after a set or a rotation, and the rotation's overlap."""
+it), the signing secret shown once after a set or a rotation, the rotation's overlap, and a test
+callback with the receiver's status and latency."""
 
 from __future__ import annotations
 
@@ -9,7 +10,13 @@ from api_gateway.console.forms import act, field_messages, parsed, read_form, te
 from api_gateway.console.pages import render
 from api_gateway.idempotency import STORED_BODY
 from api_gateway.operator_api.bodies import parse_callback
-from api_gateway.operator_api.callback import overlap_hours, rotate_signing_secret, set_callback
+from api_gateway.operator_api.callback import (
+    CallbackTest,
+    overlap_hours,
+    rotate_signing_secret,
+    set_callback,
+    test_callback,
+)
 from api_gateway.operator_api.common import visible_project
 from api_gateway.problems import Problem
 from api_gateway.state import POOL
@@ -19,17 +26,23 @@ from store.db import Connection
 
 async def _page(request: web.Request, conn: Connection, *, status: int = 200, secret: str | None = None,
                 redacted: bool = False, errors: Problem | None = None,
-                url: str | None = None) -> web.Response:
+                url: str | None = None, tested: CallbackTest | None = None) -> web.Response:
     project = await visible_project(request, conn)
     secrets = await callbacks.active_secrets(conn, project.id)
     return render(request, "callback.html", status=status, project=project, secrets=secrets, secret=secret,
                   redacted=redacted, errors=errors, fields=field_messages(errors) if errors else {},
-                  url=project.repair_callback_url if url is None else url, overlap_hours=overlap_hours())
+                  url=project.repair_callback_url if url is None else url, overlap_hours=overlap_hours(),
+                  tested=tested)
 
 
 async def show(request: web.Request) -> web.Response:
     async with request.app[POOL].connection() as conn:
         return await _page(request, conn)
+
+
+async def _refused_page(request: web.Request, problem: Problem, url: str | None = None) -> web.Response:
+    async with request.app[POOL].connection() as conn:
+        return await _page(request, conn, status=problem.status, errors=problem, url=url)
 
 
 async def _with_secret(request: web.Request, conn: Connection, secret: str) -> web.Response:
@@ -47,11 +60,7 @@ async def set_url(request: web.Request) -> web.Response:
         return await _with_secret(request, conn, await set_callback(request, conn, parsed(parse_callback,
                                                                                           {"url": url})))
 
-    async def refused(problem: Problem) -> web.Response:
-        async with request.app[POOL].connection() as conn:
-            return await _page(request, conn, status=problem.status, errors=problem, url=url)
-
-    return await act(request, action, refused)
+    return await act(request, action, lambda problem: _refused_page(request, problem, url))
 
 
 async def rotate(request: web.Request) -> web.Response:
@@ -61,8 +70,13 @@ async def rotate(request: web.Request) -> web.Response:
         _, secret = await rotate_signing_secret(request, conn)
         return await _with_secret(request, conn, secret)
 
-    async def refused(problem: Problem) -> web.Response:
-        async with request.app[POOL].connection() as conn:
-            return await _page(request, conn, status=problem.status, errors=problem)
+    return await act(request, action, lambda problem: _refused_page(request, problem))
 
-    return await act(request, action, refused)
+
+async def send_test(request: web.Request) -> web.Response:
+    await read_form(request)
+
+    async def action(conn: Connection) -> web.Response:
+        return await _page(request, conn, tested=await test_callback(request, conn))
+
+    return await act(request, action, lambda problem: _refused_page(request, problem))

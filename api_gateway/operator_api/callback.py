@@ -1,10 +1,13 @@
-"""``/api/v1/projects/{id}/repair-callback``: the URL SendPromptly calls on reprocess, and its
-signing secret (``whsec_...``), shown when created or rotated and never again."""
+"""``/api/v1/projects/{id}/repair-callback``: the URL SendPromptly calls on reprocess, its
+signing secret (``whsec_...``), shown when created or rotated and never again, and test callbacks."""
 
 from __future__ import annotations
 
 import base64
 import os
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import orjson
 from aiohttp import web
@@ -19,11 +22,21 @@ from api_gateway.responses import json_response
 from api_gateway.state import POOL, SECRETS_KEYRING, SETTINGS
 from sendpromptly.callback_secrets import encrypt_secret
 from sendpromptly.targets import TargetError, check_url
+from sinks.callback_policy import verdict
+from sinks.callback_request import post_signed, signed_headers, signing_target
+from sinks.safe_http import outbound_session
 from store import callbacks, projects
+from store.callback_deliveries import Outcome
 from store.db import Connection
+from store.projects import Project
+from topics.fields import format_timestamp
 
 SECRET_PREFIX = "whsec_"
 SECRET_BYTES = 32
+# A test waits less than a repair attempt (10 s): an operator is looking at the page meanwhile.
+TEST_TIMEOUT_SECONDS = 5.0
+# Says "test" in the id a receiver logs and keys its work on; never an id a repair could have.
+TEST_REPLAY_PREFIX = "rpl_test_"
 
 
 def new_signing_secret() -> str:
@@ -75,9 +88,7 @@ async def rotate_signing_secret(request: web.Request, conn: Connection) -> tuple
     The previous secret keeps signing for ``overlap_hours()``."""
     project = await visible_project(request, conn)
     if project.repair_callback_url is None:
-        raise Problem(409, "no-callback", "No repair callback",
-                      "Set the repair callback URL first (PUT .../repair-callback); "
-                      "it comes with a secret.")
+        raise _no_callback("the project has no repair callback URL")
     secret = new_signing_secret()
     secret_enc = encrypt_secret(request.app[SECRETS_KEYRING], project.id, secret)
     await callbacks.replace_secret(conn, project.id, secret_enc)
@@ -94,6 +105,71 @@ async def read(request: web.Request) -> web.Response:
         "url": project.repair_callback_url,
         "secrets": [{"created_at": s.created_at, "retires_at": s.retired_at} for s in secrets],
     })
+
+
+def _no_callback(reason: str) -> Problem:
+    return Problem(409, "no-callback", "No repair callback",
+                   f"Not possible now: {reason}. Set the repair callback URL first "
+                   "(PUT .../repair-callback); it comes with a secret.")
+
+
+@dataclass(frozen=True)
+class CallbackTest:
+    url: str
+    replay_id: str
+    sent_at: datetime
+    outcome: Outcome
+
+    @property
+    def verdict(self) -> str:
+        """What the callbacks sink would make of this answer to a repair."""
+        return verdict(self.outcome.http_status).value
+
+    def document(self) -> dict[str, object]:
+        return {"url": self.url, "replay_id": self.replay_id, "sent_at": self.sent_at,
+                "http_status": self.outcome.http_status, "latency_ms": self.outcome.latency_ms,
+                "error": self.outcome.error, "verdict": self.verdict}
+
+
+async def send_test(request: web.Request) -> web.Response:
+    """200 with what came of the test, whatever the receiver did (its status, or why no answer
+    came): the request to the receiver was made, and that is what the answer reports. Stored under
+    the Idempotency-Key like any answer, so a retry with the same key shows it again; a new key
+    sends a new test."""
+    async def action(conn: Connection) -> web.Response:
+        return json_response(200, (await test_callback(request, conn)).document())
+
+    return await run_idempotent(request, operator_of(request).id, action)
+
+
+async def test_callback(request: web.Request, conn: Connection) -> CallbackTest:
+    """Send one test request to the path's project's callback now: signed with the secrets that
+    sign repairs, through the same address checks as the callbacks sink; audited as
+    ``callback.tested``. The body says ``"test": true`` and names no flow, so a receiver reruns
+    nothing."""
+    project = await visible_project(request, conn)
+    target = await signing_target(conn, project, request.app[SECRETS_KEYRING])
+    if isinstance(target, str):
+        raise _no_callback(target)
+    replay_id = TEST_REPLAY_PREFIX + secrets.token_hex(8)
+    sent_at = datetime.now(UTC)
+    raw_body = orjson.dumps(_test_body(project, replay_id, sent_at))
+    headers = signed_headers(replay_id, int(sent_at.timestamp()), raw_body, target.secrets)
+    async with outbound_session(allow_private=request.app[SETTINGS].allow_private_targets,
+                                timeout_seconds=TEST_TIMEOUT_SECONDS) as session:
+        outcome, _ = await post_signed(session, target.url, raw_body, headers)
+    tested = CallbackTest(target.url, replay_id, sent_at, outcome)
+    await record_audit(conn, request, project_id=project.id, action="callback.tested", target=project.id,
+                       data=tested.document())
+    return tested
+
+
+def _test_body(project: Project, replay_id: str, sent_at: datetime) -> dict[str, object]:
+    # The fields of a repair that a receiver checks before acting (a nonce, the attempt), none of
+    # those it acts on (incident, reference, effect).
+    return {"type": "repair.test", "test": True, "replay_id": replay_id, "attempt": 1,
+            "nonce": secrets.token_urlsafe(16), "project_id": project.id, "mode": project.mode,
+            "requested_at": format_timestamp(sent_at)}
 
 
 def overlap_hours() -> int:

@@ -86,6 +86,11 @@ async def test_a_new_operator_onboards_a_project_in_the_browser(
     secret = await page.locator("#new-secret").text_content()
     assert secret and secret.startswith("whsec_")
     await console.shot("callback-secret")
+    # Nothing listens there yet: the test callback says so, beside the button.
+    await page.get_by_role("button", name="Send test callback").click()
+    await expect(page.locator("#test-result")).to_contain_text("No answer")
+    await expect(page.locator("#test-result")).to_contain_text("ClientConnectorError")
+    await console.shot("callback-test-no-answer")
 
     # 3. A key, shown once: not after a reload.
     await console.visit(project_path + "/keys", "keys")
@@ -147,6 +152,13 @@ async def test_a_new_operator_onboards_a_project_in_the_browser(
 
     async with running_example_receiver(secrets=[secret], sendpromptly_url=stack.base_url, api_key=key,
                                         effect=grant_access, port=port):
+        # The receiver verifies the test callback's signature and answers 200, rerunning nothing.
+        await console.visit(project_path + "/callback", "callback-before-test")
+        await page.get_by_role("button", name="Send test callback").click()
+        await expect(page.locator("#test-result")).to_contain_text("HTTP 200")
+        await expect(page.locator("#test-result")).to_contain_text(re.compile(r"in \d+ ms"))
+        await console.shot("callback-test-answered")
+        assert rerun == []
         await console.visit(project_path + "/incidents", "incidents")
         await row.get_by_role("link").click()
         await page.wait_for_url(re.compile(r".*/incidents/inc_\w+$"))
@@ -191,8 +203,9 @@ async def test_a_new_operator_onboards_a_project_in_the_browser(
 
     # Every action above is in the project's audit log, by this operator, as the API records it.
     await console.visit(project_path + "/audit-log?verify=1", "audit-log")
-    for action in ("project.created", "callback.set", "api_key.created", "destination.added",
-                   "incident.reprocess_requested", "destination.removed", "project.mode_switched"):
+    for action in ("project.created", "callback.set", "callback.tested", "api_key.created",
+                   "destination.added", "incident.reprocess_requested", "destination.removed",
+                   "project.mode_switched"):
         await expect(page.locator("td", has_text=re.compile(f"^{re.escape(action)}$")).first).to_be_visible(
             timeout=LIVE)
     await expect(page.locator("#chain-status")).to_contain_text("Chain verified")

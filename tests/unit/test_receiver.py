@@ -12,7 +12,7 @@ import pytest
 from standardwebhooks.webhooks import Webhook
 
 from sendpromptly.receiver import InMemoryNonceStore, VerificationError, verify
-from sinks.callback_delivery import signed_headers
+from sinks.callback_request import signed_headers
 
 SECRET = "whsec_" + base64.b64encode(os.urandom(32)).decode()
 OTHER = "whsec_" + base64.b64encode(os.urandom(32)).decode()
