@@ -166,6 +166,9 @@ async def test_a_new_operator_onboards_a_project_in_the_browser(
         await page.locator("#reprocess").dblclick()
         await expect(page.locator("#incident-status")).to_contain_text("resolved", timeout=LIVE)
         await expect(page.locator("#incident-status")).to_contain_text("outcome succeeded")
+        # Resolved: the actions go from the page without a reload.
+        for action in ("#reprocess", "#acknowledge", "#resolve"):
+            await expect(page.locator(action)).to_have_count(0)
         await expect(page.locator("[data-replay]")).to_have_count(1)
         await expect(page.locator("[data-replay] tr.attempt")).to_have_count(1, timeout=LIVE)
         await console.shot("incident-resolved")

@@ -2,7 +2,9 @@
 // once has a copy button, and reloading such a page does not post its form again.
 "use strict";
 
-// Swap each [data-live] region for the server's current one every few seconds while visible.
+// Swap each [data-live] region for the server's current one every few seconds while visible, and
+// drop each [data-live-drop] part the server no longer renders (an incident's actions once it is
+// resolved). Those parts are never swapped: a note being typed and a form's one-time key stay.
 const LIVE_SECONDS = 2;
 async function refreshLive() {
   if (document.hidden) return;
@@ -19,6 +21,9 @@ async function refreshLive() {
   const updates = fresh.querySelectorAll("[data-live]");
   regions.forEach((region, i) => {
     if (updates[i] && updates[i].innerHTML !== region.innerHTML) region.innerHTML = updates[i].innerHTML;
+  });
+  document.querySelectorAll("[data-live-drop]").forEach((part) => {
+    if (!fresh.getElementById(part.id)) part.remove();
   });
 }
 
