@@ -483,7 +483,9 @@ def incidents() -> None:
 
 @api_command(incidents, "list")
 @click.argument("project_id")
-@click.option("--status", type=click.Choice(["open", "resolved"]), help="Only open, or only resolved, ones.")
+@click.option("--status", type=click.Choice(["open", "acknowledged", "resolved"]),
+              help="Only open ones (acknowledged or not), only open ones someone acknowledged, or only "
+                   "resolved ones.")
 @click.option("--mode", type=click.Choice(["test", "live"]), help="Only test, or only live, ones.")
 @click.option("--reason", type=click.Choice(["timeout", "failed_outcome"]), help="Only this reason.")
 @click.option("--reference", help="Only the incidents of this flow reference.")

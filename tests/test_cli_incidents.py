@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from tests.support.api import Api
+from tests.support.api import Api, eventually
 from tests.support.stack import Stack
 from tests.test_cli_control_plane import Cli, Operator, admin, api_get, cli  # noqa: F401 (fixtures)
 from tests.test_incidents_api import CALLBACK, open_incident
@@ -36,8 +36,15 @@ async def test_an_incident_from_list_to_resolution(
     shown_json = cli.json("incidents", "show", incident_id)
     assert shown_json == api_get(stack, admin, f"/api/v1/incidents/{incident_id}")
 
+    # --status acknowledged: the open incidents someone acknowledged, as the API's filter.
+    async def acknowledged_ids() -> list[str]:
+        listed = cli.json("incidents", "list", project_id, "--status", "acknowledged")
+        return [i["id"] for i in listed["items"]]
+
+    assert await acknowledged_ids() == []
     acknowledged = cli.ok("incidents", "acknowledge", incident_id).out
     assert re.search(r"^acknowledged\s+\d{4}-\d\d-\d\dT\S+Z$", acknowledged, re.MULTILINE)
+    await eventually(acknowledged_ids, lambda found: found == [incident_id])
 
     # Retrying with the same --idempotency-key repeats the answer: one replay.
     first = cli.ok("incidents", "reprocess", incident_id, "--idempotency-key", "reprocess-once").out
