@@ -104,6 +104,7 @@ async def _run(request: web.Request, kind: BatchKind, project: Project, scope: s
         claims = await records.claim_many(conn, [
             ClaimRequest(scope, item.key or "", item.fingerprint, _stored(answer), received_at)
             for item, _, answer in pending])
+    await _refuse_if_in_flight(request, scope, [item for item, _, _ in pending], claims)
     owned = [_owned(request, kind, project, item, claim, signal, answer)
              for (item, signal, answer), claim in zip(pending, claims, strict=True)]
     await _publish_all(request, kind, scope, [entry for entry in owned if entry is not None])
@@ -159,10 +160,28 @@ def _first_of_each_key(items: list[Item]) -> list[Item]:
 Owned = tuple[Item, Signal, bool]
 
 
+async def _refuse_if_in_flight(request: web.Request, scope: str, items: list[Item],
+                               claims: list[Claim]) -> None:
+    """A key another request is still publishing will soon be a replay or free again: the whole
+    batch is a 409 to retry in a moment, with every key it claimed given back. (An answer naming
+    the item as refused would be stored with the batch's key, and replayed for good.)"""
+    claimed = list(zip(items, claims, strict=True))
+    busy = [item.index for item, claim in claimed if claim.outcome is ClaimOutcome.IN_FLIGHT]
+    if not busy:
+        return
+    for item, claim in claimed:
+        if claim.outcome is ClaimOutcome.OWNED:
+            await give_back(request.app[POOL], scope, item.key or "", taken_over=claim.taken_over)
+    raise Problem(409, "idempotency-key-in-flight", "Signals in progress",
+                  f"Items {', '.join(map(str, busy))} have idempotency keys another request is still "
+                  "processing; retry this batch, with the same Idempotency-Key, in a moment.",
+                  headers={"Retry-After": "1"})
+
+
 def _owned(request: web.Request, kind: BatchKind, project: Project, item: Item, claim: Claim,
            signal: Signal, answer: dict[str, Any]) -> Owned | None:
-    """What the claim says of the item: a replay, a refusal, or the signal to publish (with
-    whether the claim was taken over from a request that died)."""
+    """What the claim says of the item (not in flight elsewhere): a replay, a refusal, or the
+    signal to publish (with whether the claim was taken over from a request that died)."""
     if claim.outcome is ClaimOutcome.REPLAY:
         assert claim.response is not None
         item.outcome, item.answer = "replayed", orjson.loads(claim.response.body)
@@ -171,11 +190,6 @@ def _owned(request: web.Request, kind: BatchKind, project: Project, item: Item, 
         item.refuse(Problem(422, "idempotency-key-reused", "Idempotency-Key reused",
                             "This idempotency_key was used with a different signal; use a new key for a "
                             "new signal."))
-        return None
-    if claim.outcome is ClaimOutcome.IN_FLIGHT:
-        item.refuse(Problem(409, "idempotency-key-in-flight", "Signal in progress",
-                            "A request with this idempotency_key is still being processed; retry the "
-                            "item in a moment."))
         return None
     if claim.taken_over:
         # An owner that vanished after storing its answer, perhaps after Kafka's ack: publish that
