@@ -5,7 +5,7 @@
 # Any SENDPROMPTLY_* variable already set wins over the defaults below: with your own
 # SENDPROMPTLY_KAFKA_BOOTSTRAP or SENDPROMPTLY_DATABASE_URL, no local broker or database is started.
 #
-# Usage: scripts/stack.sh {up|down|status}
+# Usage: scripts/stack.sh {up|down|status|banner}
 set -euo pipefail
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -144,7 +144,16 @@ up() {
   for name in "${PROCESSES[@]}"; do wanted "$name" && start_process "$name"; done
   for name in "${PROCESSES[@]}"; do wanted "$name" && wait_ready "$name"; done
   local demo
+  # Its own assignment, so that set -e stops here if the demo cannot be made.
   demo=$("$SP" demo --json)
+  banner "$demo"
+}
+
+# What `up` prints once everything is ready: where to look, and the demo's project, key, token and
+# console sign-in, from `sendpromptly demo --json` (given as $1). `scripts/stack.sh banner` prints
+# it for a demo JSON read from stdin, without starting anything: the tests check it that way.
+banner() {
+  local demo=$1
   local project key token
   project=$("$PY" -c 'import json,sys; print(json.load(sys.stdin)["project_id"])' <<<"$demo")
   key=$("$PY" -c 'import json,sys; print(json.load(sys.stdin)["api_key"])' <<<"$demo")
@@ -233,5 +242,6 @@ case ${1:-} in
   up) up ;;
   down) down ;;
   status) status ;;
-  *) sp_die "usage: scripts/stack.sh {up|down|status}" ;;
+  banner) read_processes; banner "$(cat)" ;;
+  *) sp_die "usage: scripts/stack.sh {up|down|status|banner}" ;;
 esac
