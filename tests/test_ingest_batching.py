@@ -17,8 +17,8 @@ import aiohttp
 import orjson
 import pytest
 
-from api_gateway.idempotency import fingerprint
 from api_gateway.idempotency_batcher import _Batches
+from api_gateway.ingest import signal_fingerprint
 from store.db import open_pool
 from store.idempotency import (
     ClaimOutcome,
@@ -155,8 +155,8 @@ async def test_concurrent_new_repeated_and_reused_keys_get_the_right_answers_and
     # Held in flight, as by a slow request elsewhere: the batched path must answer 409.
     held, held_body = f"{run}-held", orjson.dumps(body("held"))
     pool = await open_pool(database_url, max_size=1)
-    async with pool.connection() as conn:
-        await claim(conn, project.project_id, held, fingerprint("POST", "/api/v1/receipt", held_body))
+    async with pool.connection() as conn:  # ingest keys are scoped per project and mode
+        await claim(conn, f"{project.project_id}:test", held, signal_fingerprint("receipt", body("held")))
     await pool.close()
 
     async def send_held() -> tuple[int, dict, dict]:

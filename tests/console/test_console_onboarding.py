@@ -205,7 +205,14 @@ async def test_a_new_operator_onboards_a_project_in_the_browser(
     await console.shot("live")
 
     # Every action above is in the project's audit log, by this operator, as the API records it.
-    await console.visit(project_path + "/audit-log?verify=1", "audit-log")
+    # The log follows the audit topic, a moment behind the switch just made; its page does not
+    # refresh itself, so it is loaded again until the switch is there.
+    switched = page.locator("td", has_text=re.compile(r"^project\.mode_switched$"))
+    for _ in range(LIVE // 500):
+        await console.visit(project_path + "/audit-log?verify=1", "audit-log")
+        if await switched.count():
+            break
+        await page.wait_for_timeout(500)
     for action in ("project.created", "callback.set", "callback.tested", "api_key.created",
                    "destination.added", "incident.reprocess_requested", "destination.removed",
                    "project.mode_switched"):
