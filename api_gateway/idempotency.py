@@ -62,12 +62,7 @@ async def run_idempotent(request: web.Request, scope: str, action: Action, *,
     ``store_refusals`` (the console, which shows a refusal beside the form's fields and gives the
     form a new key) a client error the action raises gives the key back and is raised."""
     pool = request.app[POOL]
-
-    async def claim(key: str, request_print: bytes) -> Claim:
-        async with pool.connection() as conn:
-            return await records.claim(conn, scope, key, request_print)
-
-    key, claimed = await _claim(request, scope, claim)
+    key, claimed = await _claim(request, scope, _claim_on_own_connection(pool, scope))
     if claimed.outcome is ClaimOutcome.REPLAY:
         return _replayed(claimed)
     try:
@@ -90,12 +85,7 @@ async def run_idempotent_unheld(request: web.Request, scope: str,
     request's key is claimed, ``work()`` runs holding no connection, and its answer is stored
     (a 5xx, or an exception, gives the key back for the retry)."""
     pool = request.app[POOL]
-
-    async def claim(key: str, request_print: bytes) -> Claim:
-        async with pool.connection() as conn:
-            return await records.claim(conn, scope, key, request_print)
-
-    key, claimed = await _claim(request, scope, claim)
+    key, claimed = await _claim(request, scope, _claim_on_own_connection(pool, scope))
     if claimed.outcome is ClaimOutcome.REPLAY:
         return _replayed(claimed)
     try:
@@ -109,6 +99,13 @@ async def run_idempotent_unheld(request: web.Request, scope: str,
     async with pool.connection() as conn:
         await records.complete(conn, scope, key, _stored(response))
     return response
+
+
+def _claim_on_own_connection(pool: Pool, scope: str) -> Callable[[str, bytes], Awaitable[Claim]]:
+    async def claim(key: str, request_print: bytes) -> Claim:
+        async with pool.connection() as conn:
+            return await records.claim(conn, scope, key, request_print)
+    return claim
 
 
 async def give_back(pool: Pool, scope: str, key: str, *, taken_over: bool) -> None:

@@ -13,7 +13,8 @@ import pytest
 
 from sendpromptly.apikeys import generate_api_key
 from sendpromptly.bootstrap import create_operator
-from store.db import open_pool
+from sinks.read_model import ReadModelSink
+from store.db import Pool, open_pool
 from store.projects import add_api_key, create_project
 from tests.support.api import Api
 from tests.support.db import create_database, drop_database, migrated_template
@@ -90,6 +91,20 @@ def gateway_url(services: Services, database_url: str, topic_prefix: str, tmp_pa
                     topic_prefix=topic_prefix, workdir=tmp_path)
     with lone_gateway(env, tmp_path) as (_, url):
         yield url
+
+
+@pytest.fixture
+async def pool(database_url: str) -> AsyncIterator[Pool]:
+    """A connection pool on the test's database."""
+    opened = await open_pool(database_url, max_size=2)
+    yield opened
+    await opened.close()
+
+
+@pytest.fixture
+def sink(pool: Pool) -> ReadModelSink:
+    """The read-model sink on the test's database, fed records by hand."""
+    return ReadModelSink(pool)
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,6 @@ import asyncio
 import itertools
 import re
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -39,18 +38,6 @@ pytestmark = pytest.mark.e2e
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 REF = "inv_reused"
-
-
-@pytest.fixture
-async def pool(database_url: str) -> AsyncIterator[Pool]:
-    opened = await open_pool(database_url, max_size=2)
-    yield opened
-    await opened.close()
-
-
-@pytest.fixture
-def sink(pool: Pool) -> ReadModelSink:
-    return ReadModelSink(pool)
 
 
 def flow_event(project_id: str, action: str, *, cycle: int | None = 1, version: int = 1,

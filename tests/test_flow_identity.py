@@ -13,7 +13,7 @@ from urllib.parse import urlencode
 import aiohttp
 import pytest
 
-from store.db import open_pool
+from store.db import Pool
 from store.projects import update_project
 from tests.conftest import ProjectKey
 from tests.support.api import Api, eventually
@@ -74,17 +74,13 @@ async def test_a_reference_used_again_after_it_was_applied_starts_a_cycle_that_o
 
 
 async def test_test_and_live_traffic_of_one_reference_never_join(api: Api, project: ProjectKey,
-                                                                 database_url: str) -> None:
+                                                                 pool: Pool) -> None:
     ref = reference("ord")
     assert (await api.receipt(ref, timeout_seconds=4))[0] == 202
     await eventually(lambda: flow(api, ref, mode="test"), status_is("pending"))
 
-    pool = await open_pool(database_url, max_size=1)
-    try:
-        async with pool.connection() as conn:
-            await update_project(conn, project.project_id, {"mode": "live"})
-    finally:
-        await pool.close()
+    async with pool.connection() as conn:
+        await update_project(conn, project.project_id, {"mode": "live"})
     # The gateway caches projects for a moment: once it looks flows up in live mode by default
     # (there is none), it stamps signals live too.
     await eventually(lambda: flow(api, ref), lambda a: a[0] == 404)

@@ -4,7 +4,6 @@ fed the same events twice, and in every order, ends with the same row."""
 from __future__ import annotations
 
 import itertools
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -14,7 +13,7 @@ from aiokafka import ConsumerRecord
 
 from sinks.read_model import ReadModelSink
 from sinks.runner import Unprocessable
-from store.db import Pool, open_pool
+from store.db import Pool
 from store.flows import FlowView, upsert_flow
 from store.incidents import get_incident
 from tests.conftest import ProjectKey
@@ -26,18 +25,6 @@ pytestmark = pytest.mark.e2e
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 DEADLINE = T0 - timedelta(minutes=1)
 OPERATOR = "operator:opr_test"
-
-
-@pytest.fixture
-async def pool(database_url: str) -> AsyncIterator[Pool]:
-    opened = await open_pool(database_url, max_size=2)
-    yield opened
-    await opened.close()
-
-
-@pytest.fixture
-def sink(pool: Pool) -> ReadModelSink:
-    return ReadModelSink(pool)
 
 
 class Events:

@@ -12,7 +12,7 @@ import pytest
 
 from api_gateway.ingest import signal_fingerprint
 from store import idempotency as records
-from store.db import open_pool
+from store.db import Pool
 from tests.conftest import ProjectKey
 from tests.support.api import Api
 from tests.support.kafka import read_topic
@@ -120,25 +120,21 @@ async def test_a_body_over_one_mebibyte_is_413_and_a_single_request_keeps_its_64
 
 
 async def test_an_item_another_request_is_still_publishing_makes_the_batch_a_409_to_retry(
-        api: Api, project: ProjectKey, database_url: str) -> None:
-    pool = await open_pool(database_url, max_size=1)
-    try:
-        items = [receipt_item("k-free", "inv_free"), receipt_item("k-busy", "inv_busy")]
-        busy = signal_fingerprint("receipt", {k: v for k, v in items[1].items() if k != "idempotency_key"})
-        async with pool.connection() as conn:  # a single request with this signal, mid-publish
-            claimed = await records.claim(conn, f"{project.project_id}:test", "k-busy", busy)
-            assert claimed.outcome is records.ClaimOutcome.OWNED
-        status, problem, headers = await post_batch(api, "receipts", items, batch_key="b-1")
-        assert (status, problem["type"].split("/")[-1], headers["Retry-After"]) == (
-            409, "idempotency-key-in-flight", "1")
-        assert "Items 1 " in problem["detail"]
-        # Nothing of the batch stays claimed, and nothing is stored for its key: once the other
-        # request is done, the same batch goes through.
-        async with pool.connection() as conn:
-            await records.release(conn, f"{project.project_id}:test", "k-busy")
-            left = await (await conn.execute("SELECT key FROM idempotency_records")).fetchall()
-        assert left == []
-        status, answer, _ = await post_batch(api, "receipts", items, batch_key="b-1")
-        assert status == 200 and [r["outcome"] for r in answer["items"]] == ["accepted", "accepted"]
-    finally:
-        await pool.close()
+        api: Api, project: ProjectKey, pool: Pool) -> None:
+    items = [receipt_item("k-free", "inv_free"), receipt_item("k-busy", "inv_busy")]
+    busy = signal_fingerprint("receipt", {k: v for k, v in items[1].items() if k != "idempotency_key"})
+    async with pool.connection() as conn:  # a single request with this signal, mid-publish
+        claimed = await records.claim(conn, f"{project.project_id}:test", "k-busy", busy)
+        assert claimed.outcome is records.ClaimOutcome.OWNED
+    status, problem, headers = await post_batch(api, "receipts", items, batch_key="b-1")
+    assert (status, problem["type"].split("/")[-1], headers["Retry-After"]) == (
+        409, "idempotency-key-in-flight", "1")
+    assert "Items 1 " in problem["detail"]
+    # Nothing of the batch stays claimed, and nothing is stored for its key: once the other
+    # request is done, the same batch goes through.
+    async with pool.connection() as conn:
+        await records.release(conn, f"{project.project_id}:test", "k-busy")
+        left = await (await conn.execute("SELECT key FROM idempotency_records")).fetchall()
+    assert left == []
+    status, answer, _ = await post_batch(api, "receipts", items, batch_key="b-1")
+    assert status == 200 and [r["outcome"] for r in answer["items"]] == ["accepted", "accepted"]
