@@ -5,6 +5,7 @@ handler that only parses JSON, in one run, on this machine.
     .venv/bin/python -m bench.ingest [--duration 15] [--connections 32] [--floors] [--replicas N]
 
 1. Peak: wrk (one thread, N connections, a fresh Idempotency-Key per request) against each server,
+   and against the gateway's batch endpoint (``--batch-items`` receipts per request),
    with the CPU time per request of the server, of Kafka and PostgreSQL, and of the whole machine.
    ``--floors`` adds the durability floors (``bench/ingest_floor.py``): a handler that only gets
    the Kafka ack (and one idempotency claim), to show what no gateway code can go below here.
@@ -30,7 +31,8 @@ import sys
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from tempfile import TemporaryDirectory
 from typing import Any
@@ -56,12 +58,13 @@ from topics.admin import delete_topics, ensure_topics
 HERE = Path(__file__).resolve().parent
 
 
-def wrk(url: str, api_key: str, duration: int, connections: int) -> dict[str, float]:
+def wrk(url: str, api_key: str, duration: int, connections: int, items: int = 0) -> dict[str, float]:
+    """wrk's figures for fresh receipts: one per request, or ``items`` per batch request."""
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: run 'make bench-tools' (Debian's wrk package)")
     done = subprocess.run(
         ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "-s", str(HERE / "receipt.lua"),
-         url, "--", api_key, uuid.uuid4().hex[:8]],
+         url, "--", api_key, uuid.uuid4().hex[:8], str(items)],
         capture_output=True, text=True, check=True,
     )
     summary = json.loads(done.stdout.strip().splitlines()[-1])
@@ -143,6 +146,15 @@ def wait_listening(server: subprocess.Popen[bytes], port: int, name: str, timeou
             time.sleep(0.2)
 
 
+@contextmanager
+def profiled(pid: int, seconds: int, recording: Path | None) -> Iterator[None]:
+    """py-spy on ``pid`` for the run inside, into ``recording`` (nothing if None)."""
+    spy = None if recording is None else start_recording(pid, seconds, recording)
+    yield
+    if spy is not None and spy.wait(30) != 0:
+        raise RuntimeError(f"py-spy failed: {spy.stderr.read().decode() if spy.stderr else ''}")
+
+
 def floor_peak(mode: str, env: dict[str, str], api_key: str, duration: int,
                connections: int) -> dict[str, float]:
     """Peak of the durability floor (``bench/ingest_floor.py``) in ``mode``, measured as the others."""
@@ -182,9 +194,14 @@ def main() -> None:
     parser.add_argument("--floors", action="store_true",
                         help="also measure the durability floors (bench/ingest_floor.py: parse, "
                              "Kafka ack, and with an idempotency claim; nothing else)")
+    parser.add_argument("--batch-items", type=int, default=100,
+                        help="receipts per request of the batch-ingest peak (0: skip it)")
+    parser.add_argument("--batch-connections", type=int, default=8)
     parser.add_argument("--profile", type=Path, metavar="RAW",
                         help="record the gateway with py-spy during its peak run into RAW "
                              "and print the top costs")
+    parser.add_argument("--profile-batch", type=Path, metavar="RAW",
+                        help="the same, during the batch-ingest peak run")
     args = parser.parse_args()
 
     with provide_services() as services, TemporaryDirectory() as tmp:
@@ -215,10 +232,13 @@ def main() -> None:
             gateway_pids = child_pids("sendpromptly gateway")
             wrk(ours_url, api_key, 3, args.connections)  # warm-up: connections, pool, producer
             peak_bare = measured(wrk, [bare.pid], bare_url, api_key, args.duration, args.connections)
-            spy = start_recording(gateway_pids[0], args.duration, args.profile) if args.profile else None
-            peak_ours = measured(wrk, gateway_pids, ours_url, api_key, args.duration, args.connections)
-            if spy is not None and spy.wait(30) != 0:
-                raise RuntimeError(f"py-spy failed: {spy.stderr.read().decode() if spy.stderr else ''}")
+            with profiled(gateway_pids[0], args.duration, args.profile):
+                peak_ours = measured(wrk, gateway_pids, ours_url, api_key, args.duration, args.connections)
+            batch = None
+            if args.batch_items:
+                with profiled(gateway_pids[0], args.duration, args.profile_batch):
+                    batch = measured(wrk, gateway_pids, ours_url, api_key, args.duration,
+                                     args.batch_connections, args.batch_items)
             floors = {mode: floor_peak(mode, {**env, "FLOOR_TOPIC": RECEIPTS.name(prefix)}, api_key,
                                        args.duration, args.connections)
                       for mode in (MODES if args.floors else ())}
@@ -256,11 +276,21 @@ def main() -> None:
                                 "machine_cpu_ms_per_request": round(figures["machine_cpu_ms_per_request"], 3),
                                 "service_cpu_ms_per_request": figures["service_cpu_ms_per_request"]}
                          for mode, figures in floors.items()},
+              "gateway_vs_claim_ack_floor": (round(peak_ours["rps"] / floors["kafka+db"]["rps"], 3)
+                                             if "kafka+db" in floors else None),
+              "batch": None if batch is None else {
+                  "items": args.batch_items, "connections": args.batch_connections,
+                  "requests_per_s": round(batch["rps"]),
+                  "signals_per_s": round(batch["rps"] * args.batch_items),
+                  "vs_single_signals_per_s": round(batch["rps"] * args.batch_items / peak_ours["rps"], 2),
+                  "cpu_ms_per_signal": round(batch["cpu_ms_per_request"] / args.batch_items, 4),
+                  "p50_ms": batch["p50_ms"], "p99_ms": batch["p99_ms"]},
               "at_half_peak": {"rate": round(rate), "gateway": lat_ours, "bare": lat_bare},
               "connections": args.connections, "replicas": args.replicas, "cpus": os.cpu_count()}
     print(json.dumps(result, indent=2))
-    if args.profile:
-        print(summary(args.profile))
+    for recording in (args.profile, args.profile_batch):
+        if recording is not None:
+            print(summary(recording))
 
 
 if __name__ == "__main__":
