@@ -7,11 +7,12 @@ the truth: one cycle of the reference in one mode, and the list of its cycles.""
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote
 
 import orjson
 from aiohttp import web
@@ -47,25 +48,30 @@ SIGNALS = Counter("sendpromptly_ingest_signals_total", "Signals accepted (acknow
                   ["kind", "mode"])
 
 
-async def publish_signal(request: web.Request, kind: str, signal: Receipt | Result) -> None:
-    """Publish ``signal`` and wait for Kafka's acknowledgement (``PublishUnavailable`` if none)."""
-    topic = RECEIPTS if isinstance(signal, Receipt) else RESULTS
-    await request.app[PUBLISHER].publish(topic.name(request.app[SETTINGS].topic_prefix),
-                                         flow_key(signal.project_id, signal.reference), encode(signal))
-    child(SIGNALS, kind, signal.mode or "").inc()
+async def publish_signals(request: web.Request, kind: str, mode: str,
+                          signals: Sequence[Receipt | Result]) -> list[PublishUnavailable | None]:
+    """Publish ``kind`` signals of a project in ``mode`` at once and wait for Kafka's reports:
+    for each, None once acknowledged, else why not."""
+    topic = (RECEIPTS if kind == "receipt" else RESULTS).name(request.app[SETTINGS].topic_prefix)
+    outcomes = await request.app[PUBLISHER].publish_many(
+        topic, [(flow_key(signal.project_id, signal.reference), encode(signal)) for signal in signals])
+    stored = outcomes.count(None)
+    if stored:
+        child(SIGNALS, kind, mode).inc(stored)
+    return outcomes
 
 
 async def _publish(request: web.Request, kind: str, signal: Receipt | Result) -> None:
-    try:
-        await publish_signal(request, kind, signal)
-    except PublishUnavailable as exc:
-        raise kafka_unavailable("The signal was not stored", exc) from exc
+    [failure] = await publish_signals(request, kind, signal.mode or "", [signal])
+    if failure is not None:
+        raise kafka_unavailable("The signal was not stored", failure) from failure
 
 
 def flow_url(reference: str, mode: str) -> str:
     """Where the flow a signal joins can be read: the truth, which a 202 cannot state (a repeated
     receipt moves no deadline; a receipt may start a new cycle)."""
-    return f"{FLOWS_PATH}/{quote(reference, safe='')}?{urlencode({'mode': mode})}"
+    # A mode is "test" or "live": nothing in it to escape.
+    return f"{FLOWS_PATH}/{quote(reference, safe='')}?mode={mode}"
 
 
 def _accepted(project: Project, reference: str, kind: str, received_at: datetime,

@@ -15,7 +15,6 @@ that did get in are replays then).
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -26,17 +25,16 @@ from aiohttp import web
 
 from api_gateway.http_input import MAX_BATCH_BYTES, json_body, valid_idempotency_key
 from api_gateway.idempotency import give_back, run_idempotent_unheld
-from api_gateway.ingest import publish_signal, receipt_signal, result_signal, scope_of, signal_fingerprint
+from api_gateway.ingest import publish_signals, receipt_signal, result_signal, scope_of, signal_fingerprint
 from api_gateway.ingest_bodies import parse_receipt, parse_result
 from api_gateway.problems import Problem, invalid_fields, kafka_unavailable
-from api_gateway.publisher import PublishUnavailable
-from api_gateway.responses import json_document, json_response
+from api_gateway.responses import json_response
 from api_gateway.state import POOL, PROJECT
 from store import idempotency as records
 from store.idempotency import Claim, ClaimOutcome, ClaimRequest, StoredResponse
 from store.projects import Project
 from topics import Receipt, Result
-from topics.fields import FieldErrors
+from topics.fields import FieldErrors, format_timestamp
 
 MAX_ITEMS = 1000
 
@@ -98,7 +96,9 @@ async def _run(request: web.Request, kind: BatchKind, project: Project, scope: s
     items = _parsed(await json_body(request, max_bytes=MAX_BATCH_BYTES), kind)
     firsts = _first_of_each_key(items)
     received_at = datetime.now(UTC)
-    pending = [(item, signal, json_document(answer)) for item in firsts
+    # Every item's answer has this time: written once, the answers hold only JSON values.
+    stamp = format_timestamp(received_at)
+    pending = [(item, signal, {**answer, "received_at": stamp}) for item in firsts
                for signal, answer in [kind.make(request, project, item.key or "", item.body, received_at)]]
     async with request.app[POOL].connection() as conn:
         claims = await records.claim_many(conn, [
@@ -107,7 +107,7 @@ async def _run(request: web.Request, kind: BatchKind, project: Project, scope: s
     await _refuse_if_in_flight(request, scope, [item for item, _, _ in pending], claims)
     owned = [_owned(request, kind, project, item, claim, signal, answer)
              for (item, signal, answer), claim in zip(pending, claims, strict=True)]
-    await _publish_all(request, kind, scope, [entry for entry in owned if entry is not None])
+    await _publish_all(request, kind, project.mode, scope, [entry for entry in owned if entry is not None])
     _answer_repeats(items)
     return json_response(200, {"items": [item.result() for item in items]})
 
@@ -203,13 +203,13 @@ def _owned(request: web.Request, kind: BatchKind, project: Project, item: Item, 
     return item, signal, claim.taken_over
 
 
-async def _publish_all(request: web.Request, kind: BatchKind, scope: str, owned: list[Owned]) -> None:
+async def _publish_all(request: web.Request, kind: BatchKind, mode: str, scope: str,
+                       owned: list[Owned]) -> None:
     """Publish every owned item's signal at once and complete the keys Kafka acknowledged; if any
     was not acknowledged, give the others back and answer 503."""
     pool = request.app[POOL]
     try:
-        publishing = (publish_signal(request, kind.name, signal) for _, signal, _ in owned)
-        outcomes = await asyncio.gather(*publishing, return_exceptions=True)
+        outcomes = await publish_signals(request, kind.name, mode, [signal for _, signal, _ in owned])
     except BaseException:
         for item, _, taken_over in owned:
             await give_back(pool, scope, item.key or "", taken_over=taken_over)
@@ -224,11 +224,8 @@ async def _publish_all(request: web.Request, kind: BatchKind, scope: str, owned:
         return
     for (item, _, taken_over), _ in failed:
         await give_back(pool, scope, item.key or "", taken_over=taken_over)
-    cause = failed[0][1]
-    if not isinstance(cause, PublishUnavailable):
-        raise cause
     raise kafka_unavailable(f"{len(failed)} of the batch's {len(owned)} new signals were not stored; "
-                            f"{len(stored)} were, and are replays when you retry", cause)
+                            f"{len(stored)} were, and are replays when you retry", failed[0][1])
 
 
 def _answer_repeats(items: list[Item]) -> None:
@@ -251,6 +248,10 @@ def _answer_repeats(items: list[Item]) -> None:
             item.outcome, item.answer = "replayed", earlier.answer
 
 
+# One for all items' records: nothing changes a stored response's headers.
+_STORED_HEADERS = {"Content-Type": "application/json"}
+
+
 def _stored(answer: dict[str, Any]) -> StoredResponse:
     """An item's answer as its key's record keeps it: what a single request would have answered."""
-    return StoredResponse(202, {"Content-Type": "application/json"}, orjson.dumps(answer))
+    return StoredResponse(202, _STORED_HEADERS, orjson.dumps(answer))

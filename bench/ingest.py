@@ -41,7 +41,6 @@ from urllib.parse import urlsplit
 import orjson
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench.ingest_floor import MODES
 from bench.open_loop import http_post, open_loop
 from bench.processes import child_pids, cpu_seconds, machine_cpu_seconds, service_cpu_seconds
 from bench.profile import start_recording, summary
@@ -56,6 +55,8 @@ from topics import RECEIPTS
 from topics.admin import delete_topics, ensure_topics
 
 HERE = Path(__file__).resolve().parent
+# The floors of a single request (``bench/ingest_floor.py``); its "batch" floor is the batch's.
+SINGLE_FLOORS = ("kafka", "kafka+db")
 
 
 def wrk(url: str, api_key: str, duration: int, connections: int, items: int = 0) -> dict[str, float]:
@@ -156,18 +157,33 @@ def profiled(pid: int, seconds: int, recording: Path | None) -> Iterator[None]:
 
 
 def floor_peak(mode: str, env: dict[str, str], api_key: str, duration: int,
-               connections: int) -> dict[str, float]:
+               connections: int, items: int = 0) -> dict[str, float]:
     """Peak of the durability floor (``bench/ingest_floor.py``) in ``mode``, measured as the others."""
     port = free_port()
     floor = subprocess.Popen([sys.executable, "-m", "bench.ingest_floor", str(port), mode], env=env)
     url = f"http://127.0.0.1:{port}/api/v1/receipt"
     try:
         wait_listening(floor, port, f"the {mode} floor")
-        wrk(url, api_key, 3, connections)  # warm-up, as for the gateway
-        return measured(wrk, [floor.pid], url, api_key, duration, connections)
+        wrk(url, api_key, 3, connections, items)  # warm-up, as for the gateway
+        return measured(wrk, [floor.pid], url, api_key, duration, connections, items)
     finally:
         floor.terminate()
         floor.wait(10)
+
+
+def batch_figures(batch: dict[str, Any], floor: dict[str, Any] | None, items: int, connections: int,
+                  single_rps: float) -> dict[str, Any]:
+    """The batch peak per signal, against the single requests' peak and the batch floor's."""
+    def per_signal(figures: dict[str, Any]) -> dict[str, Any]:
+        return {"signals_per_s": round(figures["rps"] * items),
+                "vs_single_signals_per_s": round(figures["rps"] * items / single_rps, 2),
+                "cpu_ms_per_signal": round(figures["cpu_ms_per_request"] / items, 4),
+                "machine_cpu_ms_per_signal": round(figures["machine_cpu_ms_per_request"] / items, 4),
+                "service_cpu_ms_per_signal": {name: round(spent / items, 4) for name, spent
+                                              in figures["service_cpu_ms_per_request"].items()}}
+    return {"items": items, "connections": connections, "requests_per_s": round(batch["rps"]),
+            **per_signal(batch), "p50_ms": batch["p50_ms"], "p99_ms": batch["p99_ms"],
+            "floor": None if floor is None else per_signal(floor)}
 
 
 async def make_project(database_url: str) -> str:
@@ -239,9 +255,11 @@ def main() -> None:
                 with profiled(gateway_pids[0], args.duration, args.profile_batch):
                     batch = measured(wrk, gateway_pids, ours_url, api_key, args.duration,
                                      args.batch_connections, args.batch_items)
-            floors = {mode: floor_peak(mode, {**env, "FLOOR_TOPIC": RECEIPTS.name(prefix)}, api_key,
-                                       args.duration, args.connections)
-                      for mode in (MODES if args.floors else ())}
+            floor_env = {**env, "FLOOR_TOPIC": RECEIPTS.name(prefix)}
+            floors = {mode: floor_peak(mode, floor_env, api_key, args.duration, args.connections)
+                      for mode in (SINGLE_FLOORS if args.floors else ())}
+            batch_floor = (floor_peak("batch", floor_env, api_key, args.duration, args.batch_connections,
+                                      args.batch_items) if args.floors and args.batch_items else None)
             rate = args.latency_rate or peak_ours["rps"] / 2
             lat_bare = at_rate(bare_url, api_key, rate, args.latency_seconds)
             metrics_url = f"http://127.0.0.1:{ours_port}/metrics"
@@ -278,13 +296,8 @@ def main() -> None:
                          for mode, figures in floors.items()},
               "gateway_vs_claim_ack_floor": (round(peak_ours["rps"] / floors["kafka+db"]["rps"], 3)
                                              if "kafka+db" in floors else None),
-              "batch": None if batch is None else {
-                  "items": args.batch_items, "connections": args.batch_connections,
-                  "requests_per_s": round(batch["rps"]),
-                  "signals_per_s": round(batch["rps"] * args.batch_items),
-                  "vs_single_signals_per_s": round(batch["rps"] * args.batch_items / peak_ours["rps"], 2),
-                  "cpu_ms_per_signal": round(batch["cpu_ms_per_request"] / args.batch_items, 4),
-                  "p50_ms": batch["p50_ms"], "p99_ms": batch["p99_ms"]},
+              "batch": None if batch is None else batch_figures(batch, batch_floor, args.batch_items,
+                                                                args.batch_connections, peak_ours["rps"]),
               "at_half_peak": {"rate": round(rate), "gateway": lat_ours, "bare": lat_bare},
               "connections": args.connections, "replicas": args.replicas, "cpus": os.cpu_count()}
     print(json.dumps(result, indent=2))

@@ -6,7 +6,9 @@ the JSON body, then, by MODE:
 - ``kafka``: publishes it with the gateway's own ``Publisher`` (acks=all, idempotent producer) and
   answers 202 after the broker's ack;
 - ``kafka+db``: first claims the Idempotency-Key with the gateway's own batched claim (one
-  multi-row INSERT per batch of concurrent requests), then publishes as above.
+  multi-row INSERT per batch of concurrent requests), then publishes as above;
+- ``batch``: a batch request's floor: claims every item's key in one multi-row INSERT (the gateway's
+  ``claim_many``), publishes the items at once (``publish_many``) and answers 200 after the acks.
 
 No authentication, validation, completion, metrics or middlewares. So it tells what a Kafka ack
 (and one idempotency write) cost on this machine with these libraries, apart from the gateway's own
@@ -29,12 +31,13 @@ from aiohttp import web
 
 from api_gateway.idempotency_batcher import IdempotencyBatcher
 from api_gateway.publisher import Publisher
-from store.db import open_pool
-from store.idempotency import StoredResponse
+from store.db import Pool, open_pool
+from store.idempotency import ClaimRequest, StoredResponse, claim_many
 
-MODES = ("kafka", "kafka+db")
+MODES = ("kafka", "kafka+db", "batch")
 PUBLISHER = web.AppKey("publisher", Publisher)
 BATCHER = web.AppKey("batcher", IdempotencyBatcher)
+POOL = web.AppKey("pool", Pool)
 TOPIC = web.AppKey("topic", str)
 
 
@@ -51,6 +54,20 @@ async def receipt(request: web.Request) -> web.Response:
     return web.Response(status=202, body=answer, content_type="application/json")
 
 
+async def batch(request: web.Request) -> web.Response:
+    items = orjson.loads(await request.read())["items"]
+    answers = [orjson.dumps({"reference": item["reference"], "status": "accepted"}) for item in items]
+    received_at = datetime.now(UTC)
+    async with request.app[POOL].connection() as conn:
+        await claim_many(conn, [
+            ClaimRequest("floor", item["idempotency_key"], hashlib.sha256(orjson.dumps(item)).digest(),
+                         StoredResponse(202, {"Content-Type": "application/json"}, answer), received_at)
+            for item, answer in zip(items, answers, strict=True)])
+    await request.app[PUBLISHER].publish_many(
+        request.app[TOPIC], [(item["reference"].encode(), orjson.dumps(item)) for item in items])
+    return web.Response(status=200, body=b"[" + b",".join(answers) + b"]", content_type="application/json")
+
+
 def make_app(mode: str) -> web.Application:
     app = web.Application()
     app[TOPIC] = os.environ["FLOOR_TOPIC"]
@@ -62,15 +79,19 @@ def make_app(mode: str) -> web.Application:
 
     async def database(app: web.Application) -> AsyncIterator[None]:
         pool = await open_pool(os.environ["SENDPROMPTLY_DATABASE_URL"], max_size=20)
-        app[BATCHER] = IdempotencyBatcher(pool)
+        app[POOL] = pool
+        if mode == "kafka+db":
+            app[BATCHER] = IdempotencyBatcher(pool)
         yield
-        await app[BATCHER].close()
+        if mode == "kafka+db":
+            await app[BATCHER].close()
         await pool.close()
 
     app.cleanup_ctx.append(kafka)
-    if mode == "kafka+db":
+    if mode != "kafka":
         app.cleanup_ctx.append(database)
     app.router.add_post("/api/v1/receipt", receipt)
+    app.router.add_post("/api/v1/receipts/batch", batch)
     return app
 
 
