@@ -3,17 +3,20 @@ from the gateway's outbox, flow transitions from the agents, callback attempts) 
 hash-chained ``audit_log``, once per event id.
 
 The topic is keyed by project, so one project's events arrive in order on one partition and are
-appended in that order; a redelivered event appends nothing.
+appended in that order, the records of one fetch in one transaction; a redelivered event appends
+nothing.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 from aiokafka import ConsumerRecord
 from psycopg.errors import DataError
 
 from sendpromptly.config import Settings
-from sinks.runner import Handler, Unprocessable
-from store.audit_log import append
+from sinks.runner import Batched, Unprocessable
+from store.audit_log import append_many
 from store.db import Pool
 from topics import AUDIT, AuditEvent, TopicSpec, decode
 
@@ -24,14 +27,14 @@ class AuditLogSink:
     def __init__(self, pool: Pool):
         self._pool = pool
 
-    async def handle(self, record: ConsumerRecord) -> None:
-        event = decode(AuditEvent, record.value)
+    async def handle(self, records: Sequence[ConsumerRecord]) -> None:
+        events = [decode(AuditEvent, record.value) for record in records]
         try:
             async with self._pool.connection() as conn:
-                await append(conn, event)
+                await append_many(conn, events)
         except DataError as exc:  # e.g. a NUL character, which jsonb cannot hold: it never will
             raise Unprocessable("unstorable_audit_event", str(exc)) from None
 
 
-def build(pool: Pool, settings: Settings) -> dict[TopicSpec, Handler]:
-    return {AUDIT: AuditLogSink(pool).handle}
+def build(pool: Pool, settings: Settings) -> dict[TopicSpec, Batched]:
+    return {AUDIT: Batched(AuditLogSink(pool).handle)}

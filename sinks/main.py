@@ -1,8 +1,8 @@
 """Run one sink process: ``sendpromptly sink <name>``.
 
 Each sink is one module with a ``NAME`` and a ``build(pool, settings)`` that returns its handlers
-(one per topic); ``sendpromptly.processes`` lists them. Only the module of the sink being run is
-imported, so a sink's process serves its own metrics and no other sink's.
+(one per topic, of a record or ``Batched``); ``sendpromptly.processes`` lists them. Only the
+module of the sink being run is imported, so a sink's process serves its own metrics and no other sink's.
 """
 
 from __future__ import annotations
@@ -11,18 +11,18 @@ import asyncio
 import contextlib
 import importlib
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import uvloop
 
 from sendpromptly.config import Settings
 from sendpromptly.observability import configure_logging
 from sendpromptly.processes import SINKS
-from sinks.runner import Handler, SinkRunner, serve_health
+from sinks.runner import Batched, Handler, SinkRunner, serve_health
 from store.db import Pool, open_pool
 from topics import TopicSpec
 
-Build = Callable[[Pool, Settings], dict[TopicSpec, Handler]]
+Build = Callable[[Pool, Settings], Mapping[TopicSpec, Handler | Batched]]
 
 
 def _build(name: str) -> Build:

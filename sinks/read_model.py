@@ -1,9 +1,11 @@
 """The read-model sink: copies each flow transition (and repeated receipt, and forgotten cycle) from
-the audit topic, and each incident event from the incidents topic, into PostgreSQL."""
+the audit topic, and each incident event from the incidents topic, into PostgreSQL. The flows of
+one fetch go in one transaction, in one statement unless a forgotten cycle comes between them."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -11,9 +13,9 @@ from aiokafka import ConsumerRecord
 from psycopg.errors import ForeignKeyViolation
 
 from sendpromptly.config import Settings
-from sinks.runner import Handler, Unprocessable
+from sinks.runner import Batched, Handler, Unprocessable
 from store.db import Connection, Pool
-from store.flows import FlowView, forget_flows, upsert_flow
+from store.flows import FlowView, forget_flows, upsert_flows
 from store.incidents import apply_event
 from topics import AUDIT, INCIDENTS, AuditEvent, IncidentEvent, TopicSpec, decode
 from topics.fields import parse_timestamp
@@ -37,21 +39,22 @@ class ReadModelSink:
     def __init__(self, pool: Pool):
         self._pool = pool
 
-    def handlers(self) -> dict[TopicSpec, Handler]:
-        return {AUDIT: self.handle_audit, INCIDENTS: self.handle_incident}
+    def handlers(self) -> dict[TopicSpec, Handler | Batched]:
+        return {AUDIT: Batched(self.handle_audit), INCIDENTS: self.handle_incident}
 
-    async def handle_audit(self, record: ConsumerRecord) -> None:
-        event = decode(AuditEvent, record.value)
-        if not event.action.startswith(FLOW_ACTION_PREFIX):
-            return
-        if event.action == FORGOTTEN:
-            project_id, mode, reference, cycle, received_at = forgotten_from_event(event)
-            await self._write(project_id, lambda conn: forget_flows(
-                conn, project_id, mode, reference, cycle=cycle, received_at=received_at))
-            return
-        # A transition or a repeated receipt: both carry the flow as it stands, merged alike.
-        flow = flow_from_event(event)
-        await self._write(event.project_id, lambda conn: upsert_flow(conn, flow))
+    async def handle_audit(self, records: Sequence[ConsumerRecord]) -> None:
+        """The flows these records tell of, merged in order; the forgotten cycles deleted where
+        they come between them."""
+        writes: list[FlowView | Forgotten] = []
+        for record in records:
+            event = decode(AuditEvent, record.value)
+            if event.action == FORGOTTEN:
+                writes.append(Forgotten(*forgotten_from_event(event)))
+            elif event.action.startswith(FLOW_ACTION_PREFIX):
+                # A transition or a repeated receipt: both carry the flow as it stands, merged alike.
+                writes.append(flow_from_event(event))
+        if writes:
+            await self._write(writes[0].project_id, lambda conn: _apply(conn, writes))
 
     async def handle_incident(self, record: ConsumerRecord) -> None:
         event = decode(IncidentEvent, record.value)
@@ -67,7 +70,35 @@ class ReadModelSink:
             async with self._pool.connection() as conn:
                 await write(conn)
         except ForeignKeyViolation:
+            # Alone, a record names its project; a batch that fails is handled again record by record.
             raise Unprocessable("unknown_project", f"{project_id} does not exist") from None
+
+
+@dataclass(frozen=True)
+class Forgotten:
+    """The cycles of a reference the agents forgot (``flow.forgotten``)."""
+
+    project_id: str
+    mode: str
+    reference: str
+    cycle: int
+    received_at: datetime
+
+
+async def _apply(conn: Connection, writes: Sequence[FlowView | Forgotten]) -> None:
+    """The flows merged and the cycles forgotten, in order, in one transaction: in as few
+    statements as the forgotten cycles between the flows allow."""
+    flows: list[FlowView] = []
+    async with conn.transaction():
+        for write in writes:
+            if isinstance(write, FlowView):
+                flows.append(write)
+                continue
+            await upsert_flows(conn, flows)
+            flows = []
+            await forget_flows(conn, write.project_id, write.mode, write.reference, cycle=write.cycle,
+                               received_at=write.received_at)
+        await upsert_flows(conn, flows)
 
 
 def flow_from_event(event: AuditEvent) -> FlowView:
@@ -125,5 +156,5 @@ def _time(value: str) -> datetime:
     return parsed
 
 
-def build(pool: Pool, settings: Settings) -> dict[TopicSpec, Handler]:
+def build(pool: Pool, settings: Settings) -> dict[TopicSpec, Handler | Batched]:
     return ReadModelSink(pool).handlers()

@@ -1,12 +1,15 @@
 """What every sink shares: a consumer group on its topics, at-least-once, with dead letters.
 
-A sink supplies one ``handle(record)`` per topic; this loop commits offsets only after a batch was
-handled or dead-lettered, never skipping a record unprocessed. A record whose handling failed for a
-passing reason (``sendpromptly.faults.is_transient``: the database restarting, the broker away) is
-tried again with backoff for as long as that lasts. One that can never be handled goes to the
+A sink supplies one ``handle(record)`` per topic, or a ``Batched`` handler that takes the records a
+fetch brought of one partition at once (one transaction, one multi-row statement, instead of one
+per record); this loop commits offsets only after a batch was handled or dead-lettered, never
+skipping a record unprocessed. A record whose handling failed for a passing reason
+(``sendpromptly.faults.is_transient``: the database restarting, the broker away) is tried again
+with backoff for as long as that lasts. One that can never be handled goes to the
 dead-letter topic with the reason: ``SchemaError`` and ``Unprocessable`` say why themselves, any
 other failure (a bug, a constraint) is ``processing_error``, so that one record never stalls its
-partition.
+partition. A batch that fails for good is handled again a record at a time, so that only the
+record that cannot be handled is dead-lettered.
 """
 
 from __future__ import annotations
@@ -14,7 +17,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
 
@@ -49,8 +53,17 @@ class Unprocessable(Exception):
 Handler = Callable[[ConsumerRecord], Awaitable[None]]
 
 
+@dataclass(frozen=True)
+class Batched:
+    """A topic's records handled a batch at a time: ``handle`` gets the records one fetch brought of
+    one partition, in order, and writes what they say all at once or, raising, nothing (one
+    transaction): a batch that fails for good is handed over again one record at a time."""
+
+    handle: Callable[[Sequence[ConsumerRecord]], Awaitable[None]]
+
+
 class SinkRunner:
-    def __init__(self, settings: Settings, *, name: str, handlers: Mapping[TopicSpec, Handler]):
+    def __init__(self, settings: Settings, *, name: str, handlers: Mapping[TopicSpec, Handler | Batched]):
         self._settings = settings
         self.name = name
         # By topic name as the records carry it: each record goes to its own topic's handler.
@@ -79,8 +92,7 @@ class SinkRunner:
             while True:
                 batch = await consumer.getmany(timeout_ms=1000)
                 for records in batch.values():
-                    for record in records:
-                        await self._handle_or_dead_letter(record, producer)
+                    await self._handle_records(records, producer)
                     self._applied[records[-1].topic, records[-1].partition] = records[-1].timestamp / 1000
                 if batch:
                     await self._commit(consumer)
@@ -117,16 +129,38 @@ class SinkRunner:
                 continue
         self._metrics.report(lags, self._applied)
 
-    async def _handle_or_dead_letter(self, record: ConsumerRecord, producer: AIOKafkaProducer) -> None:
-        """Handle ``record`` (trying again while failures are transient) or dead-letter it."""
-        with log_context(**key_fields(record.key)):
-            await self._handle_in_context(record, producer)
+    async def _handle_records(self, records: list[ConsumerRecord], producer: AIOKafkaProducer) -> None:
+        """Handle one partition's records of a fetch, in order, each handled or dead-lettered."""
+        handler = self._handlers[records[0].topic]
+        if not isinstance(handler, Batched):
+            for record in records:
+                await self._handle_or_dead_letter(record, partial(handler, record), producer)
+            return
+        if len(records) > 1:
+            first, last = records[0], records[-1]
+            where = f"{first.topic}[{first.partition}]@{first.offset}-{last.offset}"
+            try:
+                await retry_transient(partial(handler.handle, records),
+                                      what=f"sink {self.name} handling {where}")
+                return
+            except Exception as exc:  # a record it cannot handle: which one, the records alone tell
+                log.warning("sink %s: the batch %s failed (%s); handling its records one at a time",
+                            self.name, where, describe(exc))
+        for record in records:
+            await self._handle_or_dead_letter(record, partial(handler.handle, [record]), producer)
 
-    async def _handle_in_context(self, record: ConsumerRecord, producer: AIOKafkaProducer) -> None:
+    async def _handle_or_dead_letter(self, record: ConsumerRecord, handle: Callable[[], Awaitable[None]],
+                                     producer: AIOKafkaProducer) -> None:
+        """Handle ``record`` with ``handle`` (trying again while failures are transient) or
+        dead-letter it."""
+        with log_context(**key_fields(record.key)):
+            await self._handle_in_context(record, handle, producer)
+
+    async def _handle_in_context(self, record: ConsumerRecord, handle: Callable[[], Awaitable[None]],
+                                 producer: AIOKafkaProducer) -> None:
         where = f"{record.topic}[{record.partition}]@{record.offset}"
         try:
-            await retry_transient(partial(self._handlers[record.topic], record),
-                                  what=f"sink {self.name} handling {where}")
+            await retry_transient(handle, what=f"sink {self.name} handling {where}")
             return
         except (SchemaError, Unprocessable) as exc:
             reason, detail = exc.reason, exc.detail

@@ -4,13 +4,15 @@ Each row's ``hash`` is SHA-256 over the canonical JSON of its fields and ``prev_
 the row before it in the same chain; so a changed, removed or reordered row breaks the chain at
 that row, and ``verify_chain`` names it. Appends to one chain are serialized with a transaction
 advisory lock on the chain, so two sink replicas cannot fork it; the database refuses UPDATE and
-DELETE (a trigger, migration 0005).
+DELETE (a trigger, migration 0005). The sink appends what one fetch brought at once: one lock per
+chain, one read of the ids already there and of each chain's head, one INSERT.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -84,32 +86,53 @@ def _time(value: datetime) -> str:
 async def append(conn: Connection, event: AuditEvent) -> bool:
     """Append ``event`` to its project's chain; False when its event id is there already (a
     redelivered event), which then changes nothing."""
-    chain = chain_of(event.project_id)
+    return await append_many(conn, [event]) == 1
+
+
+async def append_many(conn: Connection, events: Sequence[AuditEvent]) -> int:
+    """Append ``events``, in their order, each to its project's chain, in one transaction and one
+    INSERT; an event whose id is there already (redelivered), or came earlier in ``events``,
+    appends nothing. How many were appended."""
+    chains = sorted({chain_of(event.project_id) for event in events})
+    if not chains:
+        return 0
     async with conn.transaction():
-        # Held until commit: the next append to this chain reads the head this one wrote.
-        await conn.execute("SELECT pg_advisory_xact_lock(hashtext('audit_log:' || %s))", (chain,))
-        if await (await conn.execute(
-            "SELECT 1 FROM audit_log WHERE event_id = %s", (event.event_id,)
-        )).fetchone():
-            return False
-        head = await (await conn.execute(
-            "SELECT hash FROM audit_log WHERE chain = %s ORDER BY seq DESC LIMIT 1", (chain,))).fetchone()
-        prev_hash = GENESIS if head is None else head["hash"]
-        # Through JSON once, so the hash covers exactly what jsonb will give back.
-        data = json.loads(json.dumps(event.data))
+        # Held until commit: the next append to these chains reads the heads this one wrote. Taken
+        # in one order (output expressions run after ORDER BY), so two appenders never deadlock.
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtext('audit_log:' || chain))"
+                           " FROM unnest(%s::text[]) AS chain ORDER BY chain", (chains,))
+        seen = {row["event_id"] for row in await (await conn.execute(
+            "SELECT event_id FROM audit_log WHERE event_id = ANY(%s)", ([e.event_id for e in events],)
+        )).fetchall()}
+        heads = {row["chain"]: row["hash"] for row in await (await conn.execute(
+            "SELECT c.chain, h.hash FROM unnest(%s::text[]) AS c(chain), LATERAL"
+            " (SELECT hash FROM audit_log WHERE chain = c.chain ORDER BY seq DESC LIMIT 1) h", (chains,)
+        )).fetchall()}
         recorded_at = datetime.now(UTC)
-        digest = row_hash(chain=chain, event_id=event.event_id, actor=event.actor, action=event.action,
-                          target=event.target, data=data, source_address=event.source_address,
-                          occurred_at=event.occurred_at, recorded_at=recorded_at, prev_hash=prev_hash)
-        cursor = await conn.execute(
-            "INSERT INTO audit_log (chain, event_id, actor, action, target, data, source_address,"
-            "   occurred_at, recorded_at, prev_hash, hash)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
-            " ON CONFLICT (event_id) DO NOTHING",
-            (chain, event.event_id, event.actor, event.action, event.target, Jsonb(data),
-             event.source_address, event.occurred_at, recorded_at, prev_hash, digest),
-        )
-        return cursor.rowcount == 1
+        rows: list[tuple[object, ...]] = []
+        for event in events:
+            if event.event_id in seen:
+                continue
+            seen.add(event.event_id)
+            chain = chain_of(event.project_id)
+            prev_hash = heads.get(chain, GENESIS)
+            # Through JSON once, so the hash covers exactly what jsonb will give back.
+            data = json.loads(json.dumps(event.data))
+            heads[chain] = row_hash(chain=chain, event_id=event.event_id, actor=event.actor,
+                                    action=event.action, target=event.target, data=data,
+                                    source_address=event.source_address, occurred_at=event.occurred_at,
+                                    recorded_at=recorded_at, prev_hash=prev_hash)
+            rows.append((chain, event.event_id, event.actor, event.action, event.target, Jsonb(data),
+                         event.source_address, event.occurred_at, recorded_at, prev_hash, heads[chain]))
+        if rows:
+            # A VALUES list yields its rows in order, so seq numbers them in chain order.
+            values = ", ".join(["(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"] * len(rows))
+            await conn.execute(
+                "INSERT INTO audit_log (chain, event_id, actor, action, target, data, source_address,"
+                f"   occurred_at, recorded_at, prev_hash, hash) VALUES {values}",
+                [value for row in rows for value in row],
+            )
+    return len(rows)
 
 
 async def list_for_chain(conn: Connection, chain: str, *, before_seq: int | None, limit: int,

@@ -7,7 +7,8 @@ retention period, and a receipt after that starts at cycle 1 again (with a later
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 
 from store.db import Connection
@@ -62,21 +63,59 @@ async def upsert_flow(conn: Connection, flow: FlowView) -> bool:
     The cycle's ``received_at`` never changes, so an event with an earlier one belongs to a cycle
     the agents have forgotten since (a replayed event of it, arriving after a new cycle of the
     same number started): it must not touch the new cycle's row."""
-    names = ", ".join(_COLUMNS)
-    placeholders = ", ".join(f"%({c})s" for c in _COLUMNS)
-    newer = "flows.version < EXCLUDED.version"
-    updates = ", ".join([
-        *(f"{c} = CASE WHEN {newer} THEN EXCLUDED.{c} ELSE flows.{c} END" for c in _TRANSITION),
-        *(f"{c} = GREATEST(flows.{c}, EXCLUDED.{c})" for c in _COUNTED),
-    ])
-    grows = " OR ".join([newer, *(f"flows.{c} < EXCLUDED.{c}" for c in _COUNTED)])
-    cursor = await conn.execute(
-        f"INSERT INTO flows ({names}) VALUES ({placeholders})"
-        f" ON CONFLICT ({', '.join(_KEY)}) DO UPDATE SET {updates}, updated_at = now()"
-        f" WHERE flows.received_at <= EXCLUDED.received_at AND ({grows})",
-        asdict(flow),
-    )
-    return cursor.rowcount == 1
+    return await upsert_flows(conn, [flow]) == 1
+
+
+async def upsert_flows(conn: Connection, flows: Sequence[FlowView]) -> int:
+    """Merge each of ``flows`` in order, as ``upsert_flow`` would one after the other, in one
+    statement (more only when a cycle comes again with another received_at); how many rows
+    changed. Flows of one cycle with one received_at are merged here first, as the row would merge
+    them: an INSERT may not touch one row twice."""
+    changed = 0
+    for rows in _rounds(flows):
+        params = [asdict(flow) for flow in rows]
+        values = ", ".join(f"({', '.join(f'%({c}_{n})s' for c in _COLUMNS)})" for n in range(len(rows)))
+        cursor = await conn.execute(
+            f"{_UPSERT_INTO} {values} {_UPSERT_MERGE}",
+            {f"{c}_{n}": value for n, row in enumerate(params) for c, value in row.items()},
+        )
+        changed += cursor.rowcount
+    return changed
+
+
+def _rounds(flows: Sequence[FlowView]) -> list[list[FlowView]]:
+    """``flows`` as successive statements' rows: each cycle at most once per statement, in the
+    order its flows came."""
+    rounds: list[dict[tuple[object, ...], FlowView]] = []
+    for flow in flows:
+        key = tuple(getattr(flow, c) for c in _KEY)
+        last = max((n for n, found in enumerate(rounds) if key in found), default=None)
+        if last is not None and rounds[last][key].received_at == flow.received_at:
+            rounds[last][key] = _merged(rounds[last][key], flow)
+            continue
+        at = 0 if last is None else last + 1
+        if at == len(rounds):
+            rounds.append({})
+        rounds[at][key] = flow
+    return [list(found.values()) for found in rounds]
+
+
+def _merged(earlier: FlowView, later: FlowView) -> FlowView:
+    """Two flows of one cycle merged as the upsert merges the second into the first's row."""
+    newest = later if earlier.version < later.version else earlier
+    return replace(newest, **{c: max(getattr(earlier, c), getattr(later, c)) for c in _COUNTED})
+
+
+_NEWER = "flows.version < EXCLUDED.version"
+_UPSERT_INTO = f"INSERT INTO flows ({', '.join(_COLUMNS)}) VALUES"
+_UPSERT_MERGE = (
+    f"ON CONFLICT ({', '.join(_KEY)}) DO UPDATE SET "
+    + ", ".join([*(f"{c} = CASE WHEN {_NEWER} THEN EXCLUDED.{c} ELSE flows.{c} END" for c in _TRANSITION),
+                 *(f"{c} = GREATEST(flows.{c}, EXCLUDED.{c})" for c in _COUNTED)])
+    + ", updated_at = now()"
+    " WHERE flows.received_at <= EXCLUDED.received_at"
+    f" AND ({' OR '.join([_NEWER, *(f'flows.{c} < EXCLUDED.{c}' for c in _COUNTED)])})"
+)
 
 
 async def forget_flows(conn: Connection, project_id: str, mode: str, reference: str, *, cycle: int,

@@ -7,13 +7,19 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+import uuid
+from datetime import UTC, datetime
 from itertools import pairwise
 from typing import Any
 
 import psycopg
 import pytest
 
+from store import audit_log
 from store.audit_log import GENESIS
+from store.db import Pool
+from store.projects import create_project
+from tests.conftest import ProjectKey
 from tests.support.api import Api, eventually
 from tests.support.kafka import read_topic
 from tests.support.services import Services
@@ -154,3 +160,29 @@ async def test_kill_9_of_the_audit_sink_mid_stream_loses_and_doubles_no_row(
     assert sorted(r["event_id"] for r in rows) == sorted(set(ours)), "each event once, none missing"
     done = verify(database_url, "--project", project_id)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+async def test_a_fetch_appends_in_order_once_each_to_its_chains(pool: Pool, project: ProjectKey,
+                                                                 database_url: str) -> None:
+    # The sink appends what one fetch brought at once: two projects' chains, an event already
+    # appended, one twice in the fetch, and a system event (no project).
+    async with pool.connection() as conn:
+        other = (await create_project(conn, name="other")).id
+
+    def event(n: int, project_id: str | None) -> AuditEvent:
+        return AuditEvent(event_id=f"aud_{n}_{uuid.uuid4().hex[:6]}", project_id=project_id, actor="agents",
+                          action="flow.pending", target=f"inv_{n}", occurred_at=datetime.now(UTC),
+                          data={"n": n})
+
+    first, *rest = [event(n, project.project_id) for n in range(4)]
+    theirs, system = event(10, other), event(20, None)
+    async with pool.connection() as conn:
+        assert await audit_log.append(conn, first)
+        assert await audit_log.append_many(
+            conn, [first, rest[0], theirs, rest[1], rest[0], system, rest[2]]) == 5
+        assert not await audit_log.append(conn, rest[2])
+        checked = {chain: await audit_log.verify_chain(conn, chain)
+                   for chain in (project.project_id, other, audit_log.SYSTEM_CHAIN)}
+    assert checked == {project.project_id: (4, None), other: (1, None), audit_log.SYSTEM_CHAIN: (1, None)}
+    ours = await rows_of(database_url, project.project_id)
+    assert [r["event_id"] for r in ours] == [e.event_id for e in (first, *rest)]

@@ -83,8 +83,8 @@ def record(event: AuditEvent) -> ConsumerRecord:
 
 
 async def feed(sink: ReadModelSink, *events: AuditEvent) -> None:
-    for event in events:
-        await sink.handle_audit(record(event))
+    """As one fetch brings them to the sink."""
+    await sink.handle_audit([record(event) for event in events])
 
 
 async def rows(pool: Pool, project_id: str) -> list[dict[str, Any]]:
@@ -192,6 +192,28 @@ async def test_a_forget_deletes_the_forgotten_cycles_but_never_a_later_cycle_1(
     assert [(r["mode"], r["cycle"]) for r in await rows(pool, project.project_id)] == [("live", 1)]
 
 
+async def test_a_fetch_merged_at_once_leaves_the_rows_as_its_events_one_by_one(
+        sink: ReadModelSink, pool: Pool, project: ProjectKey) -> None:
+    # The sink writes a fetch's flows in one statement, a cycle's events merged before: in any
+    # order, with a forgotten cycle, a replayed event of it and the cycle 1 started after it.
+    again = T0 + timedelta(days=40)
+    events = [flow_event(project.project_id, "flow.pending"),
+              flow_event(project.project_id, "flow.applied", version=2),
+              flow_event(project.project_id, "flow.receipt_repeated", receipts=2,
+                         last_receipt_at=T0 + timedelta(minutes=1)),
+              forgotten(project.project_id, 1, T0),
+              flow_event(project.project_id, "flow.pending", received_at=again)]
+    for order in itertools.permutations(events):
+        ends = []
+        for fetches in ([order], [(event,) for event in order]):
+            async with pool.connection() as conn:
+                await conn.execute("DELETE FROM flows WHERE project_id = %s", (project.project_id,))
+            for fetch in fetches:
+                await feed(sink, *fetch)
+            ends.append(await rows(pool, project.project_id))
+        assert ends[0] == ends[1], [event.action for event in order]
+
+
 @pytest.mark.parametrize("data", [
     {"reference": REF, "mode": "test", "received_at": "2026-01-01T12:00:00.000Z"},  # no cycle
     {"reference": REF, "mode": "test", "cycle": 0, "received_at": "2026-01-01T12:00:00.000Z"},
@@ -202,7 +224,7 @@ async def test_a_forget_it_cannot_read_is_refused(sink: ReadModelSink, project: 
     event = AuditEvent(event_id="aud_x", project_id=project.project_id, actor="agents",
                        action="flow.forgotten", target=REF, occurred_at=T0, data=data)
     with pytest.raises(Unprocessable) as refused:
-        await sink.handle_audit(record(event))
+        await sink.handle_audit([record(event)])
     assert refused.value.reason == "invalid_flow_data"
 
 

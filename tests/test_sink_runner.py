@@ -1,12 +1,13 @@
 """The sinks' consumer loop on the real broker: a record that fails for a passing reason is tried
 again until it passes, one that can never pass is dead-lettered with the reason, the records after
-it are still handled, and offsets are committed only past what was handled or dead-lettered."""
+it are still handled, and offsets are committed only past what was handled or dead-lettered. A
+batched handler gets a fetch's records at once; a batch that fails is handled again record by record."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from functools import partial
 
 from aiokafka import AIOKafkaProducer, ConsumerRecord, TopicPartition
@@ -15,7 +16,7 @@ from aiokafka.errors import GroupCoordinatorNotAvailableError
 from prometheus_client import REGISTRY
 
 from sendpromptly.config import Settings
-from sinks.runner import SinkRunner
+from sinks.runner import Batched, SinkRunner
 from tests.support.api import eventually
 from tests.support.kafka import read_topic
 from tests.support.services import Services
@@ -42,7 +43,7 @@ class Handler:
 
 
 @contextlib.asynccontextmanager
-async def running(settings: Settings, handler: Handler) -> AsyncIterator[SinkRunner]:
+async def running(settings: Settings, handler: Handler | Batched) -> AsyncIterator[SinkRunner]:
     runner = SinkRunner(settings, name=NAME, handlers={RESULTS: handler})
     task = asyncio.create_task(runner.run())
     try:
@@ -109,3 +110,38 @@ async def test_a_bug_is_dead_lettered_a_passing_failure_retried_and_the_rest_han
     async with running(settings, again):
         await eventually(partial(committed, settings, 0), lambda offset: offset == 4, timeout=60)
     assert again.tries == {b"later": 1}
+
+
+class BatchHandler:
+    """Handles a batch at once, unless it holds ``bug``."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[bytes]] = []
+
+    async def __call__(self, records: Sequence[ConsumerRecord]) -> None:
+        values = [record.value for record in records]
+        if b"bug" in values:
+            raise KeyError("customer")
+        self.batches.append(values)
+
+
+async def test_a_batch_is_handled_at_once_and_one_that_fails_record_by_record(
+        services: Services, topic_prefix: str) -> None:
+    settings = Settings(kafka_bootstrap=services.kafka_bootstrap, topic_prefix=topic_prefix)
+    # Sent before the runner starts, so that its first fetch brings them all.
+    await send(settings, b"one", b"bug", b"two")
+    handler = BatchHandler()
+    async with running(settings, Batched(handler)):
+        await eventually(partial(committed, settings, 0), lambda offset: offset == 3, timeout=60)
+    # The batch failed as a whole, so each record was handled alone: only the bug is dead-lettered.
+    assert handler.batches == [[b"one"], [b"two"]]
+    (letter_bytes,) = [value for _, value in
+                       await read_topic(settings.kafka_bootstrap, DEADLETTER.name(topic_prefix))]
+    letter = decode(DeadLetter, letter_bytes)
+    assert (letter.offset, letter.reason) == (1, "processing_error: KeyError: 'customer'")
+
+    await send(settings, b"three", b"four", b"five")
+    again = BatchHandler()
+    async with running(settings, Batched(again)):
+        await eventually(partial(committed, settings, 0), lambda offset: offset == 6, timeout=60)
+    assert again.batches == [[b"three", b"four", b"five"]]
