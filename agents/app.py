@@ -238,7 +238,7 @@ def create_app(settings: Settings) -> faust.App:
         # REFIRE_AFTER.
         due = index.due(watermark.cutoffs(results_ends()), now=datetime.now(UTC))
         for partition, keys in by_partition(due, DeadlineBatch.MAX_KEYS):
-            await deadlines.send(value=encode(DeadlineBatch(keys=keys)), partition=partition)
+            await deadlines.send(value=encode(DeadlineBatch.of(keys)), partition=partition)
         index.compact()
         # Here rather than per message: a gauge set takes a lock, and a scrape needs no fresher value.
         metrics.PENDING_FLOWS.set(len(index))
@@ -327,7 +327,7 @@ class ForgetBatches:
     async def _send_keys(self, partition: int) -> None:
         keys = self._keys.pop(partition, [])
         if keys:
-            await self._send(DeadlineBatch(keys=tuple(keys), action="forget"), partition)
+            await self._send(DeadlineBatch.of(keys, action="forget"), partition)
             self.sent += len(keys)
 
 

@@ -140,7 +140,7 @@ class FlowTracker:
         except SchemaError as exc:
             return [(message.key, self._dead(message, f"{exc.reason}: {exc.detail}", now))]
         outcomes: list[tuple[bytes | None, Outcome]] = []
-        for key in batch.keys:
+        for key in batch.flow_keys:
             doc = load(key)
             if stored.changed_by(doc, "deadlines", message.offset):
                 outcomes.append((key, _again(doc)))

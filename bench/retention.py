@@ -224,7 +224,7 @@ class Driver:
                     keys.clear()
         batches += [(partition, tuple(keys)) for partition, keys in due.items() if keys]
         for partition, names in batches:
-            value = encode(DeadlineBatch(keys=names, action="forget"))
+            value = encode(DeadlineBatch.of(names, action="forget"))
             await self.feed(self.incoming(TOPICS.deadlines, partition, None, value))
         self.sweep_s += time.perf_counter() - started
 

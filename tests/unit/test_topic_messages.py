@@ -102,7 +102,7 @@ def test_a_dead_letter_keeps_the_exact_bytes() -> None:
 
 
 def test_a_deadline_batch_round_trips_and_refuses_what_is_not_a_list_of_flow_keys() -> None:
-    batch = DeadlineBatch(keys=(flow_key("prj_a", "inv 1/ü"), flow_key("prj_a", "x:y")))
+    batch = DeadlineBatch.of((flow_key("prj_a", "inv 1/ü"), flow_key("prj_a", "x:y")))
     assert decode(DeadlineBatch, encode(batch)) == batch
     for keys in ([], ["no-colon"], [7], "prj_a:inv_1", ["prj_a:x"] * (DeadlineBatch.MAX_KEYS + 1)):
         with pytest.raises(SchemaError) as refused:

@@ -66,7 +66,7 @@ def test_each_pending_flow_of_a_batch_opens_its_timeout_incident_and_no_other_fl
     table = {flow_key("prj_a", "inv_due"): stored("inv_due"),
              flow_key("prj_a", "inv_paid"): stored("inv_paid", succeeded=True)}
     keys = (flow_key("prj_a", "inv_due"), flow_key("prj_a", "inv_paid"), flow_key("prj_a", "inv_gone"))
-    message = batch(encode(DeadlineBatch(keys=keys)))
+    message = batch(encode(DeadlineBatch.of(keys)))
     outcomes = dict(expire(T0 + timedelta(seconds=61), message, table.get))
 
     due = outcomes[flow_key("prj_a", "inv_due")]
@@ -85,7 +85,7 @@ def test_each_pending_flow_of_a_batch_opens_its_timeout_incident_and_no_other_fl
 
 def test_a_flow_named_before_its_deadline_stays_pending() -> None:
     key = flow_key("prj_a", "inv_early")
-    ((_, outcome),) = expire(T0 + timedelta(seconds=59), batch(encode(DeadlineBatch(keys=(key,)))),
+    ((_, outcome),) = expire(T0 + timedelta(seconds=59), batch(encode(DeadlineBatch.of((key,)))),
                              {key: stored("inv_early")}.get)
     assert outcome.state is None and outcome.messages == []
     assert outcome.indexed and outcome.deadline == T0 + timedelta(seconds=60), "still watched"
@@ -100,7 +100,7 @@ def test_only_the_mode_whose_deadline_passed_opens_an_incident() -> None:
         mode="test", project_timeout_minutes=30, now=T0).state)
     doc = documents.document({"live": state("inv_1"), "test": test_later}, partition=3, offsets={})
     assert documents.pending_deadline(doc) == T0 + timedelta(seconds=60)
-    message = batch(encode(DeadlineBatch(keys=(key,))))
+    message = batch(encode(DeadlineBatch.of((key,))))
     ((_, outcome),) = expire(T0 + timedelta(seconds=61), message, {key: doc}.get)
     (opened,) = [m for m in outcome.messages if isinstance(m, IncidentEvent)]
     assert opened.mode == "live"
@@ -109,7 +109,7 @@ def test_only_the_mode_whose_deadline_passed_opens_an_incident() -> None:
 
 def forget(now: datetime, doc: dict[str, Any]) -> Outcome:
     key = flow_key("prj_a", "inv_1")
-    message = batch(encode(DeadlineBatch(keys=(key,), action="forget")))
+    message = batch(encode(DeadlineBatch.of((key,), action="forget")))
     ((_, outcome),) = expire(now, message, {key: doc}.get)
     return outcome
 

@@ -62,7 +62,7 @@ def result(reference: str, offset: int, status: str, at: datetime, *, mode: str 
 
 def deadlines(reference: str, offset: int) -> Incoming:
     return Incoming(topic="deadlines", partition=right_partition(reference), offset=offset, key=None,
-                    value=encode(DeadlineBatch(keys=(flow_key(PROJECT.id, reference),))))
+                    value=encode(DeadlineBatch.of((flow_key(PROJECT.id, reference),))))
 
 
 def run(table: dict[bytes, dict[str, Any]], message: Incoming, now: datetime) -> list[Outcome]:
