@@ -1,6 +1,7 @@
 """The read-model sink: copies each flow transition (and repeated receipt, and forgotten cycle) from
-the audit topic, and each incident event from the incidents topic, into PostgreSQL. The flows of
-one fetch go in one transaction, in one statement unless a forgotten cycle comes between them."""
+the audit topic, and each incident event from the incidents topic, into PostgreSQL. What one fetch
+brings goes in one transaction; its flows in one statement unless a forgotten cycle comes between
+them."""
 
 from __future__ import annotations
 
@@ -13,10 +14,10 @@ from aiokafka import ConsumerRecord
 from psycopg.errors import ForeignKeyViolation
 
 from sendpromptly.config import Settings
-from sinks.runner import Batched, Handler, Unprocessable
+from sinks.runner import Batched, Unprocessable
 from store.db import Connection, Pool
 from store.flows import FlowView, forget_flows, upsert_flows
-from store.incidents import apply_event
+from store.incidents import apply_events
 from topics import AUDIT, INCIDENTS, AuditEvent, IncidentEvent, TopicSpec, decode
 from topics.fields import parse_timestamp
 
@@ -39,8 +40,8 @@ class ReadModelSink:
     def __init__(self, pool: Pool):
         self._pool = pool
 
-    def handlers(self) -> dict[TopicSpec, Handler | Batched]:
-        return {AUDIT: Batched(self.handle_audit), INCIDENTS: self.handle_incident}
+    def handlers(self) -> dict[TopicSpec, Batched]:
+        return {AUDIT: Batched(self.handle_audit), INCIDENTS: Batched(self.handle_incidents)}
 
     async def handle_audit(self, records: Sequence[ConsumerRecord]) -> None:
         """The flows these records tell of, merged in order; the forgotten cycles deleted where
@@ -56,13 +57,14 @@ class ReadModelSink:
         if writes:
             await self._write(writes[0].project_id, lambda conn: _apply(conn, writes))
 
-    async def handle_incident(self, record: ConsumerRecord) -> None:
-        event = decode(IncidentEvent, record.value)
-        missing = [name for name in REQUIRED_BY_TYPE.get(event.type, ()) if getattr(event, name) is None]
-        if missing:
-            raise Unprocessable("invalid_incident_event",
-                                f"an {event.type!r} event needs {', '.join(missing)}")
-        await self._write(event.project_id, lambda conn: apply_event(conn, event))
+    async def handle_incidents(self, records: Sequence[ConsumerRecord]) -> None:
+        events = [decode(IncidentEvent, record.value) for record in records]
+        for event in events:
+            missing = [name for name in REQUIRED_BY_TYPE.get(event.type, ()) if getattr(event, name) is None]
+            if missing:
+                raise Unprocessable("invalid_incident_event",
+                                    f"an {event.type!r} event needs {', '.join(missing)}")
+        await self._write(events[0].project_id, lambda conn: apply_events(conn, events))
 
     async def _write(self, project_id: str | None,
                      write: Callable[[Connection], Awaitable[object]]) -> None:
@@ -156,5 +158,5 @@ def _time(value: str) -> datetime:
     return parsed
 
 
-def build(pool: Pool, settings: Settings) -> dict[TopicSpec, Handler | Batched]:
+def build(pool: Pool, settings: Settings) -> dict[TopicSpec, Batched]:
     return ReadModelSink(pool).handlers()

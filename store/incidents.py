@@ -7,6 +7,7 @@ strongest resolution wins), so a redelivered or reordered event leaves the row a
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -116,11 +117,17 @@ def _row(event: IncidentEvent) -> dict[str, Any]:
 
 async def apply_event(conn: Connection, event: IncidentEvent) -> None:
     """Merge one incident event into the read model (see the module's docstring)."""
+    await apply_events(conn, [event])
+
+
+async def apply_events(conn: Connection, events: Sequence[IncidentEvent]) -> None:
+    """Merge incident events into the read model, in order, in one transaction."""
     async with conn.transaction():
-        await conn.execute(_UPSERT, _row(event))
-        if event.type == "reprocess_requested":
-            assert event.replay_id is not None
-            await add_replay(conn, event.replay_id, event.incident_id, event.actor, event.occurred_at)
+        for event in events:
+            await conn.execute(_UPSERT, _row(event))
+            if event.type == "reprocess_requested":
+                assert event.replay_id is not None
+                await add_replay(conn, event.replay_id, event.incident_id, event.actor, event.occurred_at)
 
 
 async def add_replay(conn: Connection, replay_id: str, incident_id: str, requested_by: str,

@@ -68,8 +68,8 @@ def record(event: IncidentEvent | bytes) -> ConsumerRecord:
 
 
 async def feed(sink: ReadModelSink, events: list[IncidentEvent]) -> None:
-    for event in events:
-        await sink.handle_incident(record(event))
+    """As one fetch brings them to the sink."""
+    await sink.handle_incidents([record(event) for event in events])
 
 
 async def stored(pool: Pool, incident_id: str) -> dict[str, Any]:
@@ -167,17 +167,17 @@ async def test_a_retried_reprocess_is_one_replay_that_keeps_its_first_time(
 async def test_events_it_cannot_use_are_refused_with_a_reason(sink: ReadModelSink,
                                                              project: ProjectKey) -> None:
     with pytest.raises(Unprocessable) as unknown:
-        await sink.handle_incident(record(Events("prj_nosuchproject", "ref").opened()))
+        await sink.handle_incidents([record(Events("prj_nosuchproject", "ref").opened())])
     assert unknown.value.reason == "unknown_project"
 
     events = Events(project.project_id, "incomplete")
     for incomplete in (events("opened", 0), events("resolved", 1), events("reprocess_requested", 1)):
         with pytest.raises(Unprocessable) as refused:
-            await sink.handle_incident(record(incomplete))
+            await sink.handle_incidents([record(incomplete)])
         assert refused.value.reason == "invalid_incident_event"
 
     with pytest.raises(SchemaError):
-        await sink.handle_incident(record(b'{"schema": "incident.v1"}'))
+        await sink.handle_incidents([record(b'{"schema": "incident.v1"}')])
 
 
 async def test_a_flow_shows_the_incident_only_once_its_own_state_names_it(
