@@ -62,7 +62,7 @@ from confluent_kafka.admin import AdminClient
 
 from bench.agents import throughput
 from bench.ingest import Scrape, scrape
-from bench.postgres_per_flow import counters, delta, postgres_with_statements, reset
+from bench.postgres_per_flow import STATS_FLUSH_SECONDS, counters, delta, postgres_with_statements, reset
 from bench.processes import child_pid, cpu_seconds, service_cpu_seconds
 from sendpromptly.apikeys import generate_api_key
 from sendpromptly.client import BATCH_MAX_ITEMS, NO_RETRY, IngestClient, Kind
@@ -337,7 +337,7 @@ async def ramp(pipeline: Pipeline, args: argparse.Namespace) -> dict[str, Any]:
     verdicts: list[dict[str, Any]] = []
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
         await asyncio.to_thread(reset, pipeline.database_url)
-        await asyncio.sleep(IDLE_SECONDS)
+        await asyncio.sleep(IDLE_SECONDS + STATS_FLUSH_SECONDS)
         idle = await asyncio.to_thread(counters, pipeline.database_url)
         await asyncio.to_thread(reset, pipeline.database_url)
         started = time.monotonic()
@@ -355,6 +355,7 @@ async def ramp(pipeline: Pipeline, args: argparse.Namespace) -> dict[str, Any]:
         for step in steps[len(verdicts):]:
             await _judge(step, verdicts)
         drained_s = await wait_drained(session, pipeline)
+        await asyncio.sleep(STATS_FLUSH_SECONDS)
         elapsed = time.monotonic() - started
         loaded = await asyncio.to_thread(counters, pipeline.database_url)
     pipeline.senders.shutdown()
@@ -383,7 +384,7 @@ def _until_first_failure(verdicts: list[dict[str, Any]]) -> Iterator[dict[str, A
 
 def per_flow(loaded: dict[str, Any], idle: dict[str, Any], elapsed: float, flows: int) -> dict[str, Any]:
     """PostgreSQL's work per accepted flow over the ramp, the idle cost of as long taken off."""
-    scale = elapsed / IDLE_SECONDS
+    scale = elapsed / (IDLE_SECONDS + STATS_FLUSH_SECONDS)
     idle_scaled = {
         "database": {k: v * scale for k, v in idle["database"].items()},
         "tables": {t: tuple(x * scale for x in v) for t, v in idle["tables"].items()},

@@ -70,7 +70,16 @@ def postgres_with_statements() -> str:
     return url
 
 
+# A backend reports the rows it wrote to the table and database counters (pg_stat_user_tables,
+# pg_stat_database) when its transaction ends, but at most once a second, and an idle one up to 10 s
+# later (PostgreSQL 15's PGSTAT_IDLE_INTERVAL); pg_stat_statements counts at once. Counters read
+# sooner miss the last writes, which then land in the next window: wait this long before reading.
+STATS_FLUSH_SECONDS = 11
+
+
 def counters(url: str) -> dict[str, Any]:
+    """Statements, transactions and rows written so far; call STATS_FLUSH_SECONDS after the
+    writes to be counted."""
     with psycopg.connect(url, autocommit=True, row_factory=dict_row) as conn:
         database = conn.execute(
             "SELECT xact_commit, xact_rollback, tup_inserted, tup_updated, tup_deleted, tup_fetched"
@@ -182,9 +191,10 @@ def main() -> None:
             while rows != (rows := audit_rows(url)):
                 time.sleep(2)
             elapsed = time.monotonic() - started
+            time.sleep(STATS_FLUSH_SECONDS)
             loaded = counters(url)
             reset(url)
-            time.sleep(elapsed)
+            time.sleep(elapsed + STATS_FLUSH_SECONDS)  # as long as the window above
             idle = counters(url)
         finally:
             stack.stop()
@@ -201,7 +211,8 @@ def main() -> None:
         "transactions_per_flow": round(net["database"]["xact_commit"] / flows, 1),
         "rows_inserted_updated_deleted_per_flow": [round(net["database"][k] / flows, 1)
                                                    for k in ("tup_inserted", "tup_updated", "tup_deleted")],
-        "idle_statements_per_second": round(sum(c for c, _ in idle["statements"].values()) / elapsed, 1),
+        "idle_statements_per_second": round(sum(c for c, _ in idle["statements"].values())
+                                            / (elapsed + STATS_FLUSH_SECONDS), 1),
         "per_table_ins_upd_del_per_flow": per_flow_tables,
         "top_statements_calls_per_flow": [(round(calls / flows, 2), " ".join(query.split())[:110])
                                           for query, (calls, _) in top],
