@@ -1,70 +1,79 @@
-"""The bodies of ``POST /api/v1/receipt`` and ``POST /api/v1/result`` (DESIGN.md §5)."""
+"""The bodies of ``POST /api/v1/receipt`` and ``POST /api/v1/result`` (DESIGN.md §5), declared
+once with the topic messages' field rules; the OpenAPI document derives their schemas."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Mapping
+from typing import Annotated, Any, ClassVar
 
 import orjson
+from msgspec import Meta
+from msgspec.structs import force_setattr
 
+from topics.declared import Declared, convert
 from topics.fields import (
-    MAX_DETAIL_BYTES,
     MAX_TIMEOUT_SECONDS,
-    MIN_TIMEOUT_SECONDS,
-    RESULT_STATUSES,
-    Checker,
+    Detail,
+    Reference,
+    ReplayId,
+    ResultStatus,
+    Rule,
+    TimeoutSeconds,
+    TypeName,
 )
 
 MAX_PAYLOAD_BYTES = 32 * 1024
 MAX_TIMEOUT_MINUTES = MAX_TIMEOUT_SECONDS // 60
 
-
-@dataclass(frozen=True)
-class ReceiptBody:
-    reference: str
-    event_type: str
-    effect_type: str
-    timeout_seconds: int | None
-    payload: dict[str, Any] | None
-
-
-@dataclass(frozen=True)
-class ResultBody:
-    reference: str
-    status: str
-    replay_id: str | None
-    detail: str | None
+TimeoutMinutes = Annotated[int, Meta(
+    ge=1, le=MAX_TIMEOUT_MINUTES, description=f"a whole number of minutes from 1 to {MAX_TIMEOUT_MINUTES}")]
+Payload = Annotated[dict[str, Any], Meta(description=(
+    f"a JSON object of at most {MAX_PAYLOAD_BYTES} bytes as compact JSON; kept (encrypted) only when the "
+    "project has snapshots enabled")),
+    Rule(lambda payload: len(orjson.dumps(payload)) <= MAX_PAYLOAD_BYTES,
+         f"a JSON object of at most {MAX_PAYLOAD_BYTES} bytes as JSON")]
 
 
-_RECEIPT_FIELDS = frozenset({"reference", "event_type", "effect_type", "timeout_minutes", "timeout_seconds",
-                             "payload"})
-_RESULT_FIELDS = frozenset({"reference", "status", "replay_id", "detail"})
+class ReceiptBody(Declared, frozen=True, kw_only=True):
+    """timeout_minutes or timeout_seconds, not both; without either, the project's applies."""
+
+    BOTH_TIMEOUTS: ClassVar[tuple[str, str]] = ("timeout_minutes", "timeout_seconds")
+    JSON_SCHEMA_EXTRA: ClassVar[dict[str, Any]] = {"not": {"required": list(BOTH_TIMEOUTS)}}
+
+    reference: Reference
+    event_type: TypeName
+    effect_type: TypeName
+    timeout_minutes: TimeoutMinutes | None = None
+    # Read: the receipt's own timeout, timeout_minutes given as seconds.
+    timeout_seconds: TimeoutSeconds | None = None
+    payload: Payload | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for field, message in self.cross_field_errors({"timeout_minutes": self.timeout_minutes,
+                                                        "timeout_seconds": self.timeout_seconds}):
+            raise ValueError(f"{field}: {message}")
+        if self.timeout_minutes is not None:
+            force_setattr(self, "timeout_seconds", self.timeout_minutes * 60)
+            force_setattr(self, "timeout_minutes", None)
+
+    @classmethod
+    def cross_field_errors(cls, values: Mapping[str, Any]) -> list[tuple[str, str]]:
+        if all(values.get(name) is not None for name in cls.BOTH_TIMEOUTS):
+            return [("timeout_seconds", "give timeout_minutes or timeout_seconds, not both")]
+        return []
+
+
+class ResultBody(Declared, frozen=True, kw_only=True):
+    reference: Reference
+    status: ResultStatus
+    replay_id: ReplayId | None = None
+    detail: Detail | None = None
 
 
 def parse_receipt(doc: Any) -> ReceiptBody:
-    check = Checker(doc, allowed=_RECEIPT_FIELDS)
-    reference = check.reference()
-    event_type = check.type_name("event_type")
-    effect_type = check.type_name("effect_type")
-    minutes = check.integer("timeout_minutes", 1, MAX_TIMEOUT_MINUTES)
-    seconds = check.integer("timeout_seconds", MIN_TIMEOUT_SECONDS, MAX_TIMEOUT_SECONDS)
-    if minutes is not None and seconds is not None:
-        check.fail("timeout_seconds", "give timeout_minutes or timeout_seconds, not both")
-    payload = check.obj("payload")
-    if payload is not None and len(orjson.dumps(payload)) > MAX_PAYLOAD_BYTES:
-        check.fail("payload", f"must be at most {MAX_PAYLOAD_BYTES} bytes as JSON")
-    check.done()
-    return ReceiptBody(
-        reference=reference, event_type=event_type, effect_type=effect_type,  # type: ignore[arg-type]
-        timeout_seconds=seconds if minutes is None else minutes * 60, payload=payload,
-    )
+    return convert(ReceiptBody, doc)
 
 
 def parse_result(doc: Any) -> ResultBody:
-    check = Checker(doc, allowed=_RESULT_FIELDS)
-    reference = check.reference()
-    status = check.choice("status", RESULT_STATUSES)
-    replay_id = check.replay_id()
-    detail = check.text("detail", MAX_DETAIL_BYTES)
-    check.done()
-    return ResultBody(reference=reference, status=status, replay_id=replay_id, detail=detail)  # type: ignore[arg-type]
+    return convert(ResultBody, doc)

@@ -18,14 +18,15 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+import msgspec
 import orjson
 from aiohttp import web
 
 from agents.flow import Status as FlowStatus
-from api_gateway.http_input import _IDEMPOTENCY_KEY_RE, MAX_BATCH_BYTES, MAX_BODY_BYTES
+from api_gateway.http_input import MAX_BATCH_BYTES, MAX_BODY_BYTES
 from api_gateway.ingest import MAX_CYCLE, MAX_CYCLES_LISTED
 from api_gateway.ingest_batch import MAX_ITEMS
-from api_gateway.ingest_bodies import MAX_PAYLOAD_BYTES, MAX_TIMEOUT_MINUTES
+from api_gateway.ingest_bodies import ReceiptBody, ResultBody
 from api_gateway.operator_api.bodies import (
     MAX_LABEL_CHARS,
     MAX_NAME_CHARS,
@@ -40,16 +41,14 @@ from api_gateway.problems import DATABASE_RETRY_AFTER_SECONDS, KAFKA_RETRY_AFTER
 from api_gateway.responses import limit_param
 from sendpromptly.targets import _EMAIL_RE, MAX_URL_CHARS
 from sinks.callback_policy import Verdict
+from topics.declared import json_schemas
 from topics.fields import (
-    _REPLAY_ID_RE,
-    _TYPE_RE,
     MAX_DETAIL_BYTES,
-    MAX_REFERENCE_CHARS,
-    MAX_TIMEOUT_SECONDS,
-    MAX_TYPE_CHARS,
     MIN_TIMEOUT_SECONDS,
     MODES,
     RESULT_STATUSES,
+    IdempotencyKey,
+    Reference,
 )
 from topics.messages import INCIDENT_REASONS, RESOLUTIONS
 
@@ -64,10 +63,10 @@ _LIMIT = inspect.signature(limit_param).parameters
 LIMIT_DEFAULT, LIMIT_MAX = _LIMIT["default"].default, _LIMIT["maximum"].default
 
 # ``str.isprintable`` refuses every control character; these are the ones a pattern can name in a
-# form Python, ECMA-262 and Rust regexes all read. Other non-printable characters (separators
-# other than the space, format, private-use, unassigned) are refused with 422 too.
+# form Python, ECMA-262 and Rust regexes all read (``topics.fields.PRINTABLE``). Other non-printable
+# characters (separators other than the space, format, private-use, unassigned) are refused with
+# 422 too.
 _PRINTABLE_CHAR = r"[^\x00-\x1f\x7f-\x9f]"
-PRINTABLE = f"^{_PRINTABLE_CHAR}*$"
 # ... and at least one character that is not a space (``value.strip()`` is not empty).
 PRINTABLE_NOT_BLANK = rf"^{_PRINTABLE_CHAR}*[^\x00-\x20\x7f-\x9f]{_PRINTABLE_CHAR}*$"
 # ``check_url_syntax``: http(s) (the scheme is case-insensitive), a host, no user:password@, no
@@ -132,16 +131,18 @@ def _json_content(schema: dict[str, Any], media_type: str = JSON) -> dict[str, A
 # --- components -----------------------------------------------------------------------------------
 
 def _schemas() -> dict[str, Any]:
-    schemas = _single_schemas()
+    # The ingest bodies are derived from their declarations (the rules the gateway checks them with).
+    bodies = json_schemas(ReceiptBody, ResultBody, ref_template=_ref("{name}")["$ref"])
+    schemas = {**_single_schemas(), **bodies}
     return {**schemas, **_batch_schemas(schemas)}
 
 
 def _batch_schemas(schemas: dict[str, Any]) -> dict[str, Any]:
     """The batch endpoints' bodies and answers, made from the single endpoints' (one declaration
     of each signal's fields)."""
-    key = _string("This signal's own idempotency key: 1-255 visible ASCII characters, in the same namespace "
-                  "as single requests' Idempotency-Keys (the project and its mode).",
-                  minLength=1, maxLength=255, pattern=_anchored(_IDEMPOTENCY_KEY_RE))
+    key = {**msgspec.json.schema(IdempotencyKey), "description": (
+        "This signal's own idempotency key: 1-255 visible ASCII characters, in the same namespace as single "
+        "requests' Idempotency-Keys (the project and its mode).")}
     head = {"index": {"type": "integer", "minimum": 0, "description": "The item's place in the request."},
             "idempotency_key": _nullable(key)}
     out: dict[str, Any] = {}
@@ -197,8 +198,6 @@ def _single_schemas() -> dict[str, Any]:
         "flow_url": _string("Where the flow it joins is read: /api/v1/flows/<reference>?mode=<mode>.",
                             pattern="^/api/v1/flows/"),
     }
-    both_timeouts = {"required": ["timeout_minutes", "timeout_seconds"], "properties": {
-        "timeout_minutes": {"type": "integer"}, "timeout_seconds": {"type": "integer"}}}
     return {
         "Timestamp": _string("RFC 3339 in UTC with milliseconds and Z.", format="date-time",
                              pattern=TIMESTAMP),
@@ -215,29 +214,6 @@ def _single_schemas() -> dict[str, Any]:
             description="RFC 9457 problem details."),
 
         # Ingest
-        "Reference": _string(
-            f"Your id for the payment: 1 to {MAX_REFERENCE_CHARS} printable characters (str.isprintable).",
-            minLength=1, maxLength=MAX_REFERENCE_CHARS, pattern=PRINTABLE),
-        "TypeName": _string(minLength=1, maxLength=MAX_TYPE_CHARS, pattern=_anchored(_TYPE_RE)),
-        "ReceiptBody": _object({
-            "reference": _ref("Reference"), "event_type": _ref("TypeName"), "effect_type": _ref("TypeName"),
-        }, {
-            "timeout_minutes": _nullable({"type": "integer", "minimum": 1, "maximum": MAX_TIMEOUT_MINUTES}),
-            "timeout_seconds": _nullable({"type": "integer", "minimum": MIN_TIMEOUT_SECONDS,
-                                          "maximum": MAX_TIMEOUT_SECONDS}),
-            "payload": _nullable({"type": "object", "description": (
-                f"At most {MAX_PAYLOAD_BYTES} bytes as compact JSON; kept (encrypted) only when the project "
-                "has snapshots enabled.")}),
-        }, description="timeout_minutes or timeout_seconds, not both; without either, the project's applies.",
-            **{"not": both_timeouts}),
-        "ResultBody": _object({
-            "reference": _ref("Reference"), "status": _string(enum=list(RESULT_STATUSES)),
-        }, {
-            "replay_id": _nullable(_string("Set when the result answers a repair callback.",
-                                           pattern=_anchored(_REPLAY_ID_RE))),
-            "detail": _nullable(_string(f"At most {MAX_DETAIL_BYTES} bytes of UTF-8.",
-                                        maxLength=MAX_DETAIL_BYTES)),
-        }),
         "ReceiptAccepted": _object({
             **accepted_fields, "kind": {"const": "receipt"},
             "timeout_seconds": {"type": "integer", "minimum": MIN_TIMEOUT_SECONDS, "description": (
@@ -492,7 +468,7 @@ def _parameters() -> dict[str, Any]:
                            "Same key while the first is in flight: 409. Send exactly one: two are a 400. "
                            "Ingest keys are the project's in its current mode: test and live never share "
                            "one; operator keys are the operator's.",
-            "schema": _string(minLength=1, maxLength=255, pattern=_anchored(_IDEMPOTENCY_KEY_RE)),
+            "schema": msgspec.json.schema(IdempotencyKey),
         },
         "ProjectId": path("project_id", "A project id (prj_...)."),
         "KeyId": path("key_id", "An API key id (key_...)."),
@@ -520,8 +496,7 @@ def _parameters() -> dict[str, Any]:
                            "schema": _string(enum=list(INCIDENT_REASONS))},
         "IncidentReference": {"name": "reference", "in": "query", "required": False,
                               "description": "Only the incidents of this flow reference (every cycle).",
-                              "schema": _string(minLength=1, maxLength=MAX_REFERENCE_CHARS,
-                                                pattern=PRINTABLE)},
+                              "schema": msgspec.json.schema(Reference)},
         "Cursor": {"name": "cursor", "in": "query", "required": False,
                    "description": "next_cursor of the previous page; absent or empty for the first page.",
                    "schema": _string()},

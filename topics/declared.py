@@ -13,7 +13,7 @@ import types
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from functools import cache
-from typing import Annotated, Any, TypeVar, Union, get_args, get_origin
+from typing import Annotated, Any, ClassVar, TypeVar, Union, get_args, get_origin
 
 import msgspec
 import orjson
@@ -25,6 +25,9 @@ D = TypeVar("D", bound="Declared")
 
 class Declared(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
     """A body or message: refuses unknown fields, leaves out optional ones that are unset."""
+
+    # What its JSON Schema says besides its fields' rules: the rules across fields, if any.
+    JSON_SCHEMA_EXTRA: ClassVar[dict[str, Any]] = {}
 
     def __post_init__(self) -> None:
         # The checks msgspec does not make (``Rule``s); a refusal here is a ValidationError to the
@@ -76,6 +79,17 @@ def to_json(value: Declared) -> bytes:
     encoder writes microseconds, and some readers of the topics compare the strings."""
     return orjson.dumps(msgspec.to_builtins(value, builtin_types=(datetime, bytes)), default=_json_default,
                         option=orjson.OPT_PASSTHROUGH_DATETIME)
+
+
+def json_schemas(*classes: type[Declared], ref_template: str) -> dict[str, Any]:
+    """The JSON Schemas of declarations (and of the ones they refer to), by name, untitled: the
+    name is the title, and a schema derived from another (a batch item) would keep a wrong one."""
+    _, schemas = msgspec.json.schema_components(classes, ref_template=ref_template)
+    for cls in classes:
+        schemas[cls.__name__].update(cls.JSON_SCHEMA_EXTRA)
+    for schema in schemas.values():
+        schema.pop("title", None)
+    return schemas
 
 
 @cache

@@ -8,7 +8,6 @@ refusal says the value must be), and a ``Rule`` for what JSON Schema cannot say.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -107,11 +106,6 @@ Mode = Annotated[str, one_of_schema(MODES), one_of(MODES)]
 ResultStatus = Annotated[str, one_of_schema(RESULT_STATUSES), one_of(RESULT_STATUSES)]
 Timestamp = Annotated[datetime, Meta(tz=True, description="an RFC 3339 timestamp with a time zone")]
 
-_TYPE_RE = re.compile(r"[A-Za-z0-9._:-]+")
-_PROJECT_ID_RE = re.compile(r"prj_[A-Za-z0-9]{1,64}")
-_IDEMPOTENCY_KEY_RE = re.compile(r"[\x21-\x7e]{1,255}")
-_REPLAY_ID_RE = re.compile(r"rpl_[A-Za-z0-9]{1,64}")
-
 
 class FieldErrors(ValueError):
     """One or more fields break their rule; ``errors`` lists ``(field, message)`` pairs."""
@@ -167,29 +161,6 @@ class Checker:
             self.fail(field, "must contain printable characters only")
         return value
 
-    def type_name(self, field: str) -> str | None:
-        value = self.string(field)
-        if value is None:
-            return None
-        if not (1 <= len(value) <= MAX_TYPE_CHARS and _TYPE_RE.fullmatch(value)):
-            self.fail(field, f"must be 1 to {MAX_TYPE_CHARS} characters of A-Z a-z 0-9 . _ : -")
-        return value
-
-    def pattern(self, field: str, regex: re.Pattern[str], what: str, *, required: bool = True) -> str | None:
-        value = self.string(field, required=required)
-        if value is not None and not regex.fullmatch(value):
-            self.fail(field, f"must be {what}")
-        return value
-
-    def project_id(self, field: str = "project_id", *, required: bool = True) -> str | None:
-        return self.pattern(field, _PROJECT_ID_RE, "a project id (prj_...)", required=required)
-
-    def idempotency_key(self, field: str = "idempotency_key") -> str | None:
-        return self.pattern(field, _IDEMPOTENCY_KEY_RE, "1 to 255 visible ASCII characters")
-
-    def replay_id(self, field: str = "replay_id") -> str | None:
-        return self.pattern(field, _REPLAY_ID_RE, "a replay id (rpl_...)", required=False)
-
     def choice(self, field: str, choices: tuple[str, ...], *, required: bool = True) -> str | None:
         value = self.string(field, required=required)
         if value is not None and value not in choices:
@@ -205,28 +176,6 @@ class Checker:
             return None
         if not low <= value <= high:
             self.fail(field, f"must be between {low} and {high}")
-        return value
-
-    def timestamp(self, field: str, *, required: bool = True) -> datetime | None:
-        value = self.string(field, required=required)
-        if value is None:
-            return None
-        parsed = parse_timestamp(value)
-        if parsed is None:
-            self.fail(field, "must be an RFC 3339 timestamp with a time zone")
-        return parsed
-
-    def text(self, field: str, max_bytes: int) -> str | None:
-        value = self.string(field, required=False)
-        if value is not None and len(value.encode()) > max_bytes:
-            self.fail(field, f"must be at most {max_bytes} bytes of UTF-8")
-        return value
-
-    def obj(self, field: str) -> dict[str, Any] | None:
-        value = self._get(field, False)
-        if value is not None and not isinstance(value, dict):
-            self.fail(field, "must be a JSON object")
-            return None
         return value
 
 
