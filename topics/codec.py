@@ -7,7 +7,8 @@ from typing import TypeVar
 import msgspec
 import orjson
 
-from topics.declared import field_errors, json_decoder, to_json
+from topics.declared import field_errors, json_decoder, to_json, without_nulls
+from topics.fields import FieldErrors
 from topics.messages import Message
 
 M = TypeVar("M", bound=Message)
@@ -44,8 +45,10 @@ def decode(cls: type[M], raw: bytes | None) -> M:
         raise SchemaError("not_object", "the value must be a JSON object")
     if doc.get("schema") != cls.schema():
         raise SchemaError("wrong_schema", f"expected schema {cls.schema()!r}, got {doc.get('schema')!r}")
-    errors = field_errors(cls, doc)
-    if errors:
-        raise SchemaError("invalid_fields", "; ".join(f"{field}: {message}" for field, message in errors))
-    # Only explicit nulls stood in the way: they are missing fields.
-    return msgspec.convert({k: v for k, v in doc.items() if v is not None}, cls)
+    try:
+        errors = field_errors(cls, doc)
+        if not errors:
+            return without_nulls(cls, doc)
+    except FieldErrors as exc:
+        errors = exc.errors
+    raise SchemaError("invalid_fields", "; ".join(f"{field}: {message}" for field, message in errors))

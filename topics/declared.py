@@ -75,8 +75,8 @@ def _json_default(value: Any) -> Any:
 
 
 def to_json(value: Declared) -> bytes:
-    """JSON with timestamps in the one form we write (UTC, milliseconds, ``Z``): msgspec's own
-    encoder writes microseconds, and some readers of the topics compare the strings."""
+    """JSON with timestamps in the one form we have always written (UTC, milliseconds, ``Z``, the
+    form the OpenAPI document states too): msgspec's own encoder writes microseconds."""
     return orjson.dumps(msgspec.to_builtins(value, builtin_types=(datetime, bytes)), default=_json_default,
                         option=orjson.OPT_PASSTHROUGH_DATETIME)
 
@@ -106,8 +106,16 @@ def convert(cls: type[D], doc: Any) -> D:
     errors = field_errors(cls, doc)
     if errors:
         raise FieldErrors(errors)
-    # Only explicit nulls stood in the way: read them as missing fields.
-    return msgspec.convert({k: v for k, v in doc.items() if v is not None}, cls)
+    return without_nulls(cls, doc)
+
+
+def without_nulls(cls: type[D], doc: dict[str, Any]) -> D:
+    """``doc`` as a ``cls`` once its explicit nulls are read as missing fields, when only they
+    stood in the way (``field_errors`` found nothing)."""
+    try:
+        return msgspec.convert({k: v for k, v in doc.items() if v is not None}, cls)
+    except msgspec.ValidationError as exc:  # a rule field_errors does not know of: still named
+        raise FieldErrors([("", str(exc))]) from None
 
 
 def field_errors(cls: type[Declared], doc: Any) -> list[tuple[str, str]]:
