@@ -16,26 +16,20 @@ from agents.flow import (
 from sendpromptly.ids import derived_id
 from topics import AuditEvent, IncidentEvent
 from topics.fields import format_timestamp
+from topics.messages import FlowRecord
 
 ACTOR = "agents"
 
 
 def flow_data(flow: Flow) -> dict[str, object]:
-    """The flow as the read model stores it; carried in every transition's audit event."""
-    return {
-        "reference": flow.reference,
-        "mode": flow.mode,
-        "status": flow.status.value,
-        "event_type": flow.event_type,
-        "effect_type": flow.effect_type,
-        "received_at": format_timestamp(flow.received_at),
-        "deadline": format_timestamp(flow.deadline),
-        "applied_at": None if flow.applied_at is None else format_timestamp(flow.applied_at),
-        "incident_id": flow.incident_id,
-        "detail": flow.detail,
-        "version": flow.version,
-        "cycle": flow.cycle,
-    }
+    """The flow as the read model stores it (``FlowRecord``); carried in every transition's audit
+    event."""
+    return FlowRecord(
+        reference=flow.reference, mode=flow.mode, status=flow.status.value, event_type=flow.event_type,
+        effect_type=flow.effect_type, received_at=flow.received_at, deadline=flow.deadline,
+        applied_at=flow.applied_at, incident_id=flow.incident_id, detail=flow.detail, version=flow.version,
+        cycle=flow.cycle,
+    ).data()
 
 
 def to_message(effect: Effect) -> AuditEvent | IncidentEvent:

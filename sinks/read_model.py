@@ -19,7 +19,8 @@ from store.db import Connection, Pool
 from store.flows import FlowView, forget_flows, upsert_flows
 from store.incidents import apply_events
 from topics import AUDIT, INCIDENTS, AuditEvent, IncidentEvent, TopicSpec, decode
-from topics.fields import parse_timestamp
+from topics.fields import FieldErrors, parse_timestamp
+from topics.messages import FlowRecord
 
 NAME = "read-model"
 FLOW_ACTION_PREFIX = "flow."
@@ -109,18 +110,19 @@ def flow_from_event(event: AuditEvent) -> FlowView:
     project_id = _project_of(event)
     data = event.data
     try:
-        received_at = _time(data["received_at"])
+        flow = FlowRecord.from_data(data)
         last_receipt_at = data.get("last_receipt_at")
         return FlowView(
-            project_id=project_id, mode=data["mode"], reference=data["reference"],
-            cycle=_count(data, "cycle"), receipts=_count(data, "receipts"),
-            last_receipt_at=received_at if last_receipt_at is None else _time(last_receipt_at),
-            status=data["status"], event_type=data["event_type"], effect_type=data["effect_type"],
-            received_at=received_at, deadline=_time(data["deadline"]),
-            applied_at=None if data.get("applied_at") is None else _time(data["applied_at"]),
-            incident_id=data.get("incident_id"), detail=data.get("detail"), version=int(data["version"]),
+            project_id=project_id, mode=flow.mode, reference=flow.reference, cycle=flow.cycle,
+            receipts=_count(data, "receipts"),
+            last_receipt_at=flow.received_at if last_receipt_at is None else _time(last_receipt_at),
+            status=flow.status, event_type=flow.event_type, effect_type=flow.effect_type,
+            received_at=flow.received_at, deadline=flow.deadline, applied_at=flow.applied_at,
+            incident_id=flow.incident_id, detail=flow.detail, version=flow.version,
         )
-    except (KeyError, TypeError, ValueError) as exc:
+    except FieldErrors as exc:
+        raise Unprocessable("invalid_flow_data", f"{event.action} event's flow: {exc}") from None
+    except (TypeError, ValueError) as exc:
         raise Unprocessable("invalid_flow_data", f"{event.action} event lacks a usable {exc}") from None
 
 

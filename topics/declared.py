@@ -131,7 +131,8 @@ def field_errors(cls: type[Declared], doc: Any) -> list[tuple[str, str]]:
         known.add(config.tag_field)
         if doc.get(config.tag_field) != config.tag:
             errors.append((config.tag_field, f"must be {config.tag!r}"))
-    errors += [(name, "is not a known field") for name in sorted(set(doc) - known)]
+    if config.forbid_unknown_fields:
+        errors += [(name, "is not a known field") for name in sorted(set(doc) - known)]
     values: dict[str, Any] = {}
     for info in fields:
         value = doc.get(info.encode_name)

@@ -14,7 +14,7 @@ from typing import Annotated, Any, ClassVar
 import msgspec
 from msgspec import Meta
 
-from topics.declared import Declared, Message
+from topics.declared import Declared, Message, convert
 from topics.fields import (
     Detail,
     IdempotencyKey,
@@ -26,6 +26,7 @@ from topics.fields import (
     TimeoutSeconds,
     Timestamp,
     TypeName,
+    format_timestamp,
     one_of,
     one_of_schema,
 )
@@ -151,6 +152,43 @@ class DeadLetter(Message, frozen=True, kw_only=True, tag="deadletter.v1"):
             failed_at=failed_at, value_b64=base64.b64encode(value or b"").decode(),
             key_b64=None if key is None else base64.b64encode(key).decode(),
         )
+
+
+class FlowRecord(Declared, frozen=True, kw_only=True, forbid_unknown_fields=False, omit_defaults=False):
+    """A flow (one cycle of a reference in one mode) as the agents' transition and repeated-receipt
+    audit events carry it in ``AuditEvent.data`` (``agents.outputs.flow_data``) and the read model
+    stores it. The events carry more beside it (a transition's previous_status and cause, a
+    repeat's receipts and last_receipt_at), so other fields are let through; unset ones are
+    written as null, as they always were."""
+
+    reference: Reference
+    mode: Mode
+    status: str
+    event_type: TypeName
+    effect_type: TypeName
+    received_at: Timestamp
+    deadline: Timestamp
+    applied_at: Timestamp | None = None
+    incident_id: str | None = None
+    detail: Detail | None = None
+    version: Annotated[int, Meta(ge=1)]
+    # Events written before flow cycles have none: they are of cycle 1.
+    cycle: Annotated[int, Meta(ge=1)] = 1
+
+    @classmethod
+    def from_data(cls, data: dict[str, Any]) -> FlowRecord:
+        """The flow an audit event's data carries; ``FieldErrors`` naming what is wrong otherwise."""
+        return convert(cls, data)
+
+    def data(self) -> dict[str, Any]:
+        """The record as an audit event's data: JSON values, timestamps as we write them. (Each
+        transition writes one: its times are named rather than looked for.)"""
+        data = msgspec.structs.asdict(self)
+        data["received_at"] = format_timestamp(self.received_at)
+        data["deadline"] = format_timestamp(self.deadline)
+        if self.applied_at is not None:
+            data["applied_at"] = format_timestamp(self.applied_at)
+        return data
 
 
 # Keeps a message far below Kafka's 1 MiB default even with 512-character references.

@@ -23,6 +23,7 @@ from topics.fields import (
     PROJECT_ID_PATTERN,
     REPLAY_ID_PATTERN,
     TYPE_NAME_PATTERN,
+    FieldErrors,
     IdempotencyKey,
     ProjectId,
     Reference,
@@ -34,6 +35,7 @@ from topics.messages import (
     AuditEvent,
     DeadLetter,
     DeadlineBatch,
+    FlowRecord,
     IncidentEvent,
     Message,
     Receipt,
@@ -186,3 +188,31 @@ def test_a_snapshot_envelope_keeps_its_wire_names() -> None:
     envelope = Snapshot(key_id="k1", nonce="bm9uY2U=", ciphertext="Y3Q=")
     wire = {"kid": "k1", "nonce": "bm9uY2U=", "ct": "Y3Q="}
     assert msgspec.to_builtins(envelope) == envelope.to_dict() == wire
+
+
+def _recorded_flows() -> list[dict[str, Any]]:
+    events = [orjson.loads(raw) for raw in _recorded_values()]
+    return [event["data"] for event in events
+            if event["schema"] == "audit.v1" and event["action"].startswith("flow.")
+            and event["action"] != "flow.forgotten"]
+
+
+@pytest.mark.parametrize("data", _recorded_flows(), ids=lambda data: data["status"])
+def test_the_flow_of_a_recorded_transition_or_repeat_reads_as_a_flow_record(data: dict[str, Any]) -> None:
+    """What the agents carried in their audit events before the flow record was declared reads,
+    and writes back the same (the event's own extras, previous_status or receipts, aside)."""
+    record = FlowRecord.from_data(data)
+    assert record.data() == {name: data[name] for name in record.data()}
+    assert set(data) - set(record.data()) <= {"previous_status", "cause", "receipts", "last_receipt_at"}
+
+
+@given(_strategy(FlowRecord))
+def test_a_flow_record_round_trips_through_an_audit_events_data(record: FlowRecord) -> None:
+    assert FlowRecord.from_data(orjson.loads(orjson.dumps(record.data()))) == record
+
+
+def test_a_flow_record_without_its_fields_is_refused_naming_them() -> None:
+    with pytest.raises(FieldErrors) as refused:
+        FlowRecord.from_data({"reference": "r", "mode": "staging", "cycle": 0, "cause": "receipt"})
+    assert {field for field, _ in refused.value.errors} == {
+        "mode", "cycle", "status", "event_type", "effect_type", "received_at", "deadline", "version"}
