@@ -6,8 +6,10 @@
 
 throughput: N receipts + N results are produced first; then (a) a raw aiokafka consumer that only
   deserializes them, (b) an empty faust agent that only deserializes them (bench/faust_floor.py:
-  the framework's own cost) and (c) the agents (one worker: join, state machine, changelog table,
-  audit events) each consume all 2N. Reported: messages/s of each and the ratios.
+  the framework's own cost), (c) the same agent writing each message to a RocksDB table (the
+  least one table write per message costs in faust) and (d) the agents (one worker: join, state
+  machine, changelog table, audit events) each consume all 2N. Reported: messages/s of each and
+  the ratios.
 detection: N receipts whose deadlines are spread over 30 s and no results; reported: p50/p99/max of
   (incident opened - deadline), with no other traffic and with receipts+results of other flows
   flowing at --load-rate per second meanwhile. Two arrival patterns: burst (all N receipts at
@@ -208,6 +210,7 @@ def throughput(flows: int) -> dict[str, object]:
         assert p.flush(60) == 0
         raw = asyncio.run(raw_consumer(bench, 2 * flows))
         floor = faust_floor(bench, 2 * flows)
+        floor_table = faust_floor(bench, 2 * flows, with_table=True)
         agents, url = start_agents(bench)
         try:
             first_at, done_at = None, None
@@ -231,16 +234,20 @@ def throughput(flows: int) -> dict[str, object]:
         finally:
             agents.stop()
     return {"flows": flows, "messages": 2 * flows, "raw_consumer_msgs_per_s": round(raw),
-            "faust_floor_msgs_per_s": round(floor), "agents_msgs_per_s": round(ours),
-            "ratio": round(ours / raw, 3), "faust_floor_ratio": round(floor / raw, 3),
-            "agents_of_floor": round(ours / floor, 3)}
+            "faust_floor_msgs_per_s": round(floor), "faust_floor_table_msgs_per_s": round(floor_table),
+            "agents_msgs_per_s": round(ours), "ratio": round(ours / raw, 3),
+            "faust_floor_ratio": round(floor / raw, 3), "floor_table_of_floor": round(floor_table / floor, 3),
+            "agents_of_floor": round(ours / floor, 3), "agents_of_floor_table": round(ours / floor_table, 3)}
 
 
-def faust_floor(bench: Bench, total: int) -> float:
-    """Messages/s of an empty faust agent over the same messages (bench/faust_floor.py)."""
+def faust_floor(bench: Bench, total: int, *, with_table: bool = False) -> float:
+    """Messages/s of an empty faust agent over the same messages (bench/faust_floor.py); with
+    ``with_table``, one that also writes each message to a RocksDB table."""
+    name = "faust-floor-table" if with_table else "faust-floor"
     env = {**os.environ, "FLOOR_PREFIX": bench.prefix, "FLOOR_BOOTSTRAP": bench.bootstrap,
-           "FLOOR_MESSAGES": str(total), "FLOOR_DATADIR": str(bench.workdir / "faust-floor")}
-    done = subprocess.run([sys.executable, "-m", "bench.faust_floor", "worker", "-l", "warn"], env=env,
+           "FLOOR_MESSAGES": str(total), "FLOOR_DATADIR": str(bench.workdir / name),
+           "FLOOR_PARTITIONS": str(PARTITIONS), "FLOOR_TABLE": "1" if with_table else "0"}
+    done = subprocess.run([sys.executable, "-m", "bench.faust_floor"], env=env,
                           capture_output=True, text=True, timeout=600, check=False)
     figure = re.search(r"FLOOR (\d+)", done.stdout + done.stderr)  # faust logs what it prints
     if figure is None:
