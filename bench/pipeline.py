@@ -362,7 +362,7 @@ async def ramp(pipeline: Pipeline, args: argparse.Namespace) -> dict[str, Any]:
         elapsed = time.monotonic() - started
         loaded = await asyncio.to_thread(counters, pipeline.database_url)
     pipeline.senders.shutdown()
-    sustained = [v for v in _until_first_failure(verdicts) if v["sustained"]]
+    sustained = list(_until_first_failure(verdicts))
     failing = next((v for v in verdicts if not v["sustained"]), None)
     return {"steps": verdicts, "highest_sustained": sustained[-1] if sustained else None,
             "first_failing": failing, "drained_after_s": round(drained_s, 1),
