@@ -26,12 +26,16 @@ from agents.flow import Status as FlowStatus
 from api_gateway.http_input import MAX_BATCH_BYTES, MAX_BODY_BYTES
 from api_gateway.ingest import MAX_CYCLE, MAX_CYCLES_LISTED
 from api_gateway.ingest_batch import MAX_ITEMS
-from api_gateway.ingest_bodies import ReceiptBody, ResultBody
+from api_gateway.ingest_bodies import MAX_TIMEOUT_MINUTES, ReceiptBody, ResultBody
 from api_gateway.operator_api.bodies import (
-    MAX_LABEL_CHARS,
-    MAX_NAME_CHARS,
-    MAX_NOTE_BYTES,
-    TIMEOUT_MINUTES_RANGE,
+    ApiKeyCreate,
+    EmailDestinationCreate,
+    IncidentResolve,
+    OperatorInvite,
+    ProjectCreate,
+    ProjectUpdate,
+    RepairCallbackSet,
+    SlackDestinationCreate,
 )
 from api_gateway.operator_api.callback import TEST_TIMEOUT_SECONDS
 from api_gateway.operator_api.incidents import FILTER_STATUSES as INCIDENT_FILTER_STATUSES
@@ -39,7 +43,6 @@ from api_gateway.operator_api.incidents import STATUSES as INCIDENT_STATUSES
 from api_gateway.problems import CONTENT_TYPE as PROBLEM_JSON
 from api_gateway.problems import DATABASE_RETRY_AFTER_SECONDS, KAFKA_RETRY_AFTER_SECONDS, PROBLEM_TYPE_BASE
 from api_gateway.responses import limit_param
-from sendpromptly.targets import _EMAIL_RE, MAX_URL_CHARS
 from sinks.callback_policy import Verdict
 from topics.declared import json_schemas
 from topics.fields import (
@@ -62,20 +65,6 @@ OPERATOR = "/api/v1/operators/{operator_id}"
 _LIMIT = inspect.signature(limit_param).parameters
 LIMIT_DEFAULT, LIMIT_MAX = _LIMIT["default"].default, _LIMIT["maximum"].default
 
-# ``str.isprintable`` refuses every control character; these are the ones a pattern can name in a
-# form Python, ECMA-262 and Rust regexes all read (``topics.fields.PRINTABLE``). Other non-printable
-# characters (separators other than the space, format, private-use, unassigned) are refused with
-# 422 too.
-_PRINTABLE_CHAR = r"[^\x00-\x1f\x7f-\x9f]"
-# ... and at least one character that is not a space (``value.strip()`` is not empty).
-PRINTABLE_NOT_BLANK = rf"^{_PRINTABLE_CHAR}*[^\x00-\x20\x7f-\x9f]{_PRINTABLE_CHAR}*$"
-# ``check_url_syntax``: http(s) (the scheme is case-insensitive), a host, no user:password@, no
-# #fragment, nothing but printable characters other than whitespace.
-_URL_REST = r"://[^\s\x00-\x1f\x7f-\x9f/?#@]+(?:[/?][^\s\x00-\x1f\x7f-\x9f#]*)?$"
-HTTP_URL = "^[Hh][Tt][Tt][Pp][Ss]?" + _URL_REST
-# A resolution note: printable characters, newlines and tabs, and not only whitespace.
-_NOTE_CHAR = r"[^\x00-\x08\x0b-\x1f\x7f-\x9f]"
-NOTE = rf"^{_NOTE_CHAR}*[^\x00-\x20\x7f-\x9f]{_NOTE_CHAR}*$"
 TIMESTAMP = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$"
 
 
@@ -83,11 +72,6 @@ TIMESTAMP = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$"
 
 def _ref(name: str, kind: str = "schemas") -> dict[str, str]:
     return {"$ref": f"#/components/{kind}/{name}"}
-
-
-def _anchored(regex: re.Pattern[str]) -> str:
-    """The code's ``fullmatch`` as a JSON Schema pattern (which matches anywhere unless anchored)."""
-    return f"^(?:{regex.pattern})$"
 
 
 def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
@@ -131,8 +115,11 @@ def _json_content(schema: dict[str, Any], media_type: str = JSON) -> dict[str, A
 # --- components -----------------------------------------------------------------------------------
 
 def _schemas() -> dict[str, Any]:
-    # The ingest bodies are derived from their declarations (the rules the gateway checks them with).
-    bodies = json_schemas(ReceiptBody, ResultBody, ref_template=_ref("{name}")["$ref"])
+    # The request bodies are derived from their declarations (the rules the gateway checks them with).
+    bodies = json_schemas(ReceiptBody, ResultBody, ProjectCreate, ProjectUpdate, ApiKeyCreate,
+                          RepairCallbackSet, EmailDestinationCreate, SlackDestinationCreate, IncidentResolve,
+                          OperatorInvite,
+                          ref_template=_ref("{name}")["$ref"])
     schemas = {**_single_schemas(), **bodies}
     return {**schemas, **_batch_schemas(schemas)}
 
@@ -168,8 +155,7 @@ def _single_schemas() -> dict[str, Any]:
     timestamp, mode = _ref("Timestamp"), _ref("Mode")
     project_fields: dict[str, dict[str, Any]] = {
         "mode": mode,
-        "timeout_minutes": {"type": "integer", "minimum": TIMEOUT_MINUTES_RANGE[0],
-                            "maximum": TIMEOUT_MINUTES_RANGE[1]},
+        "timeout_minutes": {"type": "integer", "minimum": 1, "maximum": MAX_TIMEOUT_MINUTES},
         "snapshots_enabled": {"type": "boolean"},
     }
     api_key_fields = {
@@ -271,27 +257,13 @@ def _single_schemas() -> dict[str, Any]:
                          "unevaluatedProperties": False},
 
         # Projects
-        "ProjectName": _string(f"1 to {MAX_NAME_CHARS} printable characters, not only spaces.",
-                               minLength=1, maxLength=MAX_NAME_CHARS, pattern=PRINTABLE_NOT_BLANK),
         "Project": _object({
             "id": _id("prj"), "name": _string(), **project_fields,
             "repair_callback_url": _nullable(_string()), "created_at": timestamp,
         }),
-        "ProjectCreate": _object(
-            {"name": _ref("ProjectName")},
-            {name: _nullable(schema) for name, schema in project_fields.items()},
-            description="Defaults: mode test, timeout_minutes 30, snapshots_enabled false. mode live is "
-                        "refused (409): go live with an update."),
-        "ProjectUpdate": _object(
-            {}, {"name": _ref("ProjectName"), **project_fields},
-            description="Only the fields given change; null is refused. Going live needs an https callback "
-                        "URL, a live API key and an alert destination (409 naming what is missing)."),
         "ProjectPage": _page("Project"),
 
         # API keys
-        "ApiKeyCreate": _object({"label": _string(
-            f"1 to {MAX_LABEL_CHARS} printable characters, not only spaces.",
-            minLength=1, maxLength=MAX_LABEL_CHARS, pattern=PRINTABLE_NOT_BLANK)}),
         "ApiKey": _object(api_key_fields),
         "ApiKeyCreated": _object({
             **api_key_fields,
@@ -300,11 +272,6 @@ def _single_schemas() -> dict[str, Any]:
         "ApiKeyPage": _page("ApiKey"),
 
         # Repair callback
-        "RepairCallbackSet": _object({"url": _string(
-            f"An http(s) URL of at most {MAX_URL_CHARS} printable characters with a host and a valid port, "
-            "without whitespace, user:password@ or #fragment. https in live mode; a host that resolves to "
-            "public addresses only, unless the server allows private targets.",
-            minLength=1, maxLength=MAX_URL_CHARS, pattern=HTTP_URL)}),
         "RepairCallback": _object({
             "url": _nullable(_string()),
             "secrets": {"type": "array", "description": "Signing secrets in use (two during a rotation).",
@@ -332,17 +299,6 @@ def _single_schemas() -> dict[str, Any]:
         }),
 
         # Alert destinations
-        "EmailDestinationCreate": _object({
-            "type": {"const": "email"},
-            "target": _string("An email address.", maxLength=254, pattern=_anchored(_EMAIL_RE)),
-        }),
-        "SlackDestinationCreate": _object({
-            "type": {"const": "slack"},
-            "target": _string("A Slack incoming-webhook URL: the repair callback's rules. https in live mode "
-                              "(removing a live project's only https destination is refused, 409); a test "
-                              "project may use http://, so a local catcher works.",
-                              minLength=1, maxLength=MAX_URL_CHARS, pattern=HTTP_URL),
-        }),
         "AlertDestinationCreate": {
             "oneOf": [_ref("EmailDestinationCreate"), _ref("SlackDestinationCreate")],
             "discriminator": {"propertyName": "type", "mapping": {
@@ -419,20 +375,11 @@ def _single_schemas() -> dict[str, Any]:
         }, {"acknowledged_at": timestamp, "resolved_at": timestamp,
             "resolution": _string(enum=list(RESOLUTIONS)), "detail": _ref("FailureDetail")}),
         "IncidentPage": _page("Incident"),
-        "IncidentResolve": _object({"note": _string(
-            f"Why it is resolved: at most {MAX_NOTE_BYTES} bytes of UTF-8; printable characters, newlines "
-            "and tabs; not only whitespace.", minLength=1, maxLength=MAX_NOTE_BYTES, pattern=NOTE)}),
         "ReplayRequested": _object({"replay_id": _id("rpl")}),
 
         # Operators (admins only)
         "Operator": _object(operator_fields),
         "OperatorPage": _page("Operator"),
-        "OperatorInvite": _object(
-            {"email": _string("The operator's email (their console login).", maxLength=254,
-                              pattern=_anchored(_EMAIL_RE))},
-            {"admin": _nullable({"type": "boolean", "description": "Default false: a member."}),
-             "project_ids": _nullable({"type": "array", "items": _id("prj"),
-                                       "description": "Projects the operator is a member of."})}),
         "OperatorInvited": _object({
             **operator_fields, "token_id": _id("tok"),
             "token": _nullable(_string("Their personal token (op_...), shown this once; null on a replay.",

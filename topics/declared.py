@@ -37,7 +37,8 @@ class Declared(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
             checks = _CHECKS[type(self)] = _checks_of(type(self))
         for name, check, message in checks:
             value = getattr(self, name)
-            if value is not None and not check(value):
+            # UNSET: a field left out of a body that refuses null (a project update).
+            if value is not None and value is not msgspec.UNSET and not check(value):
                 raise ValueError(f"{name} must be {message}")
 
     @classmethod

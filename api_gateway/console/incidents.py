@@ -10,6 +10,7 @@ from aiohttp import web
 
 from api_gateway.console.forms import answered, field_messages, parsed, read_form, see_other, text
 from api_gateway.console.pages import render
+from api_gateway.operator_api.bodies import parse_resolve
 from api_gateway.operator_api.common import visible_project
 from api_gateway.operator_api.flows import MAX_TIMELINE_ENTRIES, timeline_entry
 from api_gateway.operator_api.incidents import (
@@ -17,7 +18,6 @@ from api_gateway.operator_api.incidents import (
     acknowledge_incident,
     incident_cursor,
     incident_filter,
-    parse_resolve,
     reprocess_incident,
     resolve_incident,
     run_on_open_incident,

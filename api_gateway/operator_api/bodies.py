@@ -1,116 +1,193 @@
-"""Request bodies of the operator API, checked with the shared field rules."""
+"""Request bodies of the operator API, declared once with the shared field rules; the OpenAPI
+document derives their schemas."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
+from msgspec import UNSET, Meta, UnsetType
+from msgspec.structs import force_setattr
+
+from api_gateway.ingest_bodies import TimeoutMinutes
 from sendpromptly.ids import is_well_formed
-from sendpromptly.targets import TargetError, check_email
-from topics.fields import MODES, Checker
+from sendpromptly.targets import _EMAIL_RE, MAX_URL_CHARS, TargetError, check_email
+from topics.declared import Declared, convert, field_errors
+from topics.fields import FieldErrors, Mode, ProjectId, Rule
 
 MAX_NAME_CHARS = 200
 MAX_LABEL_CHARS = 100
 MAX_NOTE_BYTES = 2048
-TIMEOUT_MINUTES_RANGE = (1, 10080)
+DESTINATION_TYPES = ("email", "slack")
+
+# ``str.isprintable`` refuses every control character; these are the ones a pattern can name in a
+# form Python, ECMA-262 and Rust regexes all read (``topics.fields.PRINTABLE``), and at least one
+# character that is not a space (``value.strip()`` is not empty).
+_PRINTABLE_CHAR = r"[^\x00-\x1f\x7f-\x9f]"
+PRINTABLE_NOT_BLANK = rf"^{_PRINTABLE_CHAR}*[^\x00-\x20\x7f-\x9f]{_PRINTABLE_CHAR}*$"
+# A resolution note: printable characters, newlines and tabs, and not only whitespace.
+_NOTE_CHAR = r"[^\x00-\x08\x0b-\x1f\x7f-\x9f]"
+NOTE = rf"^{_NOTE_CHAR}*[^\x00-\x20\x7f-\x9f]{_NOTE_CHAR}*$"
+# ``check_url_syntax``: http(s) (the scheme is case-insensitive), a host, no user:password@, no
+# #fragment, nothing but printable characters other than whitespace.
+_URL_REST = r"://[^\s\x00-\x1f\x7f-\x9f/?#@]+(?:[/?][^\s\x00-\x1f\x7f-\x9f#]*)?$"
+HTTP_URL = "^[Hh][Tt][Tt][Pp][Ss]?" + _URL_REST
 
 
-def _name(check: Checker, field: str, max_chars: int, *, required: bool) -> str | None:
-    value = check.string(field, required=required)
-    if value is not None and not (
-            1 <= len(value.strip()) and len(value) <= max_chars and value.isprintable()):
-        check.fail(field, f"must be 1 to {max_chars} printable characters")
-    return value
+def _is_printable_name(value: str) -> bool:
+    return bool(value.strip()) and value.isprintable()
 
 
-def _boolean(check: Checker, field: str) -> bool | None:
-    value = check.doc.get(field)
-    if value is not None and not isinstance(value, bool):
-        check.fail(field, "must be true or false")
-        return None
-    return value
+def _is_note(note: str) -> bool:
+    fits = len(note) * 4 <= MAX_NOTE_BYTES or len(note.encode()) <= MAX_NOTE_BYTES
+    return fits and bool(note.strip()) and all(c.isprintable() or c in "\n\t" for c in note)
 
 
-@dataclass(frozen=True)
-class ProjectFields:
-    values: dict[str, Any]
+_NOTE_RULE = f"1 to {MAX_NOTE_BYTES} bytes of printable text (newlines and tabs allowed), not only spaces"
+
+_NAME_RULE = f"1 to {MAX_NAME_CHARS} printable characters"
+_LABEL_RULE = f"1 to {MAX_LABEL_CHARS} printable characters"
+ProjectName = Annotated[str, Meta(min_length=1, max_length=MAX_NAME_CHARS, description=_NAME_RULE,
+                                  extra_json_schema={"pattern": PRINTABLE_NOT_BLANK}),
+                        Rule(_is_printable_name, _NAME_RULE)]
+KeyLabel = Annotated[str, Meta(min_length=1, max_length=MAX_LABEL_CHARS, description=_LABEL_RULE,
+                               extra_json_schema={"pattern": PRINTABLE_NOT_BLANK}),
+                     Rule(_is_printable_name, _LABEL_RULE)]
+Flag = Annotated[bool, Meta(description="true or false")]
+Note = Annotated[str, Meta(min_length=1, max_length=MAX_NOTE_BYTES, extra_json_schema={"pattern": NOTE},
+                           description=_NOTE_RULE), Rule(_is_note, _NOTE_RULE)]
+# The URL and address checks (``sendpromptly.targets``) name the exact fault, and a URL's host is
+# checked against the project's mode and resolved: the declarations state their rules in the schema
+# only, and the handlers check them.
+_URL_SCHEMA = {"minLength": 1, "maxLength": MAX_URL_CHARS, "pattern": HTTP_URL}
+CallbackUrl = Annotated[str, Meta(extra_json_schema=_URL_SCHEMA, description=(
+    f"an http(s) URL of at most {MAX_URL_CHARS} characters with a host, without user:password@ or "
+    "#fragment (https in live mode)"))]
+EmailAddress = Annotated[str, Meta(extra_json_schema={
+    "maxLength": 254, "pattern": f"^(?:{_EMAIL_RE.pattern})$"}, description="an email address")]
+SlackWebhook = Annotated[str, Meta(extra_json_schema=_URL_SCHEMA, description=(
+    "a Slack incoming-webhook URL, by the repair callback's rules (https in live mode)"))]
+ProjectIds = Annotated[list[ProjectId], Meta(description="a list of project ids (prj_...)"),
+                       Rule(lambda ids: all(is_well_formed("prj", p) for p in ids),
+                            "a list of project ids (prj_...)")]
 
 
-_PROJECT_FIELDS = frozenset({"name", "mode", "timeout_minutes", "snapshots_enabled"})
+class _ProjectBody(Declared, frozen=True, kw_only=True):
+    @property
+    def values(self) -> dict[str, Any]:
+        """The fields given, by name."""
+        return {name: value for name in self.__struct_fields__
+                if (value := getattr(self, name)) is not None and value is not UNSET}
 
 
-def _project_fields(doc: Any, *, creating: bool) -> ProjectFields:
-    check = Checker(doc, allowed=_PROJECT_FIELDS)
-    values = {
-        "name": _name(check, "name", MAX_NAME_CHARS, required=creating),
-        "mode": check.choice("mode", MODES, required=False),
-        "timeout_minutes": check.integer("timeout_minutes", *TIMEOUT_MINUTES_RANGE),
-        "snapshots_enabled": _boolean(check, "snapshots_enabled"),
-    }
-    if not creating:
-        # In an update, null would mean "unset", and none of these can be unset.
-        for field in sorted(_PROJECT_FIELDS & {k for k, v in check.doc.items() if v is None}):
-            check.fail(field, "cannot be null")
-    check.done()
-    return ProjectFields({k: v for k, v in values.items() if v is not None})
+class ProjectCreate(_ProjectBody, frozen=True, kw_only=True):
+    """Defaults: mode test, timeout_minutes 30, snapshots_enabled false; mode live is refused (409)."""
+
+    name: ProjectName
+    mode: Mode | None = None
+    timeout_minutes: TimeoutMinutes | None = None
+    snapshots_enabled: Flag | None = None
 
 
-def parse_project_create(doc: Any) -> ProjectFields:
-    return _project_fields(doc, creating=True)
+class ProjectUpdate(_ProjectBody, frozen=True, kw_only=True):
+    """Only the fields given change; null is refused. Going live may be refused (409 naming why)."""
+
+    # In an update, null would mean "unset", and none of these can be unset.
+    name: ProjectName | UnsetType = UNSET
+    mode: Mode | UnsetType = UNSET
+    timeout_minutes: TimeoutMinutes | UnsetType = UNSET
+    snapshots_enabled: Flag | UnsetType = UNSET
 
 
-def parse_project_update(doc: Any) -> ProjectFields:
-    return _project_fields(doc, creating=False)
+class ApiKeyCreate(Declared, frozen=True, kw_only=True):
+    label: KeyLabel
+
+
+class RepairCallbackSet(Declared, frozen=True, kw_only=True):
+    url: CallbackUrl
+
+
+class _DestinationCreate(Declared, frozen=True, kw_only=True, tag_field="type"):
+    @property
+    def type(self) -> str:
+        return str(self.__struct_config__.tag)
+
+
+class EmailDestinationCreate(_DestinationCreate, frozen=True, kw_only=True, tag="email"):
+    target: EmailAddress
+
+
+class SlackDestinationCreate(_DestinationCreate, frozen=True, kw_only=True, tag="slack"):
+    target: SlackWebhook
+
+
+DestinationCreate = EmailDestinationCreate | SlackDestinationCreate
+
+
+class OperatorInvite(Declared, frozen=True, kw_only=True):
+    email: EmailAddress
+    admin: Flag | None = None
+    project_ids: ProjectIds | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for field, message in self.cross_field_errors({"email": self.email}):
+            raise ValueError(f"{field}: {message}")
+        force_setattr(self, "project_ids", sorted(set(self.project_ids or ())))
+
+    @classmethod
+    def cross_field_errors(cls, values: Any) -> list[tuple[str, str]]:
+        if values.get("email") is None:
+            return []
+        try:
+            check_email(values["email"])
+        except TargetError as exc:
+            return [("email", str(exc))]
+        return []
+
+    @property
+    def is_admin(self) -> bool:
+        return bool(self.admin)
+
+
+class IncidentResolve(Declared, frozen=True, kw_only=True):
+    note: Note
+
+
+def parse_project_create(doc: Any) -> ProjectCreate:
+    return convert(ProjectCreate, doc)
+
+
+def parse_project_update(doc: Any) -> ProjectUpdate:
+    if isinstance(doc, dict):
+        nulls = [(field, "cannot be null") for field in ProjectUpdate.__struct_fields__ if
+                 field in doc and doc[field] is None]
+        if nulls:
+            raise FieldErrors(field_errors(ProjectUpdate, doc) + nulls)
+    return convert(ProjectUpdate, doc)
 
 
 def parse_key_create(doc: Any) -> str:
-    check = Checker(doc, allowed=frozenset({"label"}))
-    label = _name(check, "label", MAX_LABEL_CHARS, required=True)
-    check.done()
-    return label  # type: ignore[return-value]
+    return convert(ApiKeyCreate, doc).label
 
 
 def parse_callback(doc: Any) -> str:
-    check = Checker(doc, allowed=frozenset({"url"}))
-    url = check.string("url")
-    check.done()
-    return url  # type: ignore[return-value]
+    return convert(RepairCallbackSet, doc).url
 
 
-@dataclass(frozen=True)
-class DestinationFields:
-    type: str
-    target: str
-
-
-def parse_destination(doc: Any) -> DestinationFields:
-    check = Checker(doc, allowed=frozenset({"type", "target"}))
-    type_ = check.choice("type", ("email", "slack"))
-    target = check.string("target")
-    check.done()
-    return DestinationFields(type_, target)  # type: ignore[arg-type]
-
-
-@dataclass(frozen=True)
-class OperatorInvite:
-    email: str
-    is_admin: bool
-    project_ids: list[str]
+def parse_destination(doc: Any) -> DestinationCreate:
+    kind = doc.get("type") if isinstance(doc, dict) else None
+    if kind == "email":
+        return convert(EmailDestinationCreate, doc)
+    if kind == "slack":
+        return convert(SlackDestinationCreate, doc)
+    # No declaration to check it against: the other faults as either would name them.
+    raise FieldErrors([(field, "must be one of " + ", ".join(DESTINATION_TYPES)) if field == "type"
+                       else (field, message) for field, message in field_errors(EmailDestinationCreate, doc)])
 
 
 def parse_operator_invite(doc: Any) -> OperatorInvite:
-    check = Checker(doc, allowed=frozenset({"email", "admin", "project_ids"}))
-    email = check.string("email")
-    if email is not None:
-        try:
-            check_email(email)
-        except TargetError as exc:
-            check.fail("email", str(exc))
-    project_ids = check.doc.get("project_ids") or []
-    if not (isinstance(project_ids, list)
-            and all(isinstance(p, str) and is_well_formed("prj", p) for p in project_ids)):
-        check.fail("project_ids", "must be a list of project ids (prj_...)")
-        project_ids = []
-    is_admin = _boolean(check, "admin") or False
-    check.done()
-    return OperatorInvite(email, is_admin, sorted(set(project_ids)))  # type: ignore[arg-type]
+    return convert(OperatorInvite, doc)
+
+
+def parse_resolve(doc: Any) -> str:
+    return convert(IncidentResolve, doc).note

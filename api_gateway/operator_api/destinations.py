@@ -8,7 +8,7 @@ from aiohttp import web
 
 from api_gateway.http_input import parsed_body
 from api_gateway.idempotency import run_idempotent
-from api_gateway.operator_api.bodies import DestinationFields, parse_destination
+from api_gateway.operator_api.bodies import DestinationCreate, parse_destination
 from api_gateway.operator_api.common import (
     created_cursor,
     created_cursor_of,
@@ -51,7 +51,7 @@ async def create(request: web.Request) -> web.Response:
     return await run_idempotent(request, operator_of(request).id, action)
 
 
-async def add_destination(request: web.Request, conn: Connection, body: DestinationFields) -> Destination:
+async def add_destination(request: web.Request, conn: Connection, body: DestinationCreate) -> Destination:
     project = await visible_project(request, conn)
     target = await _checked_target(request, project, body)
     created = await destinations.add_destination(conn, project.id, body.type, target)
@@ -61,7 +61,7 @@ async def add_destination(request: web.Request, conn: Connection, body: Destinat
     return created
 
 
-async def _checked_target(request: web.Request, project: Project, body: DestinationFields) -> str:
+async def _checked_target(request: web.Request, project: Project, body: DestinationCreate) -> str:
     """The destination's target once it passes: an email address, or a Slack webhook URL under the
     callback's address rules, https in live mode (a test project may post to a local http catcher)."""
     try:

@@ -22,7 +22,7 @@ from aiohttp import web
 from api_gateway.http_input import idempotency_key, parsed_body
 from api_gateway.idempotency import run_idempotent
 from api_gateway.incident_document import incident_document
-from api_gateway.operator_api.bodies import MAX_NOTE_BYTES
+from api_gateway.operator_api.bodies import parse_resolve
 from api_gateway.operator_api.common import actor_of, operator_of, path_id, record_audit, visible_project
 from api_gateway.problems import Problem, kafka_unavailable
 from api_gateway.publisher import PublishUnavailable
@@ -174,17 +174,6 @@ async def reprocess_incident(request: web.Request, conn: Connection, incident: I
     await _publish(request, (REPAIRS, repair), (INCIDENTS, event))
     await _commit(conn, request, event, replay_id=replay_id)
     return replay_id
-
-
-def parse_resolve(doc: Any) -> str:
-    check = Checker(doc, allowed=frozenset({"note"}))
-    note = check.string("note")
-    if note is not None and not (note.strip() and len(note.encode()) <= MAX_NOTE_BYTES
-                                 and all(c.isprintable() or c in "\n\t" for c in note)):
-        check.fail("note", f"must be 1 to {MAX_NOTE_BYTES} bytes of printable text (newlines and tabs "
-                           "allowed), not only spaces")
-    check.done()
-    return note  # type: ignore[return-value]
 
 
 async def run_on_open_incident(request: web.Request, act: Act, *,

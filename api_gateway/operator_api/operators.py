@@ -84,7 +84,8 @@ async def invite(request: web.Request) -> web.Response:
     async def action(conn: Connection) -> web.Response:
         try:
             invited = await control_plane.invite_operator(
-                conn, actor(request), email=body.email, is_admin=body.is_admin, project_ids=body.project_ids)
+                conn, actor(request), email=body.email, is_admin=body.is_admin,
+                project_ids=body.project_ids or [])
         except control_plane.Refused as refused:
             raise Problem(_REFUSED_STATUS[refused.code], refused.code, "Cannot invite the operator",
                           f"Nothing was changed: {refused}.") from None
