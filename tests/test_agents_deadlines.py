@@ -126,6 +126,25 @@ async def test_kill_9_mid_stream_loses_no_deadline_and_doubles_no_incident(
         assert (await api.flow(f"inv_applied_{n}"))[1]["status"] == "applied"
 
 
+async def test_signals_sent_while_a_new_worker_is_down_are_all_applied_after_its_restart(
+        stack_factory, project: ProjectKey, http) -> None:
+    # A new group's worker killed within its first seconds, likely before its first offset commit
+    # (the chaos suite once lost every signal sent while such a worker was down).
+    stack = stack_factory(SENDPROMPTLY_AGENTS_INSTANCE_ID="agents-0")
+    api = Api(http, stack.base_url, project.api_key)
+    await api.receipt("inv_first", timeout_seconds=120)
+    await eventually(lambda: api.flow("inv_first"), _status("pending"))
+    stack.agents.kill()
+    for n in range(10):
+        await api.receipt(f"inv_down_{n}", timeout_seconds=120)
+        await api.result(f"inv_down_{n}", "succeeded")
+    stack.agents.start()
+    stack.agents.wait_ready(stack.agents_url + "/readyz", timeout=30)
+
+    for n in range(10):
+        await eventually(partial(api.flow, f"inv_down_{n}"), _status("applied"), timeout=30)
+
+
 async def test_a_rebalance_hands_deadlines_to_the_remaining_worker(
         stack_factory, project: ProjectKey, http, services, topic_prefix: str) -> None:
     first = stack_factory()
