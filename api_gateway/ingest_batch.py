@@ -206,7 +206,7 @@ def _owned(request: web.Request, kind: BatchKind, project: Project, item: Item, 
 async def _publish_all(request: web.Request, kind: BatchKind, mode: str, scope: str,
                        owned: list[Owned]) -> None:
     """Publish every owned item's signal at once and complete the keys Kafka acknowledged; if any
-    was not acknowledged, give the others back and answer 503."""
+    was not acknowledged, give those keys back and answer 503."""
     pool = request.app[POOL]
     try:
         outcomes = await publish_signals(request, kind.name, mode, [signal for _, signal, _ in owned])
