@@ -225,7 +225,10 @@ def _single_schemas() -> dict[str, Any]:
             "cycles": {"type": "array", "items": _ref("FlowCycle"), "maxItems": MAX_CYCLES_LISTED,
                        "description": f"The reference's cycles in this mode, newest first (at most "
                                       f"{MAX_CYCLES_LISTED}), this one among them."},
-        }, {"applied_at": timestamp, "incident_id": _id("inc"), "incident": _ref("Incident"),
+        }, {"applied_at": timestamp, "incident_id": _id("inc"),
+            "incident": {**_ref("Incident"), "description": (
+                "The incident `incident_id` names, once the incidents sink recorded it: it reaches the "
+                "read model from its own topic, so it may follow the status by a moment.")},
             "detail": _ref("FailureDetail")},
             description="One cycle of a reference in one mode. A receipt for a reference whose flow is "
                         "closed (applied or resolved) starts the next cycle, with its own deadline, incident "

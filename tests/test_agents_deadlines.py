@@ -8,16 +8,12 @@ from functools import partial
 import pytest
 
 from tests.conftest import ProjectKey
-from tests.support.api import Api, deadline_of, eventually
+from tests.support.api import Api, deadline_of, eventually, flow_is
 from tests.support.kafka import read_topic
 from tests.support.stack import Stack
 from topics import INCIDENTS, IncidentEvent, decode
 
 pytestmark = pytest.mark.e2e
-
-
-def _status(expected: str):
-    return lambda answer: answer[0] == 200 and answer[1]["status"] == expected
 
 
 async def _incident_events(services, topic_prefix: str) -> list[IncidentEvent]:
@@ -30,7 +26,7 @@ async def test_a_missed_deadline_opens_an_incident_within_2_seconds_with_no_othe
     status, accepted = await api.receipt("inv_late", timeout_seconds=3)
     assert status == 202
     deadline = deadline_of(accepted)
-    _, flow = await eventually(lambda: api.flow("inv_late"), _status("incident"), timeout=15)
+    _, flow = await eventually(lambda: api.flow("inv_late"), flow_is("incident"), timeout=15)
 
     [opened] = [e for e in await _incident_events(services, topic_prefix) if e.reference == "inv_late"]
     assert opened.type == "opened" and opened.reason == "timeout"
@@ -53,7 +49,7 @@ async def test_a_success_before_the_deadline_never_becomes_an_incident(api: Api,
                                                                        topic_prefix: str) -> None:
     await api.receipt("inv_ok", timeout_seconds=2)
     await api.result("inv_ok", "succeeded")
-    await eventually(lambda: api.flow("inv_ok"), _status("applied"))
+    await eventually(lambda: api.flow("inv_ok"), flow_is("applied"))
     await asyncio.sleep(4)  # well past the deadline
     assert (await api.flow("inv_ok"))[1]["status"] == "applied"
     assert [e for e in await _incident_events(services, topic_prefix) if e.reference == "inv_ok"] == []
@@ -70,7 +66,7 @@ async def test_a_failure_received_before_the_deadline_but_applied_after_it_is_a_
     status, accepted = await api.receipt("inv_failed_in_time", timeout_seconds=1)
     assert status == 202
     deadline = deadline_of(accepted)
-    _, flow = await eventually(lambda: api.flow("inv_failed_in_time"), _status("incident"), timeout=15)
+    _, flow = await eventually(lambda: api.flow("inv_failed_in_time"), flow_is("incident"), timeout=15)
     assert flow["incident"]["reason"] == "timeout"
     # The app's failure was received before the deadline and reaches the agents only now (a direct
     # producer states when it received the signal).
@@ -93,9 +89,9 @@ async def test_a_failure_received_before_the_deadline_but_applied_after_it_is_a_
 
 async def test_a_late_success_resolves_the_timeout_incident(api: Api) -> None:
     await api.receipt("inv_slow", timeout_seconds=1)
-    await eventually(lambda: api.flow("inv_slow"), _status("incident"), timeout=15)
+    await eventually(lambda: api.flow("inv_slow"), flow_is("incident"), timeout=15)
     await api.result("inv_slow", "succeeded")
-    await eventually(lambda: api.flow("inv_slow"), _status("resolved"))
+    await eventually(lambda: api.flow("inv_slow"), flow_is("resolved"))
 
 
 async def test_kill_9_mid_stream_loses_no_deadline_and_doubles_no_incident(
@@ -109,7 +105,7 @@ async def test_kill_9_mid_stream_loses_no_deadline_and_doubles_no_incident(
         await api.result(f"inv_applied_{n}", "succeeded")
     for n in range(10):
         await api.receipt(f"inv_due_{n}", timeout_seconds=4)
-    await eventually(lambda: api.flow("inv_due_9"), _status("pending"))
+    await eventually(lambda: api.flow("inv_due_9"), flow_is("pending"))
     stack.agents.kill()
     await asyncio.sleep(5)  # every deadline passes while no agent runs
     stack.agents.start()
@@ -117,7 +113,7 @@ async def test_kill_9_mid_stream_loses_no_deadline_and_doubles_no_incident(
     stack.agents.wait_ready(stack.agents_url + "/readyz", timeout=30)
 
     for n in range(10):
-        await eventually(partial(api.flow, f"inv_due_{n}"), _status("incident"), timeout=30)
+        await eventually(partial(api.flow, f"inv_due_{n}"), flow_is("incident"), timeout=30)
     await asyncio.sleep(3)  # room for a wrongly doubled incident to show up
     events = await _incident_events(services, topic_prefix)
     opened = [e.reference for e in events if e.type == "opened"]
@@ -133,7 +129,7 @@ async def test_signals_sent_while_a_new_worker_is_down_are_all_applied_after_its
     stack = stack_factory(SENDPROMPTLY_AGENTS_INSTANCE_ID="agents-0")
     api = Api(http, stack.base_url, project.api_key)
     await api.receipt("inv_first", timeout_seconds=120)
-    await eventually(lambda: api.flow("inv_first"), _status("pending"))
+    await eventually(lambda: api.flow("inv_first"), flow_is("pending"))
     stack.agents.kill()
     for n in range(10):
         await api.receipt(f"inv_down_{n}", timeout_seconds=120)
@@ -142,7 +138,7 @@ async def test_signals_sent_while_a_new_worker_is_down_are_all_applied_after_its
     stack.agents.wait_ready(stack.agents_url + "/readyz", timeout=30)
 
     for n in range(10):
-        await eventually(partial(api.flow, f"inv_down_{n}"), _status("applied"), timeout=30)
+        await eventually(partial(api.flow, f"inv_down_{n}"), flow_is("applied"), timeout=30)
 
 
 async def test_a_rebalance_hands_deadlines_to_the_remaining_worker(
@@ -152,11 +148,11 @@ async def test_a_rebalance_hands_deadlines_to_the_remaining_worker(
     api = Api(http, first.base_url, project.api_key)
     for n in range(12):
         await api.receipt(f"inv_moved_{n}", timeout_seconds=8)
-    await eventually(lambda: api.flow("inv_moved_11"), _status("pending"))
+    await eventually(lambda: api.flow("inv_moved_11"), flow_is("pending"))
     second.agents.stop()  # its partitions move to the first worker, with their pending deadlines
 
     for n in range(12):
-        await eventually(partial(api.flow, f"inv_moved_{n}"), _status("incident"), timeout=45)
+        await eventually(partial(api.flow, f"inv_moved_{n}"), flow_is("incident"), timeout=45)
     events = await _incident_events(services, topic_prefix)
     opened = sorted(e.reference for e in events if e.type == "opened")
     assert opened == sorted(f"inv_moved_{n}" for n in range(12))
@@ -167,11 +163,11 @@ async def test_a_rebalance_hands_deadlines_to_the_remaining_worker(
 async def test_an_operators_manual_resolution_resolves_the_flow(api: Api, operator_api: Api) -> None:
     await api.receipt("inv_manual")
     await api.result("inv_manual", "failed")
-    _, flow = await eventually(lambda: api.flow("inv_manual"), _status("incident"))
+    _, flow = await eventually(lambda: api.flow("inv_manual"), flow_is("incident"))
     await eventually(lambda: operator_api.get(f"/api/v1/incidents/{flow['incident_id']}"),
                      lambda a: a[0] == 200)
     status, _, _ = await operator_api.send("POST", f"/api/v1/incidents/{flow['incident_id']}/resolve",
                                            {"note": "refunded by hand"})
     assert status == 202
     # The agents, the only writer of flow state, apply the operator's event to the flow.
-    await eventually(lambda: api.flow("inv_manual"), _status("resolved"))
+    await eventually(lambda: api.flow("inv_manual"), flow_is("resolved"))

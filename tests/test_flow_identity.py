@@ -16,7 +16,7 @@ import pytest
 from store.db import Pool
 from store.projects import update_project
 from tests.conftest import ProjectKey
-from tests.support.api import Api, eventually
+from tests.support.api import Api, eventually, flow_is
 from tests.support.kafka import latest_values
 from tests.support.services import Services
 from tests.support.stack import Stack
@@ -36,32 +36,25 @@ async def flow(api: Api, ref: str, **params: object) -> Answer:
     return await api.get(f"/api/v1/flows/{ref}" + (f"?{query}" if query else ""))
 
 
-def status_is(status: str, **fields: object) -> Any:
-    def accept(answer: Answer) -> bool:
-        code, doc = answer
-        return code == 200 and doc["status"] == status and all(doc.get(k) == v for k, v in fields.items())
-    return accept
-
-
 async def test_a_reference_used_again_after_it_was_applied_starts_a_cycle_that_opens_its_own_incident(
         api: Api) -> None:
     ref = reference("sub")
     assert (await api.receipt(ref, timeout_seconds=60))[0] == 202
     assert (await api.result(ref))[0] == 202
-    _, first = await eventually(lambda: flow(api, ref), status_is("applied"))
+    _, first = await eventually(lambda: flow(api, ref), flow_is("applied"))
     assert first["cycle"] == 1
 
     status, accepted = await api.receipt(ref, timeout_seconds=3)
     assert status == 202 and accepted["status"] == "accepted", accepted
     assert "deadline" not in accepted, "the 202 states no deadline the agents may not enforce"
-    _, second = await eventually(lambda: flow(api, ref), status_is("pending", cycle=2))
+    _, second = await eventually(lambda: flow(api, ref), flow_is("pending", cycle=2))
 
     # A repeat while the cycle is open is counted on it and moves nothing.
     assert (await api.receipt(ref, timeout_seconds=600))[0] == 202
     _, counted = await eventually(lambda: flow(api, ref), lambda a: a[1].get("receipts") == 2)
     assert (counted["cycle"], counted["deadline"]) == (2, second["deadline"])
 
-    _, opened = await eventually(lambda: flow(api, ref), status_is("incident", cycle=2), timeout=30)
+    _, opened = await eventually(lambda: flow(api, ref), flow_is("incident", cycle=2), timeout=30)
     assert opened["incident"]["reason"] == "timeout"
     _, cycle_one = await flow(api, ref, cycle=1)
     assert cycle_one["status"] == "applied" and "incident_id" not in cycle_one, (
@@ -69,7 +62,7 @@ async def test_a_reference_used_again_after_it_was_applied_starts_a_cycle_that_o
 
     # Results join the open cycle: a late success resolves the second cycle's incident.
     assert (await api.result(ref))[0] == 202
-    _, resolved = await eventually(lambda: flow(api, ref), status_is("resolved", cycle=2))
+    _, resolved = await eventually(lambda: flow(api, ref), flow_is("resolved", cycle=2))
     assert resolved["incident_id"] == opened["incident_id"]
 
 
@@ -77,7 +70,7 @@ async def test_test_and_live_traffic_of_one_reference_never_join(api: Api, proje
                                                                  pool: Pool) -> None:
     ref = reference("ord")
     assert (await api.receipt(ref, timeout_seconds=4))[0] == 202
-    await eventually(lambda: flow(api, ref, mode="test"), status_is("pending"))
+    await eventually(lambda: flow(api, ref, mode="test"), flow_is("pending"))
 
     async with pool.connection() as conn:
         await update_project(conn, project.project_id, {"mode": "live"})
@@ -87,14 +80,14 @@ async def test_test_and_live_traffic_of_one_reference_never_join(api: Api, proje
     status, accepted = await api.result(ref)
     assert (status, accepted["mode"]) == (202, "live")
 
-    _, opened = await eventually(lambda: flow(api, ref, mode="test"), status_is("incident"), timeout=30)
+    _, opened = await eventually(lambda: flow(api, ref, mode="test"), flow_is("incident"), timeout=30)
     assert (opened["incident"]["reason"], opened["incident"]["mode"]) == ("timeout", "test"), (
         "the live success did not apply the test flow")
     assert (await flow(api, ref, mode="live"))[0] == 404, "a live result alone makes no flow"
 
     # The live receipt joins the live result that waited for it; the test incident stays open.
     assert (await api.receipt(ref, timeout_seconds=600))[0] == 202
-    await eventually(lambda: flow(api, ref, mode="live"), status_is("applied"))
+    await eventually(lambda: flow(api, ref, mode="live"), flow_is("applied"))
     assert (await flow(api, ref, mode="test"))[1]["status"] == "incident"
 
 
@@ -108,7 +101,7 @@ async def test_closed_flows_are_forgotten_after_the_retention_and_an_open_incide
         assert (await api.receipt(ref, timeout_seconds=600))[0] == 202
     assert (await api.result(paid))[0] == 202
     assert (await api.result(failing, "failed", detail="db locked"))[0] == 202
-    await eventually(lambda: flow(api, failing), status_is("incident"))
+    await eventually(lambda: flow(api, failing), flow_is("incident"))
 
     await eventually(lambda: flow(api, paid), lambda a: a[0] == 404, timeout=30)
     changelog = await latest_values(services.kafka_bootstrap,
@@ -122,4 +115,4 @@ async def test_closed_flows_are_forgotten_after_the_retention_and_an_open_incide
     assert (code, still["status"], still["detail"]) == (200, "incident", "db locked")
     # A forgotten reference used again starts afresh, and is watched.
     assert (await api.receipt(paid, timeout_seconds=600))[0] == 202
-    await eventually(lambda: flow(api, paid), status_is("pending", cycle=1))
+    await eventually(lambda: flow(api, paid), flow_is("pending", cycle=1))

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.api import Api, eventually
+from tests.support.api import Api, eventually, flow_is
 from tests.support.example_receiver import running_example_receiver
 from tests.support.mail_catcher import MailCatcher
 from tests.support.processes import free_port
@@ -21,10 +21,6 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture
 def stack(stack_factory, mail_catcher: MailCatcher) -> Stack:
     return stack_factory(sinks=SINK_NAMES, SENDPROMPTLY_SMTP_URL=mail_catcher.url)
-
-
-def _flow_status(expected: str):
-    return lambda answer: answer[0] == 200 and answer[1]["status"] == expected
 
 
 async def test_the_seed_checklist_from_test_project_to_live(
@@ -60,12 +56,12 @@ async def test_the_seed_checklist_from_test_project_to_live(
         # 5. Send a test acceptance signal and outcome signal.
         assert (await app.receipt("inv_ok"))[0] == 202
         assert (await app.result("inv_ok", "succeeded"))[0] == 202
-        await eventually(lambda: app.flow("inv_ok"), _flow_status("applied"))
+        await eventually(lambda: app.flow("inv_ok"), flow_is("applied"))
 
         # 6. Force one failure to verify incident detection and the email alert.
         assert (await app.receipt("inv_broken"))[0] == 202
         assert (await app.result("inv_broken", "failed"))[0] == 202
-        _, flow = await eventually(lambda: app.flow("inv_broken"), _flow_status("incident"))
+        _, flow = await eventually(lambda: app.flow("inv_broken"), flow_is("incident"))
         incident_id = flow["incident_id"]
         mails = await eventually(lambda: _now(mail_catcher.messages), lambda found: len(found) >= 1,
                                  timeout=30)
@@ -81,7 +77,7 @@ async def test_the_seed_checklist_from_test_project_to_live(
                                     lambda a: a[1]["status"] == "resolved", timeout=30)
         assert incident[1]["resolution"] == "outcome_succeeded"
         assert [c["replay_id"] for c in rerun] == [replay["replay_id"]]
-        await eventually(lambda: app.flow("inv_broken"), _flow_status("resolved"))
+        await eventually(lambda: app.flow("inv_broken"), flow_is("resolved"))
 
     # 7. Switch to live once the handler and the repair path are proven (live needs https).
     status, _, _ = await operator_api.send("PUT", base + "/repair-callback",

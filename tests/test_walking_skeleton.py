@@ -4,13 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.api import Api, eventually
+from tests.support.api import Api, eventually, flow_is
 
 pytestmark = pytest.mark.e2e
-
-
-def _status(expected: str):
-    return lambda answer: answer[0] == 200 and answer[1]["status"] == expected
 
 
 async def test_receipt_alone_reads_pending(api: Api) -> None:
@@ -19,7 +15,7 @@ async def test_receipt_alone_reads_pending(api: Api) -> None:
     assert (accepted["status"], accepted["kind"]) == ("accepted", "receipt")
     assert accepted["reference"] == "inv_pending"
 
-    _, flow = await eventually(lambda: api.flow("inv_pending"), _status("pending"))
+    _, flow = await eventually(lambda: api.flow("inv_pending"), flow_is("pending"))
     assert flow["event_type"] == "invoice.paid" and flow["effect_type"] == "grant_access"
     assert flow["mode"] == "test"
     assert "applied_at" not in flow
@@ -27,10 +23,10 @@ async def test_receipt_alone_reads_pending(api: Api) -> None:
 
 async def test_receipt_then_result_reads_applied(api: Api) -> None:
     assert (await api.receipt("inv_applied"))[0] == 202
-    await eventually(lambda: api.flow("inv_applied"), _status("pending"))
+    await eventually(lambda: api.flow("inv_applied"), flow_is("pending"))
     assert (await api.result("inv_applied", "succeeded"))[0] == 202
 
-    _, flow = await eventually(lambda: api.flow("inv_applied"), _status("applied"))
+    _, flow = await eventually(lambda: api.flow("inv_applied"), flow_is("applied"))
     assert flow["applied_at"] >= flow["received_at"]
 
 
@@ -41,7 +37,7 @@ async def test_result_before_receipt_is_held_until_the_receipt_comes(api: Api) -
     assert status == 404 and problem["status"] == 404
 
     assert (await api.receipt("inv_early"))[0] == 202
-    await eventually(lambda: api.flow("inv_early"), _status("applied"))
+    await eventually(lambda: api.flow("inv_early"), flow_is("applied"))
 
 
 async def test_a_key_sees_only_its_own_project(api: Api, http, stack, database_url) -> None:
@@ -50,7 +46,7 @@ async def test_a_key_sees_only_its_own_project(api: Api, http, stack, database_u
     from store.projects import add_api_key, create_project
 
     assert (await api.receipt("inv_private"))[0] == 202
-    await eventually(lambda: api.flow("inv_private"), _status("pending"))
+    await eventually(lambda: api.flow("inv_private"), flow_is("pending"))
 
     pool = await open_pool(database_url, max_size=1)
     async with pool.connection() as conn:
@@ -85,7 +81,7 @@ async def test_direct_producers_are_joined_and_bad_messages_are_dead_lettered(
     assert producer.flush(10) == 0
 
     # The good message behind the bad ones is processed: nothing stalls the partition.
-    _, flow = await eventually(lambda: api.flow("inv_direct"), _status("pending"))
+    _, flow = await eventually(lambda: api.flow("inv_direct"), flow_is("pending"))
     assert flow["mode"] == "test"  # a direct producer's receipt takes the project's mode
 
     letters = [decode(DeadLetter, v)
@@ -121,9 +117,9 @@ async def test_a_signal_on_the_wrong_partition_for_its_key_is_forwarded_and_join
     producer.produce(topic, key=key, value=encode(receipt), partition=1)
     assert producer.flush(10) == 0
 
-    await eventually(lambda: api.flow(reference), _status("pending"))
+    await eventually(lambda: api.flow(reference), flow_is("pending"))
     status, _ = await api.result(reference, "succeeded")
     assert status == 202
-    await eventually(lambda: api.flow(reference), _status("applied"))
+    await eventually(lambda: api.flow(reference), flow_is("applied"))
     copies = [k for k, _ in await read_topic(services.kafka_bootstrap, topic) if k == key]
     assert len(copies) == 2, "the misplaced receipt and its forwarded copy on the right partition"

@@ -64,6 +64,20 @@ def deadline_of(accepted: dict[str, Any]) -> datetime:
     return received_at + timedelta(seconds=accepted["timeout_seconds"])
 
 
+def flow_is(status: str, **fields: object) -> Callable[[tuple[int, dict[str, Any]]], bool]:
+    """Accepts a ``GET /api/v1/flows/{ref}`` answer whose flow has ``status`` and ``fields``.
+
+    The flow's status and its incident reach the read model from two topics, so the incident
+    document may follow an `incident` status by a moment (the API says so): wait for both.
+    """
+    def accept(answer: tuple[int, dict[str, Any]]) -> bool:
+        code, doc = answer
+        recorded = status != "incident" or "incident" in doc
+        return (code == 200 and doc.get("status") == status and recorded
+                and all(doc.get(k) == v for k, v in fields.items()))
+    return accept
+
+
 async def eventually(probe: Callable[[], Awaitable[T]], accept: Callable[[T], bool], *, timeout: float = 20.0,
                      interval: float = 0.1) -> T:
     """Poll until ``accept(probe())``; on timeout fail with the last value seen."""
