@@ -59,7 +59,7 @@ RUN groupadd --gid ${APP_UID} sendpromptly \
 
 COPY --from=build /opt/venv /opt/venv
 
-# Container defaults that differ from the laptop defaults in sendpromptly/config.py:
+# Container defaults that differ from the laptop defaults in common/config.py:
 #  - HTTP_HOST 0.0.0.0: 127.0.0.1 would be unreachable from outside the container (probes, Service).
 #  - AGENTS_DATADIR: an absolute path, owned by the app user, that compose and Kubernetes mount
 #    a volume on (the default `.run/agents` is relative to the working directory).

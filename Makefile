@@ -42,4 +42,4 @@ bench-tools: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy sendpromptly topics store api_gateway agents sinks bench tests
+	$(VENV)/bin/mypy sendpromptly common topics store api_gateway agents sinks bench tests

@@ -23,10 +23,10 @@ from agents.deadlines import DeadlineIndex, by_partition
 from agents.projects import ProjectDirectory
 from agents.tracker import FlowTracker, Incoming, Outcome, TrackerTopics, partition_of
 from agents.watermark import PartitionEnd, ResultsWatermark
-from sendpromptly.config import Settings
-from sendpromptly.consumer_metrics import DEAD_LETTERS, GroupMetrics
-from sendpromptly.faults import Backoff, describe, is_transient
-from sendpromptly.observability import log_context, logging_config
+from common.config import Settings
+from common.consumer_metrics import DEAD_LETTERS, GroupMetrics
+from common.faults import Backoff, describe, is_transient
+from common.observability import log_context, logging_config
 from store.db import open_pool
 from topics import (
     AUDIT,

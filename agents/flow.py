@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sendpromptly.ids import derived_id
+from common.ids import derived_id
 from topics.fields import format_timestamp, parse_timestamp
 from topics.messages import Receipt, Result
 

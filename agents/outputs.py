@@ -13,7 +13,7 @@ from agents.flow import (
     Transition,
     cycle_parts,
 )
-from sendpromptly.ids import derived_id
+from common.ids import derived_id
 from topics import AuditEvent, IncidentEvent
 from topics.fields import format_timestamp
 from topics.messages import FlowRecord

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sendpromptly.ttlcache import TTLCache
+from common.ttlcache import TTLCache
 from store.db import Pool
 from store.projects import Project, get_project
 

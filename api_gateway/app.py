@@ -33,10 +33,10 @@ from api_gateway.state import (
     SETTINGS,
     SNAPSHOT_KEYRING,
 )
-from sendpromptly.config import Settings
-from sendpromptly.keyring import Keyring
-from sendpromptly.observability import configure_logging
-from sendpromptly.ttlcache import TTLCache
+from common.config import Settings
+from common.keyring import Keyring
+from common.observability import configure_logging
+from common.ttlcache import TTLCache
 from store.db import Pool, open_pool
 from store.idempotency import purge_expired
 from store.operators import Operator, operator_for_token_hash

@@ -9,9 +9,9 @@ from prometheus_client import Counter
 
 from api_gateway.problems import Problem
 from api_gateway.state import API_KEY_CACHE, KEY_USAGE, OPERATOR, OPERATOR_CACHE, PROJECT
-from sendpromptly import operator_tokens
-from sendpromptly.apikeys import hash_api_key, looks_like_api_key
-from sendpromptly.observability import bind_log_context
+from common import operator_tokens
+from common.apikeys import hash_api_key, looks_like_api_key
+from common.observability import bind_log_context
 from store.operators import Operator
 
 # Routes whose name starts with this are called with an API key (sk_...).

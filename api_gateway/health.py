@@ -7,7 +7,7 @@ import asyncio
 from aiohttp import web
 
 from api_gateway.state import POOL, PUBLISHER
-from sendpromptly.observability import metrics_response
+from common.observability import metrics_response
 
 
 async def healthz(request: web.Request) -> web.Response:

@@ -24,7 +24,7 @@ from datetime import datetime
 from functools import partial
 from typing import Generic, TypeVar
 
-from sendpromptly.faults import Backoff, is_transient
+from common.faults import Backoff, is_transient
 from store.db import Pool
 from store.idempotency import LEASE, Claim, ClaimRequest, StoredResponse, claim_many, complete_claimed
 

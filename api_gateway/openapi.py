@@ -1,7 +1,7 @@
 """The HTTP contract (DESIGN.md §5) as an OpenAPI 3.1 document, served at ``GET /api/v1/openapi.json``.
 
 The document is built once, from the limits and patterns the handlers check with (``topics.fields``,
-``ingest_bodies``, ``operator_api.bodies``, ``http_input``, ``sendpromptly.targets``), so a rule
+``ingest_bodies``, ``operator_api.bodies``, ``http_input``, ``common.targets``), so a rule
 changed in code changes here too. ``tests/test_openapi.py`` checks that it names every route and
 that the running gateway keeps to it.
 

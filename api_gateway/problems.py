@@ -16,7 +16,7 @@ import psycopg
 import psycopg_pool
 from aiohttp import web
 
-from sendpromptly.faults import is_transient
+from common.faults import is_transient
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from sendpromptly.observability import log_context
+from common.observability import log_context
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 

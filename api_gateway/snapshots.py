@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 
-from sendpromptly.keyring import Envelope, Keyring
+from common.keyring import Envelope, Keyring
 from store.projects import Project
 from topics import Snapshot
 

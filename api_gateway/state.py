@@ -6,9 +6,9 @@ from aiohttp import web
 
 from api_gateway.key_usage import KeyUsage
 from api_gateway.publisher import Publisher
-from sendpromptly.config import Settings
-from sendpromptly.keyring import Keyring
-from sendpromptly.ttlcache import TTLCache
+from common.config import Settings
+from common.keyring import Keyring
+from common.ttlcache import TTLCache
 from store.db import Pool
 from store.operators import Operator
 from store.projects import Project

@@ -54,7 +54,7 @@ from aiokafka import AIOKafkaConsumer
 from confluent_kafka import Producer
 
 from bench.processes import child_pid
-from sendpromptly.apikeys import generate_api_key
+from common.apikeys import generate_api_key
 from store.db import open_pool
 from store.projects import add_api_key, create_project
 from tests.support.db import create_database, drop_database, migrated_template

@@ -44,7 +44,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from bench.open_loop import http_post, open_loop
 from bench.processes import child_pids, cpu_seconds, machine_cpu_seconds, service_cpu_seconds
 from bench.profile import start_recording, summary
-from sendpromptly.apikeys import generate_api_key
+from common.apikeys import generate_api_key
 from store.db import open_pool
 from store.projects import add_api_key, create_project
 from tests.support.db import create_database, drop_database, migrated_template

@@ -65,7 +65,7 @@ from bench.agents import throughput
 from bench.ingest import Scrape, scrape
 from bench.postgres_per_flow import STATS_FLUSH_SECONDS, counters, delta, postgres_with_statements, reset
 from bench.processes import child_pid, cpu_seconds, machine_cpu_seconds, service_cpu_seconds
-from sendpromptly.apikeys import generate_api_key
+from common.apikeys import generate_api_key
 from sendpromptly.client import BATCH_MAX_ITEMS, NO_RETRY, IngestClient, Kind
 from store.db import open_pool
 from store.projects import add_api_key, create_project

@@ -32,7 +32,7 @@ import aiohttp
 import psycopg
 from psycopg.rows import dict_row
 
-from sendpromptly.apikeys import generate_api_key
+from common.apikeys import generate_api_key
 from store.db import open_pool
 from store.destinations import add_destination
 from store.projects import add_api_key, create_project

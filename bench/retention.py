@@ -49,8 +49,8 @@ from agents.app import FLOW_TABLE, SWEEP_SECONDS_BOUNDS, store_options
 from agents.deadlines import DeadlineIndex
 from agents.projects import ProjectDirectory
 from agents.tracker import FlowTracker, Incoming, TrackerTopics, partition_of
-from sendpromptly.config import Settings
-from sendpromptly.ids import derived_id
+from common.config import Settings
+from common.ids import derived_id
 from store.projects import Project
 from topics import DeadlineBatch, Receipt, Result, encode, flow_key
 

@@ -5,7 +5,7 @@
 
 then set the project's repair callback to ``http://127.0.0.1:9000/repair``. On each callback it:
 
-1. verifies the signature on the raw body, the timestamp and the nonce (``sendpromptly.receiver``;
+1. verifies the signature on the raw body, the timestamp and the nonce (``common.receiver``;
    copy that one file into your app);
 2. reruns the effect, idempotently keyed on ``replay_id`` (the ``webhook-id`` header): delivery
    is at least once, so the same replay may come again, as a retry or as a resend after
@@ -32,7 +32,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from sendpromptly.receiver import InMemoryNonceStore, VerificationError, verify
+from common.receiver import InMemoryNonceStore, VerificationError, verify
 
 log = logging.getLogger("repair_receiver")
 

@@ -79,8 +79,8 @@ load_keys() {
   if [[ ! -f $file ]]; then
     (
       umask 077
-      echo "SENDPROMPTLY_SECRET_KEYS=$("$PY" -c 'from sendpromptly.keyring import Keyring; print(Keyring.generate_spec("local-secrets-1"))')"
-      echo "SENDPROMPTLY_SNAPSHOT_KEYS=$("$PY" -c 'from sendpromptly.keyring import Keyring; print(Keyring.generate_spec("local-snapshots-1"))')"
+      echo "SENDPROMPTLY_SECRET_KEYS=$("$PY" -c 'from common.keyring import Keyring; print(Keyring.generate_spec("local-secrets-1"))')"
+      echo "SENDPROMPTLY_SNAPSHOT_KEYS=$("$PY" -c 'from common.keyring import Keyring; print(Keyring.generate_spec("local-snapshots-1"))')"
     ) >"$file"
   fi
   local line name

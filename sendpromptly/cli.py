@@ -8,7 +8,7 @@ import sys
 
 import click
 
-from sendpromptly.config import ConfigError, Settings
+from common.config import ConfigError, Settings
 from sendpromptly.processes import PROCESSES, SINKS, one_host_ports
 
 
@@ -185,8 +185,8 @@ def operator() -> None:
 def operator_create(email: str, admin: bool, projects: tuple[str, ...], password_stdin: bool,
                     as_json: bool) -> None:
     """Create an operator and print its personal token (op_...) and console password, once."""
+    from common.targets import TargetError, check_email
     from sendpromptly.bootstrap import BootstrapError, create_operator
-    from sendpromptly.targets import TargetError, check_email
 
     try:
         check_email(email)

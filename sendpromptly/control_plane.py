@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from api_gateway.responses import json_document
-from sendpromptly import operator_tokens
-from sendpromptly.apikeys import NewApiKey, generate_api_key
+from common import operator_tokens
+from common.apikeys import NewApiKey, generate_api_key
 from store import audit, operators, projects
 from store.db import Connection
 from store.operators import Operator

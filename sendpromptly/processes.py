@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sendpromptly.config import PREFIX, Settings
+from common.config import PREFIX, Settings
 
 
 @dataclass(frozen=True)

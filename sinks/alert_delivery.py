@@ -22,7 +22,7 @@ from functools import partial
 
 from prometheus_client import Counter
 
-from sendpromptly.config import Settings
+from common.config import Settings
 from sinks.callback_policy import retry_delay
 from sinks.channels import Channel, TransportError, open_channels
 from sinks.channels.message import CALLBACK_EXHAUSTED, Alert

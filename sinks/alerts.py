@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 from aiokafka import ConsumerRecord
 
-from sendpromptly.config import Settings
+from common.config import Settings
 from sinks.alert_delivery import AlertSender
 from sinks.channels.message import OPENED, RESOLVED, Alert
 from sinks.runner import Batched

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from aiokafka import ConsumerRecord
 from psycopg.errors import DataError
 
-from sendpromptly.config import Settings
+from common.config import Settings
 from sinks.runner import Batched, Unprocessable
 from store.audit_log import append_many
 from store.db import Pool

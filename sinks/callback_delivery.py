@@ -28,8 +28,8 @@ import orjson
 from prometheus_client import Counter, Histogram
 
 from api_gateway.snapshots import open_snapshot
-from sendpromptly.config import Settings
-from sendpromptly.keyring import DecryptionError, Keyring
+from common.config import Settings
+from common.keyring import DecryptionError, Keyring
 from sinks.callback_policy import Verdict, retry_delay, verdict
 from sinks.callback_request import post_signed, signed_headers, signing_target
 from sinks.retrying import retry_transient, run_rounds, take_leased

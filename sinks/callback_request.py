@@ -10,10 +10,10 @@ from datetime import UTC, datetime
 
 import aiohttp
 
-from sendpromptly.callback_secrets import decrypt_secret
-from sendpromptly.keyring import Keyring
-from sendpromptly.receiver import sign
-from sendpromptly.targets import TargetError, check_url_syntax
+from common.callback_secrets import decrypt_secret
+from common.keyring import Keyring
+from common.receiver import sign
+from common.targets import TargetError, check_url_syntax
 from sinks.callback_policy import parse_retry_after
 from store import callbacks
 from store.callback_deliveries import Outcome

@@ -18,7 +18,7 @@ from typing import TypeVar
 from aiokafka import ConsumerRecord
 from psycopg.errors import ForeignKeyViolation
 
-from sendpromptly.config import Settings
+from common.config import Settings
 from sinks.callback_delivery import CallbackDeliverer
 from sinks.runner import Handler, Unprocessable
 from sinks.snapshot_purge import purge_hourly

@@ -15,8 +15,8 @@ from collections.abc import Callable, Mapping
 
 import uvloop
 
-from sendpromptly.config import Settings
-from sendpromptly.observability import configure_logging
+from common.config import Settings
+from common.observability import configure_logging
 from sendpromptly.processes import SINKS
 from sinks.runner import Batched, Handler, SinkRunner, serve_health
 from store.db import Pool, open_pool

@@ -13,7 +13,7 @@ from typing import Any
 from aiokafka import ConsumerRecord
 from psycopg.errors import ForeignKeyViolation
 
-from sendpromptly.config import Settings
+from common.config import Settings
 from sinks.runner import Batched, Unprocessable
 from store.db import Connection, Pool
 from store.flows import FlowView, forget_flows, upsert_flows

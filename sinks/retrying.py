@@ -1,4 +1,4 @@
-"""How the sinks outlast passing trouble (``sendpromptly.faults``): one piece of work retried while
+"""How the sinks outlast passing trouble (``common.faults``): one piece of work retried while
 its failures are transient, and the background loops that go on round after round whatever fails.
 """
 
@@ -11,7 +11,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from sendpromptly.faults import Backoff, describe, is_transient
+from common.faults import Backoff, describe, is_transient
 from store.db import Pool
 
 log = logging.getLogger(__name__)

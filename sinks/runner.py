@@ -4,7 +4,7 @@ A sink supplies one ``handle(record)`` per topic, or a ``Batched`` handler that 
 fetch brought of one partition at once (one transaction, one multi-row statement, instead of one
 per record); this loop commits offsets only after a batch was handled or dead-lettered, never
 skipping a record unprocessed. A record whose handling failed for a passing reason
-(``sendpromptly.faults.is_transient``: the database restarting, the broker away) is tried again
+(``common.faults.is_transient``: the database restarting, the broker away) is tried again
 with backoff for as long as that lasts. One that can never be handled goes to the
 dead-letter topic with the reason: ``SchemaError`` and ``Unprocessable`` say why themselves, any
 other failure (a bug, a constraint) is ``processing_error``, so that one record never stalls its
@@ -26,10 +26,10 @@ from aiohttp import web
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 from aiokafka.errors import CommitFailedError, IllegalStateError
 
-from sendpromptly.config import Settings
-from sendpromptly.consumer_metrics import DEAD_LETTERS, GroupMetrics
-from sendpromptly.faults import describe
-from sendpromptly.observability import log_context, metrics_response
+from common.config import Settings
+from common.consumer_metrics import DEAD_LETTERS, GroupMetrics
+from common.faults import describe
+from common.observability import log_context, metrics_response
 from sinks.retrying import retry_transient
 from topics import DEADLETTER, DeadLetter, SchemaError, TopicSpec, encode
 from topics.catalog import key_fields

@@ -14,7 +14,7 @@ import socket
 import aiohttp
 from aiohappyeyeballs import AddrInfoType
 
-from sendpromptly.targets import is_public_address
+from common.targets import is_public_address
 
 
 class PrivateAddressRefused(OSError):

@@ -8,7 +8,7 @@ from typing import Any
 
 from psycopg.types.json import Jsonb
 
-from sendpromptly.ids import new_id
+from common.ids import new_id
 from store.db import Connection
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sendpromptly.ids import new_id
+from common.ids import new_id
 from store.db import Connection
 
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sendpromptly.ids import new_id
+from common.ids import new_id
 from store.db import Connection
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sendpromptly.apikeys import NewApiKey
-from sendpromptly.ids import new_id
+from common.apikeys import NewApiKey
+from common.ids import new_id
 from store.db import Connection
 
 

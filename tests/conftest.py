@@ -11,7 +11,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from sendpromptly.apikeys import generate_api_key
+from common.apikeys import generate_api_key
 from sendpromptly.bootstrap import create_operator
 from sinks.read_model import ReadModelSink
 from store.db import Pool, open_pool

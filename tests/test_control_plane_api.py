@@ -242,7 +242,7 @@ async def test_no_secret_is_stored_logged_or_published(operator_api: Api, stack:
 
 
 async def _whoami(database_url: str, token: str) -> str:
-    from sendpromptly.operator_tokens import hash_token
+    from common.operator_tokens import hash_token
     from store.operators import operator_for_token_hash
 
     pool = await open_pool(database_url, max_size=1)

@@ -18,7 +18,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from sendpromptly.config import PREFIX, Settings
+from common.config import PREFIX, Settings
 from sendpromptly.mailcatcher import DIR_ENV
 from sendpromptly.processes import PROCESSES, Process
 from tests.support.tools import REPO, installed_tool

@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from api_gateway.snapshots import open_snapshot
-from sendpromptly.keyring import Keyring
+from common.keyring import Keyring
 from store.db import open_pool
 from store.projects import update_project
 from tests.conftest import ProjectKey

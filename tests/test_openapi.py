@@ -38,7 +38,7 @@ from api_gateway import openapi
 from api_gateway.app import create_app
 from api_gateway.auth import INGEST_ROUTE_PREFIX, OPERATOR_ROUTE_PREFIX
 from api_gateway.console.middleware import PUBLIC_PREFIX, SIGNED_IN_PREFIX
-from sendpromptly.config import Settings
+from common.config import Settings
 from tests.conftest import ProjectKey
 from tests.support.stack import TEST_SECRET_KEYS, TEST_SNAPSHOT_KEYS, Stack
 

@@ -15,7 +15,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import GroupCoordinatorNotAvailableError
 from prometheus_client import REGISTRY
 
-from sendpromptly.config import Settings
+from common.config import Settings
 from sinks.runner import Batched, SinkRunner
 from tests.support.api import eventually
 from tests.support.kafka import read_topic

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from sendpromptly.operator_tokens import verify_password
+from common.operator_tokens import verify_password
 from store import operators
 from store.db import open_pool
 

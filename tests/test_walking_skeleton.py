@@ -41,7 +41,7 @@ async def test_result_before_receipt_is_held_until_the_receipt_comes(api: Api) -
 
 
 async def test_a_key_sees_only_its_own_project(api: Api, http, stack, database_url) -> None:
-    from sendpromptly.apikeys import generate_api_key
+    from common.apikeys import generate_api_key
     from store.db import open_pool
     from store.projects import add_api_key, create_project
 

@@ -9,8 +9,8 @@ from msgspec import UNSET, Meta, UnsetType
 from msgspec.structs import force_setattr
 
 from api_gateway.ingest_bodies import TimeoutMinutes
-from sendpromptly.ids import is_well_formed
-from sendpromptly.targets import _EMAIL_RE, MAX_URL_CHARS, TargetError, check_email
+from common.ids import is_well_formed
+from common.targets import _EMAIL_RE, MAX_URL_CHARS, TargetError, check_email
 from topics.declared import Declared, convert, field_errors
 from topics.fields import FieldErrors, Mode, ProjectId, Rule
 
@@ -55,7 +55,7 @@ KeyLabel = Annotated[str, Meta(min_length=1, max_length=MAX_LABEL_CHARS, descrip
 Flag = Annotated[bool, Meta(description="true or false")]
 Note = Annotated[str, Meta(min_length=1, max_length=MAX_NOTE_BYTES, extra_json_schema={"pattern": NOTE},
                            description=_NOTE_RULE), Rule(_is_note, _NOTE_RULE)]
-# The URL and address checks (``sendpromptly.targets``) name the exact fault, and a URL's host is
+# The URL and address checks (``common.targets``) name the exact fault, and a URL's host is
 # checked against the project's mode and resolved: the declarations state their rules in the schema
 # only, and the handlers check them.
 _URL_SCHEMA = {"minLength": 1, "maxLength": MAX_URL_CHARS, "pattern": HTTP_URL}

@@ -20,8 +20,8 @@ from api_gateway.operator_api.projects import hold_live_prerequisites
 from api_gateway.problems import Problem, invalid_fields
 from api_gateway.responses import json_response
 from api_gateway.state import POOL, SECRETS_KEYRING, SETTINGS
-from sendpromptly.callback_secrets import encrypt_secret
-from sendpromptly.targets import TargetError, check_url
+from common.callback_secrets import encrypt_secret
+from common.targets import TargetError, check_url
 from sinks.callback_policy import verdict
 from sinks.callback_request import post_signed, signed_headers, signing_target
 from sinks.safe_http import outbound_session

@@ -10,8 +10,8 @@ from aiohttp import web
 from api_gateway.problems import Problem
 from api_gateway.responses import decode_cursor
 from api_gateway.state import OPERATOR
+from common.ids import is_well_formed
 from sendpromptly.control_plane import Actor
-from sendpromptly.ids import is_well_formed
 from store.db import Connection
 from store.operators import Operator
 from store.projects import Project, get_project

@@ -21,7 +21,7 @@ from api_gateway.operator_api.projects import hold_live_prerequisites
 from api_gateway.problems import Problem, invalid_fields
 from api_gateway.responses import json_response, list_params, page
 from api_gateway.state import POOL, SETTINGS
-from sendpromptly.targets import TargetError, check_email, check_url
+from common.targets import TargetError, check_email, check_url
 from sinks.channels import TransportError, open_channels
 from sinks.channels.message import TEST, Alert
 from store import destinations

@@ -28,7 +28,7 @@ from api_gateway.problems import Problem, kafka_unavailable
 from api_gateway.publisher import PublishUnavailable
 from api_gateway.responses import decode_cursor, json_response, list_params, page
 from api_gateway.state import POOL, PUBLISHER, SETTINGS
-from sendpromptly.ids import derived_id, is_well_formed
+from common.ids import derived_id, is_well_formed
 from store import incidents
 from store.db import Connection
 from store.flows import get_flow_of_incident

@@ -20,8 +20,8 @@ from api_gateway.operator_api.common import (
 from api_gateway.problems import Problem
 from api_gateway.responses import json_response, list_params, page
 from api_gateway.state import POOL, SETTINGS
+from common.targets import TargetError, check_url, check_url_syntax
 from sendpromptly.control_plane import create_project, project_document
-from sendpromptly.targets import TargetError, check_url, check_url_syntax
 from store import destinations, projects
 from store.db import Connection
 from store.projects import Project

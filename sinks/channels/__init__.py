@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 
-from sendpromptly.config import Settings
+from common.config import Settings
 from sinks.channels.email import EmailChannel
 from sinks.channels.slack import SlackChannel
 from sinks.channels.transport import Channel, TransportError

@@ -14,7 +14,7 @@ from typing import Any
 
 import aiohttp
 
-from sendpromptly.targets import TargetError, check_url_syntax
+from common.targets import TargetError, check_url_syntax
 from sinks.callback_policy import Verdict, verdict
 from sinks.channels.message import Alert, console_link, facts, subject
 from sinks.channels.transport import TransportError

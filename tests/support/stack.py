@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from sendpromptly.keyring import Keyring
+from common.keyring import Keyring
 from sendpromptly.processes import SINKS
 from tests.support.processes import ManagedProcess, free_port
 

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from agents.app import ForgetBatches, round_survives_errors, store_options
-from sendpromptly.config import Settings
+from common.config import Settings
 from topics import DeadlineBatch
 
 MiB = 1024 * 1024

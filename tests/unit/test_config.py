@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from sendpromptly.config import ConfigError, Settings
+from common.config import ConfigError, Settings
 
 
 def test_defaults_are_the_local_stacks() -> None:

@@ -8,9 +8,9 @@ import logging
 import pytest
 from prometheus_client import REGISTRY
 
-from sendpromptly.config import ConfigError, Settings
-from sendpromptly.consumer_metrics import GroupMetrics
-from sendpromptly.observability import JsonFormatter, bind_log_context, log_context
+from common.config import ConfigError, Settings
+from common.consumer_metrics import GroupMetrics
+from common.observability import JsonFormatter, bind_log_context, log_context
 from topics.catalog import key_fields
 
 

@@ -11,7 +11,7 @@ import time
 import pytest
 from standardwebhooks.webhooks import Webhook
 
-from sendpromptly.receiver import InMemoryNonceStore, VerificationError, verify
+from common.receiver import InMemoryNonceStore, VerificationError, verify
 from sinks.callback_request import signed_headers
 
 SECRET = "whsec_" + base64.b64encode(os.urandom(32)).decode()

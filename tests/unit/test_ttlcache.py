@@ -11,7 +11,7 @@ import psycopg
 import psycopg_pool
 import pytest
 
-from sendpromptly.ttlcache import LOAD_RETRIES, RETRY_WITHIN_SECONDS, TTLCache
+from common.ttlcache import LOAD_RETRIES, RETRY_WITHIN_SECONDS, TTLCache
 
 TTL = 2.0
 

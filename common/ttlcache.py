@@ -6,7 +6,7 @@ refused within 5 s on every replica) and the agents' view of project settings.
 Concurrent misses of one key share one load: when an entry expires under load, the dozens of
 requests in flight that find it expired at the same moment would otherwise each query the database.
 Sharing makes a failed load fail every one of them, so a load that fails for a passing reason
-(``sendpromptly.faults.is_transient``: a connection the database dropped, a restart) is tried again
+(``common.faults.is_transient``: a connection the database dropped, a restart) is tried again
 after a short pause, and if it still fails an expired entry is served for up to ``stale_seconds``
 more. Serving a stale credential while the database is away lets no revoked key write anything:
 every write needs the database too, and answers 503 until it is back.
@@ -19,7 +19,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
-from sendpromptly.faults import Backoff, is_transient
+from common.faults import Backoff, is_transient
 
 K = TypeVar("K")
 V = TypeVar("V")

@@ -123,7 +123,7 @@ class Settings:
     # Upper bound on how long the gateway waits for Kafka's acknowledgement before it answers 503.
     produce_timeout_ms: Annotated[int, Meta(ge=100, le=120_000)] = 5000
     allow_private_targets: bool = False
-    # Keyrings (``kid:base64key,...``, see sendpromptly/keyring.py): one for secrets we must be able
+    # Keyrings (``kid:base64key,...``, see common/keyring.py): one for secrets we must be able
     # to recover (callback signing secrets), one for payload snapshots. Kept apart on purpose.
     secret_keys: str = ""
     snapshot_keys: str = ""

@@ -4,7 +4,7 @@ process imports the other's code (nor registers its metrics)."""
 
 from __future__ import annotations
 
-from sendpromptly.keyring import Envelope, Keyring
+from common.keyring import Envelope, Keyring
 
 
 def _associated_data(project_id: str) -> bytes:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from sendpromptly.config import ConfigError
+from common.config import ConfigError
 
 NONCE_BYTES = 12
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from sendpromptly.ids import new_secret
+from common.ids import new_secret
 
 KEY_PREFIX = "sk"
 # What operators see to tell keys apart: "sk_" plus this many characters.

@@ -7,7 +7,7 @@ import hashlib
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from sendpromptly.ids import new_secret
+from common.ids import new_secret
 
 TOKEN_PREFIX = "op"
 _hasher = PasswordHasher()  # argon2id with the library's current recommended parameters
