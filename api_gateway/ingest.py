@@ -26,8 +26,8 @@ from api_gateway.metrics import child
 from api_gateway.problems import Problem, kafka_unavailable
 from api_gateway.publisher import PublishUnavailable
 from api_gateway.responses import invalid_query, json_response, only_params
-from api_gateway.snapshots import seal
 from api_gateway.state import POOL, PROJECT, PUBLISHER, SETTINGS, SNAPSHOT_KEYRING
+from common.snapshots import seal
 from store.db import Connection
 from store.flows import CycleSummary, FlowView, get_flow, list_cycles
 from store.incidents import Incident, get_incident
@@ -96,7 +96,8 @@ def receipt_signal(request: web.Request, project: Project, key: str, body: Recei
         project_id=project.id, idempotency_key=key, reference=body.reference, event_type=body.event_type,
         effect_type=body.effect_type, received_at=received_at, timeout_seconds=body.timeout_seconds,
         mode=project.mode,
-        snapshot=seal(request.app[SNAPSHOT_KEYRING], project, body.reference, body.payload),
+        snapshot=seal(request.app[SNAPSHOT_KEYRING], project.id, body.reference, body.payload,
+                      enabled=project.snapshots_enabled),
     )
     # What the receipt's cycle will be given if it starts one; a repeat on an open cycle moves nothing.
     timeout_seconds = body.timeout_seconds or project.timeout_minutes * 60

@@ -43,7 +43,7 @@ from api_gateway.operator_api.incidents import STATUSES as INCIDENT_STATUSES
 from api_gateway.problems import CONTENT_TYPE as PROBLEM_JSON
 from api_gateway.problems import DATABASE_RETRY_AFTER_SECONDS, KAFKA_RETRY_AFTER_SECONDS, PROBLEM_TYPE_BASE
 from api_gateway.responses import limit_param
-from sinks.callback_policy import Verdict
+from common.callback_policy import Verdict
 from topics.declared import json_schemas
 from topics.fields import (
     MAX_DETAIL_BYTES,

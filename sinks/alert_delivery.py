@@ -22,8 +22,8 @@ from functools import partial
 
 from prometheus_client import Counter
 
+from common.callback_policy import retry_delay
 from common.config import Settings
-from sinks.callback_policy import retry_delay
 from sinks.channels import Channel, TransportError, open_channels
 from sinks.channels.message import CALLBACK_EXHAUSTED, Alert
 from sinks.retrying import retry_transient, run_rounds, take_leased

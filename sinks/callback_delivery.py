@@ -27,14 +27,14 @@ import aiohttp
 import orjson
 from prometheus_client import Counter, Histogram
 
-from api_gateway.snapshots import open_snapshot
+from common.callback_policy import Verdict, retry_delay, verdict
+from common.callback_request import Outcome, post_signed, signed_headers, signing_target
 from common.config import Settings
 from common.keyring import DecryptionError, Keyring
-from sinks.callback_policy import Verdict, retry_delay, verdict
-from sinks.callback_request import post_signed, signed_headers, signing_target
+from common.safe_http import outbound_session
+from common.snapshots import open_snapshot
 from sinks.retrying import retry_transient, run_rounds, take_leased
-from sinks.safe_http import outbound_session
-from store import audit, incidents
+from store import audit, callbacks, incidents
 from store.callback_deliveries import (
     DELIVERED,
     EXHAUSTED,
@@ -42,7 +42,6 @@ from store.callback_deliveries import (
     INTERRUPTED,
     PENDING,
     Delivery,
-    Outcome,
     begin_attempt,
     claim_due,
     finish_attempt,
@@ -182,7 +181,8 @@ class CallbackDeliverer:
         project = await get_project(conn, repair.project_id)
         if project is None:
             return "the project has no repair callback URL"
-        target = await signing_target(conn, project, self._secrets_keyring)
+        target = signing_target(project, await callbacks.active_secrets(conn, project.id),
+                                self._secrets_keyring)
         if isinstance(target, str):
             return target
         # A project that turned snapshots off sends none, even one stored before (the purge takes it).

@@ -16,6 +16,7 @@ from typing import Any
 
 from psycopg.types.json import Jsonb
 
+from common.callback_request import Outcome
 from store.attempts import Ledger
 from store.db import Connection
 from topics import RepairRequest
@@ -34,22 +35,6 @@ class Delivery:
     attempts: int
     # Attempt number ``attempts`` was begun and its outcome never recorded, and its lease ran out.
     interrupted: bool = False
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What came of an attempt; ``http_status`` None when no answer came."""
-
-    http_status: int | None
-    latency_ms: int | None
-    error: str | None
-
-    @property
-    def problem(self) -> str | None:
-        """What went wrong, if anything: the error, or the status of an answer other than 2xx."""
-        if self.error is not None or self.http_status is None:
-            return self.error
-        return None if 200 <= self.http_status < 300 else f"HTTP {self.http_status}"
 
 
 # The outcome of an attempt whose request may or may not have reached the receiver.

@@ -8,10 +8,10 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 
+from common.callback_request import Outcome
 from store.callback_deliveries import (
     INTERRUPTED,
     PENDING,
-    Outcome,
     begin_attempt,
     claim_due,
     finish_attempt,

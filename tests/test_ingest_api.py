@@ -9,8 +9,8 @@ import aiohttp
 import orjson
 import pytest
 
-from api_gateway.snapshots import open_snapshot
 from common.keyring import Keyring
+from common.snapshots import open_snapshot
 from store.db import open_pool
 from store.projects import update_project
 from tests.conftest import ProjectKey

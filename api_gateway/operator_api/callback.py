@@ -20,13 +20,12 @@ from api_gateway.operator_api.projects import hold_live_prerequisites
 from api_gateway.problems import Problem, invalid_fields
 from api_gateway.responses import json_response
 from api_gateway.state import POOL, SECRETS_KEYRING, SETTINGS
+from common.callback_policy import verdict
+from common.callback_request import Outcome, post_signed, signed_headers, signing_target
 from common.callback_secrets import encrypt_secret
+from common.safe_http import outbound_session
 from common.targets import TargetError, check_url
-from sinks.callback_policy import verdict
-from sinks.callback_request import post_signed, signed_headers, signing_target
-from sinks.safe_http import outbound_session
 from store import callbacks, projects
-from store.callback_deliveries import Outcome
 from store.db import Connection
 from store.projects import Project
 from topics.fields import format_timestamp
@@ -148,7 +147,8 @@ async def test_callback(request: web.Request, conn: Connection) -> CallbackTest:
     ``callback.tested``. The body says ``"test": true`` and names no flow, so a receiver reruns
     nothing."""
     project = await visible_project(request, conn)
-    target = await signing_target(conn, project, request.app[SECRETS_KEYRING])
+    target = signing_target(project, await callbacks.active_secrets(conn, project.id),
+                            request.app[SECRETS_KEYRING])
     if isinstance(target, str):
         raise _no_callback(target)
     replay_id = TEST_REPLAY_PREFIX + secrets.token_hex(8)

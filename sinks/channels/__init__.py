@@ -8,10 +8,10 @@ import contextlib
 from collections.abc import AsyncIterator
 
 from common.config import Settings
+from common.safe_http import outbound_session
 from sinks.channels.email import EmailChannel
 from sinks.channels.slack import SlackChannel
 from sinks.channels.transport import Channel, TransportError
-from sinks.safe_http import outbound_session
 
 __all__ = ["Channel", "TransportError", "open_channels"]
 

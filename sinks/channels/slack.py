@@ -14,8 +14,8 @@ from typing import Any
 
 import aiohttp
 
+from common.callback_policy import Verdict, verdict
 from common.targets import TargetError, check_url_syntax
-from sinks.callback_policy import Verdict, verdict
 from sinks.channels.message import Alert, console_link, facts, subject
 from sinks.channels.transport import TransportError
 

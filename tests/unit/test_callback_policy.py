@@ -8,7 +8,7 @@ from email.utils import format_datetime
 
 import pytest
 
-from sinks.callback_policy import Verdict, parse_retry_after, retry_delay, verdict
+from common.callback_policy import Verdict, parse_retry_after, retry_delay, verdict
 
 SCHEDULE = (5.0, 300.0, 1800.0)
 

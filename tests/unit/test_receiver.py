@@ -11,8 +11,8 @@ import time
 import pytest
 from standardwebhooks.webhooks import Webhook
 
+from common.callback_request import signed_headers
 from common.receiver import InMemoryNonceStore, VerificationError, verify
-from sinks.callback_request import signed_headers
 
 SECRET = "whsec_" + base64.b64encode(os.urandom(32)).decode()
 OTHER = "whsec_" + base64.b64encode(os.urandom(32)).decode()

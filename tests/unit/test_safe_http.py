@@ -10,7 +10,7 @@ import pytest
 from aiohttp import web
 from aiohttp.abc import AbstractResolver, ResolveResult
 
-from sinks.safe_http import PrivateAddressRefused, outbound_session, public_only_socket
+from common.safe_http import PrivateAddressRefused, outbound_session, public_only_socket
 
 
 def addr_info(address: str) -> tuple:

@@ -5,20 +5,52 @@ operator's test callback with it, so a test is signed and sent exactly as a repa
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any, Protocol
 
 import aiohttp
 
+from common.callback_policy import parse_retry_after
 from common.callback_secrets import decrypt_secret
 from common.keyring import Keyring
 from common.receiver import sign
 from common.targets import TargetError, check_url_syntax
-from sinks.callback_policy import parse_retry_after
-from store import callbacks
-from store.callback_deliveries import Outcome
-from store.db import Connection
-from store.projects import Project
+
+
+class CallbackProject(Protocol):
+    """What signing needs of a project (``store.projects.Project`` has it)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def mode(self) -> str: ...
+    @property
+    def repair_callback_url(self) -> str | None: ...
+
+
+class EncryptedSecret(Protocol):
+    """A signing secret as stored (``store.callbacks.StoredSecret``)."""
+
+    @property
+    def secret_enc(self) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What came of an attempt; ``http_status`` None when no answer came."""
+
+    http_status: int | None
+    latency_ms: int | None
+    error: str | None
+
+    @property
+    def problem(self) -> str | None:
+        """What went wrong, if anything: the error, or the status of an answer other than 2xx."""
+        if self.error is not None or self.http_status is None:
+            return self.error
+        return None if 200 <= self.http_status < 300 else f"HTTP {self.http_status}"
 
 
 @dataclass(frozen=True)
@@ -27,20 +59,21 @@ class SigningTarget:
     secrets: list[str]
 
 
-async def signing_target(conn: Connection, project: Project, keyring: Keyring) -> SigningTarget | str:
-    """The project's callback URL and the secrets that sign now, or why there is nothing to call.
-    The URL was checked when saved; the rules may be stricter now (the project went live)."""
+def signing_target(project: CallbackProject, active_secrets: Sequence[EncryptedSecret],
+                   keyring: Keyring) -> SigningTarget | str:
+    """The project's callback URL and its ``active_secrets`` (``store.callbacks.active_secrets``)
+    decrypted, or why there is nothing to call. The URL was checked when saved; the rules may be
+    stricter now (the project went live)."""
     if project.repair_callback_url is None:
         return "the project has no repair callback URL"
     try:
         check_url_syntax(project.repair_callback_url, require_https=project.mode == "live")
     except TargetError as exc:
         return f"the repair callback URL {exc}"
-    stored = await callbacks.active_secrets(conn, project.id)
-    if not stored:
+    if not active_secrets:
         return "the project has no active signing secret"
     return SigningTarget(project.repair_callback_url,
-                         [decrypt_secret(keyring, project.id, s.secret_enc) for s in stored])
+                         [decrypt_secret(keyring, project.id, s.secret_enc) for s in active_secrets])
 
 
 def signed_headers(replay_id: str, timestamp: int, raw_body: bytes,
