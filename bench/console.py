@@ -34,8 +34,8 @@ from typing import Any
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
+from api_gateway import control_plane
 from common.ids import new_id
-from sendpromptly import control_plane
 from store import incidents
 from store.db import open_pool
 from store.projects import create_project

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sendpromptly import control_plane
+from api_gateway import control_plane
 from store import operators
 from store.db import open_pool
 

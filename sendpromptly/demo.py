@@ -6,7 +6,7 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 
-from sendpromptly import control_plane
+from api_gateway import control_plane
 from store import operators
 from store.db import Connection, open_pool
 from store.projects import Project, find_project_by_name

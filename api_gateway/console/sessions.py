@@ -11,9 +11,9 @@ from datetime import datetime, timedelta
 
 from aiohttp import web
 
+from api_gateway.control_plane import Actor
 from api_gateway.state import POOL
 from common.operator_tokens import hash_password, verify_password
-from sendpromptly.control_plane import Actor
 from store import console_sessions, operators
 from store.console_sessions import Session
 from store.operators import Operator

@@ -7,11 +7,11 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
+from api_gateway.control_plane import Actor
 from api_gateway.problems import Problem
 from api_gateway.responses import decode_cursor
 from api_gateway.state import OPERATOR
 from common.ids import is_well_formed
-from sendpromptly.control_plane import Actor
 from store.db import Connection
 from store.operators import Operator
 from store.projects import Project, get_project

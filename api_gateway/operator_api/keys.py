@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from api_gateway.control_plane import create_api_key
 from api_gateway.http_input import parsed_body
 from api_gateway.idempotency import run_idempotent, with_secret_redacted
 from api_gateway.operator_api.bodies import parse_key_create
@@ -20,7 +21,6 @@ from api_gateway.operator_api.projects import hold_live_prerequisites
 from api_gateway.problems import Problem
 from api_gateway.responses import json_document, json_response, list_params, page
 from api_gateway.state import POOL
-from sendpromptly.control_plane import create_api_key
 from store import projects
 from store.db import Connection
 from store.projects import ApiKeyInfo

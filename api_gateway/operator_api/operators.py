@@ -1,11 +1,12 @@
 """``/api/v1/operators`` and ``/api/v1/projects/{id}/members``: admins manage operators, their
 tokens and memberships through the API (only the very first admin comes from ``sendpromptly operator
-create``). Every change goes through ``sendpromptly.control_plane``, audited with the admin as actor."""
+create``). Every change goes through ``api_gateway.control_plane``, audited with the admin as actor."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
+from api_gateway import control_plane
 from api_gateway.http_input import parsed_body
 from api_gateway.idempotency import run_idempotent, with_secret_redacted
 from api_gateway.operator_api.bodies import parse_operator_invite
@@ -20,7 +21,6 @@ from api_gateway.operator_api.common import (
 from api_gateway.problems import Problem
 from api_gateway.responses import json_document, json_response, list_params, page
 from api_gateway.state import POOL
-from sendpromptly import control_plane
 from store import operators
 from store.db import Connection
 from store.operators import Operator, TokenInfo

@@ -6,6 +6,7 @@ from typing import Any
 
 from aiohttp import web
 
+from api_gateway.control_plane import create_project, project_document
 from api_gateway.http_input import parsed_body
 from api_gateway.idempotency import run_idempotent
 from api_gateway.operator_api.bodies import parse_project_create, parse_project_update
@@ -21,7 +22,6 @@ from api_gateway.problems import Problem
 from api_gateway.responses import json_response, list_params, page
 from api_gateway.state import POOL, SETTINGS
 from common.targets import TargetError, check_url, check_url_syntax
-from sendpromptly.control_plane import create_project, project_document
 from store import destinations, projects
 from store.db import Connection
 from store.projects import Project

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Browser, ConsoleMessage, Page, async_playwright
 
-from sendpromptly import control_plane
+from api_gateway import control_plane
 from store.db import open_pool
 from tests.support.stack import Stack
 

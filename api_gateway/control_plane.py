@@ -1,4 +1,4 @@
-"""Control-plane actions shared by the operator API, the bootstrap commands and ``sendpromptly demo``.
+"""Control-plane actions of the operator API, used by the bootstrap commands and ``sendpromptly demo`` too.
 
 Each one changes the database and records the change in the audit outbox, inside the caller's
 transaction (both commit, or neither), naming the ``Actor`` who asked. There is one way to create a
