@@ -22,12 +22,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from enum import StrEnum
 from typing import Any
 
 from common.ids import derived_id
 from topics.fields import format_timestamp, parse_timestamp
-from topics.messages import Receipt, Result
+from topics.messages import FlowStatus, Receipt, Result
 
 # A result that arrives before its receipt waits this long for it, then is forgotten.
 HELD_RESULT_TTL = timedelta(days=7)
@@ -43,19 +42,12 @@ MAX_REMEMBERED_KEYS = 64
 MAX_PAST_CYCLES = 3
 
 
-class Status(StrEnum):
-    PENDING = "pending"
-    APPLIED = "applied"
-    INCIDENT = "incident"
-    RESOLVED = "resolved"
-
-
 @dataclass(frozen=True, slots=True)
 class Flow:
     project_id: str
     reference: str
     mode: str
-    status: Status
+    status: FlowStatus
     event_type: str
     effect_type: str
     received_at: datetime
@@ -74,7 +66,7 @@ class Flow:
 
     @property
     def closed(self) -> bool:
-        return self.status in (Status.APPLIED, Status.RESOLVED)
+        return self.status in (FlowStatus.APPLIED, FlowStatus.RESOLVED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,8 +83,8 @@ class Change:
     (``effects_of``) when a crash lost them after the state was stored."""
 
     version: int
-    status: Status
-    previous: Status | None
+    status: FlowStatus
+    previous: FlowStatus | None
     cause: str
     at: datetime
 
@@ -136,7 +128,7 @@ class Transition:
     """The flow moved from one status to another (or came to be: ``previous`` is None)."""
 
     flow: Flow
-    previous: Status | None
+    previous: FlowStatus | None
     cause: str
     at: datetime
 
@@ -215,7 +207,7 @@ def on_receipt(state: FlowState, receipt: Receipt, *, mode: str, project_timeout
         repeats = Repeats(before.count + 1, max(before.last_received_at, receipt.received_at))
         return Step(replace(state, repeats=repeats), [ReceiptRepeated(current, repeats, now)])
     flow = Flow(
-        project_id=receipt.project_id, reference=receipt.reference, mode=mode, status=Status.PENDING,
+        project_id=receipt.project_id, reference=receipt.reference, mode=mode, status=FlowStatus.PENDING,
         event_type=receipt.event_type, effect_type=receipt.effect_type, received_at=receipt.received_at,
         deadline=deadline_for(receipt, project_timeout_minutes), version=1,
         cycle=1 if current is None else current.cycle + 1,
@@ -247,7 +239,7 @@ def on_result(state: FlowState, result: Result, *, now: datetime) -> Step:
 def on_deadline(state: FlowState, *, now: datetime) -> Step:
     """Open a timeout incident if the flow is still pending at or past its deadline."""
     flow = state.flow
-    if flow is None or flow.status is not Status.PENDING or now < flow.deadline:
+    if flow is None or flow.status is not FlowStatus.PENDING or now < flow.deadline:
         return Step(state)
     return _open_incident(state, "timeout", now)
 
@@ -255,16 +247,16 @@ def on_deadline(state: FlowState, *, now: datetime) -> Step:
 def on_operator_resolve(state: FlowState, incident_id: str, *, now: datetime) -> Step:
     """An operator resolved the incident by hand (the gateway published the incident event)."""
     flow = state.flow
-    if flow is None or flow.status is not Status.INCIDENT or flow.incident_id != incident_id:
+    if flow is None or flow.status is not FlowStatus.INCIDENT or flow.incident_id != incident_id:
         return Step(state)
-    resolved = _advance(flow, status=Status.RESOLVED, resolved_at=now, resolution="manual")
+    resolved = _advance(flow, status=FlowStatus.RESOLVED, resolved_at=now, resolution="manual")
     return _transition(state, resolved, OPERATOR_RESOLVED, now)
 
 
 def _apply_result(state: FlowState, result: HeldResult, now: datetime) -> Step:
     flow = state.flow
     assert flow is not None
-    if flow.status is Status.PENDING:
+    if flow.status is FlowStatus.PENDING:
         if result.received_at > flow.deadline:
             # Received after the deadline, applied before the timer fired (the agents were behind):
             # the incident was due, so it opens as a timeout, as if the timer had been on time, and
@@ -273,16 +265,16 @@ def _apply_result(state: FlowState, result: HeldResult, now: datetime) -> Step:
             return _merge(opened, _apply_result(opened.state, result, now))
         if result.status == "failed":
             return _open_incident(state, "failed_outcome", now, detail=result.detail)
-        applied = _advance(flow, status=Status.APPLIED, applied_at=result.received_at)
+        applied = _advance(flow, status=FlowStatus.APPLIED, applied_at=result.received_at)
         return _transition(state, applied, "result_succeeded", now)
-    if (flow.status is Status.INCIDENT and flow.incident_reason == "timeout" and result.status == "failed"
+    if (flow.status is FlowStatus.INCIDENT and flow.incident_reason == "timeout" and result.status == "failed"
             and result.received_at <= flow.deadline):
         # The failure came in time and was applied late (the deadline fired first): the incident
         # is a failed outcome, and says so.
         corrected = _advance(flow, incident_reason="failed_outcome", detail=result.detail)
         return _transition(state, corrected, "failed_outcome", now)
-    if flow.status is Status.INCIDENT and result.status == "succeeded":
-        resolved = _advance(flow, status=Status.RESOLVED, resolved_at=now, resolution="outcome_succeeded")
+    if flow.status is FlowStatus.INCIDENT and result.status == "succeeded":
+        resolved = _advance(flow, status=FlowStatus.RESOLVED, resolved_at=now, resolution="outcome_succeeded")
         return _transition(state, resolved, "result_succeeded", now)
     return Step(state)
 
@@ -290,7 +282,7 @@ def _apply_result(state: FlowState, result: HeldResult, now: datetime) -> Step:
 def _open_incident(state: FlowState, reason: str, now: datetime, *, detail: str | None = None) -> Step:
     flow = state.flow
     assert flow is not None
-    opened = _advance(flow, status=Status.INCIDENT, incident_id=incident_id_for(flow),
+    opened = _advance(flow, status=FlowStatus.INCIDENT, incident_id=incident_id_for(flow),
                       incident_reason=reason, detail=detail)
     return _transition(state, opened, reason, now)
 
@@ -314,7 +306,7 @@ def effects_of(state: FlowState) -> list[Effect]:
     for cycle in cycles:
         reason = None
         for change in cycle.changes:
-            if change.status is Status.INCIDENT:
+            if change.status is FlowStatus.INCIDENT:
                 reason = change.cause  # an incident's transitions are caused by its reason
             effects += _effects(_as_of(cycle.flow, change, reason), change)
         if cycle.repeats is not None and cycle.changes:
@@ -325,9 +317,9 @@ def effects_of(state: FlowState) -> list[Effect]:
 
 def _effects(flow: Flow, change: Change) -> list[Effect]:
     effects: list[Effect] = [Transition(flow, change.previous, change.cause, change.at)]
-    if change.status is Status.INCIDENT:
-        effects.append(IncidentOpened(flow, change.at, corrected=change.previous is Status.INCIDENT))
-    elif change.status is Status.RESOLVED and change.cause != OPERATOR_RESOLVED:
+    if change.status is FlowStatus.INCIDENT:
+        effects.append(IncidentOpened(flow, change.at, corrected=change.previous is FlowStatus.INCIDENT))
+    elif change.status is FlowStatus.RESOLVED and change.cause != OPERATOR_RESOLVED:
         effects.append(IncidentResolved(flow, change.at))
     return effects
 
@@ -340,11 +332,11 @@ def _as_of(final: Flow, change: Change, reason: str | None) -> Flow:
     detail, and it makes the reason failed_outcome at that very change, so the detail stands
     exactly from the change whose reason became failed_outcome."""
     status = change.status
-    reached_incident = status in (Status.INCIDENT, Status.RESOLVED)
-    resolved = status is Status.RESOLVED
+    reached_incident = status in (FlowStatus.INCIDENT, FlowStatus.RESOLVED)
+    resolved = status is FlowStatus.RESOLVED
     return replace(
         final, version=change.version, status=status,
-        applied_at=final.applied_at if status is Status.APPLIED else None,
+        applied_at=final.applied_at if status is FlowStatus.APPLIED else None,
         incident_id=final.incident_id if reached_incident else None,
         incident_reason=reason if reached_incident else None,
         resolved_at=final.resolved_at if resolved else None,
@@ -398,8 +390,8 @@ def _changes_to_json(changes: tuple[Change, ...]) -> list[list[Any]]:
 
 
 def _changes_from_json(rows: Any) -> tuple[Change, ...]:
-    return tuple(Change(version, Status(status), None if previous is None else Status(previous), cause,
-                        _stored_time(at))
+    return tuple(Change(version, FlowStatus(status), None if previous is None else FlowStatus(previous),
+                        cause, _stored_time(at))
                  for version, status, previous, cause, at in rows)
 
 
@@ -424,12 +416,12 @@ def pending_deadline(doc: dict[str, Any] | None) -> datetime | None:
     """The deadline of a stored flow that is pending, else None: what the deadline index needs,
     read without loading the whole state (it reads every stored flow after a rebalance)."""
     flow = (doc or {}).get("flow")
-    if flow is None or flow.get("status") != Status.PENDING.value:
+    if flow is None or flow.get("status") != FlowStatus.PENDING.value:
         return None
     return _stored_time(flow["deadline"])
 
 
-_CLOSED = (Status.APPLIED.value, Status.RESOLVED.value)
+_CLOSED = (FlowStatus.APPLIED.value, FlowStatus.RESOLVED.value)
 
 
 def forgettable(doc: dict[str, Any] | None, *, retention: timedelta, now: datetime) -> bool:
@@ -467,5 +459,5 @@ def _load(values: dict[str, Any], cls: type[Flow] | type[HeldResult]) -> dict[st
         if known[name] is not None:
             known[name] = parse_timestamp(known[name])
     if "status" in known and cls is Flow:
-        known["status"] = Status(known["status"])
+        known["status"] = FlowStatus(known["status"])
     return known

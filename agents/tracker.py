@@ -30,6 +30,7 @@ from topics import (
     decode,
     flow_key,
 )
+from topics.messages import FlowStatus
 
 
 @dataclass(frozen=True)
@@ -277,7 +278,7 @@ def _observe(step: machine.Step, now: datetime) -> None:
             metrics.INCIDENTS_OPENED.labels(flow.incident_reason, flow.mode).inc()
             if flow.incident_reason == "timeout":
                 metrics.DETECTION_LAG.observe(max(0.0, (now - flow.deadline).total_seconds()))
-        elif isinstance(effect, machine.Transition) and flow.status is machine.Status.RESOLVED:
+        elif isinstance(effect, machine.Transition) and flow.status is FlowStatus.RESOLVED:
             metrics.INCIDENTS_RESOLVED.labels(flow.resolution, flow.mode).inc()
         elif isinstance(effect, machine.ReceiptRepeated):
             metrics.RECEIPTS_REPEATED.labels(flow.mode).inc()

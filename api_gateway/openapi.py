@@ -22,7 +22,6 @@ import msgspec
 import orjson
 from aiohttp import web
 
-from agents.flow import Status as FlowStatus
 from api_gateway.http_input import MAX_BATCH_BYTES, MAX_BODY_BYTES
 from api_gateway.ingest import MAX_CYCLE, MAX_CYCLES_LISTED
 from api_gateway.ingest_batch import MAX_ITEMS
@@ -53,7 +52,7 @@ from topics.fields import (
     IdempotencyKey,
     Reference,
 )
-from topics.messages import INCIDENT_REASONS, RESOLUTIONS
+from topics.messages import INCIDENT_REASONS, RESOLUTIONS, FlowStatus
 
 JSON = "application/json"
 API_KEY = "apiKey"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Iterable
+from enum import StrEnum
 from typing import Annotated, Any, ClassVar
 
 import msgspec
@@ -152,6 +153,15 @@ class DeadLetter(Message, frozen=True, kw_only=True, tag="deadletter.v1"):
             failed_at=failed_at, value_b64=base64.b64encode(value or b"").decode(),
             key_b64=None if key is None else base64.b64encode(key).decode(),
         )
+
+
+class FlowStatus(StrEnum):
+    """Where a flow is (``agents.flow``'s state machine): the ``status`` of a ``FlowRecord``."""
+
+    PENDING = "pending"
+    APPLIED = "applied"
+    INCIDENT = "incident"
+    RESOLVED = "resolved"
 
 
 class FlowRecord(Declared, frozen=True, kw_only=True, forbid_unknown_fields=False, omit_defaults=False):

@@ -15,7 +15,6 @@ from typing import Any
 
 from aiohttp import web
 
-from agents.flow import Status as FlowStatus
 from api_gateway.ingest import find_flow, flow_document, flow_query
 from api_gateway.operator_api.common import visible_project
 from api_gateway.responses import json_response
@@ -23,6 +22,7 @@ from api_gateway.state import POOL
 from store import audit_log
 from store.audit_log import AuditLogRow
 from topics.fields import parse_timestamp
+from topics.messages import FlowStatus
 
 # A flow's timeline holds a handful of transitions and actions, plus a line per callback attempt
 # and alert send, both bounded by their retry schedules; this keeps a runaway one answerable.

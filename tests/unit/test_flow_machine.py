@@ -8,8 +8,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agents import flow as machine
-from agents.flow import Flow, FlowState, IncidentOpened, IncidentResolved, Status, Transition
+from agents.flow import Flow, FlowState, IncidentOpened, IncidentResolved, Transition
 from topics import Receipt, Result
+from topics.messages import FlowStatus
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 PROJECT = "prj_test"
@@ -39,7 +40,7 @@ def start(timeout_seconds: int | None = None, minutes: int = 30) -> FlowState:
 def test_it_starts_pending_with_the_projects_timeout() -> None:
     step = machine.on_receipt(FlowState(), receipt(), mode="live", project_timeout_minutes=30, now=T0)
     assert step.state.flow is not None
-    assert flow_of(step.state).status is Status.PENDING
+    assert flow_of(step.state).status is FlowStatus.PENDING
     assert flow_of(step.state).deadline == T0 + timedelta(minutes=30)
     assert flow_of(step.state).mode == "live"
     assert [type(e) for e in step.effects] == [Transition]
@@ -75,7 +76,7 @@ def test_a_receipt_for_a_closed_flow_starts_its_next_cycle_with_its_own_deadline
     later = T0 + timedelta(hours=3)
     step = _new_cycle_after(applied, later)
     flow = flow_of(step.state)
-    assert (flow.cycle, flow.status, flow.version) == (2, Status.PENDING, 1)
+    assert (flow.cycle, flow.status, flow.version) == (2, FlowStatus.PENDING, 1)
     assert flow.deadline == later + timedelta(seconds=60)
     assert step.state.past == (machine.PastCycle(flow_of(applied), applied.changes),)
     assert [type(e) for e in step.effects] == [Transition]
@@ -91,13 +92,13 @@ def test_results_held_after_a_closed_cycle_join_the_next_only_if_received_after_
     assert late_repeat.flow == applied.flow, "a closed cycle takes no result"
     # The next cycle's receipt came later than that result: the result was the old cycle's.
     step = _new_cycle_after(late_repeat, T0 + timedelta(minutes=2))
-    assert flow_of(step.state).status is Status.PENDING and step.state.held == ()
+    assert flow_of(step.state).status is FlowStatus.PENDING and step.state.held == ()
     # A result the gateway received after the receipt, applied before it (topics are not ordered
     # with each other), is the new cycle's own.
     early = machine.on_result(applied, result("succeeded", T0 + timedelta(minutes=3)),
                               now=T0 + timedelta(minutes=3)).state
     joined = _new_cycle_after(early, T0 + timedelta(minutes=2))
-    assert flow_of(joined.state).status is Status.APPLIED and flow_of(joined.state).cycle == 2
+    assert flow_of(joined.state).status is FlowStatus.APPLIED and flow_of(joined.state).cycle == 2
 
 
 def test_a_closed_cycle_is_forgettable_after_the_retention_and_an_open_one_never() -> None:
@@ -124,7 +125,7 @@ def test_a_closed_cycle_is_forgettable_after_the_retention_and_an_open_one_never
 def test_success_before_the_deadline_applies_it() -> None:
     step = machine.on_result(start(), result("succeeded", T0 + timedelta(minutes=1)),
                              now=T0 + timedelta(minutes=1))
-    assert flow_of(step.state).status is Status.APPLIED
+    assert flow_of(step.state).status is FlowStatus.APPLIED
     assert flow_of(step.state).applied_at == T0 + timedelta(minutes=1)
     assert [type(e) for e in step.effects] == [Transition]
 
@@ -133,7 +134,7 @@ def test_a_failed_result_opens_an_incident() -> None:
     step = machine.on_result(start(), result("failed", T0 + timedelta(seconds=1)),
                              now=T0 + timedelta(seconds=1))
     flow = flow_of(step.state)
-    assert flow.status is Status.INCIDENT and flow.incident_reason == "failed_outcome"
+    assert flow.status is FlowStatus.INCIDENT and flow.incident_reason == "failed_outcome"
     assert flow.incident_id == machine.incident_id_for(flow)
     assert [type(e) for e in step.effects] == [Transition, IncidentOpened]
     assert flow.detail == "failed at 12:00:01", "the failed result's detail is kept on the flow"
@@ -151,7 +152,8 @@ def test_the_deadline_opens_a_timeout_incident_only_once_it_passed() -> None:
     state = start(timeout_seconds=60)
     assert machine.on_deadline(state, now=T0 + timedelta(seconds=59)).state == state
     step = machine.on_deadline(state, now=T0 + timedelta(seconds=60))
-    assert flow_of(step.state).status is Status.INCIDENT and flow_of(step.state).incident_reason == "timeout"
+    expired = flow_of(step.state)
+    assert expired.status is FlowStatus.INCIDENT and expired.incident_reason == "timeout"
     # A second expiry of the same flow changes nothing: one incident per flow.
     assert machine.on_deadline(step.state, now=T0 + timedelta(seconds=61)).effects == []
 
@@ -160,7 +162,7 @@ def test_a_late_success_resolves_the_incident() -> None:
     opened = machine.on_deadline(start(timeout_seconds=60), now=T0 + timedelta(seconds=61)).state
     step = machine.on_result(opened, result("succeeded", T0 + timedelta(seconds=90)),
                              now=T0 + timedelta(seconds=90))
-    assert flow_of(step.state).status is Status.RESOLVED
+    assert flow_of(step.state).status is FlowStatus.RESOLVED
     assert flow_of(step.state).resolution == "outcome_succeeded"
     assert [type(e) for e in step.effects] == [Transition, IncidentResolved]
 
@@ -168,7 +170,7 @@ def test_a_late_success_resolves_the_incident() -> None:
 def test_a_success_after_the_deadline_but_before_the_timer_opens_and_resolves() -> None:
     late = T0 + timedelta(seconds=61)
     step = machine.on_result(start(timeout_seconds=60), result("succeeded", late), now=late)
-    assert flow_of(step.state).status is Status.RESOLVED
+    assert flow_of(step.state).status is FlowStatus.RESOLVED
     assert [type(e) for e in step.effects] == [Transition, IncidentOpened, Transition, IncidentResolved]
 
 
@@ -177,7 +179,7 @@ def test_a_failure_received_after_the_deadline_but_applied_before_the_timer_is_a
     applied_at = late + timedelta(seconds=9)
     step = machine.on_result(start(timeout_seconds=60), result("failed", late), now=applied_at)
     flow = flow_of(step.state)
-    assert (flow.status, flow.incident_reason, flow.detail) == (Status.INCIDENT, "timeout", None)
+    assert (flow.status, flow.incident_reason, flow.detail) == (FlowStatus.INCIDENT, "timeout", None)
     assert [type(e) for e in step.effects] == [Transition, IncidentOpened]
 
 
@@ -192,7 +194,7 @@ def test_a_result_before_its_receipt_is_held_then_joined() -> None:
     held = machine.on_result(FlowState(), result("succeeded", T0), now=T0)
     assert held.state.flow is None and held.effects == []
     step = machine.on_receipt(held.state, receipt(), mode="test", project_timeout_minutes=30, now=T0)
-    assert flow_of(step.state).status is Status.APPLIED and step.state.held == ()
+    assert flow_of(step.state).status is FlowStatus.APPLIED and step.state.held == ()
 
 
 def test_held_results_expire_after_seven_days() -> None:
@@ -208,7 +210,7 @@ def test_a_failure_received_before_the_deadline_but_applied_after_the_timeout_is
     step = machine.on_result(timed_out, result("failed", T0 + timedelta(seconds=59)),
                              now=T0 + timedelta(seconds=63))
     flow = flow_of(step.state)
-    assert (flow.status, flow.incident_reason, flow.version) == (Status.INCIDENT, "failed_outcome", 3)
+    assert (flow.status, flow.incident_reason, flow.version) == (FlowStatus.INCIDENT, "failed_outcome", 3)
     assert flow.incident_id == flow_of(timed_out).incident_id, "the same incident, its reason corrected"
     assert [type(e) for e in step.effects] == [Transition, IncidentOpened]
     opened = step.effects[1]
@@ -291,8 +293,8 @@ def test_any_order_of_signals_keeps_the_rules(events: list[tuple[str, int]]) -> 
         assert [t.flow.version for t in transitions] == list(range(1, len(transitions) + 1)), (
             "every change is one transition, versions count them within the cycle")
         statuses = [t.flow.status for t in transitions]
-        if Status.APPLIED in statuses:
-            assert Status.INCIDENT not in statuses[statuses.index(Status.APPLIED):], (
+        if FlowStatus.APPLIED in statuses:
+            assert FlowStatus.INCIDENT not in statuses[statuses.index(FlowStatus.APPLIED):], (
                 "applied never turns into an incident")
         if number < state.flow.cycle:
             assert transitions[-1].flow.closed, "a next cycle starts only once the one before closed"
@@ -355,7 +357,7 @@ def test_an_operator_resolves_an_open_incident_by_hand() -> None:
     # An event for another incident (an earlier cycle's) resolves nothing.
     assert machine.on_operator_resolve(opened, "inc_other", now=T0).effects == []
     step = machine.on_operator_resolve(opened, incident_id, now=T0 + timedelta(minutes=5))
-    assert flow_of(step.state).status is Status.RESOLVED and flow_of(step.state).resolution == "manual"
+    assert flow_of(step.state).status is FlowStatus.RESOLVED and flow_of(step.state).resolution == "manual"
     assert [type(e) for e in step.effects] == [Transition]
     # Nothing to resolve on a pending or applied flow.
     assert machine.on_operator_resolve(start(), incident_id, now=T0).effects == []
@@ -364,5 +366,5 @@ def test_an_operator_resolves_an_open_incident_by_hand() -> None:
 @given(st.lists(_event, max_size=12))
 def test_the_stored_pending_deadline_is_the_flows(events: list[tuple[str, int]]) -> None:
     state, _ = _run(events)
-    expected = state.flow.deadline if state.flow and state.flow.status is Status.PENDING else None
+    expected = state.flow.deadline if state.flow and state.flow.status is FlowStatus.PENDING else None
     assert machine.pending_deadline(machine.state_to_json(state)) == expected

@@ -14,6 +14,7 @@ from agents import stored as documents
 from agents.projects import ProjectDirectory
 from agents.tracker import FlowTracker, Incoming, Outcome, TrackerTopics
 from topics import AuditEvent, DeadlineBatch, IncidentEvent, Receipt, Result, encode, flow_key
+from topics.messages import FlowStatus
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 TOPICS = TrackerTopics(receipts="receipts", results="results", incidents="incidents", deadlines="deadlines")
@@ -71,7 +72,7 @@ def test_each_pending_flow_of_a_batch_opens_its_timeout_incident_and_no_other_fl
 
     due = outcomes[flow_key("prj_a", "inv_due")]
     flow = live_flow(due)
-    assert flow is not None and flow.status is machine.Status.INCIDENT
+    assert flow is not None and flow.status is FlowStatus.INCIDENT
     assert due.indexed and due.deadline is None, "the index forgets it"
     (opened,) = [m for m in due.messages if isinstance(m, IncidentEvent)]
     assert (opened.type, opened.reason, opened.reference) == ("opened", "timeout", "inv_due")
