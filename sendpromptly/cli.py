@@ -82,7 +82,9 @@ def sink(name: str) -> None:
     """Run one sink process."""
     from sinks.main import run
 
-    run(_settings(), name)
+    module = SINKS[name].sink_module
+    assert module is not None  # SINKS holds the processes that have one
+    run(_settings(), name, module)
 
 
 @main.command()

@@ -1,8 +1,9 @@
 """Run one sink process: ``sendpromptly sink <name>``.
 
 Each sink is one module with a ``NAME`` and a ``build(pool, settings)`` that returns its handlers
-(one per topic, of a record or ``Batched``); ``sendpromptly.processes`` lists them. Only the
-module of the sink being run is imported, so a sink's process serves its own metrics and no other sink's.
+(one per topic, of a record or ``Batched``); ``sendpromptly.processes`` lists them, and the
+``sink`` command names the module to ``run``. Only the module of the sink being run is imported, so a
+sink's process serves its own metrics and no other sink's.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import uvloop
 
 from common.config import Settings
 from common.observability import configure_logging
-from sendpromptly.processes import SINKS
 from sinks.runner import Batched, Handler, SinkRunner, serve_health
 from store.db import Pool, open_pool
 from topics import TopicSpec
@@ -25,16 +25,14 @@ from topics import TopicSpec
 Build = Callable[[Pool, Settings], Mapping[TopicSpec, Handler | Batched]]
 
 
-def _build(name: str) -> Build:
-    module = SINKS[name].sink_module
-    assert module is not None
+def _build(module: str) -> Build:
     build: Build = importlib.import_module(module).build
     return build
 
 
-async def _run(settings: Settings, name: str) -> None:
+async def _run(settings: Settings, name: str, module: str) -> None:
     pool = await open_pool(settings.database_url, max_size=4)
-    runner = SinkRunner(settings, name=name, handlers=_build(name)(pool, settings))
+    runner = SinkRunner(settings, name=name, handlers=_build(module)(pool, settings))
     health = await serve_health(runner, settings.http_host, settings.sink_metrics_port)
     task = asyncio.create_task(runner.run())
     loop = asyncio.get_running_loop()
@@ -48,7 +46,7 @@ async def _run(settings: Settings, name: str) -> None:
         await pool.close()
 
 
-def run(settings: Settings, name: str) -> None:
-    """Run the sink ``name`` (a key of ``SINKS``) until SIGTERM/SIGINT."""
+def run(settings: Settings, name: str, module: str) -> None:
+    """Run the sink ``name``, whose handlers ``module``'s ``build`` gives, until SIGTERM/SIGINT."""
     configure_logging(settings)
-    uvloop.run(_run(settings, name))
+    uvloop.run(_run(settings, name, module))
