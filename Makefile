@@ -42,4 +42,5 @@ bench-tools: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports --no-cache --no-logo
 	$(VENV)/bin/mypy sendpromptly common topics store api_gateway agents sinks bench tests
