@@ -2,7 +2,7 @@
 
 Runs in every alerts-sink process; replicas share the work through the ``notifications`` table
 (``store/notifications.py``). Passing failures are retried on ``SENDPROMPTLY_ALERT_RETRY_SCHEDULE``
-with the repair callbacks' backoff (``sinks/callback_policy.retry_delay``); a permanent one fails
+with the repair callbacks' backoff (``common/callback_policy.retry_delay``); a permanent one fails
 the notification at once and is recorded on the destination, where operators see it. Every send
 is recorded as an attempt (number, time) before it is made and its outcome after; a process that
 dies between the two leaves the attempt without outcome, and once the lease

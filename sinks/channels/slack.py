@@ -3,7 +3,7 @@ with the same facts and a button to the incident.
 
 The webhook URL was checked when saved and is checked again here and when connecting (the
 session's socket factory refuses non-public addresses, DNS rebinding included). Which answers are
-worth retrying is the repair callbacks' rule (``sinks/callback_policy.py``): network errors, 408,
+worth retrying is the repair callbacks' rule (``common/callback_policy.py``): network errors, 408,
 429 and 5xx; Slack's 404 (``no_service``) and 410 (``channel_is_archived``) and other 4xx are
 permanent. Slack has no idempotency key either: a send cut off by a crash may post twice.
 """
