@@ -20,6 +20,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from agents import metrics, stored
 from agents.deadlines import DeadlineIndex, by_partition
+from agents.kafka_consumer import committed_offset, last_fetch, use_at_least_once_consumer
 from agents.projects import ProjectDirectory
 from agents.tracker import FlowTracker, Incoming, Outcome, TrackerTopics, partition_of
 from agents.watermark import PartitionEnd, ResultsWatermark
@@ -76,6 +77,7 @@ def create_app(settings: Settings) -> faust.App:
         web_port=settings.agents_web_port,
         web_host=settings.http_host,
     )
+    use_at_least_once_consumer(app)
 
     def raw_topic(*topic_names: str) -> faust.TopicT:
         return app.topic(*topic_names, key_serializer="raw", value_serializer="raw")
@@ -388,27 +390,6 @@ async def until_done(work: Callable[[], Awaitable[T]], what: str | Incoming, *,
             name = describe_message(what) if isinstance(what, Incoming) else what
             log.warning("%s failed (%s); trying again in %.1f s", name, describe(exc), delay)
             await asyncio.sleep(delay)
-
-
-# faust offers no public reader for the two figures below; tests/unit/test_agents_faust_contract.py
-# fails if an upgrade moves them.
-
-def committed_offset(consumer: Consumer, tp: TP) -> int | None:
-    """The offset faust last committed for ``tp`` (None before the group's first commit there)."""
-    return consumer._committed_offset.get(tp)
-
-
-def last_fetch(consumer: Consumer, tp: TP) -> tuple[int, datetime] | None:
-    """The end offset of ``tp`` in the broker's last fetch response and when that response came
-    (aiokafka's ``highwater`` and ``last_poll_timestamp``, read from faust's consumer thread);
-    None before the first."""
-    kafka_consumer = consumer._thread._consumer  # type: ignore[attr-defined]
-    if kafka_consumer is None:
-        return None
-    end, polled_ms = kafka_consumer.highwater(tp), kafka_consumer.last_poll_timestamp(tp)
-    if end is None or polled_ms is None:
-        return None
-    return end, datetime.fromtimestamp(polled_ms / 1000, UTC)
 
 
 def run_worker(settings: Settings) -> None:

@@ -45,3 +45,8 @@ FLOWS_FORGOTTEN = Counter(
     "sendpromptly_agents_flows_forgotten_total",
     "Closed flows forgotten after the retention (state, changelog and read model)", ["mode"],
 )
+SKIPPED_RECORDS = Counter(
+    "sendpromptly_agents_skipped_records_total",
+    "Input records the consumer's fetcher skipped over (never committed past; a restart reads them again)",
+    ["topic"],
+)

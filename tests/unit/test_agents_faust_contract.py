@@ -12,7 +12,7 @@ from faust.transport.consumer import Consumer
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from faust.types import TP
 
-from agents.app import committed_offset, last_fetch
+from agents.kafka_consumer import committed_offset, last_fetch
 
 
 def test_committed_offsets_are_where_faust_keeps_them() -> None:
@@ -38,3 +38,17 @@ def test_the_last_fetch_figures_are_where_faust_and_aiokafka_keep_them() -> None
     assert known is not None and known[0] == 12 and known[1].isoformat() == "2026-01-01T12:00:00+00:00"
     unstarted = SimpleNamespace(_thread=SimpleNamespace(_consumer=None))
     assert last_fetch(cast(Consumer, unstarted), tp) is None
+
+
+def test_the_commit_path_the_at_least_once_consumer_mends_is_where_it_was() -> None:
+    # agents.kafka_consumer.AtLeastOnceConsumer overrides these by name: each must still be the
+    # step faust takes, with the arguments it reads.
+    assert "await self._add_gap(tp, r_offset + 1, offset)" in inspect.getsource(Consumer._drain_messages)
+    assert "offset = self._new_offset(tp)" in inspect.getsource(Consumer._filter_committable_offsets)
+    assert "await self.seek_to_committed()" in inspect.getsource(Consumer.perform_seek)
+    # A seek to 0 forgets the read offset, so the rewound records are not dropped as already read.
+    assert "self._read_offset[ensure_TP(partition)] = offset if offset else None" in inspect.getsource(
+        Consumer.seek)
+    # aiokafka's seek to the committed offsets leaves a partition without one where it is: the
+    # reason the agents' consumer rewinds those itself.
+    assert "if offset and offset > 0:" in inspect.getsource(AIOKafkaConsumer.seek_to_committed)
