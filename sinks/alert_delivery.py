@@ -13,7 +13,6 @@ every send is on record. The loop also turns repair callbacks that ran out of re
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import random
 import time
@@ -26,7 +25,8 @@ from common.callback_policy import retry_delay
 from common.config import Settings
 from sinks.channels import Channel, TransportError, open_channels
 from sinks.channels.message import CALLBACK_EXHAUSTED, Alert
-from sinks.retrying import retry_transient, run_rounds, take_leased
+from sinks.claim_loop import ClaimLoop
+from sinks.retrying import retry_transient
 from store import audit, destinations, notifications
 from store.db import Connection, Pool
 from store.notifications import FAILED, INTERRUPTED, PENDING, SENT, Notification
@@ -40,8 +40,6 @@ ALERTS_SENT = Counter("sendpromptly_alerts_sent_total", "Alert sends, by channel
                       ["channel", "outcome"])
 OUTCOME_LABELS = {SENT: "sent", PENDING: "retrying", FAILED: "failed"}
 
-POLL_SECONDS = 1.0
-CLAIM_BATCH = 20
 # How often to look for exhausted repair callbacks, and how far back (a sink down for longer
 # misses older ones).
 EXHAUSTED_SCAN_SECONDS = 5.0
@@ -54,39 +52,30 @@ class AlertSender:
         self._settings = settings
         self._channels: dict[str, Channel] = {}
         self._rng = random.Random()
-        self._wake = asyncio.Event()
         self._next_scan = 0.0
         # Longer than a send can take (the setting's lower bound sees to it): a notification leased
         # by a process that died is taken again after this, by whichever replica claims it.
-        self._lease = timedelta(seconds=settings.alert_lease_seconds)
+        self._loop = ClaimLoop(
+            pool, name="alert delivery", lease=timedelta(seconds=settings.alert_lease_seconds),
+            claim=notifications.claim_due, attempt=self._send, record_interrupted=self._record_interrupted,
+            describe=lambda notification: f"alert {notification.id}: send",
+            before_round=self._now_and_then_claim_exhausted_callbacks)
 
     def wake(self) -> None:
         """Notifications were claimed: send now rather than at the next poll."""
-        self._wake.set()
+        self._loop.wake()
 
     async def run(self) -> None:
         async with open_channels(self._settings) as self._channels:
-            await run_rounds(self._pool, self._round, self._wake, name="alert delivery",
-                             poll_seconds=POLL_SECONDS)
+            await self._loop.run()
 
-    async def _round(self) -> bool:
-        """Claim due alerts (and, now and then, exhausted callbacks) and send each; True when
-        more may be due. A round that fails leaves its leased notifications to come back after
-        the lease."""
+    async def _now_and_then_claim_exhausted_callbacks(self) -> None:
         if time.monotonic() >= self._next_scan:
             self._next_scan = time.monotonic() + EXHAUSTED_SCAN_SECONDS
             await self._claim_exhausted_callbacks()
-        # Taken before the claim, so it never ends after the lease the claim writes.
-        leased_until = time.monotonic() + self._lease.total_seconds()
-        async with self._pool.connection() as conn:
-            claimed = await notifications.claim_due(conn, limit=CLAIM_BATCH, lease=self._lease)
-        await asyncio.gather(*(
-            take_leased(f"alert {notification.id}: send", interrupted=notification.interrupted,
-                        record_interrupted=partial(self._record, notification, notification.attempts,
-                                                   TransportError(INTERRUPTED, permanent=False)),
-                        attempt=partial(self._send, notification, leased_until))
-            for notification in claimed))
-        return len(claimed) == CLAIM_BATCH
+
+    async def _record_interrupted(self, notification: Notification) -> None:
+        await self._record(notification, notification.attempts, TransportError(INTERRUPTED, permanent=False))
 
     async def _send(self, notification: Notification, leased_until: float) -> None:
         if notification.destination_removed:

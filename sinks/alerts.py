@@ -12,7 +12,6 @@ then both sends are on record, the first as interrupted: alerts are at least onc
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 
 from aiokafka import ConsumerRecord
@@ -20,13 +19,12 @@ from aiokafka import ConsumerRecord
 from common.config import Settings
 from sinks.alert_delivery import AlertSender
 from sinks.channels.message import OPENED, RESOLVED, Alert
-from sinks.runner import Batched
+from sinks.contract import Batched, Loop, Sink
 from store import notifications
 from store.db import Pool
-from topics import INCIDENTS, IncidentEvent, TopicSpec, decode
+from topics import INCIDENTS, IncidentEvent, decode
 from topics.fields import format_timestamp
 
-NAME = "alerts"
 ALERTED_EVENTS = (OPENED, RESOLVED)
 
 
@@ -34,8 +32,6 @@ class AlertsSink:
     def __init__(self, pool: Pool, sender: AlertSender):
         self._pool = pool
         self._sender = sender
-        # The sender loop, referenced here (asyncio holds tasks weakly).
-        self.background: asyncio.Task[None] | None = None
 
     async def handle_incidents(self, records: Sequence[ConsumerRecord]) -> None:
         """The notifications of a fetch's incident events, claimed in one transaction."""
@@ -62,9 +58,7 @@ class AlertsSink:
             self._sender.wake()
 
 
-def build(pool: Pool, settings: Settings) -> dict[TopicSpec, Batched]:
+def build(pool: Pool, settings: Settings) -> Sink:
     sender = AlertSender(pool, settings)
-    sink = AlertsSink(pool, sender)
-    # Runs beside the consumer in this process and stops once the sink process closes its pool.
-    sink.background = asyncio.get_running_loop().create_task(sender.run())
-    return {INCIDENTS: Batched(sink.handle_incidents)}
+    return Sink(handlers={INCIDENTS: Batched(AlertsSink(pool, sender).handle_incidents)},
+                loops=(Loop("alert delivery", sender.run),))

@@ -15,12 +15,10 @@ from aiokafka import ConsumerRecord
 from psycopg.errors import DataError
 
 from common.config import Settings
-from sinks.runner import Batched, Unprocessable
+from sinks.contract import Batched, Sink, Unprocessable
 from store.audit_log import append_many
 from store.db import Pool
-from topics import AUDIT, AuditEvent, TopicSpec, decode
-
-NAME = "audit"
+from topics import AUDIT, AuditEvent, decode
 
 
 class AuditLogSink:
@@ -36,5 +34,5 @@ class AuditLogSink:
             raise Unprocessable("unstorable_audit_event", str(exc)) from None
 
 
-def build(pool: Pool, settings: Settings) -> dict[TopicSpec, Batched]:
-    return {AUDIT: Batched(AuditLogSink(pool).handle)}
+def build(pool: Pool, settings: Settings) -> Sink:
+    return Sink(handlers={AUDIT: Batched(AuditLogSink(pool).handle)})

@@ -13,11 +13,9 @@ replay, and receivers apply it once per ``webhook-id``.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import random
 import secrets
-import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -33,7 +31,8 @@ from common.config import Settings
 from common.keyring import DecryptionError, Keyring
 from common.safe_http import outbound_session
 from common.snapshots import open_snapshot
-from sinks.retrying import retry_transient, run_rounds, take_leased
+from sinks.claim_loop import ClaimLoop
+from sinks.retrying import retry_transient
 from store import audit, callbacks, incidents
 from store.callback_deliveries import (
     DELIVERED,
@@ -63,8 +62,6 @@ LATENCY = Histogram("sendpromptly_callback_latency_seconds",
 
 ACTOR = "system:callbacks"
 TIMEOUT_SECONDS = 10.0
-POLL_SECONDS = 1.0
-CLAIM_BATCH = 20
 # What the metric and the audit call each delivery state after an attempt.
 OUTCOME_LABELS = {PENDING: "retrying", DELIVERED: "delivered", FAILED: "failed", EXHAUSTED: "exhausted"}
 
@@ -100,38 +97,30 @@ class CallbackDeliverer:
         self._snapshot_keyring = (Keyring.parse("SENDPROMPTLY_SNAPSHOT_KEYS", settings.snapshot_keys)
                                   if settings.snapshot_keys else None)
         self._rng = random.Random()
-        self._wake = asyncio.Event()
         # Longer than an attempt can take (the setting's lower bound sees to it): a delivery
         # leased by a process that died is taken again after this, by whichever replica claims it.
-        self._lease = timedelta(seconds=settings.callback_lease_seconds)
+        self._loop = ClaimLoop(
+            pool, name="callback delivery", lease=timedelta(seconds=settings.callback_lease_seconds),
+            claim=claim_due,
+            attempt=self._deliver, record_interrupted=self._record_interrupted,
+            describe=lambda delivery: f"replay {delivery.replay_id}: delivery")
+        self._session: aiohttp.ClientSession | None = None
 
     def wake(self) -> None:
         """A delivery was recorded: look now rather than at the next poll."""
-        self._wake.set()
+        self._loop.wake()
 
     async def run(self) -> None:
         async with outbound_session(allow_private=self._settings.allow_private_targets,
-                                    timeout_seconds=TIMEOUT_SECONDS) as session:
-            await run_rounds(self._pool, partial(self._round, session), self._wake,
-                             name="callback delivery", poll_seconds=POLL_SECONDS)
+                                    timeout_seconds=TIMEOUT_SECONDS) as self._session:
+            await self._loop.run()
 
-    async def _round(self, session: aiohttp.ClientSession) -> bool:
-        """Claim the due deliveries and attempt each; True when more may be due."""
-        # Taken before the claim, so it never ends after the lease the claim writes.
-        leased_until = time.monotonic() + self._lease.total_seconds()
-        async with self._pool.connection() as conn:
-            claimed = await claim_due(conn, limit=CLAIM_BATCH, lease=self._lease)
-        await asyncio.gather(*(self._deliver_or_log(session, delivery, leased_until) for delivery in claimed))
-        return len(claimed) == CLAIM_BATCH
+    async def _record_interrupted(self, delivery: Delivery) -> None:
+        await self._record(delivery.request, delivery.attempts, INTERRUPTED, retry_after=None)
 
-    async def _deliver_or_log(self, session: aiohttp.ClientSession, delivery: Delivery,
-                              leased_until: float) -> None:
-        await take_leased(f"replay {delivery.replay_id}: delivery", interrupted=delivery.interrupted,
-                          record_interrupted=partial(self._record, delivery.request, delivery.attempts,
-                                                     INTERRUPTED, retry_after=None),
-                          attempt=partial(self._deliver, session, delivery, leased_until))
-
-    async def _deliver(self, session: aiohttp.ClientSession, delivery: Delivery, leased_until: float) -> None:
+    async def _deliver(self, delivery: Delivery, leased_until: float) -> None:
+        session = self._session
+        assert session is not None  # claimed only while run() holds the session
         repair = delivery.request
         async with self._pool.connection() as conn:
             target = await self._target(conn, repair)

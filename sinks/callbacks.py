@@ -12,7 +12,7 @@
 
 from __future__ import annotations
 
-import asyncio
+from functools import partial
 from typing import TypeVar
 
 from aiokafka import ConsumerRecord
@@ -20,7 +20,7 @@ from psycopg.errors import ForeignKeyViolation
 
 from common.config import Settings
 from sinks.callback_delivery import CallbackDeliverer
-from sinks.runner import Handler, Unprocessable
+from sinks.contract import Handler, Loop, Sink, Unprocessable
 from sinks.snapshot_purge import purge_hourly
 from store import incidents
 from store.callback_deliveries import record_delivery
@@ -29,7 +29,6 @@ from store.projects import get_project
 from store.snapshots import store_snapshot
 from topics import RECEIPTS, REPAIRS, RESULTS, Receipt, RepairRequest, Result, SchemaError, TopicSpec, decode
 
-NAME = "callbacks"
 M = TypeVar("M", Receipt, Result)
 
 
@@ -37,8 +36,6 @@ class CallbacksSink:
     def __init__(self, pool: Pool, deliverer: CallbackDeliverer):
         self._pool = pool
         self._deliverer = deliverer
-        # The delivery loop and the hourly purge, referenced here (asyncio holds tasks weakly).
-        self.background: list[asyncio.Task[None]] = []
 
     def handlers(self) -> dict[TopicSpec, Handler]:
         return {REPAIRS: self.handle_repair, RECEIPTS: self.handle_receipt, RESULTS: self.handle_result}
@@ -87,10 +84,8 @@ def _signal(cls: type[M], record: ConsumerRecord) -> M | None:
         return None
 
 
-def build(pool: Pool, settings: Settings) -> dict[TopicSpec, Handler]:
+def build(pool: Pool, settings: Settings) -> Sink:
     deliverer = CallbackDeliverer(pool, settings)
-    sink = CallbacksSink(pool, deliverer)
-    # They run beside the consumer in this process and stop once the sink process closes its pool.
-    sink.background = [asyncio.get_running_loop().create_task(job)
-                       for job in (deliverer.run(), purge_hourly(pool))]
-    return sink.handlers()
+    return Sink(handlers=CallbacksSink(pool, deliverer).handlers(),
+                loops=(Loop("callback delivery", deliverer.run),
+                       Loop("snapshot purge", partial(purge_hourly, pool))))

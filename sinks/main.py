@@ -1,9 +1,9 @@
 """Run one sink process: ``sendpromptly sink <name>``.
 
-Each sink is one module with a ``NAME`` and a ``build(pool, settings)`` that returns its handlers
-(one per topic, of a record or ``Batched``); ``sendpromptly.processes`` lists them, and the
-``sink`` command names the module to ``run``. Only the module of the sink being run is imported, so a
-sink's process serves its own metrics and no other sink's.
+Each sink is one module with a ``build(pool, settings)`` that declares it (``sinks/contract.py``:
+its handlers and loops); ``sendpromptly.processes`` lists them, and the ``sink`` command names the
+module to ``run``. Only the module of the sink being run is imported, so a sink's process serves its
+own metrics and no other sink's.
 """
 
 from __future__ import annotations
@@ -12,17 +12,17 @@ import asyncio
 import contextlib
 import importlib
 import signal
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 
 import uvloop
 
 from common.config import Settings
 from common.observability import configure_logging
-from sinks.runner import Batched, Handler, SinkRunner, serve_health
+from sinks.contract import Sink
+from sinks.runner import SinkRunner, serve_health
 from store.db import Pool, open_pool
-from topics import TopicSpec
 
-Build = Callable[[Pool, Settings], Mapping[TopicSpec, Handler | Batched]]
+Build = Callable[[Pool, Settings], Sink]
 
 
 def _build(module: str) -> Build:
@@ -32,7 +32,7 @@ def _build(module: str) -> Build:
 
 async def _run(settings: Settings, name: str, module: str) -> None:
     pool = await open_pool(settings.database_url, max_size=4)
-    runner = SinkRunner(settings, name=name, handlers=_build(module)(pool, settings))
+    runner = SinkRunner(settings, name=name, sink=_build(module)(pool, settings))
     health = await serve_health(runner, settings.http_host, settings.sink_metrics_port)
     task = asyncio.create_task(runner.run())
     loop = asyncio.get_running_loop()
@@ -47,6 +47,6 @@ async def _run(settings: Settings, name: str, module: str) -> None:
 
 
 def run(settings: Settings, name: str, module: str) -> None:
-    """Run the sink ``name``, whose handlers ``module``'s ``build`` gives, until SIGTERM/SIGINT."""
+    """Run the sink ``name``, which ``module``'s ``build`` declares, until SIGTERM/SIGINT."""
     configure_logging(settings)
     uvloop.run(_run(settings, name, module))

@@ -14,7 +14,7 @@ from aiokafka import ConsumerRecord
 from psycopg.errors import ForeignKeyViolation
 
 from common.config import Settings
-from sinks.runner import Batched, Unprocessable
+from sinks.contract import Batched, Sink, Unprocessable
 from store.db import Connection, Pool
 from store.flows import FlowView, forget_flows, upsert_flows
 from store.incidents import apply_events
@@ -22,7 +22,6 @@ from topics import AUDIT, INCIDENTS, AuditEvent, IncidentEvent, TopicSpec, decod
 from topics.fields import FieldErrors, parse_timestamp
 from topics.messages import FlowRecord
 
-NAME = "read-model"
 FLOW_ACTION_PREFIX = "flow."
 # Besides the transitions (flow.<status>), the agents tell of a receipt recorded on an open cycle
 # (the flow as it stands, receipts grown) and of closed cycles they forgot after the retention.
@@ -160,5 +159,5 @@ def _time(value: str) -> datetime:
     return parsed
 
 
-def build(pool: Pool, settings: Settings) -> dict[TopicSpec, Batched]:
-    return ReadModelSink(pool).handlers()
+def build(pool: Pool, settings: Settings) -> Sink:
+    return Sink(handlers=ReadModelSink(pool).handlers())

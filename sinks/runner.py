@@ -1,15 +1,19 @@
-"""What every sink shares: a consumer group on its topics, at-least-once, with dead letters.
+"""What every sink shares: a consumer group on its topics, at-least-once, with dead letters, and
+its background loops started, watched and stopped with it.
 
-A sink supplies one ``handle(record)`` per topic, or a ``Batched`` handler that takes the records a
-fetch brought of one partition at once (one transaction, one multi-row statement, instead of one
-per record); this loop commits offsets only after a batch was handled or dead-lettered, never
-skipping a record unprocessed. A record whose handling failed for a passing reason
-(``common.faults.is_transient``: the database restarting, the broker away) is tried again
-with backoff for as long as that lasts. One that can never be handled goes to the
+A sink (``sinks/contract.py``) supplies one ``handle(record)`` per topic, or a ``Batched`` handler
+that takes the records a fetch brought of one partition at once (one transaction, one multi-row
+statement, instead of one per record); this loop commits offsets only after a batch was handled or
+dead-lettered, never skipping a record unprocessed. A record whose handling failed for a passing
+reason (``common.faults.is_transient``: the database restarting, the broker away) is tried
+again with backoff for as long as that lasts. One that can never be handled goes to the
 dead-letter topic with the reason: ``SchemaError`` and ``Unprocessable`` say why themselves, any
 other failure (a bug, a constraint) is ``processing_error``, so that one record never stalls its
 partition. A batch that fails for good is handled again a record at a time, so that only the
 record that cannot be handled is dead-lettered.
+
+The sink's loops run beside the consumer; they outlast passing failures themselves, so one that
+ends is a bug: the runner then stops everything and the process exits to be restarted.
 """
 
 from __future__ import annotations
@@ -17,8 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from functools import partial
 
@@ -30,8 +33,9 @@ from common.config import Settings
 from common.consumer_metrics import DEAD_LETTERS, GroupMetrics
 from common.faults import describe
 from common.observability import log_context, metrics_response
+from sinks.contract import Batched, Sink, Unprocessable
 from sinks.retrying import retry_transient
-from topics import DEADLETTER, DeadLetter, SchemaError, TopicSpec, encode
+from topics import DEADLETTER, DeadLetter, SchemaError, encode
 from topics.catalog import key_fields
 
 log = logging.getLogger(__name__)
@@ -39,43 +43,60 @@ log = logging.getLogger(__name__)
 PROCESSING_ERROR = "processing_error"
 # Lag and freshness are measured between batches, at most this often.
 REPORT_SECONDS = 1.0
+# The consumer's name among the sink's parts in /readyz.
+CONSUMER = "consumer"
+READY, STARTING, RUNNING, ENDED = "ready", "starting", "running", "ended"
 
 
-class Unprocessable(Exception):
-    """This record can never be handled (e.g. it names a project that does not exist)."""
-
-    def __init__(self, reason: str, detail: str):
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail
-
-
-Handler = Callable[[ConsumerRecord], Awaitable[None]]
-
-
-@dataclass(frozen=True)
-class Batched:
-    """A topic's records handled a batch at a time: ``handle`` gets the records one fetch brought of
-    one partition, in order, and writes what they say all at once or, raising, nothing (one
-    transaction): a batch that fails for good is handed over again one record at a time."""
-
-    handle: Callable[[Sequence[ConsumerRecord]], Awaitable[None]]
+class LoopEnded(Exception):
+    """A part of a sink that runs until stopped ended by itself."""
 
 
 class SinkRunner:
-    def __init__(self, settings: Settings, *, name: str, handlers: Mapping[TopicSpec, Handler | Batched]):
+    def __init__(self, settings: Settings, *, name: str, sink: Sink):
         self._settings = settings
         self.name = name
         # By topic name as the records carry it: each record goes to its own topic's handler.
-        self._handlers = {topic.name(settings.topic_prefix): handle for topic, handle in handlers.items()}
+        self._handlers = {topic.name(settings.topic_prefix): handle
+                          for topic, handle in sink.handlers.items()}
+        self._loops = sink.loops
+        # The running parts (the consumer and each loop) by name, once started.
+        self._tasks: dict[str, asyncio.Task[None]] = {}
         self._deadletter_topic = DEADLETTER.name(settings.topic_prefix)
         self._group = f"{settings.topic_prefix}sendpromptly-sink-{name}"
         self._metrics = GroupMetrics(self._group)
         # (topic, partition) -> Kafka timestamp (s) of the newest record handled there.
         self._applied: dict[tuple[str, int], float] = {}
-        self.ready = asyncio.Event()
+        self._consuming = asyncio.Event()
 
     async def run(self) -> None:
+        """Consume, with the sink's loops running beside, until cancelled; raises (stopping the
+        rest) as soon as any part fails or ends."""
+        self._tasks = {loop.name: asyncio.create_task(loop.run(), name=f"sink {self.name}: {loop.name}")
+                       for loop in self._loops}
+        self._tasks[CONSUMER] = asyncio.create_task(self._consume(), name=f"sink {self.name}: {CONSUMER}")
+        try:
+            done, _ = await asyncio.wait(self._tasks.values(), return_when=asyncio.FIRST_COMPLETED)
+            ended = next(name for name, task in self._tasks.items() if task in done)
+            self._tasks[ended].result()  # its failure, if it failed
+            raise LoopEnded(f"sink {self.name}: its {ended} ended by itself; stopping the process "
+                            "to be restarted")
+        finally:
+            for task in self._tasks.values():
+                task.cancel()
+            await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+
+    def readiness(self) -> dict[str, str]:
+        """Each part by name: the consumer ``ready`` once it joined its group, a loop ``running``."""
+        parts = {CONSUMER: READY if self._consuming.is_set() else STARTING}
+        for loop in self._loops:
+            task = self._tasks.get(loop.name)
+            parts[loop.name] = STARTING if task is None else ENDED if task.done() else RUNNING
+        if (consumer := self._tasks.get(CONSUMER)) is not None and consumer.done():
+            parts[CONSUMER] = ENDED
+        return parts
+
+    async def _consume(self) -> None:
         consumer = AIOKafkaConsumer(
             *self._handlers, bootstrap_servers=self._settings.kafka_bootstrap, group_id=self._group,
             enable_auto_commit=False, auto_offset_reset="earliest", max_poll_records=500,
@@ -86,7 +107,7 @@ class SinkRunner:
         try:
             await producer.start()
             await consumer.start()
-            self.ready.set()
+            self._consuming.set()
             log.info("sink %s consuming %s as group %s", self.name, ", ".join(self._handlers), self._group)
             reported_at = 0.0
             while True:
@@ -189,8 +210,11 @@ async def serve_health(runner: SinkRunner, host: str, port: int) -> web.AppRunne
         return web.json_response({"status": "ok"})
 
     async def readyz(request: web.Request) -> web.Response:
-        ready = runner.ready.is_set()
-        return web.json_response({"status": "ready" if ready else "starting"}, status=200 if ready else 503)
+        """Ready when the consumer has joined its group and every loop is running."""
+        parts = runner.readiness()
+        ready = all(state in (READY, RUNNING) for state in parts.values())
+        return web.json_response({"status": READY if ready else STARTING, "parts": parts},
+                                 status=200 if ready else 503)
 
     async def metrics(request: web.Request) -> web.Response:
         return metrics_response()

@@ -38,7 +38,8 @@ async def purge_snapshots(pool: Pool, *, now: datetime | None = None) -> dict[st
 
 
 async def purge_hourly(pool: Pool) -> None:
-    while not pool.closed:
+    """Until cancelled; a purge that fails is tried again an hour later."""
+    while True:
         try:
             purged = await purge_snapshots(pool)
             PURGED.inc(sum(purged.values()))

@@ -18,8 +18,8 @@ import pytest
 from aiokafka import ConsumerRecord
 from psycopg.rows import dict_row
 
+from sinks.contract import Unprocessable
 from sinks.read_model import ReadModelSink
-from sinks.runner import Unprocessable
 from store import audit_log
 from store.db import Pool, open_pool
 from store.flows import get_flow, list_cycles

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from aiokafka import ConsumerRecord
 
+from sinks.contract import Unprocessable
 from sinks.read_model import ReadModelSink
-from sinks.runner import Unprocessable
 from store.db import Pool
 from store.flows import FlowView, upsert_flow
 from store.incidents import get_incident

@@ -103,6 +103,13 @@ async def test_each_process_serves_its_own_metrics_lag_freshness_and_json_logs(
         for path in ("/healthz", "/readyz"):
             with urllib.request.urlopen(metrics_url(stack, process) + path, timeout=5) as answer:
                 assert answer.status == 200, f"{process.name} {path}"
+    # A sink's readiness names its consumer and each of its loops.
+    loops = {"sink-callbacks": {"callback delivery", "snapshot purge"}, "sink-alerts": {"alert delivery"}}
+    for process in PROCESSES:
+        if process.sink_module:
+            with urllib.request.urlopen(metrics_url(stack, process) + "/readyz", timeout=5) as answer:
+                parts = json.load(answer)["parts"]
+            assert parts == {"consumer": "ready", **dict.fromkeys(loops.get(process.name, ()), "running")}
 
     # Lag and freshness are measured every 1-5 s: wait until each consumer has reported both.
     deadline = time.monotonic() + 60

@@ -1,7 +1,9 @@
 """The sinks' consumer loop on the real broker: a record that fails for a passing reason is tried
 again until it passes, one that can never pass is dead-lettered with the reason, the records after
 it are still handled, and offsets are committed only past what was handled or dead-lettered. A
-batched handler gets a fetch's records at once; a batch that fails is handled again record by record."""
+batched handler gets a fetch's records at once; a batch that fails is handled again record by record.
+The sink's loops run beside the consumer, readiness names every part, and a loop that fails stops
+them all."""
 
 from __future__ import annotations
 
@@ -10,13 +12,15 @@ import contextlib
 from collections.abc import AsyncIterator, Sequence
 from functools import partial
 
+import pytest
 from aiokafka import AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import GroupCoordinatorNotAvailableError
 from prometheus_client import REGISTRY
 
 from common.config import Settings
-from sinks.runner import Batched, SinkRunner
+from sinks.contract import Batched, Loop, Sink
+from sinks.runner import SinkRunner
 from tests.support.api import eventually
 from tests.support.kafka import read_topic
 from tests.support.services import Services
@@ -44,7 +48,7 @@ class Handler:
 
 @contextlib.asynccontextmanager
 async def running(settings: Settings, handler: Handler | Batched) -> AsyncIterator[SinkRunner]:
-    runner = SinkRunner(settings, name=NAME, handlers={RESULTS: handler})
+    runner = SinkRunner(settings, name=NAME, sink=Sink(handlers={RESULTS: handler}))
     task = asyncio.create_task(runner.run())
     try:
         yield runner
@@ -145,3 +149,27 @@ async def test_a_batch_is_handled_at_once_and_one_that_fails_record_by_record(
     async with running(settings, Batched(again)):
         await eventually(partial(committed, settings, 0), lambda offset: offset == 6, timeout=60)
     assert again.batches == [[b"three", b"four", b"five"]]
+
+
+async def test_readiness_names_every_loop_and_a_loop_that_fails_stops_the_sink(
+        services: Services, topic_prefix: str) -> None:
+    settings = Settings(kafka_bootstrap=services.kafka_bootstrap, topic_prefix=topic_prefix)
+    fail = asyncio.Event()
+
+    async def beside() -> None:
+        await fail.wait()
+        raise KeyError("a bug in the loop")
+
+    async def parts() -> dict[str, str]:
+        return runner.readiness()
+
+    runner = SinkRunner(settings, name=NAME, sink=Sink(handlers={RESULTS: Handler()},
+                                                       loops=(Loop("beside", beside),)))
+    assert runner.readiness() == {"consumer": "starting", "beside": "starting"}
+    task = asyncio.create_task(runner.run())
+    await eventually(parts, lambda found: found == {"consumer": "ready", "beside": "running"}, timeout=60)
+    fail.set()
+    with pytest.raises(KeyError, match="a bug in the loop"):
+        await asyncio.wait_for(task, 30)
+    # The consumer was stopped with it: the process ends, to be restarted.
+    assert runner.readiness() == {"consumer": "ended", "beside": "ended"}
