@@ -27,14 +27,13 @@ from api_gateway.ingest import MAX_CYCLE, MAX_CYCLES_LISTED
 from api_gateway.ingest_batch import MAX_ITEMS
 from api_gateway.ingest_bodies import MAX_TIMEOUT_MINUTES, ReceiptBody, ResultBody
 from api_gateway.operator_api.bodies import (
+    DESTINATION_BODIES,
     ApiKeyCreate,
-    EmailDestinationCreate,
     IncidentResolve,
     OperatorInvite,
     ProjectCreate,
     ProjectUpdate,
     RepairCallbackSet,
-    SlackDestinationCreate,
 )
 from api_gateway.operator_api.callback import TEST_TIMEOUT_SECONDS
 from api_gateway.operator_api.incidents import FILTER_STATUSES as INCIDENT_FILTER_STATUSES
@@ -116,8 +115,7 @@ def _json_content(schema: dict[str, Any], media_type: str = JSON) -> dict[str, A
 def _schemas() -> dict[str, Any]:
     # The request bodies are derived from their declarations (the rules the gateway checks them with).
     bodies = json_schemas(ReceiptBody, ResultBody, ProjectCreate, ProjectUpdate, ApiKeyCreate,
-                          RepairCallbackSet, EmailDestinationCreate, SlackDestinationCreate, IncidentResolve,
-                          OperatorInvite,
+                          RepairCallbackSet, *DESTINATION_BODIES.values(), IncidentResolve, OperatorInvite,
                           ref_template=_ref("{name}")["$ref"])
     schemas = {**_single_schemas(), **bodies}
     return {**schemas, **_batch_schemas(schemas)}
@@ -302,13 +300,12 @@ def _single_schemas() -> dict[str, Any]:
 
         # Alert destinations
         "AlertDestinationCreate": {
-            "oneOf": [_ref("EmailDestinationCreate"), _ref("SlackDestinationCreate")],
+            "oneOf": [_ref(body.__name__) for body in DESTINATION_BODIES.values()],
             "discriminator": {"propertyName": "type", "mapping": {
-                "email": "#/components/schemas/EmailDestinationCreate",
-                "slack": "#/components/schemas/SlackDestinationCreate"}},
+                kind: _ref(body.__name__)["$ref"] for kind, body in DESTINATION_BODIES.items()}},
         },
         "AlertDestination": _object({
-            "id": _id("dst"), "type": _string(enum=["email", "slack"]), "target": _string(),
+            "id": _id("dst"), "type": _string(enum=list(DESTINATION_BODIES)), "target": _string(),
             "created_at": timestamp,
             "last_failure": _nullable(_string("Why the last alert to it was refused for good (Slack 404/410, "
                                               "SMTP 5xx); null once an alert is accepted again.")),
@@ -361,7 +358,7 @@ def _single_schemas() -> dict[str, Any]:
         }, description="One send of an alert, recorded before it is made; without finished_at it is under "
                        "way."),
         "Alert": _object({
-            "destination_id": _id("dst"), "destination_type": _string(enum=["email", "slack"]),
+            "destination_id": _id("dst"), "destination_type": _string(enum=list(DESTINATION_BODIES)),
             "event": _string(enum=["opened", "resolved", "callback_exhausted"]),
             "status": _string(enum=["pending", "sent", "failed"]),
             "attempts": {"type": "integer", "minimum": 0}, "created_at": timestamp,

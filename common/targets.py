@@ -20,6 +20,12 @@ _EMAIL_RE = re.compile(
     r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+"  # one or more further labels
 )
 _CGNAT = ipaddress.ip_network("100.64.0.0/10")
+# ``check_url_syntax`` as far as a pattern says it (for JSON Schema): http(s) (the scheme is
+# case-insensitive), a host, no user:password@, no #fragment, nothing but printable characters
+# other than whitespace.
+_URL_REST = r"://[^\s\x00-\x1f\x7f-\x9f/?#@]+(?:[/?][^\s\x00-\x1f\x7f-\x9f#]*)?$"
+HTTP_URL = "^[Hh][Tt][Tt][Pp][Ss]?" + _URL_REST
+URL_SCHEMA = {"minLength": 1, "maxLength": MAX_URL_CHARS, "pattern": HTTP_URL}
 
 
 class TargetError(ValueError):

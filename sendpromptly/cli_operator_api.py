@@ -18,6 +18,7 @@ from typing import Any, NoReturn
 
 import click
 
+from channels import KINDS
 from sendpromptly.client import ApiError, ClientError, Document, OperatorClient
 
 DEFAULT_URL = "http://127.0.0.1:8080"
@@ -359,8 +360,8 @@ def destinations() -> None:
 
 @api_command(destinations, "add", mutating=True)
 @click.argument("project_id")
-@click.option("--type", "type_", type=click.Choice(["email", "slack"]), required=True)
-@click.option("--target", required=True, help="An email address, or a Slack incoming-webhook URL.")
+@click.option("--type", "type_", type=click.Choice(list(KINDS)), required=True)
+@click.option("--target", required=True, help=" or ".join(kind.target_label for kind in KINDS.values()) + ".")
 def destinations_add(call: Call, project_id: str, type_: str, target: str) -> None:
     """Add an alert destination."""
     added = call.client.add_destination(project_id, type_, target, idempotency_key=call.idempotency_key)

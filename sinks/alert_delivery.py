@@ -21,10 +21,10 @@ from functools import partial
 
 from prometheus_client import Counter
 
+from channels import Channel, TransportError, open_channels
+from channels.message import CALLBACK_EXHAUSTED, Alert
 from common.callback_policy import retry_delay
 from common.config import Settings
-from sinks.channels import Channel, TransportError, open_channels
-from sinks.channels.message import CALLBACK_EXHAUSTED, Alert
 from sinks.claim_loop import ClaimLoop
 from sinks.retrying import retry_transient
 from store import audit, destinations, notifications

@@ -16,9 +16,9 @@ from collections.abc import Sequence
 
 from aiokafka import ConsumerRecord
 
+from channels.message import OPENED, RESOLVED, Alert
 from common.config import Settings
 from sinks.alert_delivery import AlertSender
-from sinks.channels.message import OPENED, RESOLVED, Alert
 from sinks.contract import Batched, Loop, Sink
 from store import notifications
 from store.db import Pool

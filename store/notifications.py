@@ -32,7 +32,7 @@ INTERRUPTED = "no outcome recorded: the alerts sink stopped during the send"
 @dataclass(frozen=True)
 class Notification:
     id: int
-    # What the message says, as ``sinks.channels.message.Alert.to_dict`` stored it.
+    # What the message says, as ``channels.message.Alert.to_dict`` stored it.
     alert: dict[str, Any]
     destination_id: str
     destination_type: str

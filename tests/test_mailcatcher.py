@@ -10,8 +10,8 @@ import sys
 import urllib.request
 from pathlib import Path
 
-from sinks.channels.email import EmailChannel
-from sinks.channels.message import OPENED, Alert
+from channels.email import EmailChannel
+from channels.message import OPENED, Alert
 from tests.support.mail_catcher import MailCatcher
 
 ALERT = Alert(kind=OPENED, project_id="prj_1", project_name="Billing", mode="test",

@@ -1,5 +1,5 @@
-"""Console page of a project's alert destinations: add an email address or a Slack webhook, send
-a test alert, remove one; each shows its last delivery error."""
+"""Console page of a project's alert destinations: add one of a kind the channels know (an email
+address, a Slack webhook), send a test alert, remove one; each shows its last delivery error."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from api_gateway.operator_api.common import visible_project
 from api_gateway.operator_api.destinations import add_destination, remove_destination, test_destination
 from api_gateway.problems import Problem
 from api_gateway.state import POOL
+from channels import KINDS
 from store import destinations
 from store.db import Connection
 
@@ -22,7 +23,7 @@ async def _page(request: web.Request, conn: Connection, *, status: int = 200, er
     found = await destinations.list_destinations(conn, project.id)
     return render(request, "destinations.html", status=status, project=project, destinations=found,
                   errors=errors, fields=field_messages(errors) if errors else {}, values=values or {},
-                  tested=tested)
+                  tested=tested, kinds=KINDS.values())
 
 
 async def show(request: web.Request) -> web.Response:

@@ -5,19 +5,20 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from msgspec import UNSET, Meta, UnsetType
+from msgspec import UNSET, Meta, UnsetType, defstruct
 from msgspec.structs import force_setattr
 
 from api_gateway.ingest_bodies import TimeoutMinutes
+from channels import KINDS, Kind
+from channels.email import EmailAddress
 from common.ids import is_well_formed
-from common.targets import _EMAIL_RE, MAX_URL_CHARS, TargetError, check_email
+from common.targets import MAX_URL_CHARS, URL_SCHEMA, TargetError, check_email
 from topics.declared import Declared, convert, field_errors
 from topics.fields import FieldErrors, Mode, ProjectId, Rule
 
 MAX_NAME_CHARS = 200
 MAX_LABEL_CHARS = 100
 MAX_NOTE_BYTES = 2048
-DESTINATION_TYPES = ("email", "slack")
 
 # ``str.isprintable`` refuses every control character; these are the ones a pattern can name in a
 # form Python, ECMA-262 and Rust regexes all read (``topics.fields.PRINTABLE``), and at least one
@@ -27,10 +28,6 @@ PRINTABLE_NOT_BLANK = rf"^{_PRINTABLE_CHAR}*[^\x00-\x20\x7f-\x9f]{_PRINTABLE_CHA
 # A resolution note: printable characters, newlines and tabs, and not only whitespace.
 _NOTE_CHAR = r"[^\x00-\x08\x0b-\x1f\x7f-\x9f]"
 NOTE = rf"^{_NOTE_CHAR}*[^\x00-\x20\x7f-\x9f]{_NOTE_CHAR}*$"
-# ``check_url_syntax``: http(s) (the scheme is case-insensitive), a host, no user:password@, no
-# #fragment, nothing but printable characters other than whitespace.
-_URL_REST = r"://[^\s\x00-\x1f\x7f-\x9f/?#@]+(?:[/?][^\s\x00-\x1f\x7f-\x9f#]*)?$"
-HTTP_URL = "^[Hh][Tt][Tt][Pp][Ss]?" + _URL_REST
 
 
 def _is_printable_name(value: str) -> bool:
@@ -58,14 +55,9 @@ Note = Annotated[str, Meta(min_length=1, max_length=MAX_NOTE_BYTES, extra_json_s
 # The URL and address checks (``common.targets``) name the exact fault, and a URL's host is
 # checked against the project's mode and resolved: the declarations state their rules in the schema
 # only, and the handlers check them.
-_URL_SCHEMA = {"minLength": 1, "maxLength": MAX_URL_CHARS, "pattern": HTTP_URL}
-CallbackUrl = Annotated[str, Meta(extra_json_schema=_URL_SCHEMA, description=(
+CallbackUrl = Annotated[str, Meta(extra_json_schema=URL_SCHEMA, description=(
     f"an http(s) URL of at most {MAX_URL_CHARS} characters with a host, without user:password@ or "
     "#fragment (https in live mode)"))]
-EmailAddress = Annotated[str, Meta(extra_json_schema={
-    "maxLength": 254, "pattern": f"^(?:{_EMAIL_RE.pattern})$"}, description="an email address")]
-SlackWebhook = Annotated[str, Meta(extra_json_schema=_URL_SCHEMA, description=(
-    "a Slack incoming-webhook URL, by the repair callback's rules (https in live mode)"))]
 ProjectIds = Annotated[list[ProjectId], Meta(description="a list of project ids (prj_...)"),
                        Rule(lambda ids: all(is_well_formed("prj", p) for p in ids),
                             "a list of project ids (prj_...)")]
@@ -106,21 +98,27 @@ class RepairCallbackSet(Declared, frozen=True, kw_only=True):
     url: CallbackUrl
 
 
-class _DestinationCreate(Declared, frozen=True, kw_only=True, tag_field="type"):
+class DestinationCreate(Declared, frozen=True, kw_only=True, tag_field="type"):
+    """A new alert destination: one declaration per kind (``DESTINATION_BODIES``), tagged by ``type``."""
+
+    # Each kind's declaration states its own target's rules.
+    target: str
+
     @property
     def type(self) -> str:
         return str(self.__struct_config__.tag)
 
 
-class EmailDestinationCreate(_DestinationCreate, frozen=True, kw_only=True, tag="email"):
-    target: EmailAddress
+def _destination_body(kind: Kind) -> type[DestinationCreate]:
+    """E.g. ``SlackDestinationCreate``: ``type`` "slack" and the Slack channel's ``target``."""
+    body = defstruct(f"{kind.name.capitalize()}DestinationCreate", [("target", kind.target)],
+                     bases=(DestinationCreate,), module=__name__, tag=kind.name, frozen=True, kw_only=True)
+    assert issubclass(body, DestinationCreate)  # its base
+    return body
 
 
-class SlackDestinationCreate(_DestinationCreate, frozen=True, kw_only=True, tag="slack"):
-    target: SlackWebhook
-
-
-DestinationCreate = EmailDestinationCreate | SlackDestinationCreate
+# By kind, in the channels' order.
+DESTINATION_BODIES = {name: _destination_body(kind) for name, kind in KINDS.items()}
 
 
 class OperatorInvite(Declared, frozen=True, kw_only=True):
@@ -176,13 +174,13 @@ def parse_callback(doc: Any) -> str:
 
 def parse_destination(doc: Any) -> DestinationCreate:
     kind = doc.get("type") if isinstance(doc, dict) else None
-    if kind == "email":
-        return convert(EmailDestinationCreate, doc)
-    if kind == "slack":
-        return convert(SlackDestinationCreate, doc)
-    # No declaration to check it against: the other faults as either would name them.
-    raise FieldErrors([(field, "must be one of " + ", ".join(DESTINATION_TYPES)) if field == "type"
-                       else (field, message) for field, message in field_errors(EmailDestinationCreate, doc)])
+    body = DESTINATION_BODIES.get(kind) if isinstance(kind, str) else None
+    if body is not None:
+        return convert(body, doc)
+    # No declaration to check it against: the other faults as the first kind would name them.
+    first = next(iter(DESTINATION_BODIES.values()))
+    raise FieldErrors([(field, "must be one of " + ", ".join(KINDS)) if field == "type"
+                       else (field, message) for field, message in field_errors(first, doc)])
 
 
 def parse_operator_invite(doc: Any) -> OperatorInvite:

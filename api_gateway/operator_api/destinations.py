@@ -21,9 +21,9 @@ from api_gateway.operator_api.projects import hold_live_prerequisites
 from api_gateway.problems import Problem, invalid_fields
 from api_gateway.responses import json_response, list_params, page
 from api_gateway.state import POOL, SETTINGS
-from common.targets import TargetError, check_email, check_url
-from sinks.channels import TransportError, open_channels
-from sinks.channels.message import TEST, Alert
+from channels import KINDS, TargetRules, TransportError, open_channels
+from channels.message import TEST, Alert
+from common.targets import TargetError
 from store import destinations
 from store.db import Connection
 from store.destinations import Destination
@@ -62,13 +62,11 @@ async def add_destination(request: web.Request, conn: Connection, body: Destinat
 
 
 async def _checked_target(request: web.Request, project: Project, body: DestinationCreate) -> str:
-    """The destination's target once it passes: an email address, or a Slack webhook URL under the
-    callback's address rules, https in live mode (a test project may post to a local http catcher)."""
+    """The destination's target once it passes its kind's check (``channels``)."""
+    rules = TargetRules(live=project.mode == "live",
+                        allow_private=request.app[SETTINGS].allow_private_targets)
     try:
-        if body.type == "email":
-            return check_email(body.target)
-        return await check_url(body.target, require_https=project.mode == "live",
-                               allow_private=request.app[SETTINGS].allow_private_targets)
+        return await KINDS[body.type].check_target(body.target, rules)
     except TargetError as exc:
         live = " (the project is live: live mode needs https)" if project.mode == "live" else ""
         raise invalid_fields([("target", f"{exc}{live}")]) from None

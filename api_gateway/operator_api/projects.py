@@ -21,6 +21,7 @@ from api_gateway.operator_api.common import (
 from api_gateway.problems import Problem
 from api_gateway.responses import json_response, list_params, page
 from api_gateway.state import POOL, SETTINGS
+from channels import KINDS
 from common.targets import TargetError, check_url, check_url_syntax
 from store import destinations, projects
 from store.db import Connection
@@ -133,9 +134,8 @@ async def live_gaps(request: web.Request, conn: Connection, project: Project, *,
     found = await destinations.list_destinations(conn, project.id)
     if not found:
         missing.append(("alert_destinations", "add an alert destination first (POST .../alert-destinations)"))
-    for slack in (d for d in found if d.type == "slack"):
-        try:
-            check_url_syntax(slack.target, require_https=True)
-        except TargetError as exc:
-            missing.append(("alert_destinations", f"in live mode Slack webhook {slack.id} {exc}"))
+    for destination in found:
+        kind = KINDS[destination.type]
+        if (fault := kind.live_fault(destination.target)) is not None:
+            missing.append(("alert_destinations", f"in live mode {kind.label} {destination.id} {fault}"))
     return missing

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from sinks.channels.message import Alert
+from channels.message import Alert
+
+# Per request; Slack answers within a second or two, an SMTP relay rarely takes longer.
+SEND_TIMEOUT_SECONDS = 10.0
 
 
 class TransportError(Exception):
@@ -18,7 +21,5 @@ class TransportError(Exception):
 
 
 class Channel(Protocol):
-    kind: str
-
     async def send(self, target: str, alert: Alert) -> None:
         """Deliver ``alert`` to ``target`` (an address, a webhook URL) or raise ``TransportError``."""

@@ -10,14 +10,20 @@ permanent. Slack has no idempotency key either: a send cut off by a crash may po
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import aiohttp
+from msgspec import Meta
 
+from channels.kind import Kind, TargetRules
+from channels.message import Alert, console_link, facts, subject
+from channels.transport import TransportError
 from common.callback_policy import Verdict, verdict
-from common.targets import TargetError, check_url_syntax
-from sinks.channels.message import Alert, console_link, facts, subject
-from sinks.channels.transport import TransportError
+from common.config import Settings
+from common.targets import URL_SCHEMA, TargetError, check_url, check_url_syntax
+
+SlackWebhook = Annotated[str, Meta(extra_json_schema=URL_SCHEMA, description=(
+    "a Slack incoming-webhook URL, by the repair callback's rules (https in live mode)"))]
 
 # Slack shows at most 10 fields in a section, each of at most 2000 characters (a result's detail
 # may be 2 KiB on its own).
@@ -60,8 +66,6 @@ def payload(alert: Alert, console_url: str) -> dict[str, Any]:
 
 
 class SlackChannel:
-    kind = "slack"
-
     def __init__(self, session: aiohttp.ClientSession, console_url: str):
         self._session = session
         self._console_url = console_url
@@ -87,3 +91,25 @@ class SlackChannel:
                 raise TransportError(f"Slack answered HTTP {status}: {body}", permanent=False)
             case Verdict.FAIL:
                 raise TransportError(f"Slack answered HTTP {status}: {body}", permanent=True)
+
+
+async def _check_target(target: str, rules: TargetRules) -> str:
+    """The callback's address rules; https in live mode (a test project may post to a local http
+    catcher)."""
+    return await check_url(target, require_https=rules.live, allow_private=rules.allow_private)
+
+
+def _live_fault(target: str) -> str | None:
+    try:
+        check_url_syntax(target, require_https=True)
+    except TargetError as exc:
+        return str(exc)
+    return None
+
+
+def _open(settings: Settings, session: aiohttp.ClientSession) -> SlackChannel:
+    return SlackChannel(session, settings.console_url)
+
+
+KIND = Kind(name="slack", label="Slack webhook", target_label="Slack webhook URL", target=SlackWebhook,
+            check_target=_check_target, live_fault=_live_fault, open=_open)

@@ -13,12 +13,22 @@ import html
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
+from typing import Annotated
 from urllib.parse import parse_qs, unquote, urlsplit
 
+import aiohttp
 import aiosmtplib
+from msgspec import Meta
 
-from sinks.channels.message import Alert, console_link, facts, subject
-from sinks.channels.transport import TransportError
+from channels.kind import Kind, TargetRules
+from channels.message import Alert, console_link, facts, subject
+from channels.transport import SEND_TIMEOUT_SECONDS, TransportError
+from common.config import Settings
+from common.targets import _EMAIL_RE, check_email
+
+# An address as ``check_email`` takes it (the operator invites' too).
+EmailAddress = Annotated[str, Meta(extra_json_schema={
+    "maxLength": 254, "pattern": f"^(?:{_EMAIL_RE.pattern})$"}, description="an email address")]
 
 
 @dataclass(frozen=True)
@@ -68,8 +78,6 @@ def compose(alert: Alert, sender: str, recipient: str, console_url: str) -> Emai
 
 
 class EmailChannel:
-    kind = "email"
-
     def __init__(self, smtp_url: str, sender: str, console_url: str, timeout_seconds: float):
         self._server = SmtpServer.parse(smtp_url) if smtp_url else None
         self._sender = sender
@@ -94,3 +102,15 @@ class EmailChannel:
             raise TransportError(f"SMTP {exc.code}: {exc.message}", permanent=500 <= exc.code < 600) from None
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
             raise TransportError(f"SMTP: {type(exc).__name__}: {exc}", permanent=False) from None
+
+
+async def _check_target(target: str, rules: TargetRules) -> str:
+    return check_email(target)
+
+
+def _open(settings: Settings, session: aiohttp.ClientSession) -> EmailChannel:
+    return EmailChannel(settings.smtp_url, settings.smtp_from, settings.console_url, SEND_TIMEOUT_SECONDS)
+
+
+KIND = Kind(name="email", label="Email", target_label="Email address", target=EmailAddress,
+            check_target=_check_target, live_fault=lambda target: None, open=_open)
