@@ -7,6 +7,7 @@ objects and the compose file parses; images, ports, settings and probe paths are
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import re
 import shutil
@@ -141,6 +142,27 @@ def test_kubernetes_runs_every_process_with_probes_resources_and_a_disruption_bu
         assert process.job in budgets, f"{process.job} has no PodDisruptionBudget"
         selector = budgets[process.job]["spec"]["selector"]["matchLabels"]
         assert selector == {"app.kubernetes.io/name": process.job}
+
+
+def sink_shape(process: Process) -> str:
+    """A sink's manifest file after its opening comment (which says what the sink does), with its
+    name written NAME."""
+    lines = (K8S / f"{process.name}.yaml").read_text().splitlines(keepends=True)
+    body = "".join(itertools.dropwhile(lambda line: line.startswith("#"), lines))
+    return body.replace(process.args[1], "NAME")
+
+
+def test_kubernetes_runs_each_sink_from_one_shape_listed_in_the_processes_order() -> None:
+    """A new sink is a line in sendpromptly/processes.py and a copy of any sink's file under its
+    name: the files differ in nothing else."""
+    sinks = [process for process in PROCESSES if process.sink_module]
+    kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text())
+    assert [name for name in kustomization["resources"] if name.startswith("sink-")] == \
+        [f"{process.name}.yaml" for process in sinks]
+    first, *others = sinks
+    for other in others:
+        assert sink_shape(other) == sink_shape(first), \
+            f"deploy/k8s/{other.name}.yaml differs from {first.name}.yaml beyond the sink's name"
 
 
 def test_kubernetes_settings_are_the_processes_own() -> None:
