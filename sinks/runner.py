@@ -60,6 +60,10 @@ class SinkRunner:
         self._handlers = {topic.name(settings.topic_prefix): handle
                           for topic, handle in sink.handlers.items()}
         self._loops = sink.loops
+        names = [loop.name for loop in sink.loops]
+        if CONSUMER in names or len(set(names)) != len(names):
+            raise ValueError(f"sink {name}: its loops need names of their own other than {CONSUMER!r}: "
+                             f"{names}")
         # The running parts (the consumer and each loop) by name, once started.
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._deadletter_topic = DEADLETTER.name(settings.topic_prefix)
@@ -78,9 +82,10 @@ class SinkRunner:
         try:
             done, _ = await asyncio.wait(self._tasks.values(), return_when=asyncio.FIRST_COMPLETED)
             ended = next(name for name, task in self._tasks.items() if task in done)
-            self._tasks[ended].result()  # its failure, if it failed
-            raise LoopEnded(f"sink {self.name}: its {ended} ended by itself; stopping the process "
-                            "to be restarted")
+            failure = self._tasks[ended].exception()
+            log.error("sink %s: its %s %s; stopping the process, to be restarted", self.name, ended,
+                      "failed" if failure else "ended by itself", exc_info=failure)
+            raise failure or LoopEnded(f"sink {self.name}: its {ended} ended by itself")
         finally:
             for task in self._tasks.values():
                 task.cancel()
