@@ -12,11 +12,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
-import psycopg
-import psycopg_pool
 from aiohttp import web
 
-from common.faults import is_transient
+from store.errors import DatabaseUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -76,20 +74,16 @@ def kafka_unavailable(what: str, cause: Exception) -> Problem:
 DATABASE_RETRY_AFTER_SECONDS = 2
 
 
-def database_unavailable(cause: Exception) -> Problem:
+def database_unavailable(cause: DatabaseUnavailable) -> Problem:
     """503 for a request the database could not serve for a passing reason (a restart, a dropped
     connection): the request was not answered, so the client retries it with the same
     Idempotency-Key."""
     return Problem(
         503, "database-unavailable", "Service Unavailable",
-        f"The database is unavailable right now ({type(cause).__name__}); "
+        f"The database is unavailable right now ({cause.reason}); "
         "retry with the same Idempotency-Key in a moment.",
         headers={"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)},
     )
-
-
-def _database_down(exc: Exception) -> bool:
-    return isinstance(exc, psycopg.Error | psycopg_pool.PoolTimeout) and is_transient(exc)
 
 
 # nginx's "client closed request": the client left before the answer, so none is sent; metrics
@@ -140,7 +134,7 @@ def as_problem(request: web.Request, exc: Exception) -> Problem:
     # A reset while our client's connection is gone is theirs; any other peer's is a fault.
     if isinstance(exc, ConnectionResetError) and request.transport is None:
         return client_gone(request)
-    if _database_down(exc):
+    if isinstance(exc, DatabaseUnavailable):
         log.warning("database unavailable in %s %s: %s", request.method, request.path, exc)
         return database_unavailable(exc)
     log.exception("unhandled error in %s %s", request.method, request.path, exc_info=exc)

@@ -14,18 +14,15 @@ import asyncio
 import random
 from dataclasses import dataclass
 
-import psycopg
-import psycopg_pool
 from aiokafka import errors as aiokafka_errors
+
+from store.errors import DatabaseUnavailable
 
 
 def is_transient(exc: BaseException) -> bool:
     """True when the same work may well succeed if tried again in a moment."""
-    if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError | psycopg_pool.PoolTimeout):
-        # Connection lost, server shutting down or starting up, serialization failure, deadlock.
+    if isinstance(exc, DatabaseUnavailable):
         return True
-    if isinstance(exc, psycopg_pool.PoolClosed):
-        return False
     if isinstance(exc, aiokafka_errors.KafkaError):
         return bool(getattr(exc, "retriable", False)) or isinstance(
             exc, aiokafka_errors.KafkaConnectionError | aiokafka_errors.KafkaTimeoutError)

@@ -12,12 +12,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from aiokafka import ConsumerRecord
-from psycopg.errors import DataError
 
 from common.config import Settings
 from sinks.contract import Batched, Sink, Unprocessable
 from store.audit_log import append_many
 from store.db import Pool
+from store.errors import Unstorable
 from topics import AUDIT, AuditEvent, decode
 
 
@@ -30,7 +30,7 @@ class AuditLogSink:
         try:
             async with self._pool.connection() as conn:
                 await append_many(conn, events)
-        except DataError as exc:  # e.g. a NUL character, which jsonb cannot hold: it never will
+        except Unstorable as exc:  # e.g. a NUL character, which jsonb cannot hold: it never will
             raise Unprocessable("unstorable_audit_event", str(exc)) from None
 
 

@@ -16,7 +16,6 @@ from functools import partial
 from typing import TypeVar
 
 from aiokafka import ConsumerRecord
-from psycopg.errors import ForeignKeyViolation
 
 from common.config import Settings
 from sinks.callback_delivery import CallbackDeliverer
@@ -25,6 +24,7 @@ from sinks.snapshot_purge import purge_hourly
 from store import incidents
 from store.callback_deliveries import record_delivery
 from store.db import Pool
+from store.errors import MissingReference
 from store.projects import get_project
 from store.snapshots import store_snapshot
 from topics import RECEIPTS, REPAIRS, RESULTS, Receipt, RepairRequest, Result, SchemaError, TopicSpec, decode
@@ -49,7 +49,7 @@ class CallbacksSink:
                 await incidents.add_replay(conn, repair.replay_id, repair.incident_id, repair.requested_by,
                                            repair.requested_at)
                 await record_delivery(conn, repair)
-        except ForeignKeyViolation:
+        except MissingReference:
             raise Unprocessable(
                 "unknown_incident", f"incident {repair.incident_id} of {repair.project_id} does not exist",
             ) from None

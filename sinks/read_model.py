@@ -11,11 +11,11 @@ from datetime import datetime
 from typing import Any
 
 from aiokafka import ConsumerRecord
-from psycopg.errors import ForeignKeyViolation
 
 from common.config import Settings
 from sinks.contract import Batched, Sink, Unprocessable
 from store.db import Connection, Pool
+from store.errors import MissingReference
 from store.flows import FlowView, forget_flows, upsert_flows
 from store.incidents import apply_events
 from topics import AUDIT, INCIDENTS, AuditEvent, IncidentEvent, TopicSpec, decode
@@ -71,7 +71,7 @@ class ReadModelSink:
         try:
             async with self._pool.connection() as conn:
                 await write(conn)
-        except ForeignKeyViolation:
+        except MissingReference:
             # Alone, a record names its project; a batch that fails is handled again record by record.
             raise Unprocessable("unknown_project", f"{project_id} does not exist") from None
 

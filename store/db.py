@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import TypeAlias
 from weakref import WeakKeyDictionary
 
@@ -11,20 +12,42 @@ from psycopg import AsyncConnection
 from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool
 
+from store.errors import translated
+
 Connection: TypeAlias = AsyncConnection[DictRow]
 """A connection from ``open_pool``: its rows are dicts keyed by column name."""
 
-Pool: TypeAlias = AsyncConnectionPool[Connection]
-"""The pool ``open_pool`` returns; its connections are ``Connection``s."""
+
+class Pool:
+    """The pool ``open_pool`` returns. Whatever fails on one of its connections leaves the
+    ``connection()`` block as the store's error (``store.errors``), never psycopg's."""
+
+    def __init__(self, pool: AsyncConnectionPool[Connection]):
+        self._pool = pool
+
+    @asynccontextmanager
+    async def connection(self, timeout: float | None = None) -> AsyncIterator[Connection]:
+        """A connection for the block, given back after it. Taking one fails with
+        ``DatabaseUnavailable`` after ``timeout`` seconds, by default the pool's ``wait_seconds``
+        (the database away, or every connection busy)."""
+        with translated():
+            async with self._pool.connection(timeout) as conn:
+                yield conn
+
+    @property
+    def closed(self) -> bool:
+        return self._pool.closed
+
+    async def close(self) -> None:
+        await self._pool.close()
 
 
 async def open_pool(database_url: str, *, min_size: int = 1, max_size: int = 10,
                     wait_seconds: float = 30.0) -> Pool:
     """An open pool whose connections return rows as dicts; close it with ``await pool.close()``.
-    Taking a connection fails with ``PoolTimeout`` after ``wait_seconds`` (the database away, or
-    every connection busy)."""
+    Fails with ``DatabaseUnavailable`` when the database does not answer within 30 s."""
     freshness = ConnectionFreshness()
-    pool: Pool = AsyncConnectionPool(
+    pool: AsyncConnectionPool[Connection] = AsyncConnectionPool(
         database_url,
         min_size=min_size,
         max_size=max_size,
@@ -35,8 +58,9 @@ async def open_pool(database_url: str, *, min_size: int = 1, max_size: int = 10,
         open=False,
         name="sendpromptly",
     )
-    await pool.open(wait=True, timeout=30)
-    return pool
+    with translated():
+        await pool.open(wait=True, timeout=30)
+    return Pool(pool)
 
 
 # A connection given back this recently was working then: checking it would cost a round trip on

@@ -12,6 +12,8 @@ from importlib import resources
 
 import psycopg
 
+from store.errors import translated
+
 _NAME_RE = re.compile(r"(\d{4})_[a-z0-9_]+\.sql")
 # Any fixed number works; it only has to be the same for every migrating process.
 _LOCK_ID = 0x5E9D_0001
@@ -40,7 +42,7 @@ def available() -> list[Migration]:
 def migrate(database_url: str) -> list[str]:
     """Apply every migration not yet applied; returns the names applied by this call."""
     applied_now: list[str] = []
-    with psycopg.connect(database_url, autocommit=True) as conn:
+    with translated(), psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute("SELECT pg_advisory_lock(%s)", (_LOCK_ID,))
         try:
             conn.execute(

@@ -8,6 +8,7 @@ from typing import Any
 
 from common.ids import new_id
 from store.db import Connection
+from store.errors import Duplicate
 
 
 @dataclass(frozen=True)
@@ -32,8 +33,8 @@ class TokenInfo:
     revoked_at: datetime | None
 
 
-class EmailTaken(Exception):
-    pass
+class EmailTaken(Duplicate):
+    """An operator with this email (in any case) exists already."""
 
 
 async def create_operator(conn: Connection, *, email: str, is_admin: bool,

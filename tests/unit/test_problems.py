@@ -13,6 +13,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from api_gateway.problems import CONTENT_TYPE, problem_middleware
+from store.errors import translate
 
 
 @pytest.fixture
@@ -43,18 +44,21 @@ async def raising() -> AsyncIterator[Callable[[Exception], str]]:
     psycopg_pool.PoolTimeout("couldn't get a connection after 30.00 sec"),
 ], ids=lambda exc: type(exc).__name__)
 async def test_a_database_away_for_a_moment_is_a_503_to_retry_with_the_same_key(
-        raising: Callable[[Exception], str], exc: Exception) -> None:
-    async with aiohttp.ClientSession() as http, http.post(raising(exc)) as response:
+        raising: Callable[[Exception], str], exc: psycopg.Error) -> None:
+    async with aiohttp.ClientSession() as http, http.post(raising(translate(exc))) as response:
         assert response.status == 503
         assert response.content_type == CONTENT_TYPE
         assert int(response.headers["Retry-After"]) > 0
         problem = await response.json(content_type=None)
     assert problem["type"].endswith("/database-unavailable")
     assert "database is unavailable" in problem["detail"] and "same Idempotency-Key" in problem["detail"]
+    assert f"({type(exc).__name__})" in problem["detail"]
+    assert str(exc) not in problem["detail"]  # the database's own words stay in the log
 
 
 @pytest.mark.parametrize("exc", [
-    psycopg.errors.UniqueViolation("duplicate key value violates unique constraint"),
+    translate(psycopg.errors.UniqueViolation("duplicate key value violates unique constraint")),
+    translate(psycopg.errors.SyntaxError("syntax error at or near \"SELEC\"")),
     ValueError("a bug"),
 ], ids=lambda exc: type(exc).__name__)
 async def test_a_failure_that_retrying_would_not_mend_is_a_500(
