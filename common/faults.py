@@ -16,16 +16,15 @@ from dataclasses import dataclass
 
 from aiokafka import errors as aiokafka_errors
 
-from store.errors import DatabaseUnavailable
-
 
 def is_transient(exc: BaseException) -> bool:
     """True when the same work may well succeed if tried again in a moment."""
-    if isinstance(exc, DatabaseUnavailable):
+    # The errors that know say so themselves: aiokafka's, and the store's DatabaseUnavailable
+    # (store/errors.py), so this module, which every layer uses, imports no store.
+    if getattr(exc, "retriable", False):
         return True
     if isinstance(exc, aiokafka_errors.KafkaError):
-        return bool(getattr(exc, "retriable", False)) or isinstance(
-            exc, aiokafka_errors.KafkaConnectionError | aiokafka_errors.KafkaTimeoutError)
+        return isinstance(exc, aiokafka_errors.KafkaConnectionError | aiokafka_errors.KafkaTimeoutError)
     return isinstance(exc, ConnectionError | TimeoutError | OSError)
 
 

@@ -24,6 +24,10 @@ class StoreError(Exception):
     ``__cause__``, and ``reason`` that error's name (``AdminShutdown``, say) for messages that
     must not quote the database's words."""
 
+    # Whether the same work may succeed when tried again: the attribute aiokafka's errors carry,
+    # so ``sendpromptly.faults.is_transient`` reads both alike without importing the store.
+    retriable = False
+
     def __init__(self, message: str, *, reason: str = "") -> None:
         super().__init__(message)
         self.reason = reason or type(self).__name__
@@ -34,6 +38,8 @@ class DatabaseUnavailable(StoreError):
     server is restarting or shutting down, no connection came free in time, a transaction lost a
     serialization or deadlock race, or the pool is closing with its process (the work is then for
     the next one). The same work may well succeed when tried again."""
+
+    retriable = True
 
 
 class MissingReference(StoreError):
