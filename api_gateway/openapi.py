@@ -42,6 +42,9 @@ from api_gateway.problems import CONTENT_TYPE as PROBLEM_JSON
 from api_gateway.problems import DATABASE_RETRY_AFTER_SECONDS, KAFKA_RETRY_AFTER_SECONDS, PROBLEM_TYPE_BASE
 from api_gateway.responses import limit_param
 from common.callback_policy import Verdict
+from store.callback_deliveries import DeliveryStatus
+from store.incidents import ReplayOutcome
+from store.notifications import NotificationStatus
 from topics.declared import json_schemas
 from topics.fields import (
     MAX_DETAIL_BYTES,
@@ -347,10 +350,10 @@ def _single_schemas() -> dict[str, Any]:
             "attempts": {"type": "integer", "minimum": 0, "description": "Repair callback attempts so far."},
             "callback_attempts": {"type": "array", "items": _ref("CallbackAttempt"),
                                   "description": "Every repair callback attempt, oldest first."},
-        }, {"outcome": _string(enum=list(RESULT_STATUSES)),
+        }, {"outcome": _string(enum=list(ReplayOutcome)),
             "delivery_status": _string("The repair callback's delivery; absent until the callbacks sink "
                                        "has taken the request.",
-                                       enum=["pending", "delivered", "failed", "exhausted"]),
+                                       enum=list(DeliveryStatus)),
             "next_attempt_at": timestamp}),
         "AlertSend": _object({"attempt": {"type": "integer", "minimum": 1}, "attempted_at": timestamp}, {
             "finished_at": timestamp, "outcome": _string(enum=["sent", "failed"]),
@@ -360,7 +363,7 @@ def _single_schemas() -> dict[str, Any]:
         "Alert": _object({
             "destination_id": _id("dst"), "destination_type": _string(enum=list(DESTINATION_BODIES)),
             "event": _string(enum=["opened", "resolved", "callback_exhausted"]),
-            "status": _string(enum=["pending", "sent", "failed"]),
+            "status": _string(enum=list(NotificationStatus)),
             "attempts": {"type": "integer", "minimum": 0}, "created_at": timestamp,
             "sends": {"type": "array", "items": _ref("AlertSend"), "description": "Oldest first."},
         }, {"replay_id": _id("rpl"), "last_error": _string()},

@@ -29,7 +29,7 @@ from sinks.claim_loop import ClaimLoop
 from sinks.retrying import retry_transient
 from store import audit, destinations, notifications
 from store.db import Connection, Pool
-from store.notifications import FAILED, INTERRUPTED, PENDING, SENT, Notification
+from store.notifications import INTERRUPTED, Notification, NotificationStatus
 from topics.fields import format_timestamp
 
 log = logging.getLogger(__name__)
@@ -38,7 +38,8 @@ ACTOR = "system:alerts"
 
 ALERTS_SENT = Counter("sendpromptly_alerts_sent_total", "Alert sends, by channel and what came of them",
                       ["channel", "outcome"])
-OUTCOME_LABELS = {SENT: "sent", PENDING: "retrying", FAILED: "failed"}
+OUTCOME_LABELS = {NotificationStatus.SENT: "sent", NotificationStatus.PENDING: "retrying",
+                  NotificationStatus.FAILED: "failed"}
 
 # How often to look for exhausted repair callbacks, and how far back (a sink down for longer
 # misses older ones).
@@ -137,14 +138,15 @@ class AlertSender:
                  notification.alert.get("incident_id"), notification.destination_id, number,
                  OUTCOME_LABELS[status], "" if error is None else f" ({error.message})")
 
-    def _next_state(self, number: int, error: TransportError | None) -> tuple[str, datetime | None]:
+    def _next_state(self, number: int,
+                    error: TransportError | None) -> tuple[NotificationStatus, datetime | None]:
         if error is None:
-            return SENT, None
+            return NotificationStatus.SENT, None
         delay = None if error.permanent else retry_delay(self._settings.alert_retry_schedule, number, None,
                                                          self._rng)
         if delay is None:
-            return FAILED, None
-        return PENDING, datetime.now(UTC) + timedelta(seconds=delay)
+            return NotificationStatus.FAILED, None
+        return NotificationStatus.PENDING, datetime.now(UTC) + timedelta(seconds=delay)
 
     async def _claim_exhausted_callbacks(self) -> None:
         async with self._pool.connection() as conn:
@@ -161,7 +163,7 @@ class AlertSender:
                                           alert=alert.to_dict())
 
 
-async def _audit(conn: Connection, notification: Notification, number: int, status: str,
+async def _audit(conn: Connection, notification: Notification, number: int, status: NotificationStatus,
                  error: TransportError | None) -> None:
     """Every send and its failure in the project's audit log, in the outcome's transaction: the
     destination, never its target (a Slack webhook URL is a secret) nor the message."""

@@ -35,12 +35,9 @@ from sinks.claim_loop import ClaimLoop
 from sinks.retrying import retry_transient
 from store import audit, callbacks, incidents
 from store.callback_deliveries import (
-    DELIVERED,
-    EXHAUSTED,
-    FAILED,
     INTERRUPTED,
-    PENDING,
     Delivery,
+    DeliveryStatus,
     begin_attempt,
     claim_due,
     finish_attempt,
@@ -63,7 +60,8 @@ LATENCY = Histogram("sendpromptly_callback_latency_seconds",
 ACTOR = "system:callbacks"
 TIMEOUT_SECONDS = 10.0
 # What the metric and the audit call each delivery state after an attempt.
-OUTCOME_LABELS = {PENDING: "retrying", DELIVERED: "delivered", FAILED: "failed", EXHAUSTED: "exhausted"}
+OUTCOME_LABELS = {DeliveryStatus.PENDING: "retrying", DeliveryStatus.DELIVERED: "delivered",
+                  DeliveryStatus.FAILED: "failed", DeliveryStatus.EXHAUSTED: "exhausted"}
 
 
 @dataclass(frozen=True)
@@ -154,16 +152,16 @@ class CallbackDeliverer:
         return True
 
     def _next_state(self, number: int, http_status: int | None,
-                    retry_after: float | None) -> tuple[str, datetime | None]:
+                    retry_after: float | None) -> tuple[DeliveryStatus, datetime | None]:
         match verdict(http_status):
             case Verdict.DELIVERED:
-                return DELIVERED, None
+                return DeliveryStatus.DELIVERED, None
             case Verdict.FAIL:
-                return FAILED, None
+                return DeliveryStatus.FAILED, None
         delay = retry_delay(self._settings.callback_retry_schedule, number, retry_after, self._rng)
         if delay is None:
-            return EXHAUSTED, None
-        return PENDING, datetime.now(UTC) + timedelta(seconds=delay)
+            return DeliveryStatus.EXHAUSTED, None
+        return DeliveryStatus.PENDING, datetime.now(UTC) + timedelta(seconds=delay)
 
     async def _target(self, conn: Connection, repair: RepairRequest) -> Target | str:
         """Where and how to call, or why there is nothing to call."""
@@ -210,7 +208,7 @@ class CallbackDeliverer:
                 data["next_attempt_at"] = format_timestamp(next_attempt_at)
             await audit.record(conn, project_id=repair.project_id, actor=ACTOR, action="callback.attempted",
                                target=repair.incident_id, data=data)
-            if status in (FAILED, EXHAUSTED):
+            if status in (DeliveryStatus.FAILED, DeliveryStatus.EXHAUSTED):
                 await self._record_failure(conn, repair, status, outcome.problem or "")
         ATTEMPTS.labels(OUTCOME_LABELS[status]).inc()
         log.info("replay %s attempt %d: %s (%s)", repair.replay_id, number, OUTCOME_LABELS[status],
@@ -219,14 +217,14 @@ class CallbackDeliverer:
     async def _give_up(self, repair: RepairRequest, reason: str) -> None:
         async with self._pool.connection() as conn, conn.transaction():
             await finish_without_attempt(conn, repair.replay_id, reason)
-            await self._record_failure(conn, repair, FAILED, reason)
+            await self._record_failure(conn, repair, DeliveryStatus.FAILED, reason)
         log.warning("replay %s: not called: %s", repair.replay_id, reason)
 
-    async def _record_failure(self, conn: Connection, repair: RepairRequest, status: str,
+    async def _record_failure(self, conn: Connection, repair: RepairRequest, status: DeliveryStatus,
                               reason: str) -> None:
         """The replay's outcome is ``failed``; the audit says why (``callback.failed`` or
         ``callback.exhausted``). Alerts pick exhausted deliveries up from ``callback_deliveries``."""
         await incidents.record_replay_outcome(conn, repair.project_id, repair.reference, repair.replay_id,
-                                              "failed")
+                                              incidents.ReplayOutcome.FAILED)
         await audit.record(conn, project_id=repair.project_id, actor=ACTOR, action=f"callback.{status}",
                            target=repair.incident_id, data={"replay_id": repair.replay_id, "reason": reason})

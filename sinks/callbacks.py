@@ -73,7 +73,7 @@ class CallbacksSink:
             return
         async with self._pool.connection() as conn:
             await incidents.record_replay_outcome(conn, result.project_id, result.reference, result.replay_id,
-                                                  result.status)
+                                                  incidents.ReplayOutcome(result.status))
 
 def _signal(cls: type[M], record: ConsumerRecord) -> M | None:
     """A receipt or result, or None for one that is malformed: the agents validate the signal

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import StrEnum
 from typing import Any
 
 from psycopg.types.json import Jsonb
@@ -21,7 +22,16 @@ from store.attempts import Ledger
 from store.db import Connection
 from topics import RepairRequest
 
-PENDING, DELIVERED, FAILED, EXHAUSTED = "pending", "delivered", "failed", "exhausted"
+
+class DeliveryStatus(StrEnum):
+    """A delivery's ``status``: pending while attempts are due, then delivered, failed (an answer
+    that retrying would not change) or exhausted (out of attempts)."""
+
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+    EXHAUSTED = "exhausted"
+
 
 DELIVERIES = Ledger(items="callback_deliveries", key="replay_id", attempts="callback_attempts",
                     item_key="replay_id")
@@ -82,8 +92,8 @@ async def begin_attempt(conn: Connection, replay_id: str, number: int, nonce: st
     return await DELIVERIES.begin(conn, replay_id, number, attempted_at, nonce=nonce)
 
 
-async def finish_attempt(conn: Connection, replay_id: str, number: int, outcome: Outcome, *, status: str,
-                         next_attempt_at: datetime | None) -> bool:
+async def finish_attempt(conn: Connection, replay_id: str, number: int, outcome: Outcome, *,
+                         status: DeliveryStatus, next_attempt_at: datetime | None) -> bool:
     """Store the outcome of begun attempt ``number`` and the delivery's new state; call inside a
     transaction. False (and nothing stored) when that attempt has an outcome already: its lease
     ran out and the next claim recorded it as interrupted."""

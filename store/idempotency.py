@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from enum import Enum
+from enum import Enum, StrEnum
 from typing import Any
 
 import orjson
@@ -31,6 +31,13 @@ from store.db import Connection
 RETENTION = timedelta(hours=24)
 # A claim whose owner died (kill -9 mid-request) is taken over after this long.
 LEASE = timedelta(seconds=60)
+
+
+class RecordState(StrEnum):
+    """A record's ``state``: in flight while its request is answered, then completed."""
+
+    IN_FLIGHT = "in_flight"
+    COMPLETED = "completed"
 
 
 class ClaimOutcome(Enum):
@@ -101,7 +108,8 @@ async def claim(conn: Connection, scope: str, key: str, fingerprint: bytes,
 
 def _abandoned(row: dict[str, Any], fingerprint: bytes) -> bool:
     """An in-flight claim of the same request whose lease ran out: its owner will not complete it."""
-    return row["state"] == "in_flight" and row["lease_over"] and bytes(row["fingerprint"]) == fingerprint
+    return (row["state"] == RecordState.IN_FLIGHT and row["lease_over"]
+            and bytes(row["fingerprint"]) == fingerprint)
 
 
 async def _take_over(conn: Connection, scope: str, key: str, fingerprint: bytes,
@@ -198,7 +206,7 @@ async def _records(conn: Connection,
 def _classified(row: dict[str, Any], fingerprint: bytes) -> Claim:
     if bytes(row["fingerprint"]) != fingerprint:
         return Claim(ClaimOutcome.MISMATCH)
-    if row["state"] == "in_flight":
+    if row["state"] == RecordState.IN_FLIGHT:
         return Claim(ClaimOutcome.IN_FLIGHT)
     return Claim(ClaimOutcome.REPLAY, _stored_response(row))
 

@@ -10,12 +10,28 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
-from store.callback_deliveries import Attempt, list_attempts
+from store.callback_deliveries import Attempt, DeliveryStatus, list_attempts
 from store.db import Connection
 from store.notifications import Sent, list_sent
 from topics import IncidentEvent
+
+
+class IncidentStatus(StrEnum):
+    """An incident's ``status``; an open one may be acknowledged besides (``acknowledged_at``)."""
+
+    OPEN = "open"
+    RESOLVED = "resolved"
+
+
+class ReplayOutcome(StrEnum):
+    """A replay's ``outcome``: the status of the result that names it, or failed when its
+    callback gave up."""
+
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
 
 
 @dataclass(frozen=True)
@@ -24,10 +40,10 @@ class Replay:
     requested_by: str
     requested_at: datetime
     attempts: int
-    outcome: str | None
+    outcome: ReplayOutcome | None
     # The repair callback's delivery (store/callback_deliveries.py): its status and when its next
     # attempt is due; None until the callbacks sink has recorded it.
-    delivery_status: str | None = None
+    delivery_status: DeliveryStatus | None = None
     next_attempt_at: datetime | None = None
     # Every repair-callback attempt, oldest first.
     callback_attempts: tuple[Attempt, ...] = ()
@@ -40,7 +56,7 @@ class Incident:
     reference: str
     mode: str
     reason: str
-    status: str
+    status: IncidentStatus
     opened_at: datetime
     deadline: datetime
     acknowledged_at: datetime | None
@@ -107,7 +123,7 @@ def _row(event: IncidentEvent) -> dict[str, Any]:
         "reason": event.reason if opened else None,
         "opened_at": at if opened else None,
         "acknowledged_at": at if event.type == "acknowledged" else None,
-        "status": "resolved" if resolved else "open",
+        "status": IncidentStatus.RESOLVED if resolved else IncidentStatus.OPEN,
         "resolved_at": at if resolved else None,
         "resolution": event.resolution if resolved else None,
         "note": event.note if resolved else None,
@@ -151,7 +167,7 @@ async def record_replay_attempts(conn: Connection, replay_id: str, attempts: int
 
 
 async def record_replay_outcome(conn: Connection, project_id: str, reference: str, replay_id: str,
-                                outcome: str) -> None:
+                                outcome: ReplayOutcome) -> None:
     """Only for a replay of this project's flow (a result cannot touch another project's replay).
     ``succeeded`` is final: a success reported once stays, whatever failed before or after."""
     await conn.execute(
@@ -243,10 +259,14 @@ async def _with_replays(conn: Connection, rows: list[dict[str, Any]]) -> list[In
     for attempt in await list_attempts(conn, list(attempts)):
         attempts[attempt.replay_id].append(attempt)
     for replay in found:
-        replays[replay.pop("incident_id")].append(
-            Replay(**replay, callback_attempts=tuple(attempts[replay["replay_id"]])))
+        outcome, delivery_status = replay.pop("outcome"), replay.pop("delivery_status")
+        replays[replay.pop("incident_id")].append(Replay(
+            **replay, outcome=None if outcome is None else ReplayOutcome(outcome),
+            delivery_status=None if delivery_status is None else DeliveryStatus(delivery_status),
+            callback_attempts=tuple(attempts[replay["replay_id"]])))
     alerts: dict[str, list[Sent]] = {row["id"]: [] for row in rows}
     for sent in await list_sent(conn, list(alerts)):
         alerts[sent.incident_id].append(sent)
-    return [Incident(**row, replays=tuple(replays[row["id"]]), alerts=tuple(alerts[row["id"]]))
+    return [Incident(**{**row, "status": IncidentStatus(row["status"])}, replays=tuple(replays[row["id"]]),
+                     alerts=tuple(alerts[row["id"]]))
             for row in rows]

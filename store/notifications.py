@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import StrEnum
 from typing import Any
 
 from psycopg.types.json import Jsonb
@@ -21,7 +22,14 @@ from psycopg.types.json import Jsonb
 from store.attempts import Ledger
 from store.db import Connection
 
-PENDING, SENT, FAILED = "pending", "sent", "failed"
+
+class NotificationStatus(StrEnum):
+    """A notification's ``status``: pending while sends are due, then sent or failed."""
+
+    PENDING = "pending"
+    SENT = "sent"
+    FAILED = "failed"
+
 
 NOTIFICATIONS = Ledger(items="notifications", key="id", attempts="notification_attempts",
                        item_key="notification_id")
@@ -65,7 +73,7 @@ class Sent:
     replay_id: str | None
     destination_id: str
     destination_type: str
-    status: str
+    status: NotificationStatus
     attempts: int
     last_error: str | None
     created_at: datetime
@@ -145,7 +153,7 @@ async def begin_attempt(conn: Connection, notification_id: int, number: int, att
     return await NOTIFICATIONS.begin(conn, notification_id, number, attempted_at)
 
 
-async def finish_attempt(conn: Connection, notification_id: int, number: int, *, status: str,
+async def finish_attempt(conn: Connection, notification_id: int, number: int, *, status: NotificationStatus,
                          next_attempt_at: datetime | None, error: str | None) -> bool:
     """The outcome of begun send ``number`` and the notification's new state; call inside a
     transaction. False (nothing stored) when that send has an outcome already: its lease ran out and
@@ -171,7 +179,8 @@ async def list_sent(conn: Connection, incident_ids: list[str]) -> list[Sent]:
     sends: dict[int, list[Attempt]] = {row["id"]: [] for row in rows}
     for attempt in await list_attempts(conn, list(sends)):
         sends[attempt.notification_id].append(attempt)
-    return [Sent(**{k: v for k, v in row.items() if k != "id"}, sends=tuple(sends[row["id"]]))
+    return [Sent(**{k: v for k, v in row.items() if k not in ("id", "status")},
+                 status=NotificationStatus(row["status"]), sends=tuple(sends[row["id"]]))
             for row in rows]
 
 

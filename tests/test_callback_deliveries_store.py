@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from common.callback_request import Outcome
 from store.callback_deliveries import (
     INTERRUPTED,
-    PENDING,
+    DeliveryStatus,
     begin_attempt,
     claim_due,
     finish_attempt,
@@ -19,7 +19,14 @@ from store.callback_deliveries import (
     record_delivery,
 )
 from store.db import Connection, open_pool
-from store.incidents import Incident, add_replay, apply_event, get_incident, record_replay_outcome
+from store.incidents import (
+    Incident,
+    ReplayOutcome,
+    add_replay,
+    apply_event,
+    get_incident,
+    record_replay_outcome,
+)
 from tests.conftest import ProjectKey
 from topics import IncidentEvent, RepairRequest
 
@@ -63,11 +70,11 @@ async def test_deliveries_are_recorded_once_and_claimed_once(database_url: str, 
             assert await claim_due(other, limit=10, lease=timedelta(seconds=60)) == []  # leased
 
             # Another project's result naming this replay changes nothing; the flow's own does.
-            await record_replay_outcome(one, "prj_other", "inv_1", "rpl_1", "succeeded")
+            await record_replay_outcome(one, "prj_other", "inv_1", "rpl_1", ReplayOutcome.SUCCEEDED)
             assert (await incident(one, "inc_1")).replays[0].outcome is None
-            await record_replay_outcome(one, project.project_id, "inv_1", "rpl_1", "succeeded")
-            await record_replay_outcome(one, project.project_id, "inv_1", "rpl_1", "failed")
-            assert (await incident(one, "inc_1")).replays[0].outcome == "succeeded"
+            await record_replay_outcome(one, project.project_id, "inv_1", "rpl_1", ReplayOutcome.SUCCEEDED)
+            await record_replay_outcome(one, project.project_id, "inv_1", "rpl_1", ReplayOutcome.FAILED)
+            assert (await incident(one, "inc_1")).replays[0].outcome is ReplayOutcome.SUCCEEDED
     finally:
         await pool.close()
 
@@ -117,11 +124,11 @@ async def test_an_attempt_left_without_outcome_is_interrupted_once_its_lease_run
             (claimed,) = await claim_due(conn, limit=10, lease=lease)  # the lease has run out
             assert (claimed.attempts, claimed.interrupted) == (1, True)
             async with conn.transaction():
-                assert await finish_attempt(conn, "rpl_3", 1, INTERRUPTED, status=PENDING,
+                assert await finish_attempt(conn, "rpl_3", 1, INTERRUPTED, status=DeliveryStatus.PENDING,
                                             next_attempt_at=NOW) is True
             async with conn.transaction():
                 answer = Outcome(http_status=200, latency_ms=12, error=None)
-                assert await finish_attempt(conn, "rpl_3", 1, answer, status=PENDING,
+                assert await finish_attempt(conn, "rpl_3", 1, answer, status=DeliveryStatus.PENDING,
                                             next_attempt_at=NOW) is False
 
             (claimed,) = await claim_due(conn, limit=10, lease=lease)  # the retry, due at NOW

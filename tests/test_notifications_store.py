@@ -12,8 +12,7 @@ from store.db import Connection, open_pool
 from store.destinations import add_destination
 from store.notifications import (
     INTERRUPTED,
-    PENDING,
-    SENT,
+    NotificationStatus,
     begin_attempt,
     claim_due,
     finish_attempt,
@@ -50,8 +49,8 @@ async def test_a_send_left_without_outcome_is_interrupted_once_its_lease_runs_ou
             # The interruption and the first process's late answer race: exactly one is stored.
             async def finish(on: Connection, error: str | None) -> bool:
                 async with on.transaction():
-                    return await finish_attempt(on, claimed.id, 1, status=PENDING, next_attempt_at=NOW,
-                                                error=error)
+                    return await finish_attempt(on, claimed.id, 1, status=NotificationStatus.PENDING,
+                                                next_attempt_at=NOW, error=error)
 
             won = await asyncio.gather(finish(conn, INTERRUPTED), finish(other, None))
             assert sorted(won) == [False, True]
@@ -62,8 +61,8 @@ async def test_a_send_left_without_outcome_is_interrupted_once_its_lease_runs_ou
             assert (claimed.attempts, claimed.interrupted) == (1, False)
             async with conn.transaction():
                 assert await begin_attempt(conn, claimed.id, 2, NOW) is True
-                assert await finish_attempt(conn, claimed.id, 2, status=SENT, next_attempt_at=None,
-                                            error=None) is True
+                assert await finish_attempt(conn, claimed.id, 2, status=NotificationStatus.SENT,
+                                            next_attempt_at=None, error=None) is True
             _, second = await list_attempts(conn, [claimed.id])
             assert (second.number, second.error) == (2, None) and second.finished_at is not None
             assert await claim_due(conn, limit=10, lease=no_lease) == []  # sent: nothing more

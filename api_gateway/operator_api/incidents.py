@@ -32,13 +32,13 @@ from common.ids import derived_id, is_well_formed
 from store import incidents
 from store.db import Connection
 from store.flows import get_flow_of_incident
-from store.incidents import Incident, IncidentFilter
+from store.incidents import Incident, IncidentFilter, IncidentStatus
 from store.projects import get_project
 from topics import INCIDENTS, REPAIRS, IncidentEvent, RepairRequest, TopicSpec, encode, flow_key
 from topics.fields import MODES, Checker, FieldErrors, parse_timestamp
 from topics.messages import INCIDENT_REASONS
 
-STATUSES = ("open", "resolved")
+STATUSES = tuple(IncidentStatus)
 # What the list narrows to by status: open incidents someone acknowledged are open ones too.
 FILTER_STATUSES = (*STATUSES, "acknowledged")
 # The query parameters that narrow the list (DESIGN.md §5), besides paging.
@@ -182,7 +182,7 @@ async def run_on_open_incident(request: web.Request, act: Act, *,
     incident take turns (the second sees what the first did)."""
     async def action(conn: Connection) -> web.Response:
         incident = await visible_incident(request, conn, lock=True)
-        if incident.status == "resolved":
+        if incident.status is IncidentStatus.RESOLVED:
             raise Problem(409, "incident-resolved", "Incident resolved",
                           f"Incident {incident.id} is resolved ({incident.resolution}); "
                           "a resolved incident is final.")
