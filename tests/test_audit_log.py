@@ -14,7 +14,10 @@ from typing import Any
 
 import psycopg
 import pytest
+from aiokafka import ConsumerRecord
 
+from sinks.audit_log import AuditLogSink
+from sinks.runner import Unprocessable
 from store import audit_log
 from store.audit_log import GENESIS
 from store.db import Pool
@@ -24,7 +27,7 @@ from tests.support.api import Api, eventually
 from tests.support.kafka import read_topic
 from tests.support.services import Services
 from tests.support.stack import Stack
-from topics import AUDIT, AuditEvent, decode
+from topics import AUDIT, AuditEvent, decode, encode
 
 pytestmark = pytest.mark.e2e
 
@@ -186,3 +189,18 @@ async def test_a_fetch_appends_in_order_once_each_to_its_chains(pool: Pool, proj
     assert checked == {project.project_id: (4, None), other: (1, None), audit_log.SYSTEM_CHAIN: (1, None)}
     ours = await rows_of(database_url, project.project_id)
     assert [r["event_id"] for r in ours] == [e.event_id for e in (first, *rest)]
+
+
+async def test_an_event_the_log_can_never_hold_is_refused_with_a_reason(pool: Pool,
+                                                                       project: ProjectKey) -> None:
+    # jsonb holds no NUL character: storing the event fails the same way every time.
+    event = AuditEvent(event_id=f"aud_nul_{uuid.uuid4().hex[:6]}", project_id=project.project_id,
+                       actor="agents", action="flow.pending", target="inv_nul", occurred_at=datetime.now(UTC),
+                       data={"note": "a\x00b"})
+    value = encode(event)
+    record = ConsumerRecord(topic=AUDIT.name(), partition=0, offset=0, timestamp=0, timestamp_type=0,
+                            key=b"k", value=value, checksum=None, serialized_key_size=1,
+                            serialized_value_size=len(value), headers=())
+    with pytest.raises(Unprocessable) as refused:
+        await AuditLogSink(pool).handle([record])
+    assert refused.value.reason == "unstorable_audit_event"
