@@ -20,7 +20,7 @@ from aiokafka import errors as aiokafka_errors
 def is_transient(exc: BaseException) -> bool:
     """True when the same work may well succeed if tried again in a moment."""
     # The errors that know say so themselves: aiokafka's, and the store's DatabaseUnavailable
-    # (store/errors.py), so this module, which every layer uses, imports no store.
+    # (store/errors.py), which this module sits below.
     if getattr(exc, "retriable", False):
         return True
     if isinstance(exc, aiokafka_errors.KafkaError):

@@ -20,7 +20,7 @@ from store.flows import FlowView, forget_flows, upsert_flows
 from store.incidents import apply_events
 from topics import AUDIT, INCIDENTS, AuditEvent, IncidentEvent, TopicSpec, decode
 from topics.fields import FieldErrors, parse_timestamp
-from topics.messages import FlowRecord
+from topics.messages import FlowRecord, FlowStatus
 
 FLOW_ACTION_PREFIX = "flow."
 # Besides the transitions (flow.<status>), the agents tell of a receipt recorded on an open cycle
@@ -115,7 +115,7 @@ def flow_from_event(event: AuditEvent) -> FlowView:
             project_id=project_id, mode=flow.mode, reference=flow.reference, cycle=flow.cycle,
             receipts=_count(data, "receipts"),
             last_receipt_at=flow.received_at if last_receipt_at is None else _time(last_receipt_at),
-            status=flow.status, event_type=flow.event_type, effect_type=flow.effect_type,
+            status=FlowStatus(flow.status), event_type=flow.event_type, effect_type=flow.effect_type,
             received_at=flow.received_at, deadline=flow.deadline, applied_at=flow.applied_at,
             incident_id=flow.incident_id, detail=flow.detail, version=flow.version,
         )

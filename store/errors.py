@@ -25,7 +25,7 @@ class StoreError(Exception):
     must not quote the database's words."""
 
     # Whether the same work may succeed when tried again: the attribute aiokafka's errors carry,
-    # so ``sendpromptly.faults.is_transient`` reads both alike without importing the store.
+    # so ``common.faults.is_transient`` reads both alike without importing the store.
     retriable = False
 
     def __init__(self, message: str, *, reason: str = "") -> None:

@@ -10,8 +10,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime
+from typing import Any
 
 from store.db import Connection
+from topics.messages import FlowStatus
 
 
 @dataclass(frozen=True)
@@ -19,7 +21,7 @@ class FlowView:
     project_id: str
     mode: str
     reference: str
-    status: str
+    status: FlowStatus
     event_type: str
     effect_type: str
     received_at: datetime
@@ -41,7 +43,7 @@ class CycleSummary:
     """One cycle of a reference, as the flow document lists them."""
 
     cycle: int
-    status: str
+    status: FlowStatus
     received_at: datetime
     deadline: datetime
     incident_id: str | None
@@ -140,7 +142,7 @@ async def get_flow(conn: Connection, project_id: str, reference: str, *, mode: s
         " ORDER BY cycle DESC LIMIT 1",
         (project_id, mode, reference, cycle, cycle),
     )).fetchone()
-    return None if row is None else FlowView(**row)
+    return None if row is None else _flow(row)
 
 
 async def get_flow_of_incident(conn: Connection, project_id: str, mode: str, reference: str,
@@ -151,7 +153,7 @@ async def get_flow_of_incident(conn: Connection, project_id: str, mode: str, ref
         " WHERE project_id = %s AND mode = %s AND reference = %s AND incident_id = %s",
         (project_id, mode, reference, incident_id),
     )).fetchone()
-    return None if row is None else FlowView(**row)
+    return None if row is None else _flow(row)
 
 
 async def list_cycles(conn: Connection, project_id: str, mode: str, reference: str, *,
@@ -162,4 +164,8 @@ async def list_cycles(conn: Connection, project_id: str, mode: str, reference: s
         " WHERE project_id = %s AND mode = %s AND reference = %s ORDER BY cycle DESC LIMIT %s",
         (project_id, mode, reference, limit),
     )).fetchall()
-    return [CycleSummary(**row) for row in rows]
+    return [CycleSummary(**{**row, "status": FlowStatus(row["status"])}) for row in rows]
+
+
+def _flow(row: dict[str, Any]) -> FlowView:
+    return FlowView(**{**row, "status": FlowStatus(row["status"])})

@@ -19,6 +19,7 @@ from store.incidents import get_incident
 from tests.conftest import ProjectKey
 from tests.support.api import Api
 from topics import INCIDENTS, IncidentEvent, SchemaError, encode, flow_key
+from topics.messages import FlowStatus
 
 pytestmark = pytest.mark.e2e
 
@@ -185,8 +186,8 @@ async def test_a_flow_shows_the_incident_only_once_its_own_state_names_it(
     # The read model hears of a flow's status (audit topic) and of its incident (incidents topic)
     # separately; in between, the flow must not show an incident beside a `pending` status.
     events = Events(project.project_id, "inv-between")
-    pending = FlowView(project_id=project.project_id, reference="inv-between", mode="test", status="pending",
-                       event_type="invoice.paid", effect_type="grant_access",
+    pending = FlowView(project_id=project.project_id, reference="inv-between", mode="test",
+                       status=FlowStatus.PENDING, event_type="invoice.paid", effect_type="grant_access",
                        received_at=DEADLINE - timedelta(minutes=30), deadline=DEADLINE, version=1,
                        last_receipt_at=DEADLINE - timedelta(minutes=30))
     async with pool.connection() as conn:
@@ -197,7 +198,7 @@ async def test_a_flow_shows_the_incident_only_once_its_own_state_names_it(
     assert "incident" not in flow and "incident_id" not in flow
 
     async with pool.connection() as conn:
-        opened = replace(pending, status="incident", incident_id=events.incident_id, version=2)
+        opened = replace(pending, status=FlowStatus.INCIDENT, incident_id=events.incident_id, version=2)
         await upsert_flow(conn, opened)
     status, flow = await api.flow("inv-between")
     assert (flow["status"], flow["incident_id"]) == ("incident", events.incident_id)
