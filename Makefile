@@ -43,4 +43,4 @@ bench-tools: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports --no-cache --no-logo
-	$(VENV)/bin/mypy sendpromptly common topics store channels api_gateway agents sinks bench tests
+	$(VENV)/bin/mypy sendpromptly common topics store channels api_gateway agents sinks harness bench tests

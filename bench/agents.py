@@ -55,13 +55,13 @@ from confluent_kafka import Producer
 
 from bench.processes import child_pid
 from common.apikeys import generate_api_key
+from harness.db import create_database, drop_database, migrated_template
+from harness.kafka import read_topic_sync
+from harness.processes import ManagedProcess, free_port
+from harness.services import provide_services
+from harness.stack import stack_env
 from store.db import open_pool
 from store.projects import add_api_key, create_project
-from tests.support.db import create_database, drop_database, migrated_template
-from tests.support.kafka import read_topic_sync
-from tests.support.processes import ManagedProcess, free_port
-from tests.support.services import provide_services
-from tests.support.stack import stack_env
 from topics import INCIDENTS, RECEIPTS, RESULTS, IncidentEvent, Receipt, Result, decode, encode, flow_key
 from topics.admin import delete_topics, ensure_topics
 

@@ -4,7 +4,7 @@ under 100 ms server-side): the incident list and an incident's page.
     .venv/bin/python -m bench.console [--incidents 10000] [--runs 5] [--requests 50]
 
 A real gateway (and the agents a stack starts with it; no sinks) on the test services (a scratch
-database from the migrated template, the test Kafka broker; tests/support/services.py), a project
+database from the migrated template, the test Kafka broker; harness/services.py), a project
 whose incidents are written straight into the read model through the store layer
 (``store.incidents.apply_event``, as the read-model sink writes them: every one opened, every
 third resolved, every fifth acknowledged), an operator signed in through the sign-in form. Then
@@ -36,12 +36,12 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from api_gateway import control_plane
 from common.ids import new_id
+from harness.db import create_database, migrated_template
+from harness.services import provide_services
+from harness.stack import build_stack, stack_env
 from store import incidents
 from store.db import open_pool
 from store.projects import create_project
-from tests.support.db import create_database, migrated_template
-from tests.support.services import provide_services
-from tests.support.stack import build_stack, stack_env
 from topics import IncidentEvent
 from topics.admin import ensure_topics
 

@@ -45,12 +45,12 @@ from bench.open_loop import http_post, open_loop
 from bench.processes import child_pids, cpu_seconds, machine_cpu_seconds, service_cpu_seconds
 from bench.profile import start_recording, summary
 from common.apikeys import generate_api_key
+from harness.db import create_database, drop_database, migrated_template
+from harness.processes import ManagedProcess, free_port
+from harness.services import provide_services
+from harness.stack import stack_env
 from store.db import open_pool
 from store.projects import add_api_key, create_project
-from tests.support.db import create_database, drop_database, migrated_template
-from tests.support.processes import ManagedProcess, free_port
-from tests.support.services import provide_services
-from tests.support.stack import stack_env
 from topics import RECEIPTS
 from topics.admin import delete_topics, ensure_topics
 

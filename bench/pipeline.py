@@ -66,12 +66,12 @@ from bench.ingest import Scrape, scrape
 from bench.postgres_per_flow import STATS_FLUSH_SECONDS, counters, delta, postgres_with_statements, reset
 from bench.processes import child_pid, cpu_seconds, machine_cpu_seconds, service_cpu_seconds
 from common.apikeys import generate_api_key
+from harness.db import create_database, drop_database, migrated_template
+from harness.services import provide_services
+from harness.stack import SINK_NAMES, Stack, build_stack, stack_env
 from sendpromptly.client import BATCH_MAX_ITEMS, NO_RETRY, IngestClient, Kind
 from store.db import open_pool
 from store.projects import add_api_key, create_project
-from tests.support.db import create_database, drop_database, migrated_template
-from tests.support.services import provide_services
-from tests.support.stack import SINK_NAMES, Stack, build_stack, stack_env
 from topics.admin import delete_topics, ensure_topics
 
 PARTITIONS = 6  # as bench/agents.py's standalone worker gets

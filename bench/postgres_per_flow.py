@@ -33,12 +33,12 @@ import psycopg
 from psycopg.rows import dict_row
 
 from common.apikeys import generate_api_key
+from harness.db import migrated_template, url_for
+from harness.services import provide_services
+from harness.stack import SINK_NAMES, build_stack, stack_env
 from store.db import open_pool
 from store.destinations import add_destination
 from store.projects import add_api_key, create_project
-from tests.support.db import migrated_template, url_for
-from tests.support.services import provide_services
-from tests.support.stack import SINK_NAMES, build_stack, stack_env
 from topics.admin import delete_topics, ensure_topics
 
 REPO = Path(__file__).resolve().parents[1]

@@ -1,4 +1,4 @@
-"""Fixtures: real Kafka and PostgreSQL (see ``tests/support/services.py``), isolated per test by a
+"""Fixtures: real Kafka and PostgreSQL (see ``harness/services.py``), isolated per test by a
 topic prefix and a database of their own."""
 
 from __future__ import annotations
@@ -12,14 +12,17 @@ import aiohttp
 import pytest
 
 from common.apikeys import generate_api_key
+from harness.db import create_database, drop_database, migrated_template
+from harness.processes import ManagedProcess, free_port
+from harness.services import Services, provide_services
+from harness.stack import DEFAULT_SINKS, Stack, build_stack, lone_gateway, stack_env
 from sendpromptly.bootstrap import create_operator
 from sinks.read_model import ReadModelSink
 from store.db import Pool, open_pool
 from store.projects import add_api_key, create_project
 from tests.support.api import Api
-from tests.support.db import create_database, drop_database, migrated_template
-from tests.support.services import Services, provide_services
-from tests.support.stack import DEFAULT_SINKS, Stack, build_stack, lone_gateway, stack_env
+from tests.support.cli import Cli, Operator
+from tests.support.cli import create_operator as create_operator_with_cli
 from topics.admin import delete_topics, ensure_topics
 
 # Fixtures for real alert peers (SMTP server, Slack-like HTTPS receiver), shared by several files.
@@ -91,6 +94,33 @@ def gateway_url(services: Services, database_url: str, topic_prefix: str, tmp_pa
                     topic_prefix=topic_prefix, workdir=tmp_path)
     with lone_gateway(env, tmp_path) as (_, url):
         yield url
+
+
+@pytest.fixture
+def gateway_without_kafka(database_url: str, topic_prefix: str, tmp_path: Path) -> Iterator[str]:
+    """A gateway alone whose Kafka never answers (nothing listens on its port); its base URL."""
+    port = free_port()
+    nobody_listens = f"127.0.0.1:{free_port()}"
+    env = stack_env(kafka_bootstrap=nobody_listens, database_url=database_url, topic_prefix=topic_prefix,
+                    workdir=tmp_path,
+                    extra={"SENDPROMPTLY_HTTP_PORT": str(port), "SENDPROMPTLY_PRODUCE_TIMEOUT_MS": "1500"})
+    gateway = ManagedProcess("gateway", ["gateway"], env, tmp_path / "gateway.log")
+    gateway.start()
+    gateway.wait_ready(f"http://127.0.0.1:{port}/healthz")
+    yield f"http://127.0.0.1:{port}"
+    gateway.stop()
+
+
+@pytest.fixture
+def admin(database_url: str) -> Operator:
+    """An admin operator, made as on a fresh install: ``sendpromptly operator create --admin``."""
+    return create_operator_with_cli(database_url, "admin@example.com", "--admin")
+
+
+@pytest.fixture
+def cli(stack: Stack, admin: Operator) -> Cli:
+    """The operator commands, as the admin, against the test's stack."""
+    return Cli(stack, admin)
 
 
 @pytest.fixture

@@ -7,10 +7,10 @@ from functools import partial
 
 import pytest
 
+from harness.kafka import read_topic
+from harness.stack import Stack
 from tests.conftest import ProjectKey
 from tests.support.api import Api, deadline_of, eventually, flow_is
-from tests.support.kafka import read_topic
-from tests.support.stack import Stack
 from topics import INCIDENTS, IncidentEvent, decode
 
 pytestmark = pytest.mark.e2e

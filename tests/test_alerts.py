@@ -12,15 +12,14 @@ from typing import Any
 
 import pytest
 
+from harness.processes import ManagedProcess, free_port
+from harness.stack import SINK_NAMES, Stack
 from store.db import open_pool
 from store.notifications import INTERRUPTED, Attempt, list_attempts
 from tests.conftest import ProjectKey
-from tests.support.alert_peers import Mailbox, SlackHook
+from tests.support.alert_peers import Mailbox, SlackHook, mails, parts, posts
 from tests.support.api import Api, eventually
-from tests.support.processes import ManagedProcess, free_port
-from tests.support.stack import SINK_NAMES, Stack
-from tests.test_incidents_api import open_incident
-from tests.test_repair_callbacks import reprocess, set_callback
+from tests.support.operator_actions import add_destination, open_incident, reprocess, set_callback
 
 pytestmark = pytest.mark.e2e
 
@@ -37,29 +36,10 @@ def stack(stack_factory, smtp: Mailbox, loopback_cert: tuple[Path, Path]) -> Sta
                          SSL_CERT_FILE=str(loopback_cert[0]))
 
 
-async def add_destination(operator_api: Api, project_id: str, type_: str, target: str) -> dict[str, Any]:
-    status, created, _ = await operator_api.send("POST", f"/api/v1/projects/{project_id}/alert-destinations",
-                                                 {"type": type_, "target": target})
-    assert status == 201, created
-    return created
-
-
 async def destinations_of(operator_api: Api, project_id: str) -> dict[str, dict[str, Any]]:
     status, listed = await operator_api.get(f"/api/v1/projects/{project_id}/alert-destinations")
     assert status == 200
     return {d["id"]: d for d in listed["items"]}
-
-
-async def mails(smtp: Mailbox, count: int) -> list[Any]:
-    return await eventually(lambda: _now(list(smtp.messages)), lambda found: len(found) >= count)
-
-
-async def posts(slack: SlackHook, path: str, count: int) -> list[dict[str, Any]]:
-    return await eventually(lambda: _now(slack.posts(path)), lambda found: len(found) >= count)
-
-
-async def _now(value: Any) -> Any:
-    return value
 
 
 async def notification_rows(database_url: str) -> list[dict[str, Any]]:
@@ -81,10 +61,6 @@ async def attempt_rows(database_url: str) -> list[Attempt]:
             return await list_attempts(conn, ids)
     finally:
         await pool.close()
-
-
-def parts(message: Any) -> dict[str, str]:
-    return {part.get_content_type(): part.get_content() for part in message.iter_parts()}
 
 
 async def test_an_opened_and_a_resolved_incident_alert_each_destination_once(
@@ -168,8 +144,7 @@ async def test_a_send_cut_off_by_kill_9_is_recorded_as_interrupted_and_made_agai
     sink.start()
     await asyncio.to_thread(sink.wait_ready, stack.sink_urls["alerts"] + "/readyz")
 
-    await eventually(lambda: _now(slack.posts("/hook")), lambda found: len(found) >= 2,
-                     timeout=LEASE_SECONDS + 30)
+    await posts(slack, "/hook", 2, timeout=LEASE_SECONDS + 30)
     await asyncio.sleep(3)
     first_post, second_post = slack.posts("/hook")
     assert first_post == second_post

@@ -16,6 +16,9 @@ import psycopg
 import pytest
 from aiokafka import ConsumerRecord
 
+from harness.kafka import read_topic
+from harness.services import Services
+from harness.stack import Stack
 from sinks.audit_log import AuditLogSink
 from sinks.runner import Unprocessable
 from store import audit_log
@@ -24,9 +27,6 @@ from store.db import Pool
 from store.projects import create_project
 from tests.conftest import ProjectKey
 from tests.support.api import Api, eventually
-from tests.support.kafka import read_topic
-from tests.support.services import Services
-from tests.support.stack import Stack
 from topics import AUDIT, AuditEvent, decode, encode
 
 pytestmark = pytest.mark.e2e

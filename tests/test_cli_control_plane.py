@@ -4,84 +4,20 @@ gateway on real Kafka and PostgreSQL, with operators made by ``sendpromptly oper
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 import time
 import urllib.request
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
-from tests.support.processes import free_port
-from tests.support.stack import Stack
+from harness.processes import free_port
+from harness.stack import Stack
+from tests.support.cli import Cli, Operator, api_get, bootstrap, clean_env, create_operator, sendpromptly
 
 pytestmark = pytest.mark.e2e
 
 LIVE_PREREQUISITES = ("repair_callback_url", "api_keys", "alert_destinations")
-
-
-@dataclass(frozen=True)
-class Ran:
-    code: int
-    out: str
-    err: str
-
-    def json(self) -> Any:
-        (line,) = self.out.splitlines()
-        return json.loads(line)
-
-    def json_lines(self) -> list[Any]:
-        return [json.loads(line) for line in self.out.splitlines()]
-
-
-def sendpromptly(*args: str, env: dict[str, str]) -> Ran:
-    done = subprocess.run([sys.executable, "-m", "sendpromptly", *args], env=env, capture_output=True,
-                          text=True, timeout=60)
-    return Ran(done.returncode, done.stdout, done.stderr)
-
-
-def clean_env(**settings: str) -> dict[str, str]:
-    # The test run's own SENDPROMPTLY_* (Kafka, database) must not leak into the commands.
-    return {**{k: v for k, v in os.environ.items() if not k.startswith("SENDPROMPTLY_")}, **settings}
-
-
-@dataclass(frozen=True)
-class Operator:
-    email: str
-    token: str
-
-
-def bootstrap(database_url: str, *args: str) -> Ran:
-    """``sendpromptly operator ...``: straight to the database, as on a fresh install."""
-    ran = sendpromptly("operator", *args, env=clean_env(SENDPROMPTLY_DATABASE_URL=database_url))
-    assert ran.code == 0, ran.err
-    return ran
-
-
-def create_operator(database_url: str, email: str, *flags: str) -> Operator:
-    created = bootstrap(database_url, "create", "--email", email, *flags, "--json").json()
-    return Operator(created["email"], created["token"])
-
-
-class Cli:
-    """The operator commands as one operator, against one gateway."""
-
-    def __init__(self, stack: Stack, operator: Operator):
-        self.env = clean_env(SENDPROMPTLY_URL=stack.base_url, SENDPROMPTLY_OPERATOR_TOKEN=operator.token)
-
-    def __call__(self, *args: str) -> Ran:
-        return sendpromptly(*args, env=self.env)
-
-    def ok(self, *args: str) -> Ran:
-        ran = self(*args)
-        assert ran.code == 0, f"sendpromptly {' '.join(args)} exited {ran.code}:\n{ran.err}"
-        return ran
-
-    def json(self, *args: str) -> Any:
-        return self.ok(*args, "--json").json()
 
 
 def audit_entries(stack: Stack, operator: Operator, project_id: str, count: int) -> None:
@@ -100,24 +36,6 @@ def audit_entries(stack: Stack, operator: Operator, project_id: str, count: int)
     while appended() < count:
         assert time.monotonic() < deadline, f"the audit log of {project_id} did not reach {count} entries"
         time.sleep(0.2)
-
-
-def api_get(stack: Stack, operator: Operator, path: str) -> Any:
-    """What the API itself answers, read without the CLI."""
-    authorization = {"Authorization": f"Bearer {operator.token}"}
-    request = urllib.request.Request(stack.base_url + path, headers=authorization)
-    with urllib.request.urlopen(request, timeout=10) as answer:
-        return json.load(answer)
-
-
-@pytest.fixture
-def admin(database_url: str) -> Operator:
-    return create_operator(database_url, "admin@example.com", "--admin")
-
-
-@pytest.fixture
-def cli(stack: Stack, admin: Operator) -> Cli:
-    return Cli(stack, admin)
 
 
 def test_a_project_goes_live_only_once_it_has_a_callback_a_key_and_an_alert_destination(

@@ -6,16 +6,16 @@ import re
 
 import pytest
 
+from harness.stack import Stack
 from tests.support.api import Api, eventually
-from tests.support.stack import Stack
-from tests.test_cli_control_plane import Cli, Operator, admin, api_get, cli  # noqa: F401 (fixtures)
-from tests.test_incidents_api import CALLBACK, open_incident
+from tests.support.cli import Cli, Operator, api_get
+from tests.support.operator_actions import CALLBACK, open_incident
 
 pytestmark = pytest.mark.e2e
 
 
 async def test_an_incident_from_list_to_resolution(
-        cli: Cli, api: Api, stack: Stack, admin: Operator) -> None:  # noqa: F811
+        cli: Cli, api: Api, stack: Stack, admin: Operator) -> None:
     incident = await open_incident(api, "inv_cli")
     incident_id, project_id = incident["id"], incident["project_id"]
     cli.ok("callback", "set", project_id, CALLBACK)

@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from tests.support.stack import Stack
-from tests.test_cli_control_plane import Cli, Operator, create_operator
+from harness.stack import Stack
+from tests.support.cli import Cli, Operator, create_operator
 
 pytestmark = pytest.mark.e2e
 

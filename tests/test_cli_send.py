@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 
+from harness.kafka import read_topic
+from harness.services import Services
 from tests.conftest import ProjectKey
-from tests.support.kafka import read_topic
-from tests.support.services import Services
-from tests.test_cli_control_plane import Ran, clean_env, sendpromptly
+from tests.support.cli import Ran, clean_env, sendpromptly
 from topics import RECEIPTS, RESULTS, Receipt, Result, decode
 
 pytestmark = pytest.mark.e2e

@@ -10,23 +10,16 @@ import aiohttp
 import pytest
 
 from api_gateway.idempotency import fingerprint
+from harness.kafka import read_topic
+from harness.stack import Stack
 from sendpromptly.bootstrap import create_operator, revoke_tokens
 from store.db import open_pool
 from store.idempotency import claim
 from tests.support.api import Api, eventually
-from tests.support.kafka import read_topic
-from tests.support.stack import Stack
+from tests.support.operator_actions import HTTPS_CALLBACK, new_project
 from topics import AUDIT
 
 pytestmark = pytest.mark.e2e
-
-HTTPS_CALLBACK = "https://127.0.0.1:9/repair"  # loopback is allowed in tests; live mode needs https
-
-
-async def new_project(api: Api, name: str = "Billing") -> dict:
-    status, project, _ = await api.send("POST", "/api/v1/projects", {"name": name})
-    assert status == 201, project
-    return project
 
 
 async def test_the_seed_checklist_gates_live_mode_until_each_prerequisite_exists(operator_api: Api) -> None:

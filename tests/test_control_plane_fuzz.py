@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.support.stack import Stack
+from harness.stack import Stack
 
 pytestmark = pytest.mark.e2e
 

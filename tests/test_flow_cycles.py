@@ -18,6 +18,9 @@ import pytest
 from aiokafka import ConsumerRecord
 from psycopg.rows import dict_row
 
+from harness.db import create_database, drop_database
+from harness.kafka import read_topic
+from harness.services import Services
 from sinks.contract import Unprocessable
 from sinks.read_model import ReadModelSink
 from store import audit_log
@@ -27,10 +30,7 @@ from store.migrate import available, migrate
 from store.projects import update_project
 from tests.conftest import ProjectKey
 from tests.support.api import Api
-from tests.support.db import create_database, drop_database
-from tests.support.kafka import read_topic
-from tests.support.services import Services
-from tests.test_cli_control_plane import clean_env, sendpromptly
+from tests.support.cli import clean_env, sendpromptly
 from topics import AUDIT, RECEIPTS, AuditEvent, Receipt, decode, encode
 from topics.fields import format_timestamp
 

@@ -13,13 +13,13 @@ from urllib.parse import urlencode
 import aiohttp
 import pytest
 
+from harness.kafka import latest_values
+from harness.services import Services
+from harness.stack import Stack
 from store.db import Pool
 from store.projects import update_project
 from tests.conftest import ProjectKey
 from tests.support.api import Api, eventually, flow_is
-from tests.support.kafka import latest_values
-from tests.support.services import Services
-from tests.support.stack import Stack
 from topics import flow_key
 
 pytestmark = pytest.mark.e2e

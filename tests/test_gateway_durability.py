@@ -8,12 +8,12 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from harness.kafka import read_topic
+from harness.processes import ManagedProcess, free_port
+from harness.services import local_kafka_env, run_script
+from harness.stack import stack_env
 from tests.conftest import ProjectKey
 from tests.support.api import Api, eventually
-from tests.support.kafka import read_topic
-from tests.support.processes import ManagedProcess, free_port
-from tests.support.services import local_kafka_env, run_script
-from tests.support.stack import stack_env
 from topics import RECEIPTS, Receipt, decode
 from topics.admin import ensure_topics
 

@@ -2,32 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import aiohttp
 import psycopg
 import pytest
 
 from tests.conftest import ProjectKey
 from tests.support.api import Api
-from tests.support.processes import ManagedProcess, free_port
-from tests.support.stack import stack_env
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture
-def gateway_without_kafka(database_url: str, topic_prefix: str, tmp_path: Path):
-    port = free_port()
-    nobody_listens = f"127.0.0.1:{free_port()}"
-    env = stack_env(kafka_bootstrap=nobody_listens, database_url=database_url, topic_prefix=topic_prefix,
-                    workdir=tmp_path,
-                    extra={"SENDPROMPTLY_HTTP_PORT": str(port), "SENDPROMPTLY_PRODUCE_TIMEOUT_MS": "1500"})
-    gateway = ManagedProcess("gateway", ["gateway"], env, tmp_path / "gateway.log")
-    gateway.start()
-    gateway.wait_ready(f"http://127.0.0.1:{port}/healthz")
-    yield f"http://127.0.0.1:{port}"
-    gateway.stop()
 
 
 async def test_it_answers_503_with_retry_after_when_the_broker_is_down(

@@ -10,11 +10,11 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from harness.processes import ManagedProcess, free_port
+from harness.services import Services
+from harness.stack import stack_env
 from tests.conftest import ProjectKey
 from tests.support.api import Api
-from tests.support.processes import ManagedProcess, free_port
-from tests.support.services import Services
-from tests.support.stack import stack_env
 
 pytestmark = pytest.mark.e2e
 

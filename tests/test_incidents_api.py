@@ -12,42 +12,18 @@ import aiohttp
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
+from harness.kafka import read_topic
+from harness.services import Services
+from harness.stack import Stack
 from sendpromptly.bootstrap import create_operator
 from store.db import open_pool
 from store.incidents import apply_event
 from tests.conftest import ProjectKey
 from tests.support.api import Api, eventually
-from tests.support.kafka import read_topic
-from tests.support.services import Services
-from tests.support.stack import Stack
-from tests.test_gateway_kafka_down import gateway_without_kafka  # noqa: F401 (a fixture)
+from tests.support.operator_actions import incident_path, open_incident, set_callback
 from topics import INCIDENTS, REPAIRS, IncidentEvent, RepairRequest, decode, flow_key
 
 pytestmark = pytest.mark.e2e
-
-# Loopback is allowed on the test stack. Nothing listens on port 9: the callbacks sink's attempts
-# fail and are retried, which these tests do not look at (tests/test_repair_callbacks.py does).
-CALLBACK = "http://127.0.0.1:9/repair"
-
-
-async def open_incident(api: Api, reference: str) -> dict[str, Any]:
-    """A receipt and a failed result: the agents open an incident; the flow shows it."""
-    assert (await api.receipt(reference))[0] == 202
-    assert (await api.result(reference, "failed", detail="card declined"))[0] == 202
-    _, flow = await eventually(lambda: api.flow(reference), lambda answer: "incident" in answer[1])
-    # The flow shows only the incident its own state names, never one beside a `pending` status.
-    assert flow["status"] == "incident" and flow["incident_id"] == flow["incident"]["id"]
-    return flow["incident"]
-
-
-async def set_callback(operator_api: Api, project_id: str) -> None:
-    status, answer, _ = await operator_api.send("PUT", f"/api/v1/projects/{project_id}/repair-callback",
-                                                {"url": CALLBACK})
-    assert status == 200, answer
-
-
-def incident_path(incident_id: str, action: str = "") -> str:
-    return f"/api/v1/incidents/{incident_id}" + (f"/{action}" if action else "")
 
 
 async def events_on(services: Services, topic: str, decode_as: type, **match: Any) -> list[Any]:
@@ -231,7 +207,7 @@ async def test_incidents_are_listed_newest_first_a_page_at_a_time(
 
 
 async def test_without_kafka_an_action_is_503_and_its_key_stays_usable(
-        gateway_without_kafka: str, http: aiohttp.ClientSession, admin_token: str, project: ProjectKey,  # noqa: F811
+        gateway_without_kafka: str, http: aiohttp.ClientSession, admin_token: str, project: ProjectKey,
         database_url: str) -> None:
     now = datetime.now(UTC)
     opened = IncidentEvent(

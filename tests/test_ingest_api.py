@@ -11,12 +11,12 @@ import pytest
 
 from common.keyring import Keyring
 from common.snapshots import open_snapshot
+from harness.kafka import read_topic
+from harness.stack import TEST_SNAPSHOT_KEYS, Stack
 from store.db import open_pool
 from store.projects import update_project
 from tests.conftest import ProjectKey
 from tests.support.api import Api
-from tests.support.kafka import read_topic
-from tests.support.stack import TEST_SNAPSHOT_KEYS, Stack
 from topics import RECEIPTS, Receipt, decode
 
 pytestmark = pytest.mark.e2e

@@ -11,12 +11,12 @@ import aiohttp
 import pytest
 
 from api_gateway.ingest import signal_fingerprint
+from harness.kafka import read_topic
+from harness.services import Services
 from store import idempotency as records
 from store.db import Pool
 from tests.conftest import ProjectKey
 from tests.support.api import Api
-from tests.support.kafka import read_topic
-from tests.support.services import Services
 from topics import RECEIPTS, RESULTS, Receipt, Result, decode
 
 pytestmark = pytest.mark.e2e

@@ -19,6 +19,9 @@ import pytest
 
 from api_gateway.idempotency_batcher import _Batches
 from api_gateway.ingest import signal_fingerprint
+from harness.kafka import read_topic
+from harness.services import Services
+from harness.stack import lone_gateway, stack_env
 from store.db import open_pool
 from store.idempotency import (
     ClaimOutcome,
@@ -30,9 +33,6 @@ from store.idempotency import (
 )
 from tests.conftest import ProjectKey
 from tests.support.api import Api
-from tests.support.kafka import read_topic
-from tests.support.services import Services
-from tests.support.stack import lone_gateway, stack_env
 from topics import RECEIPTS, Receipt, decode
 
 RECEIPT = {"event_type": "invoice.paid", "effect_type": "grant_access"}

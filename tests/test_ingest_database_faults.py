@@ -20,14 +20,14 @@ from typing import Any
 import aiohttp
 import pytest
 
+from harness.kafka import read_topic
+from harness.processes import ManagedProcess
+from harness.services import Services
+from harness.stack import lone_gateway, stack_env
 from store.db import open_pool
 from tests.conftest import ProjectKey
 from tests.support.api import Api, eventually
 from tests.support.faults import restart_postgres, start_postgres, stop_postgres
-from tests.support.kafka import read_topic
-from tests.support.processes import ManagedProcess
-from tests.support.services import Services
-from tests.support.stack import lone_gateway, stack_env
 from topics import RECEIPTS, Receipt, decode
 from topics.fields import format_timestamp
 

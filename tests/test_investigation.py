@@ -10,14 +10,12 @@ from typing import Any
 
 import pytest
 
+from harness.stack import SINK_NAMES, Stack
 from tests.conftest import ProjectKey
-from tests.support.alert_peers import Mailbox
+from tests.support.alert_peers import Mailbox, mails, parts
 from tests.support.api import Api, eventually
-from tests.support.stack import SINK_NAMES, Stack
-from tests.test_alerts import add_destination, mails, parts
-from tests.test_cli_control_plane import Cli, Operator, admin, cli  # noqa: F401 (fixtures)
-from tests.test_incidents_api import incident_path, set_callback
-from tests.test_repair_callbacks import reprocess
+from tests.support.cli import Cli
+from tests.support.operator_actions import add_destination, incident_path, reprocess, set_callback
 
 pytestmark = pytest.mark.e2e
 
@@ -51,7 +49,7 @@ async def timeline_of(operator_api: Api, project_id: str, reference: str, *actio
 
 
 async def test_an_operator_investigates_a_failed_result_from_alert_to_timeline(
-        api: Api, operator_api: Api, project: ProjectKey, smtp: Mailbox, cli: Cli) -> None:  # noqa: F811
+        api: Api, operator_api: Api, project: ProjectKey, smtp: Mailbox, cli: Cli) -> None:
     destination = await add_destination(operator_api, project.project_id, "email", EMAIL)
     flow = await failed_flow(api, "inv_locked", "db locked")
     incident = flow["incident"]

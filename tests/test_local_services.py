@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from confluent_kafka.admin import AdminClient
 
-from tests.support.processes import free_port
-from tests.support.services import REPO, local_kafka_env, run_script
+from harness.processes import free_port
+from harness.services import REPO, local_kafka_env, run_script
 
 
 def _status(env: dict[str, str]) -> subprocess.CompletedProcess[str]:

@@ -21,9 +21,9 @@ import pytest
 from confluent_kafka import Producer
 from prometheus_client.parser import text_string_to_metric_families
 
+from harness.stack import SINK_NAMES, Stack
 from sendpromptly.processes import PROCESSES, Process
 from tests.support.api import Api, eventually
-from tests.support.stack import SINK_NAMES, Stack
 from tests.support.tools import REPO
 from topics import RECEIPTS, flow_key
 

@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
+from harness.processes import free_port
+from harness.stack import SINK_NAMES, Stack
 from tests.support.api import Api, eventually, flow_is
 from tests.support.example_receiver import running_example_receiver
 from tests.support.mail_catcher import MailCatcher
-from tests.support.processes import free_port
-from tests.support.stack import SINK_NAMES, Stack
 
 pytestmark = pytest.mark.e2e
 

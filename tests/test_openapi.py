@@ -39,8 +39,8 @@ from api_gateway.app import create_app
 from api_gateway.auth import INGEST_ROUTE_PREFIX, OPERATOR_ROUTE_PREFIX
 from api_gateway.console.middleware import PUBLIC_PREFIX, SIGNED_IN_PREFIX
 from common.config import Settings
+from harness.stack import TEST_SECRET_KEYS, TEST_SNAPSHOT_KEYS, Stack
 from tests.conftest import ProjectKey
-from tests.support.stack import TEST_SECRET_KEYS, TEST_SNAPSHOT_KEYS, Stack
 
 METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 MUTATING = {"POST", "PUT", "PATCH", "DELETE"}

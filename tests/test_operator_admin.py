@@ -12,8 +12,8 @@ import aiohttp
 import pytest
 
 from api_gateway.app import CREDENTIAL_CACHE_SECONDS
+from harness.stack import Stack
 from tests.support.api import Api, eventually
-from tests.support.stack import Stack
 
 pytestmark = pytest.mark.e2e
 

@@ -11,11 +11,11 @@ from datetime import UTC, datetime, timedelta
 import aiohttp
 import pytest
 
+from harness.stack import Stack
 from store.db import open_pool
 from store.incidents import apply_event
 from tests.support.api import Api
-from tests.support.stack import Stack
-from tests.test_control_plane_api import HTTPS_CALLBACK, new_project
+from tests.support.operator_actions import HTTPS_CALLBACK, new_project
 from topics import IncidentEvent
 from topics.fields import parse_timestamp
 

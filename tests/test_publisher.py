@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from api_gateway.publisher import Publisher, PublishUnavailable
-from tests.support.kafka import read_topic
-from tests.support.services import Services
+from harness.kafka import read_topic
+from harness.services import Services
 from topics import RECEIPTS
 
 

@@ -14,14 +14,14 @@ import pytest
 from aiohttp import web
 from standardwebhooks.webhooks import Webhook
 
+from harness.processes import free_port
+from harness.stack import SINK_NAMES, Stack
 from store.db import open_pool
 from store.snapshots import get_snapshot
 from tests.conftest import ProjectKey
 from tests.support.api import Api, eventually
 from tests.support.example_receiver import running_example_receiver
-from tests.support.processes import free_port
-from tests.support.stack import SINK_NAMES, Stack
-from tests.test_incidents_api import incident_path, open_incident
+from tests.support.operator_actions import incident_path, open_incident, reprocess, set_callback
 
 pytestmark = pytest.mark.e2e
 
@@ -80,19 +80,6 @@ async def receiver() -> AsyncIterator[Receiver]:
     yield recorder
     recorder.released.set()
     await runner.cleanup()
-
-
-async def set_callback(operator_api: Api, project_id: str, url: str) -> str:
-    status, answer, _ = await operator_api.send("PUT", f"/api/v1/projects/{project_id}/repair-callback",
-                                                {"url": url})
-    assert status == 200, answer
-    return answer["signing_secret"]
-
-
-async def reprocess(operator_api: Api, incident_id: str) -> str:
-    status, answer, _ = await operator_api.send("POST", incident_path(incident_id, "reprocess"))
-    assert status == 202, answer
-    return answer["replay_id"]
 
 
 async def replay_of(operator_api: Api, incident_id: str) -> dict[str, Any]:

@@ -19,11 +19,11 @@ from aiokafka.errors import GroupCoordinatorNotAvailableError
 from prometheus_client import REGISTRY
 
 from common.config import Settings
+from harness.kafka import read_topic
+from harness.services import Services
 from sinks.contract import Batched, Loop, Sink
 from sinks.runner import SinkRunner
 from tests.support.api import eventually
-from tests.support.kafka import read_topic
-from tests.support.services import Services
 from topics import DEADLETTER, RESULTS, DeadLetter, decode
 
 NAME = "runner-test"

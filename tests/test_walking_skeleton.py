@@ -64,7 +64,7 @@ async def test_direct_producers_are_joined_and_bad_messages_are_dead_lettered(
 
     from confluent_kafka import Producer
 
-    from tests.support.kafka import read_topic
+    from harness.kafka import read_topic
     from topics import DEADLETTER, RECEIPTS, DeadLetter, Receipt, decode, encode, flow_key
 
     good = Receipt(project_id=project.project_id, idempotency_key="direct-1", reference="inv_direct",
@@ -99,7 +99,7 @@ async def test_a_signal_on_the_wrong_partition_for_its_key_is_forwarded_and_join
     from confluent_kafka.admin import AdminClient
 
     from agents.tracker import partition_of
-    from tests.support.kafka import read_topic
+    from harness.kafka import read_topic
     from topics import RECEIPTS, Receipt, encode, flow_key
 
     # librdkafka's default partitioner (CRC32) puts some keys on another partition than murmur2:

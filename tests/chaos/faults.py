@@ -9,11 +9,11 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from harness.processes import ManagedProcess
+from harness.services import Services
+from harness.stack import Stack
 from tests.chaos.receiver import HoldingReceiver
 from tests.support.faults import restart_postgres, start_kafka, stop_kafka
-from tests.support.processes import ManagedProcess
-from tests.support.services import Services
-from tests.support.stack import Stack
 
 KAFKA_DOWN_SECONDS = 20.0
 # How long to wait for the receiver to hold a callback open before killing the callbacks sink anyway.

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
-from tests.support.stack import SINK_NAMES
+from harness.stack import SINK_NAMES
 from topics.catalog import ALL_TOPICS
 
 SAMPLE_SECONDS = 0.5

@@ -15,6 +15,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from harness.services import Services
+from harness.stack import SINK_NAMES
 from tests.chaos.client import AnswerLog, RetryingClient
 from tests.chaos.faults import FaultInjector, inject_all
 from tests.chaos.ground_truth import FlowRecord, plan_flows
@@ -29,10 +31,7 @@ from tests.conftest import TEST_FLOW_PARTITIONS, ProjectKey
 from tests.support.alert_peers import Mailbox
 from tests.support.api import Api
 from tests.support.faults import require_local
-from tests.support.services import Services
-from tests.support.stack import SINK_NAMES
-from tests.test_alerts import add_destination
-from tests.test_repair_callbacks import set_callback
+from tests.support.operator_actions import add_destination, set_callback
 
 pytestmark = pytest.mark.e2e
 

@@ -13,8 +13,8 @@ import pytest
 from playwright.async_api import Browser, ConsoleMessage, Page, async_playwright
 
 from api_gateway import control_plane
+from harness.stack import Stack
 from store.db import open_pool
-from tests.support.stack import Stack
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts" / "console"

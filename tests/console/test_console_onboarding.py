@@ -13,12 +13,12 @@ import pytest
 from aiohttp import web
 from playwright.async_api import Locator, Page, expect
 
+from harness.processes import free_port
+from harness.stack import SINK_NAMES, Stack
 from tests.console.conftest import Console, make_operator
 from tests.support.api import Api, eventually
 from tests.support.example_receiver import running_example_receiver
 from tests.support.mail_catcher import MailCatcher
-from tests.support.processes import free_port
-from tests.support.stack import SINK_NAMES, Stack
 
 T = TypeVar("T")
 

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from aiohttp import web
@@ -26,7 +26,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from tests.support.processes import free_port
+from harness.processes import free_port
+from tests.support.api import eventually
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -126,3 +129,23 @@ async def slack(loopback_cert: tuple[Path, Path]) -> AsyncIterator[SlackHook]:
     await web.TCPSite(runner, "127.0.0.1", port, ssl_context=context).start()
     yield hook
     await runner.cleanup()
+
+
+async def mails(smtp: Mailbox, count: int) -> list[EmailMessage]:
+    """Wait until the SMTP peer holds at least ``count`` messages; all it holds."""
+    return await eventually(lambda: _now(list(smtp.messages)), lambda found: len(found) >= count)
+
+
+async def posts(slack: SlackHook, path: str, count: int, timeout: float = 20.0) -> list[dict[str, Any]]:
+    """Wait until the webhook peer took at least ``count`` posts on ``path``; all it took there."""
+    return await eventually(lambda: _now(slack.posts(path)), lambda found: len(found) >= count,
+                            timeout=timeout)
+
+
+async def _now(value: T) -> T:
+    return value
+
+
+def parts(message: EmailMessage) -> dict[str, str]:
+    """A multipart message's parts by content type."""
+    return {part.get_content_type(): part.get_content() for part in message.iter_parts()}

@@ -13,7 +13,7 @@ import os
 
 import pytest
 
-from tests.support.services import (
+from harness.services import (
     LOCAL_KAFKA_ENV,
     LOCAL_POSTGRES_ENV,
     Services,

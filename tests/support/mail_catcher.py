@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from harness.processes import ManagedProcess, free_port
 from sendpromptly.mailcatcher import stored
-from tests.support.processes import ManagedProcess, free_port
 
 
 @dataclass(frozen=True)

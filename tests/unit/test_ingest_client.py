@@ -11,8 +11,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from harness.processes import free_port
 from sendpromptly.client import ApiError, IngestClient, Retry, UnreachableError
-from tests.support.processes import free_port
 
 PROBLEMS = "https://sendpromptly.dev/problems/"
 Reply = tuple[int, dict[str, str], object]  # status, headers, JSON body

@@ -18,7 +18,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 TEST_KAFKA_PORT = os.environ.get("SENDPROMPTLY_TEST_KAFKA_PORT", "19092")
 TEST_PG_PORT = os.environ.get("SENDPROMPTLY_TEST_PG_PORT", "15433")
 

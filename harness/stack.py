@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from common.keyring import Keyring
+from harness.processes import ManagedProcess, free_port
 from sendpromptly.processes import SINKS
-from tests.support.processes import ManagedProcess, free_port
 
 # One keyring per test session: fresh random keys, never real ones.
 TEST_SECRET_KEYS = Keyring.generate_spec("test-secrets-1")
