@@ -25,18 +25,19 @@ ENV PATH=/opt/venv/bin:$PATH
 
 WORKDIR /src
 
-# Dependencies first, in their own layer, read from pyproject.toml: a code change then rebuilds
-# only the last layer below. Only [project].dependencies: no test or dev extras in the image.
-COPY pyproject.toml ./
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
-        > /tmp/requirements.txt \
-    && pip install --upgrade pip \
-    && pip install -r /tmp/requirements.txt
+# Dependencies first, in their own layer: exactly the versions and hashes pinned in
+# requirements/runtime.txt (`make lock` writes it from pyproject.toml's [project].dependencies; no
+# test or dev extras), so every build installs the same thing. A code change rebuilds only the
+# last layer below.
+COPY requirements/runtime.txt /tmp/requirements.txt
+RUN pip install --upgrade pip \
+    && pip install --require-hashes -r /tmp/requirements.txt
 
 # The project itself, as a regular (non-editable) install: the packages, the migrations shipped as
-# package data and the `sendpromptly` console script all land in /opt/venv.
+# package data and the `sendpromptly` console script all land in /opt/venv. --no-deps: its
+# dependencies are the pinned ones above, never resolved again.
 COPY . .
-RUN pip install . \
+RUN pip install --no-deps . \
     && sendpromptly --help >/dev/null
 
 # --- runtime ------------------------------------------------------------------------------------

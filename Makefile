@@ -3,17 +3,21 @@
 #   make test   run the whole test suite (starts the Kafka and PostgreSQL it needs)
 #   make down   stop the local stack and the test services
 #   make chaos  the fault-injection suite's long run (4 min of load; docs/reliability.md)
+#   make lock   re-pin every dependency after an edit of pyproject.toml's dependencies
 SHELL := /bin/bash
 PYTHON ?= python3.11
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: up down test venv lint status bench-tools chaos
+.PHONY: up down test venv lint lock status bench-tools chaos
 
-$(STAMP): pyproject.toml
+# Exactly the versions (and hashes) pinned in requirements/dev.txt, then the project itself on top
+# without resolving anything again.
+$(STAMP): pyproject.toml requirements/dev.txt
 	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
-	$(VENV)/bin/pip install --quiet -e '.[test,dev]'
+	$(VENV)/bin/pip install --quiet --require-hashes -r requirements/dev.txt
+	$(VENV)/bin/pip install --quiet --no-deps -e .
 	@touch $(STAMP)
 
 venv: $(STAMP)
@@ -39,6 +43,19 @@ chaos: $(STAMP)
 # The benchmarks' load generator (wrk, from Debian) and profiler (py-spy, in the dev extra).
 bench-tools: $(STAMP)
 	@bash scripts/bench-tools.sh
+
+# requirements/runtime.txt: what the image installs; requirements/dev.txt: that plus the test and dev
+# extras, at the same versions. tests/unit/test_locked_dependencies.py fails until this is rerun after
+# pyproject.toml's dependencies change. `make lock UPGRADE=--upgrade` moves every pin to the newest.
+PIP_COMPILE = CUSTOM_COMPILE_COMMAND='make lock' $(VENV)/bin/pip-compile --quiet --generate-hashes \
+	--strip-extras --allow-unsafe --no-emit-find-links $(UPGRADE)
+# Not on $(STAMP): the lock must be possible when requirements/dev.txt is missing or stale.
+lock:
+	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	@test -x $(VENV)/bin/pip-compile || $(VENV)/bin/pip install --quiet 'pip-tools>=7.4'
+	$(PIP_COMPILE) --output-file requirements/runtime.txt pyproject.toml
+	$(PIP_COMPILE) --extra test --extra dev --constraint requirements/runtime.txt \
+		--output-file requirements/dev.txt pyproject.toml
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
