@@ -255,7 +255,7 @@ def on_operator_resolve(state: FlowState, incident_id: str, *, now: datetime) ->
 
 def _apply_result(state: FlowState, result: HeldResult, now: datetime) -> Step:
     flow = state.flow
-    assert flow is not None
+    assert flow is not None  # noqa: S101 (a result is applied only to a flow that exists)
     if flow.status is FlowStatus.PENDING:
         if result.received_at > flow.deadline:
             # Received after the deadline, applied before the timer fired (the agents were behind):
@@ -281,7 +281,7 @@ def _apply_result(state: FlowState, result: HeldResult, now: datetime) -> Step:
 
 def _open_incident(state: FlowState, reason: str, now: datetime, *, detail: str | None = None) -> Step:
     flow = state.flow
-    assert flow is not None
+    assert flow is not None  # noqa: S101 (an incident opens only on a flow that exists)
     opened = _advance(flow, status=FlowStatus.INCIDENT, incident_id=incident_id_for(flow),
                       incident_reason=reason, detail=detail)
     return _transition(state, opened, reason, now)
@@ -445,7 +445,7 @@ def forgettable(doc: dict[str, Any] | None, *, retention: timedelta, now: dateti
 def _stored_time(value: str) -> datetime:
     """A time ``state_to_json`` wrote with ``format_timestamp``, so always a valid one."""
     at = parse_timestamp(value)
-    assert at is not None, value
+    assert at is not None, value  # noqa: S101 (state_to_json wrote it with format_timestamp)
     return at
 
 

@@ -57,7 +57,7 @@ def to_message(effect: Effect) -> AuditEvent | IncidentEvent:
             occurred_at=effect.at,
             data={**flow_data(flow), "previous_status": previous, "cause": effect.cause},
         )
-    assert flow.incident_id is not None
+    assert flow.incident_id is not None  # noqa: S101 (an incident effect comes from a flow whose incident is set)
     kind = "opened" if isinstance(effect, IncidentOpened) else "resolved"
     # A corrected reason is an event of its own: it must not be dropped as a repeat of the first.
     corrected = isinstance(effect, IncidentOpened) and effect.corrected

@@ -183,7 +183,7 @@ def _owned(request: web.Request, kind: BatchKind, project: Project, item: Item, 
     """What the claim says of the item (not in flight elsewhere): a replay, a refusal, or the
     signal to publish (with whether the claim was taken over from a request that died)."""
     if claim.outcome is ClaimOutcome.REPLAY:
-        assert claim.response is not None
+        assert claim.response is not None  # noqa: S101 (a replay carries its stored response)
         item.outcome, item.answer = "replayed", orjson.loads(claim.response.body)
         return None
     if claim.outcome is ClaimOutcome.MISMATCH:
@@ -194,7 +194,7 @@ def _owned(request: web.Request, kind: BatchKind, project: Project, item: Item, 
     if claim.taken_over:
         # An owner that vanished after storing its answer, perhaps after Kafka's ack: publish that
         # very signal again and give that answer (as a single request does).
-        assert claim.response is not None and claim.received_at is not None
+        assert claim.response is not None and claim.received_at is not None  # noqa: S101 (a taken-over claim carries its stored response and time)
         signal, _ = kind.make(request, project, item.key or "", item.body, claim.received_at)
         item.answer = orjson.loads(claim.response.body)
     else:

@@ -58,7 +58,7 @@ from topics.messages import INCIDENT_REASONS, RESOLUTIONS, FlowStatus
 
 JSON = "application/json"
 API_KEY = "apiKey"
-OPERATOR_TOKEN = "operatorToken"
+OPERATOR_TOKEN = "operatorToken"  # noqa: S105 (the security scheme's name, not a token)
 PROJECT = "/api/v1/projects/{project_id}"
 INCIDENT = "/api/v1/incidents/{incident_id}"
 OPERATOR = "/api/v1/operators/{operator_id}"

@@ -36,7 +36,7 @@ def describe(exc: BaseException) -> str:
 
 # One generator for every backoff: creating one per Backoff (seeded from os.urandom) cost 15 µs,
 # and the agents make a Backoff for every message they handle.
-_JITTER = random.Random()
+_JITTER = random.Random()  # noqa: S311 (jitter, not a secret)
 
 
 @dataclass

@@ -9,7 +9,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 
 from common.ids import new_secret
 
-TOKEN_PREFIX = "op"
+TOKEN_PREFIX = "op"  # noqa: S105 (the prefix every token shows, not a token)
 _hasher = PasswordHasher()  # argon2id with the library's current recommended parameters
 
 

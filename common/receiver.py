@@ -35,7 +35,7 @@ import time
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-SECRET_PREFIX = "whsec_"
+SECRET_PREFIX = "whsec_"  # noqa: S105 (the prefix every signing secret shows, not a secret)
 DEFAULT_TOLERANCE_SECONDS = 300
 
 

@@ -83,7 +83,7 @@ def sink(name: str) -> None:
     from sinks.main import run
 
     module = SINKS[name].sink_module
-    assert module is not None  # SINKS holds the processes that have one
+    assert module is not None  # noqa: S101 (SINKS holds the processes that have one)
     run(_settings(), name, module)
 
 

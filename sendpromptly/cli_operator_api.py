@@ -23,7 +23,7 @@ from sendpromptly.client import ApiError, ClientError, Document, OperatorClient
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 URL_ENV = "SENDPROMPTLY_URL"
-TOKEN_ENV = "SENDPROMPTLY_OPERATOR_TOKEN"
+TOKEN_ENV = "SENDPROMPTLY_OPERATOR_TOKEN"  # noqa: S105 (the variable's name, not a token)
 MAX_PAGE = 200  # the largest page the API serves
 DEFAULT_AUDIT_ENTRIES = 50  # the API's own default page
 

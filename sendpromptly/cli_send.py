@@ -92,7 +92,10 @@ def send(source: BinaryIO, kind: Kind | None, api_key: str | None, url: str, as_
         raise click.BadParameter(_refusal(refused.problems), param_hint="--file") from None
     if not signals:
         raise click.BadParameter("holds no signal: nothing to send.", param_hint="--file")
-    client = IngestClient(url, _api_key(api_key), retry=Retry(on_retry=_say_retry))
+    try:
+        client = IngestClient(url, _api_key(api_key), retry=Retry(on_retry=_say_retry))
+    except ClientError as refused:
+        raise click.BadParameter(str(refused), param_hint="--url") from None
     tally, failure = _send_all(client, plan_batches(signals))
     _summary(tally, failure, len(signals), as_json)
     if failure is not None:

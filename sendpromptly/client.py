@@ -21,7 +21,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, urlencode, urlsplit
 
 TIMEOUT_SECONDS = 30.0
 MUTATING_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -111,7 +111,8 @@ class Retry:
         if isinstance(error, ApiError) and error.retry_after is not None:
             return min(error.retry_after, self.max_delay)
         # Jitter spreads the retries of many clients that failed at the same moment.
-        return min(self.first_delay * 2 ** (failures - 1) * random.uniform(0.5, 1.0), self.max_delay)
+        return min(self.first_delay * 2 ** (failures - 1) * random.uniform(0.5, 1.0),  # noqa: S311 (jitter, not a secret)
+                   self.max_delay)
 
 
 NO_RETRY = Retry(attempts=1)
@@ -150,6 +151,10 @@ class ApiClient:
 
     def __init__(self, base_url: str, token: str, *, timeout: float = TIMEOUT_SECONDS,
                  retry: Retry = NO_RETRY):
+        # urllib would also open file: and ftp: URLs; the gateway speaks only HTTP.
+        if urlsplit(base_url).scheme not in ("http", "https"):
+            raise ClientError(f"{base_url!r} is not an http:// or https:// URL: give the SendPromptly "
+                              "API's address, e.g. http://127.0.0.1:8080")
         self.base_url = base_url.rstrip("/")
         self.token = token
         self.timeout = timeout
@@ -175,7 +180,8 @@ class ApiClient:
             headers["Content-Type"] = "application/json"
         failures = 0
         while True:
-            request = urllib.request.Request(url, data=data, headers=headers, method=method)
+            # http or https only: __init__ refuses any other scheme.
+            request = urllib.request.Request(url, data=data, headers=headers, method=method)  # noqa: S310
             try:
                 return self._send(request)
             except ClientError as error:

@@ -52,7 +52,7 @@ class AlertSender:
         self._pool = pool
         self._settings = settings
         self._channels: dict[str, Channel] = {}
-        self._rng = random.Random()
+        self._rng = random.Random()  # noqa: S311 (retry jitter, not a secret)
         self._next_scan = 0.0
         # Longer than a send can take (the setting's lower bound sees to it): a notification leased
         # by a process that died is taken again after this, by whichever replica claims it.

@@ -94,7 +94,7 @@ class CallbackDeliverer:
         # Optional: without snapshot keys no project can have snapshots to send.
         self._snapshot_keyring = (Keyring.parse("SENDPROMPTLY_SNAPSHOT_KEYS", settings.snapshot_keys)
                                   if settings.snapshot_keys else None)
-        self._rng = random.Random()
+        self._rng = random.Random()  # noqa: S311 (retry jitter, not a secret)
         # Longer than an attempt can take (the setting's lower bound sees to it): a delivery
         # leased by a process that died is taken again after this, by whichever replica claims it.
         self._loop = ClaimLoop(
@@ -118,7 +118,7 @@ class CallbackDeliverer:
 
     async def _deliver(self, delivery: Delivery, leased_until: float) -> None:
         session = self._session
-        assert session is not None  # claimed only while run() holds the session
+        assert session is not None  # noqa: S101 (claimed only while run() holds the session)
         repair = delivery.request
         async with self._pool.connection() as conn:
             target = await self._target(conn, repair)

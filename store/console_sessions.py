@@ -68,7 +68,7 @@ async def record_failure(conn: Connection, email: str, *, window: timedelta, loc
         " RETURNING failures",
         {"email": email, "window": window},
     )).fetchone()
-    assert row is not None  # INSERT ... RETURNING yields the row
+    assert row is not None  # noqa: S101 (INSERT ... RETURNING yields the row)
     failures: int = row["failures"]
     if failures < lock_after:
         return failures, None
@@ -77,7 +77,7 @@ async def record_failure(conn: Connection, email: str, *, window: timedelta, loc
         " WHERE email = lower(%s) RETURNING locked_until",
         (lock_for, email),
     )).fetchone()
-    assert locked is not None
+    assert locked is not None  # noqa: S101 (UPDATE ... RETURNING of the row the INSERT above made)
     return failures, locked["locked_until"]
 
 

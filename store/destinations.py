@@ -30,7 +30,7 @@ async def add_destination(conn: Connection, project_id: str, type_: str, target:
         f" RETURNING {_COLUMNS}",
         (new_id("dst"), project_id, type_, target),
     )).fetchone()
-    assert row is not None  # INSERT ... RETURNING yields the new row
+    assert row is not None  # noqa: S101 (INSERT ... RETURNING yields the new row)
     return Destination(**row)
 
 

@@ -142,7 +142,7 @@ async def apply_events(conn: Connection, events: Sequence[IncidentEvent]) -> Non
         for event in events:
             await conn.execute(_UPSERT, _row(event))
             if event.type == "reprocess_requested":
-                assert event.replay_id is not None
+                assert event.replay_id is not None  # noqa: S101 (a reprocess_requested event always names its replay)
                 await add_replay(conn, event.replay_id, event.incident_id, event.actor, event.occurred_at)
 
 
@@ -231,7 +231,7 @@ async def count_by_status(conn: Connection, project_id: str) -> dict[str, int]:
         "   count(*) FILTER (WHERE status = 'resolved') AS resolved"
         " FROM incidents WHERE project_id = %s AND opened_at IS NOT NULL", (project_id,)
     )).fetchone()
-    assert row is not None  # an aggregate without GROUP BY yields one row
+    assert row is not None  # noqa: S101 (an aggregate without GROUP BY yields one row)
     return dict(row)
 
 

@@ -49,7 +49,7 @@ async def create_operator(conn: Connection, *, email: str, is_admin: bool,
         " RETURNING id, email, is_admin, created_at",
         (new_id("opr"), email, is_admin, password_hash),
     )).fetchone()
-    assert row is not None  # INSERT ... RETURNING yields the new row
+    assert row is not None  # noqa: S101 (INSERT ... RETURNING yields the new row)
     return Operator(**row)
 
 
@@ -95,7 +95,7 @@ async def revoke_tokens(conn: Connection, operator_id: str) -> int:
     return cursor.rowcount
 
 
-_TOKEN_COLUMNS = "id, operator_id, created_at, last_used_at, revoked_at"
+_TOKEN_COLUMNS = "id, operator_id, created_at, last_used_at, revoked_at"  # noqa: S105 (column names)
 
 
 async def get_token(conn: Connection, operator_id: str, token_id: str) -> TokenInfo | None:

@@ -33,7 +33,7 @@ async def create_project(
         f" VALUES (%s, %s, %s, %s, %s) RETURNING {_PROJECT_COLUMNS}",
         (new_id("prj"), name, mode, timeout_minutes, snapshots_enabled),
     )).fetchone()
-    assert row is not None  # INSERT ... RETURNING yields the new row
+    assert row is not None  # noqa: S101 (INSERT ... RETURNING yields the new row)
     return Project(**row)
 
 
@@ -108,14 +108,14 @@ async def update_project(conn: Connection, project_id: str, changes: dict[str, o
         raise ValueError(f"not updatable: {sorted(unknown)}")
     if not changes:
         project = await get_project(conn, project_id)
-        assert project is not None
+        assert project is not None  # noqa: S101 (the caller has read the project, and projects are never deleted)
         return project
     assignments = ", ".join(f"{name} = %({name})s" for name in changes)
     row = await (await conn.execute(
         f"UPDATE projects SET {assignments} WHERE id = %(id)s RETURNING {_PROJECT_COLUMNS}",
         {**changes, "id": project_id},
     )).fetchone()
-    assert row is not None
+    assert row is not None  # noqa: S101 (the caller has read the project, and projects are never deleted)
     return Project(**row)
 
 
@@ -178,5 +178,5 @@ async def count_live_keys(conn: Connection, project_id: str) -> int:
     row = await (await conn.execute(
         "SELECT count(*) AS n FROM api_keys WHERE project_id = %s AND revoked_at IS NULL", (project_id,)
     )).fetchone()
-    assert row is not None  # an aggregate without GROUP BY yields one row
+    assert row is not None  # noqa: S101 (an aggregate without GROUP BY yields one row)
     return row["n"]

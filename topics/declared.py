@@ -54,7 +54,8 @@ class Message(Declared, frozen=True, kw_only=True, tag_field="schema"):
     @classmethod
     def schema(cls) -> str:
         tag = cls.__struct_config__.tag
-        assert isinstance(tag, str), f"{cls.__name__} declares no schema tag"
+        if not isinstance(tag, str):
+            raise TypeError(f"{cls.__name__} declares no schema tag: give it tag=\"<name>.v<n>\"")
         return tag
 
     def to_dict(self) -> dict[str, Any]:

@@ -8,6 +8,7 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import NoReturn
 
 from aiohttp import web
 
@@ -64,7 +65,6 @@ async def sign_in(request: web.Request, email: str, password: str) -> SignedIn:
     matches = await asyncio.to_thread(verify_password, stored or _UNKNOWN_EMAIL_HASH, password)
     if operator is None or operator.deactivated_at is not None or stored is None or not matches:
         await _failed(request, email, operator)
-    assert operator is not None
     token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
     async with pool.connection() as conn, conn.transaction():
         await console_sessions.clear_failures(conn, email)
@@ -74,7 +74,7 @@ async def sign_in(request: web.Request, email: str, password: str) -> SignedIn:
     return SignedIn(operator, token)
 
 
-async def _failed(request: web.Request, email: str, operator: Operator | None) -> None:
+async def _failed(request: web.Request, email: str, operator: Operator | None) -> NoReturn:
     async with request.app[POOL].connection() as conn, conn.transaction():
         failures, locked = await console_sessions.record_failure(
             conn, email, window=FAILURE_WINDOW, lock_after=LOCK_AFTER_FAILURES, lock_for=LOCK_FOR)

@@ -30,7 +30,7 @@ from store.db import Connection
 from store.projects import Project
 from topics.fields import format_timestamp
 
-SECRET_PREFIX = "whsec_"
+SECRET_PREFIX = "whsec_"  # noqa: S105 (the prefix every signing secret shows, not a secret)
 SECRET_BYTES = 32
 # A test waits less than a repair attempt (10 s): an operator is looking at the page meanwhile.
 TEST_TIMEOUT_SECONDS = 5.0

@@ -56,7 +56,7 @@ async def new_key(request: web.Request, conn: Connection, label: str) -> tuple[A
     project = await visible_project(request, conn)
     key_id, created = await create_api_key(conn, actor(request), project.id, label)
     info = await projects.get_api_key(conn, project.id, key_id)
-    assert info is not None
+    assert info is not None  # noqa: S101 (created in this transaction)
     return info, created.plaintext
 
 

@@ -35,7 +35,7 @@ async def running_example_receiver(*, secrets: list[str], sendpromptly_url: str,
     site = web.TCPSite(runner, "127.0.0.1", port)
     await site.start()
     try:
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        port = runner.addresses[0][1]
         yield f"http://127.0.0.1:{port}/repair"
     finally:
         await runner.cleanup()

@@ -12,7 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from harness.processes import free_port
-from sendpromptly.client import ApiError, IngestClient, Retry, UnreachableError
+from sendpromptly.client import ApiError, ClientError, IngestClient, Retry, UnreachableError
 
 PROBLEMS = "https://sendpromptly.dev/problems/"
 Reply = tuple[int, dict[str, str], object]  # status, headers, JSON body
@@ -120,6 +120,11 @@ def test_a_definite_answer_is_not_retried(stub: tuple[Stub, str], status: int) -
     with pytest.raises(ApiError):
         client(url, []).send_batch("receipt", ITEMS)
     assert len(server.requests) == 1
+
+
+def test_a_url_that_is_not_http_is_refused_before_anything_is_opened() -> None:
+    with pytest.raises(ClientError, match="'file:///etc/passwd' is not an http:// or https:// URL"):
+        IngestClient("file:///etc/passwd", "sk_test")
 
 
 def test_an_unreachable_gateway_is_retried_then_named() -> None:
