@@ -176,7 +176,7 @@ def create_app(settings: Settings) -> faust.App:
                              any_error=True)
 
     @app.agent(inputs)
-    async def track_flows(stream: faust.StreamT) -> None:
+    async def track_flows(stream: faust.StreamT[bytes]) -> None:
         flow_tracker = await tracker()
         async for event in stream.events():
             record = event.message
@@ -233,7 +233,7 @@ def create_app(settings: Settings) -> faust.App:
                                                   log_starts.get(tp, 0) if start is None else start)
         return ends
 
-    @app.timer(TIMER_SECONDS)
+    @timer(app, TIMER_SECONDS)
     @round_survives_errors
     async def fire_deadlines() -> None:
         # A round that fails loses nothing: every flow it took from the index comes due again after
@@ -253,8 +253,8 @@ def create_app(settings: Settings) -> faust.App:
     async def send_forget(batch: DeadlineBatch, partition: int) -> None:
         await deadlines.send(value=encode(batch), partition=partition)
 
-    @app.timer(min(max(settings.flow_retention.total_seconds() / 24, SWEEP_SECONDS_BOUNDS[0]),
-                   SWEEP_SECONDS_BOUNDS[1]))
+    @timer(app, min(max(settings.flow_retention.total_seconds() / 24, SWEEP_SECONDS_BOUNDS[0]),
+                    SWEEP_SECONDS_BOUNDS[1]))
     @round_survives_errors
     async def forget_closed_flows() -> None:
         """Name the stored flows closed longer than the retention, in batches sent to their own
@@ -269,7 +269,7 @@ def create_app(settings: Settings) -> faust.App:
                 await asyncio.sleep(0)
         await forget.flush()
 
-    @app.timer(LAG_SECONDS)
+    @timer(app, LAG_SECONDS)
     @round_survives_errors
     async def measure_lag() -> None:
         # The concrete consumer, not the ConsumerT interface: the committed offsets are its own.
@@ -333,7 +333,16 @@ class ForgetBatches:
             self.sent += len(keys)
 
 
-def round_survives_errors(timer_round: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
+TimerRound = Callable[[], Awaitable[None]]
+
+
+def timer(app: faust.App, seconds: float) -> Callable[[TimerRound], TimerRound]:
+    """faust's ``app.timer(seconds)``, typed (faust declares it to return a bare ``Callable``)."""
+    register: Callable[[TimerRound], TimerRound] = app.timer(seconds)
+    return register
+
+
+def round_survives_errors(timer_round: TimerRound) -> TimerRound:
     """An exception escaping a faust timer stops the whole worker; this logs it, and the timer's
     next round runs as usual."""
 

@@ -208,7 +208,8 @@ class FlowTracker:
 
 
 def partition_of(key: bytes, partitions: int) -> int:
-    return (murmur2(key) & 0x7FFFFFFF) % partitions
+    hashed: int = murmur2(key)
+    return (hashed & 0x7FFFFFFF) % partitions
 
 
 def _decode_for_flow(kind: str, message: Incoming) -> Receipt | Result | IncidentEvent | None:

@@ -21,6 +21,9 @@ from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, M
 from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.utils import floatToGoString
 
+# The client library's own rendering of a bucket bound (as Go prints floats), which it leaves untyped.
+_go_float: Callable[[float], str] = floatToGoString
+
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
 
@@ -57,7 +60,7 @@ class HttpRequests:
         yield latency
 
     def _cumulative(self, counts: list[float]) -> list[tuple[str, float]]:
-        bounds = [*(floatToGoString(bound) for bound in self._bounds), "+Inf"]
+        bounds = [*(_go_float(bound) for bound in self._bounds), "+Inf"]
         running = 0.0
         buckets = []
         for bound, count in zip(bounds, counts, strict=True):

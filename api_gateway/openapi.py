@@ -760,7 +760,8 @@ def _document_bytes() -> bytes:
 
 def document() -> dict[str, Any]:
     """The OpenAPI document (a fresh copy: callers may change it)."""
-    return orjson.loads(_document_bytes())
+    doc: dict[str, Any] = orjson.loads(_document_bytes())
+    return doc
 
 
 def _build() -> dict[str, Any]:

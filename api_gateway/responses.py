@@ -27,7 +27,8 @@ def json_response(status: int, doc: Any) -> web.Response:
 
 def json_document(doc: dict[str, Any]) -> dict[str, Any]:
     """``doc`` with times and sets in their wire form (what ``json_response`` would send)."""
-    return orjson.loads(orjson.dumps(doc, default=_default, option=_OPTIONS))
+    wire: dict[str, Any] = orjson.loads(orjson.dumps(doc, default=_default, option=_OPTIONS))
+    return wire
 
 
 def _default(value: Any) -> Any:

@@ -119,7 +119,7 @@ def verify(raw_body: bytes, headers: Mapping[str, str], secrets: list[str], *, n
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise VerificationError("the body is not JSON") from None
     nonce = body.get("nonce") if isinstance(body, dict) else None
-    if not isinstance(nonce, str) or not nonce:
+    if not isinstance(body, dict) or not isinstance(nonce, str) or not nonce:
         raise VerificationError("the body carries no nonce")
     # Checked only after the signature, so forged requests cannot fill the store. A request is
     # refused anyway once its timestamp is out of tolerance (at most 2 x tolerance from now).

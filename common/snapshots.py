@@ -31,4 +31,5 @@ def seal(keyring: Keyring, project_id: str, reference: str, payload: dict[str, A
 
 def open_snapshot(keyring: Keyring, project_id: str, reference: str, snapshot: Snapshot) -> dict[str, Any]:
     envelope = Envelope(snapshot.key_id, snapshot.nonce, snapshot.ciphertext)
-    return orjson.loads(keyring.decrypt(envelope, associated_data(project_id, reference)))
+    doc: dict[str, Any] = orjson.loads(keyring.decrypt(envelope, associated_data(project_id, reference)))
+    return doc

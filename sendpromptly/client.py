@@ -111,8 +111,8 @@ class Retry:
         if isinstance(error, ApiError) and error.retry_after is not None:
             return min(error.retry_after, self.max_delay)
         # Jitter spreads the retries of many clients that failed at the same moment.
-        return min(self.first_delay * 2 ** (failures - 1) * random.uniform(0.5, 1.0),  # noqa: S311 (jitter, not a secret)
-                   self.max_delay)
+        jitter = random.uniform(0.5, 1.0)  # noqa: S311 (jitter, not a secret)
+        return min(self.first_delay * 2.0 ** (failures - 1) * jitter, self.max_delay)
 
 
 NO_RETRY = Retry(attempts=1)

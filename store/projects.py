@@ -179,4 +179,5 @@ async def count_live_keys(conn: Connection, project_id: str) -> int:
         "SELECT count(*) AS n FROM api_keys WHERE project_id = %s AND revoked_at IS NULL", (project_id,)
     )).fetchone()
     assert row is not None  # noqa: S101 (an aggregate without GROUP BY yields one row)
-    return row["n"]
+    live: int = row["n"]
+    return live

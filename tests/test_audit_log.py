@@ -20,7 +20,7 @@ from harness.kafka import read_topic
 from harness.services import Services
 from harness.stack import Stack
 from sinks.audit_log import AuditLogSink
-from sinks.runner import Unprocessable
+from sinks.contract import Unprocessable
 from store import audit_log
 from store.audit_log import GENESIS
 from store.db import Pool

@@ -281,7 +281,7 @@ def test_migration_0012_makes_every_stored_flow_cycle_1_of_its_mode(services: Se
                          " applied_at timestamptz NOT NULL DEFAULT now())")
             for migration in available():
                 if migration.version < 12:
-                    conn.execute(migration.sql)  # type: ignore[arg-type]
+                    conn.execute(migration.sql)
                     conn.execute("INSERT INTO schema_migrations (version, name) VALUES (%s, %s)",
                                  (migration.version, migration.name))
             conn.execute("INSERT INTO projects (id, name) VALUES ('prj_old', 'old')")

@@ -8,12 +8,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
+from topics.declared import Message
 from topics.messages import (
     AuditEvent,
     DeadLetter,
     DeadlineBatch,
     IncidentEvent,
-    Message,
     Receipt,
     RepairRequest,
     Result,

@@ -7,9 +7,8 @@ from typing import TypeVar
 import msgspec
 import orjson
 
-from topics.declared import field_errors, json_decoder, to_json, without_nulls
+from topics.declared import Message, field_errors, json_decoder, to_json, without_nulls
 from topics.fields import FieldErrors
-from topics.messages import Message
 
 M = TypeVar("M", bound=Message)
 
@@ -32,7 +31,8 @@ def decode(cls: type[M], raw: bytes | None) -> M:
     if raw is None:
         raise SchemaError("empty_value", "the message has no value (a tombstone?)")
     try:
-        return json_decoder(cls).decode(raw)
+        message: M = json_decoder(cls).decode(raw)  # a cached decoder's type is lost to @cache
+        return message
     except msgspec.DecodeError as exc:
         if not isinstance(exc, msgspec.ValidationError):
             raise SchemaError("not_json", f"the value is not UTF-8 JSON: {exc}") from None

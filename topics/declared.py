@@ -60,7 +60,8 @@ class Message(Declared, frozen=True, kw_only=True, tag_field="schema"):
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON document (timestamps as ``format_timestamp`` writes them), e.g. for a jsonb column."""
-        return orjson.loads(to_json(self))
+        doc: dict[str, Any] = orjson.loads(to_json(self))
+        return doc
 
     @classmethod
     def from_dict(cls: type[D], doc: Any) -> D:

@@ -33,6 +33,8 @@ def _resolved(doc: dict[str, Any], node: dict[str, Any]) -> dict[str, Any]:
     found: Any = doc
     for part in ref.removeprefix("#/").split("/"):
         found = found[part]
+    if not isinstance(found, dict):
+        raise ValueError(f"{ref} names no object in the OpenAPI document")
     return found
 
 

@@ -19,7 +19,8 @@ from topics.fields import parse_timestamp
 
 
 def operator_of(request: web.Request) -> Operator:
-    return request[OPERATOR]
+    operator: Operator = request[OPERATOR]  # set by the auth middleware on every operator route
+    return operator
 
 
 def actor_of(request: web.Request) -> str:

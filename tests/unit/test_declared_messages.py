@@ -16,7 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from topics import SchemaError, decode, encode
-from topics.declared import Declared
+from topics.declared import Declared, Message
 from topics.fields import (
     IDEMPOTENCY_KEY_PATTERN,
     PRINTABLE,
@@ -37,7 +37,6 @@ from topics.messages import (
     DeadlineBatch,
     FlowRecord,
     IncidentEvent,
-    Message,
     Receipt,
     RepairRequest,
     Result,
