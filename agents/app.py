@@ -47,7 +47,7 @@ from topics.catalog import key_fields
 log = logging.getLogger(__name__)
 
 FLOW_TABLE = "flow-state"
-TIMER_SECONDS = 0.25  # DESIGN.md §4: an incident opens no later than 2 s after its deadline
+TIMER_SECONDS = 0.25  # an incident opens no later than 2 s after its deadline
 LAG_SECONDS = 5.0
 REBUILD_YIELD_EVERY = 5000
 # How often the stored flows are read for those closed longer than the retention: a twenty-fourth

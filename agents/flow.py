@@ -33,7 +33,7 @@ HELD_RESULT_TTL = timedelta(days=7)
 # Held results per flow: enough for retries of a real app, bounded so a misbehaving producer
 # cannot grow one key's state without limit.
 MAX_HELD_RESULTS = 16
-# DESIGN.md §3: a repeated (project_id, idempotency_key) within 24 h is a duplicate. Keys are
+# A repeated (project_id, idempotency_key) within 24 h is a duplicate. Keys are
 # remembered per flow (the only state a partition owns); the newest ones, bounded.
 DEDUPE_WINDOW = timedelta(hours=24)
 MAX_REMEMBERED_KEYS = 64

@@ -42,7 +42,7 @@ from store.idempotency import purge_expired
 from store.operators import Operator, operator_for_token_hash
 from store.projects import Project, project_for_key_hash
 
-# A revoked key or token must be refused by every replica within 5 s (DESIGN.md §5); caching
+# A revoked key or token must be refused by every replica within 5 s; caching
 # lookups for less than that keeps the database out of the hot path.
 CREDENTIAL_CACHE_SECONDS = 2.0
 IDEMPOTENCY_PURGE_SECONDS = 600

@@ -1,4 +1,4 @@
-"""Idempotency for every POST, PUT, PATCH and DELETE (DESIGN.md §5), ingest and operator alike.
+"""Idempotency for every POST, PUT, PATCH and DELETE, ingest and operator alike.
 
 ``run_idempotent`` claims the request's ``Idempotency-Key`` in its scope, runs the action, and stores
 the response in the same transaction as the action's own writes. A repeat of the same request gets

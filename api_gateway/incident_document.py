@@ -1,4 +1,4 @@
-"""An incident's wire form (DESIGN.md §5), for the operator API and the flow answer of ingest.
+"""An incident's wire form, for the operator API and the flow answer of ingest.
 
 Its own module because both ``ingest`` and ``operator_api.incidents`` answer with it, and the
 latter already builds on the former.

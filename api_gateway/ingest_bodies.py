@@ -1,4 +1,4 @@
-"""The bodies of ``POST /api/v1/receipt`` and ``POST /api/v1/result`` (DESIGN.md §5), declared
+"""The bodies of ``POST /api/v1/receipt`` and ``POST /api/v1/result``, declared
 once with the topic messages' field rules; the OpenAPI document derives their schemas."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The HTTP contract (DESIGN.md §5) as an OpenAPI 3.1 document, served at ``GET /api/v1/openapi.json``.
+"""The HTTP contract as an OpenAPI 3.1 document, served at ``GET /api/v1/openapi.json``.
 
 The document is built once, from the limits and patterns the handlers check with (``topics.fields``,
 ``ingest_bodies``, ``operator_api.bodies``, ``http_input``, ``common.targets``), so a rule

@@ -1,4 +1,4 @@
-"""When a repair callback is retried, and after how long (DESIGN.md §6). Pure: no I/O, no clock.
+"""When a repair callback is retried, and after how long. Pure: no I/O, no clock.
 
 Network errors, 408, 429 and 5xx are passing trouble and retried on the configured schedule (each
 delay with ±10 % jitter, so many deliveries failing together do not come back together); a longer

@@ -1,7 +1,7 @@
 """Resource ids (``prj_``, ``key_``, ``inc_``, ``rpl_`` ...) and secrets (``sk_``).
 
 Random ids use 128 bits; deterministic ids (incidents, audit events) hash their cause so a
-replayed stream produces the same id again (DESIGN.md §4).
+replayed stream produces the same id again.
 """
 
 from __future__ import annotations

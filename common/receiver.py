@@ -1,4 +1,4 @@
-"""Verify a SendPromptly repair callback on the receiving side (DESIGN.md §6).
+"""Verify a SendPromptly repair callback on the receiving side.
 
 Standard library only, so it can be copied into any Python app as one file. The signature scheme is
 Standard Webhooks': ``webhook-signature: v1,<base64 HMAC-SHA256(secret, "{id}.{timestamp}.{body}")>``,

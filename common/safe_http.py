@@ -1,4 +1,4 @@
-"""Outbound HTTP to customer-chosen URLs, checked against SSRF when connecting (DESIGN.md §6).
+"""Outbound HTTP to customer-chosen URLs, checked against SSRF when connecting.
 
 A URL was checked when saved, but its host may resolve elsewhere by now (DNS rebinding). So the
 check runs on the very address each socket is about to connect to: the connector's socket factory

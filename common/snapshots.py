@@ -1,4 +1,4 @@
-"""Payload snapshots (DESIGN.md §7): sealed by the gateway, before the payload reaches Kafka or
+"""Payload snapshots: sealed by the gateway, before the payload reaches Kafka or
 PostgreSQL, and opened by the callbacks sink to send with a repair.
 
 Without the project's ``snapshots_enabled`` the payload is dropped at the door: only metadata is

@@ -1,4 +1,4 @@
-"""The alerts sink (DESIGN.md §1, §5): tells a project's alert destinations (email, Slack) when an
+"""The alerts sink: tells a project's alert destinations (email, Slack) when an
 incident opens or resolves, and when a repair callback runs out of retries.
 
 Consuming ``sendpromptly.incidents.v1`` only records what to send: one notification per

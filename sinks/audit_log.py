@@ -1,4 +1,4 @@
-"""The audit sink (DESIGN.md §7): appends every event on ``sendpromptly.audit.v1`` (operator actions
+"""The audit sink: appends every event on ``sendpromptly.audit.v1`` (operator actions
 from the gateway's outbox, flow transitions from the agents, callback attempts) to the
 hash-chained ``audit_log``, once per event id.
 

@@ -1,4 +1,4 @@
-"""Repair-callback attempts (DESIGN.md §6): claim due deliveries, call the project's URL, record.
+"""Repair-callback attempts: claim due deliveries, call the project's URL, record.
 
 The request is Standard Webhooks: ``webhook-id`` is the replay id (the same on every retry),
 ``webhook-timestamp`` this attempt's time, ``webhook-signature`` one ``v1,`` signature per active

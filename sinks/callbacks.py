@@ -1,4 +1,4 @@
-"""The callbacks sink (DESIGN.md §6, §7): repair callbacks, the snapshots they carry, and replay outcomes.
+"""The callbacks sink: repair callbacks, the snapshots they carry, and replay outcomes.
 
 - ``sendpromptly.repairs.v1``: each repair request becomes one delivery in PostgreSQL (a
   redelivered request, none more); the offset is committed once it is stored, and the delivery

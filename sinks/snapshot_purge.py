@@ -1,4 +1,4 @@
-"""Snapshot purge (DESIGN.md §7): ciphertext older than 30 days is deleted, and each project's
+"""Snapshot purge: ciphertext older than 30 days is deleted, and each project's
 audit log says how many of its snapshots went. Hourly in the callbacks sink, and on demand with
 ``sendpromptly snapshots purge``; running it twice, or on two replicas, deletes nothing twice."""
 

@@ -1,4 +1,4 @@
-"""The audit log (``audit_log``, DESIGN.md §7): append-only, hash-chained per project.
+"""The audit log (``audit_log``): append-only, hash-chained per project.
 
 Each row's ``hash`` is SHA-256 over the canonical JSON of its fields and ``prev_hash``, the hash of
 the row before it in the same chain; so a changed, removed or reordered row breaks the chain at

@@ -11,8 +11,7 @@ from psycopg.types.json import Jsonb
 from common.ids import new_id
 from store.db import Connection
 
-# DESIGN.md §6: during a rotation both signatures are sent for 24 h; a new URL's secret overlaps the
-# same way.
+# During a rotation both signatures are sent for 24 h; a new URL's secret overlaps the same way.
 ROTATION_OVERLAP = timedelta(hours=24)
 
 

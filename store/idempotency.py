@@ -1,4 +1,4 @@
-"""Idempotency records (DESIGN.md §5): claim a key, complete it with the response, or release it.
+"""Idempotency records: claim a key, complete it with the response, or release it.
 
 Correct across gateway replicas because the database arbitrates: the primary key makes exactly
 one request the owner of a ``(scope, key)``; the others see it in flight (409) or completed (replay).

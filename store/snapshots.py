@@ -1,4 +1,4 @@
-"""Encrypted payload snapshots (DESIGN.md §7), kept as the ciphertext envelope the receipt carried."""
+"""Encrypted payload snapshots, kept as the ciphertext envelope the receipt carried."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Deadlines on wall-clock time, and state that survives kill -9 and rebalances (DESIGN.md §4)."""
+"""Deadlines on wall-clock time, and state that survives kill -9 and rebalances."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The audit log on the real stack (DESIGN.md §7): operator actions and flow transitions land in
+"""The audit log on the real stack: operator actions and flow transitions land in
 ``audit_log`` once each, hash-chained per project; the database refuses UPDATE and DELETE; and
 ``sendpromptly audit verify`` finds a tampered row."""
 

@@ -1,4 +1,4 @@
-"""Repair callbacks on the real stack (DESIGN.md §6): an operator reprocesses an incident and the
+"""Repair callbacks on the real stack: an operator reprocesses an incident and the
 callbacks sink calls a real HTTP receiver on loopback, signed, retried, recorded on the incident."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Snapshot purge (DESIGN.md §7): older than 30 days is gone, with an audit row per project."""
+"""Snapshot purge: older than 30 days is gone, with an audit row per project."""
 
 from __future__ import annotations
 

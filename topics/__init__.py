@@ -1,4 +1,4 @@
-"""Topic names, keys and value schemas: the one place they are defined (DESIGN.md §3)."""
+"""Topic names, keys and value schemas: the one place they are defined."""
 
 from topics.catalog import (
     ALL_TOPICS,

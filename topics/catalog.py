@@ -20,7 +20,7 @@ from topics.messages import (
 )
 
 DAY_MS = 24 * 3600 * 1000
-# DESIGN.md §7: snapshot ciphertext may live no longer than the 30-day purge period anywhere.
+# Snapshot ciphertext may live no longer than the 30-day purge period anywhere.
 # Receipts carry it, and a dead letter may carry a receipt's bytes, so no topic keeps more.
 SNAPSHOT_RETENTION_MS = 30 * DAY_MS
 

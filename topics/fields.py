@@ -1,4 +1,4 @@
-"""Field rules shared by every producer and consumer of the flow topics (DESIGN.md §3, §5).
+"""Field rules shared by every producer and consumer of the flow topics.
 
 The gateway checks HTTP bodies with the same rules the agents apply to messages from direct
 producers, so a value that passes one passes the other. Each rule is a type: ``msgspec.Meta``

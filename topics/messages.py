@@ -1,4 +1,4 @@
-"""Value schemas of every topic (DESIGN.md §3): one declaration (a msgspec Struct) per schema.
+"""Value schemas of every topic: one declaration (a msgspec Struct) per schema.
 
 Each declaration's ``tag`` is its ``schema`` field and its field types carry the shared field
 rules (``topics.fields``), so decoding validates; ``topics.codec`` does the bytes. Optional fields

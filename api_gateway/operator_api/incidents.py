@@ -41,7 +41,7 @@ from topics.messages import INCIDENT_REASONS
 STATUSES = tuple(IncidentStatus)
 # What the list narrows to by status: open incidents someone acknowledged are open ones too.
 FILTER_STATUSES = (*STATUSES, "acknowledged")
-# The query parameters that narrow the list (DESIGN.md §5), besides paging.
+# The query parameters that narrow the list, besides paging.
 FILTERS = ("status", "mode", "reason", "reference")
 
 Act = Callable[[Connection, Incident], Awaitable[web.Response]]

@@ -1,4 +1,4 @@
--- The read model of incidents (DESIGN.md §5), from sendpromptly.incidents.v1. Every column merges
+-- The read model of incidents, from sendpromptly.incidents.v1. Every column merges
 -- monotonically (store/incidents.py), so an event applied twice, or after a later one, changes
 -- nothing: redelivery and reordering are harmless without an event log.
 CREATE TABLE incidents (

@@ -1,4 +1,4 @@
--- Repair callbacks (DESIGN.md §6) and the payload snapshots they carry (§7).
+-- Repair callbacks and the payload snapshots they carry.
 
 -- A receipt's encrypted payload snapshot, copied from sendpromptly.receipts.v1 by the callbacks
 -- sink as ciphertext (never opened there). The first receipt of a flow wins. Purged 30 days after

@@ -1,4 +1,4 @@
--- Alerts to the projects' destinations (DESIGN.md §1, §5) and the hash-chained audit log (§7).
+-- Alerts to the projects' destinations and the hash-chained audit log.
 
 -- Why the last send to a destination failed for good (Slack 404/410, SMTP 5xx), shown to operators;
 -- cleared by the next alert it accepts.

@@ -1,4 +1,4 @@
-"""The flow state machine (DESIGN.md §4), without Kafka: every rule, then properties over any order."""
+"""The flow state machine, without Kafka: every rule, then properties over any order."""
 
 from __future__ import annotations
 
