@@ -45,7 +45,8 @@ from faust.serializers import codecs
 from faust.stores.rocksdb import RocksDBOptions
 
 from agents import stored
-from agents.app import FLOW_TABLE, SWEEP_SECONDS_BOUNDS, store_options
+from agents.app import FLOW_TABLE, store_options
+from agents.deadline_timer import partition_in, sweep_seconds
 from agents.deadlines import DeadlineIndex
 from agents.projects import ProjectDirectory
 from agents.tracker import FlowTracker, Incoming, TrackerTopics, partition_of
@@ -112,16 +113,9 @@ class FlowTable:
             db.close()
 
 
-def partition_in(key: bytes, doc: stored.Document) -> int:
-    """As the agents read it: the partition the document records, else where its key goes."""
-    partition = stored.partition_in(doc)
-    return partition_of(key, SETTINGS.flow_partitions) if partition is None else partition
-
-
 def sweep_interval(retention: timedelta) -> timedelta:
     """The agents' ``forget_closed_flows`` timer interval for ``retention``."""
-    low, high = SWEEP_SECONDS_BOUNDS
-    return timedelta(seconds=min(max(retention.total_seconds() / 24, low), high))
+    return timedelta(seconds=sweep_seconds(retention))
 
 
 @dataclass
@@ -155,7 +149,7 @@ def recovery_read(table: FlowTable) -> tuple[float, int, int]:
         docs += 1
         deadline = stored.pending_deadline(doc)
         if deadline is not None:
-            index.track(key, deadline, partition_in(key, doc))
+            index.track(key, deadline, partition_in(key, doc, SETTINGS.flow_partitions))
     return time.perf_counter() - started, docs, len(index)
 
 
@@ -216,7 +210,7 @@ class Driver:
         for key, doc in self.table.items():
             self.swept_docs += 1
             if stored.forgettable(doc, retention=self.retention, now=self.now):
-                partition = partition_in(key, doc)
+                partition = partition_in(key, doc, SETTINGS.flow_partitions)
                 keys = due.setdefault(partition, [])
                 keys.append(key)
                 if len(keys) == DeadlineBatch.MAX_KEYS:

@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agents.app import ForgetBatches, round_survives_errors, store_options
+from agents.app import round_survives_errors, store_options
+from agents.deadline_timer import ForgetBatches
 from common.config import Settings
 from topics import DeadlineBatch
 
