@@ -55,6 +55,11 @@ class ManagedProcess:
     def alive(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
+    @property
+    def returncode(self) -> int | None:
+        """The exit status once it has exited (negative: killed by that signal); None before."""
+        return None if self._proc is None else self._proc.poll()
+
     def terminate(self) -> None:
         """Ask it to stop (SIGTERM) without waiting; ``stop`` waits."""
         if self.alive:
