@@ -16,9 +16,9 @@ from psycopg.conninfo import make_conninfo
 from agents.resources import FlowResources
 from agents.tracker import TrackerTopics
 from common.config import Settings
-from tests.support.processes import ManagedProcess, free_port
-from tests.support.services import Services
-from tests.support.stack import stack_env
+from harness.processes import ManagedProcess, free_port
+from harness.services import Services
+from harness.stack import stack_env
 
 TOPICS = TrackerTopics(receipts="receipts", results="results", incidents="incidents", deadlines="deadlines")
 
