@@ -102,17 +102,18 @@ def build_stack(env: dict[str, str], workdir: Path, sinks: tuple[str, ...] = SIN
 
 
 @contextmanager
-def lone_gateway(env: dict[str, str], workdir: Path,
-                 name: str = "gateway") -> Iterator[tuple[ManagedProcess, str]]:
-    """A gateway process alone (no agents, no sinks) on ``env``'s services, ready; yields it and its
-    base URL, and stops it afterwards."""
+def lone_gateway(env: dict[str, str], workdir: Path, name: str = "gateway", *,
+                 ready_path: str = "/readyz") -> Iterator[tuple[ManagedProcess, str]]:
+    """A gateway process alone (no agents, no sinks) on ``env``'s services, answering ``ready_path``
+    (``/healthz`` for one whose services are away); yields it and its base URL, and stops it
+    afterwards."""
     port = free_port()
     gateway = ManagedProcess(name, ["gateway"], {**env, "SENDPROMPTLY_HTTP_PORT": str(port)},
                              workdir / f"{name}.log")
     gateway.start()
     try:
         url = f"http://127.0.0.1:{port}"
-        gateway.wait_ready(url + "/readyz")
+        gateway.wait_ready(url + ready_path)
         yield gateway, url
     finally:
         gateway.stop()

@@ -13,7 +13,7 @@ import pytest
 
 from common.apikeys import generate_api_key
 from harness.db import create_database, drop_database, migrated_template
-from harness.processes import ManagedProcess, free_port
+from harness.processes import free_port
 from harness.services import Services, provide_services
 from harness.stack import DEFAULT_SINKS, Stack, build_stack, lone_gateway, stack_env
 from sendpromptly.bootstrap import create_operator
@@ -99,16 +99,11 @@ def gateway_url(services: Services, database_url: str, topic_prefix: str, tmp_pa
 @pytest.fixture
 def gateway_without_kafka(database_url: str, topic_prefix: str, tmp_path: Path) -> Iterator[str]:
     """A gateway alone whose Kafka never answers (nothing listens on its port); its base URL."""
-    port = free_port()
     nobody_listens = f"127.0.0.1:{free_port()}"
     env = stack_env(kafka_bootstrap=nobody_listens, database_url=database_url, topic_prefix=topic_prefix,
-                    workdir=tmp_path,
-                    extra={"SENDPROMPTLY_HTTP_PORT": str(port), "SENDPROMPTLY_PRODUCE_TIMEOUT_MS": "1500"})
-    gateway = ManagedProcess("gateway", ["gateway"], env, tmp_path / "gateway.log")
-    gateway.start()
-    gateway.wait_ready(f"http://127.0.0.1:{port}/healthz")
-    yield f"http://127.0.0.1:{port}"
-    gateway.stop()
+                    workdir=tmp_path, extra={"SENDPROMPTLY_PRODUCE_TIMEOUT_MS": "1500"})
+    with lone_gateway(env, tmp_path, ready_path="/healthz") as (_, url):
+        yield url
 
 
 @pytest.fixture

@@ -9,9 +9,9 @@ import aiohttp
 import pytest
 
 from harness.kafka import read_topic
-from harness.processes import ManagedProcess, free_port
+from harness.processes import free_port
 from harness.services import local_kafka_env, run_script
-from harness.stack import stack_env
+from harness.stack import lone_gateway, stack_env
 from tests.conftest import ProjectKey
 from tests.support.api import Api, eventually
 from topics import RECEIPTS, Receipt, decode
@@ -30,25 +30,20 @@ def private_broker(tmp_path: Path):
 
 
 @pytest.fixture
-def lone_gateway(private_broker: dict[str, str], database_url: str, tmp_path: Path):
+def gateway_on_private_broker(private_broker: dict[str, str], database_url: str, tmp_path: Path):
     bootstrap = f"127.0.0.1:{private_broker['KAFKA_PORT']}"
     prefix = "durability."
     ensure_topics(bootstrap, prefix, 2)
-    port = free_port()
     env = stack_env(kafka_bootstrap=bootstrap, database_url=database_url, topic_prefix=prefix,
-                    workdir=tmp_path,
-                    extra={"SENDPROMPTLY_HTTP_PORT": str(port), "SENDPROMPTLY_PRODUCE_TIMEOUT_MS": "2000"})
-    gateway = ManagedProcess("gateway", ["gateway"], env, tmp_path / "gateway.log")
-    gateway.start()
-    gateway.wait_ready(f"http://127.0.0.1:{port}/readyz")
-    yield f"http://127.0.0.1:{port}", bootstrap, prefix
-    gateway.stop()
+                    workdir=tmp_path, extra={"SENDPROMPTLY_PRODUCE_TIMEOUT_MS": "2000"})
+    with lone_gateway(env, tmp_path) as (_, url):
+        yield url, bootstrap, prefix
 
 
 async def test_broker_down_gives_503_and_the_same_key_succeeds_once_it_is_back(
-        lone_gateway, private_broker: dict[str, str], project: ProjectKey,
+        gateway_on_private_broker, private_broker: dict[str, str], project: ProjectKey,
         http: aiohttp.ClientSession) -> None:
-    base_url, bootstrap, prefix = lone_gateway
+    base_url, bootstrap, prefix = gateway_on_private_broker
     api = Api(http, base_url, project.api_key)
     body = {"reference": "inv_durable", "event_type": "invoice.paid", "effect_type": "grant_access"}
     assert (await api.send("POST", "/api/v1/receipt", {**body, "reference": "inv_before"}))[0] == 202
