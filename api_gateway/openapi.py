@@ -35,13 +35,16 @@ from api_gateway.operator_api.bodies import (
     ProjectUpdate,
     RepairCallbackSet,
 )
-from api_gateway.operator_api.callback import TEST_TIMEOUT_SECONDS
+from api_gateway.operator_api.callback import TEST_TIMEOUT_SECONDS, overlap_hours
 from api_gateway.operator_api.incidents import FILTER_STATUSES as INCIDENT_FILTER_STATUSES
 from api_gateway.operator_api.incidents import STATUSES as INCIDENT_STATUSES
 from api_gateway.problems import CONTENT_TYPE as PROBLEM_JSON
 from api_gateway.problems import DATABASE_RETRY_AFTER_SECONDS, KAFKA_RETRY_AFTER_SECONDS, PROBLEM_TYPE_BASE
 from api_gateway.responses import limit_param
-from common.callback_policy import Verdict
+from common.callback_body import RepairCallbackBody, TestCallbackBody
+from common.callback_policy import ATTEMPT_TIMEOUT_SECONDS, JITTER, Verdict
+from common.config import Settings
+from common.receiver import DEFAULT_TOLERANCE_SECONDS
 from store.callback_deliveries import DeliveryStatus
 from store.incidents import ReplayOutcome
 from store.notifications import NotificationStatus
@@ -119,6 +122,7 @@ def _schemas() -> dict[str, Any]:
     # The request bodies are derived from their declarations (the rules the gateway checks them with).
     bodies = json_schemas(ReceiptBody, ResultBody, ProjectCreate, ProjectUpdate, ApiKeyCreate,
                           RepairCallbackSet, *DESTINATION_BODIES.values(), IncidentResolve, OperatorInvite,
+                          RepairCallbackBody, TestCallbackBody,
                           ref_template=_ref("{name}")["$ref"])
     schemas = {**_single_schemas(), **bodies}
     return {**schemas, **_batch_schemas(schemas)}
@@ -764,6 +768,56 @@ def document() -> dict[str, Any]:
     return doc
 
 
+def _duration(seconds: float) -> str:
+    for unit, size in (("h", 3600), ("min", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds // size:g} {unit}"
+    return f"{seconds:g} s"
+
+
+def _webhooks() -> dict[str, Any]:
+    """What we send to a project's repair callback URL: a repair, and the operator's test, signed
+    the same way (Standard Webhooks)."""
+    headers = [
+        {"name": "webhook-id", "in": "header", "required": True, "schema": _string(),
+         "description": "The replay_id: the same on every attempt of one replay. Apply the effect once per "
+                        "webhook-id and answer 2xx again to one you have applied."},
+        {"name": "webhook-timestamp", "in": "header", "required": True, "schema": _string(pattern="^[0-9]+$"),
+         "description": f"Unix seconds when this attempt was signed. Refuse one more than "
+                        f"{DEFAULT_TOLERANCE_SECONDS} s from your clock."},
+        {"name": "webhook-signature", "in": "header", "required": True, "schema": _string(),
+         "description": "Space-separated v1,<base64> signatures, one per signing secret in use (two for "
+                        f"{overlap_hours()} h after a rotation): HMAC-SHA256 of "
+                        "\"{webhook-id}.{webhook-timestamp}.{raw body}\" keyed with the base64-decoded "
+                        "part of your whsec_ secret. One that matches is enough."},
+    ]
+    schedule = ", ".join(_duration(delay) for delay in Settings.callback_retry_schedule)
+    retried = (f"Retried after {schedule} (the sink's SENDPROMPTLY_CALLBACK_RETRY_SCHEDULE; each "
+               f"±{JITTER:.0%}), a longer Retry-After honoured up to the longest step; then the replay is "
+               "exhausted and the project's alert destinations are told.")
+    responses = {
+        "2XX": {"description": "Delivered: you have the replay. Whether the effect worked, your app says "
+                               "with a result (replay_id set), as for the original payment."},
+        "408": {"description": retried}, "429": {"description": retried},
+        "5XX": {"description": retried + f" So is no answer within {ATTEMPT_TIMEOUT_SECONDS:g} s."},
+        "default": {"description": "Any other answer, redirects included: the replay fails at once (asking "
+                                   "again would not change it) and the incident shows the status."},
+    }
+
+    def post(operation_id: str, summary: str, body: str) -> dict[str, Any]:
+        return {"post": {**_operation(operation_id, summary, "repair-callback", None, responses, body=body),
+                         "parameters": headers}}
+
+    return {
+        "repairRequested": post(
+            "repairRequested", "An operator reprocessed an incident: rerun the effect for the reference, "
+            "once per replay_id. Verify the signature on the raw body first.", "RepairCallbackBody"),
+        "repairTest": post(
+            "repairTest", "The console's or the CLI's test: verify it, rerun nothing, answer 2xx.",
+            "TestCallbackBody"),
+    }
+
+
 def _build() -> dict[str, Any]:
     return {
         "openapi": "3.1.0",
@@ -786,6 +840,7 @@ def _build() -> dict[str, Any]:
              "description": "Health, readiness, metrics and this document; no credentials."},
         ],
         "paths": _paths(),
+        "webhooks": _webhooks(),
         "components": {
             "schemas": _schemas(),
             "parameters": _parameters(),

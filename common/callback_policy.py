@@ -15,6 +15,8 @@ from email.utils import parsedate_to_datetime
 from enum import Enum
 
 JITTER = 0.1
+# How long a receiver has to answer one attempt; no answer by then is retried like a 5xx.
+ATTEMPT_TIMEOUT_SECONDS = 10.0
 
 
 class Verdict(Enum):

@@ -22,10 +22,10 @@ from functools import partial
 from typing import Any
 
 import aiohttp
-import orjson
 from prometheus_client import Counter, Histogram
 
-from common.callback_policy import Verdict, retry_delay, verdict
+from common.callback_body import RepairCallbackBody
+from common.callback_policy import ATTEMPT_TIMEOUT_SECONDS, Verdict, retry_delay, verdict
 from common.callback_request import Outcome, post_signed, signed_headers, signing_target
 from common.config import Settings
 from common.keyring import DecryptionError, Keyring
@@ -47,6 +47,7 @@ from store.db import Connection, Pool
 from store.projects import get_project
 from store.snapshots import get_snapshot
 from topics import RepairRequest
+from topics.declared import to_json
 from topics.fields import format_timestamp
 
 log = logging.getLogger(__name__)
@@ -58,7 +59,6 @@ LATENCY = Histogram("sendpromptly_callback_latency_seconds",
                     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
 
 ACTOR = "system:callbacks"
-TIMEOUT_SECONDS = 10.0
 # What the metric and the audit call each delivery state after an attempt.
 OUTCOME_LABELS = {DeliveryStatus.PENDING: "retrying", DeliveryStatus.DELIVERED: "delivered",
                   DeliveryStatus.FAILED: "failed", DeliveryStatus.EXHAUSTED: "exhausted"}
@@ -72,16 +72,11 @@ class Target:
 
 
 def repair_body(repair: RepairRequest, attempt: int, nonce: str,
-                payload: dict[str, Any] | None) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "type": "repair.requested", "replay_id": repair.replay_id, "attempt": attempt, "nonce": nonce,
-        "incident_id": repair.incident_id, "project_id": repair.project_id, "mode": repair.mode,
-        "reference": repair.reference, "event_type": repair.event_type, "effect_type": repair.effect_type,
-        "requested_at": format_timestamp(repair.requested_at),
-    }
-    if payload is not None:
-        body["payload"] = payload
-    return body
+                payload: dict[str, Any] | None) -> RepairCallbackBody:
+    return RepairCallbackBody(replay_id=repair.replay_id, attempt=attempt, nonce=nonce,
+                          incident_id=repair.incident_id, project_id=repair.project_id, mode=repair.mode,
+                          reference=repair.reference, event_type=repair.event_type,
+                          effect_type=repair.effect_type, requested_at=repair.requested_at, payload=payload)
 
 
 class CallbackDeliverer:
@@ -110,7 +105,7 @@ class CallbackDeliverer:
 
     async def run(self) -> None:
         async with outbound_session(allow_private=self._settings.allow_private_targets,
-                                    timeout_seconds=TIMEOUT_SECONDS) as self._session:
+                                    timeout_seconds=ATTEMPT_TIMEOUT_SECONDS) as self._session:
             await self._loop.run()
 
     async def _record_interrupted(self, delivery: Delivery) -> None:
@@ -127,7 +122,7 @@ class CallbackDeliverer:
             return
         number = delivery.attempts + 1
         nonce = secrets.token_urlsafe(16)
-        raw_body = orjson.dumps(repair_body(repair, number, nonce, target.payload))
+        raw_body = to_json(repair_body(repair, number, nonce, target.payload))
         attempted_at = datetime.now(UTC)
         if not await self._begin(repair, number, nonce, attempted_at):
             return

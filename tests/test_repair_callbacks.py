@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
+import jsonschema_rs
 import pytest
 from aiohttp import web
 from standardwebhooks.webhooks import Webhook
 
+from api_gateway import openapi
 from harness.processes import free_port
 from harness.stack import SINK_NAMES, Stack
 from store.db import open_pool
@@ -45,6 +48,19 @@ class Received:
     @property
     def doc(self) -> dict[str, Any]:
         return json.loads(self.body)
+
+    def assert_as_documented(self, webhook: str) -> None:
+        """The headers and the body are what the API reference's ``webhook`` says receivers get."""
+        for header in openapi.document()["webhooks"][webhook]["post"]["parameters"]:
+            assert re.fullmatch(header["schema"].get("pattern", ".+"), self.headers[header["name"]]), header
+        assert_documented_body(webhook, self.doc)
+
+
+def assert_documented_body(webhook: str, body: dict[str, Any]) -> None:
+    """``body`` keeps to the schema the API reference gives ``webhook``'s body."""
+    doc = openapi.document()
+    schema = doc["webhooks"][webhook]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    jsonschema_rs.Draft202012Validator({**doc, **schema}).validate(body)
 
 
 @dataclass
@@ -114,6 +130,7 @@ async def test_a_callback_is_signed_with_both_secrets_retried_and_recorded(
     first, second = await requests_received(receiver, 2)
 
     for request in (first, second):
+        request.assert_as_documented("repairRequested")
         assert request.path == "/repair" and request.headers["Content-Type"] == "application/json"
         assert request.headers["webhook-id"] == replay_id
         assert len(request.headers["webhook-signature"].split(" ")) == 2  # rotation: both signatures
@@ -171,6 +188,7 @@ async def test_a_test_callback_is_signed_like_a_repair_and_answers_the_receivers
     assert tested["replay_id"].startswith("rpl_test_")
     for secret in (old_secret, rotated["signing_secret"]):
         assert Webhook(secret).verify(request.body, request.headers) == request.doc
+    request.assert_as_documented("repairTest")
     assert request.doc["test"] is True and request.doc["type"] == "repair.test"
     assert not {"reference", "incident_id", "effect_type"} & request.doc.keys()  # nothing to rerun
 
@@ -299,6 +317,7 @@ async def test_the_example_receiver_reruns_the_effect_and_resolves_the_incident(
         (replay,) = resolved[1]["replays"]
         assert (replay["replay_id"], replay["attempts"]) == (replay_id, 1)
         (callback,) = rerun  # the test callback reran nothing
+        assert_documented_body("repairRequested", callback)  # with its payload
         assert callback["payload"] == {"customer": "cus_42", "plan": "pro"}
 
 

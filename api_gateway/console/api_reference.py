@@ -12,6 +12,9 @@ from api_gateway import openapi
 from api_gateway.console.pages import render
 
 METHODS = ("get", "post", "put", "patch", "delete")
+# Where the webhooks go: the URL an operator saved, not a path of ours.
+CALLBACK_URL = "your repair callback URL"
+WEBHOOK_CREDENTIAL = "signed with your whsec_ secret (webhook-signature)"
 
 
 @dataclass(frozen=True)
@@ -43,9 +46,12 @@ def _schema_name(node: dict[str, Any] | None) -> str | None:
     return ref.rsplit("/", 1)[-1] if isinstance(ref, str) else None
 
 
-def _operations(doc: dict[str, Any]) -> dict[str, list[Operation]]:
+def _operations(doc: dict[str, Any], items: dict[str, Any], *,
+                sent_to: str | None = None) -> dict[str, list[Operation]]:
+    """The operations of ``items`` (the document's paths, or its webhooks) by tag; a webhook is
+    shown as sent to ``sent_to``, signed, rather than as a path of ours with a credential."""
     by_tag: dict[str, list[Operation]] = {tag["name"]: [] for tag in doc["tags"]}
-    for path, item in doc["paths"].items():
+    for path, item in items.items():
         shared = item.get("parameters", [])
         for method in METHODS:
             if method not in item:
@@ -54,10 +60,11 @@ def _operations(doc: dict[str, Any]) -> dict[str, list[Operation]]:
             security = [name for entry in op.get("security", []) for name in entry]
             body = op.get("requestBody", {}).get("content", {}).get("application/json", {}).get("schema")
             by_tag.setdefault(op["tags"][0], []).append(Operation(
-                method=method.upper(), path=path, summary=op.get("summary", ""), anchor=op["operationId"],
-                credential={openapi.API_KEY: "API key (sk_…)",
-                            openapi.OPERATOR_TOKEN: "operator token (op_…)"}.get(
-                                security[0] if security else "", "none"),
+                method=method.upper(), path=sent_to or path, summary=op.get("summary", ""),
+                anchor=op["operationId"],
+                credential=WEBHOOK_CREDENTIAL if sent_to else {
+                    openapi.API_KEY: "API key (sk_…)", openapi.OPERATOR_TOKEN: "operator token (op_…)"}.get(
+                        security[0] if security else "", "none"),
                 parameters=[_resolved(doc, p) for p in [*shared, *op.get("parameters", [])]],
                 body=_schema_name(body),
                 responses=[(code, _resolved(doc, answer).get("description", ""))
@@ -70,4 +77,7 @@ async def show(request: web.Request) -> web.Response:
     doc = openapi.document()
     return render(request, "docs.html", info=doc["info"], tags={t["name"]: t.get("description", "")
                                                                 for t in doc["tags"]},
-                  operations=_operations(doc), schemas=doc["components"]["schemas"])
+                  operations=_operations(doc, doc["paths"]),
+                  webhooks=[op for ops in _operations(doc, doc["webhooks"], sent_to=CALLBACK_URL).values()
+                            for op in ops],
+                  schemas=doc["components"]["schemas"])

@@ -20,22 +20,21 @@ from api_gateway.operator_api.projects import hold_live_prerequisites
 from api_gateway.problems import Problem, invalid_fields
 from api_gateway.responses import json_response
 from api_gateway.state import POOL, SECRETS_KEYRING, SETTINGS
+from common.callback_body import TEST_REPLAY_PREFIX, TestCallbackBody
 from common.callback_policy import verdict
 from common.callback_request import Outcome, post_signed, signed_headers, signing_target
 from common.callback_secrets import encrypt_secret
+from common.receiver import SECRET_PREFIX
 from common.safe_http import outbound_session
 from common.targets import TargetError, check_url
 from store import callbacks, projects
 from store.db import Connection
 from store.projects import Project
-from topics.fields import format_timestamp
+from topics.declared import to_json
 
-SECRET_PREFIX = "whsec_"  # noqa: S105 (the prefix every signing secret shows, not a secret)
 SECRET_BYTES = 32
 # A test waits less than a repair attempt (10 s): an operator is looking at the page meanwhile.
 TEST_TIMEOUT_SECONDS = 5.0
-# Says "test" in the id a receiver logs and keys its work on; never an id a repair could have.
-TEST_REPLAY_PREFIX = "rpl_test_"
 
 
 def new_signing_secret() -> str:
@@ -153,7 +152,7 @@ async def test_callback(request: web.Request, conn: Connection) -> CallbackTest:
         raise _no_callback(target)
     replay_id = TEST_REPLAY_PREFIX + secrets.token_hex(8)
     sent_at = datetime.now(UTC)
-    raw_body = orjson.dumps(_test_body(project, replay_id, sent_at))
+    raw_body = to_json(_test_body(project, replay_id, sent_at))
     headers = signed_headers(replay_id, int(sent_at.timestamp()), raw_body, target.secrets)
     async with outbound_session(allow_private=request.app[SETTINGS].allow_private_targets,
                                 timeout_seconds=TEST_TIMEOUT_SECONDS) as session:
@@ -164,12 +163,9 @@ async def test_callback(request: web.Request, conn: Connection) -> CallbackTest:
     return tested
 
 
-def _test_body(project: Project, replay_id: str, sent_at: datetime) -> dict[str, object]:
-    # The fields of a repair that a receiver checks before acting (a nonce, the attempt), none of
-    # those it acts on (incident, reference, effect).
-    return {"type": "repair.test", "test": True, "replay_id": replay_id, "attempt": 1,
-            "nonce": secrets.token_urlsafe(16), "project_id": project.id, "mode": project.mode,
-            "requested_at": format_timestamp(sent_at)}
+def _test_body(project: Project, replay_id: str, sent_at: datetime) -> TestCallbackBody:
+    return TestCallbackBody(test=True, replay_id=replay_id, attempt=1, nonce=secrets.token_urlsafe(16),
+                        project_id=project.id, mode=project.mode, requested_at=sent_at)
 
 
 def overlap_hours() -> int:

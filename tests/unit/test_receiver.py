@@ -3,14 +3,18 @@ Cross-checked against the ``standardwebhooks`` package, which receivers may use 
 
 from __future__ import annotations
 
+import ast
 import base64
 import json
 import os
+import sys
 import time
+from pathlib import Path
 
 import pytest
 from standardwebhooks.webhooks import Webhook
 
+from common import receiver
 from common.callback_request import signed_headers
 from common.receiver import InMemoryNonceStore, VerificationError, verify
 
@@ -88,3 +92,15 @@ def test_signatures_verify_with_the_standardwebhooks_package() -> None:
     body, headers = request(secrets=[SECRET, OTHER], at=int(time.time()))
     for secret in (SECRET, OTHER):
         assert Webhook(secret).verify(body, headers)["replay_id"] == "rpl_1"
+
+
+def test_the_helper_is_one_file_of_the_standard_library_only() -> None:
+    # Receivers copy the one file into their apps (docs/repair-callbacks.md): it may import
+    # nothing of ours and nothing to install.
+    tree = ast.parse(Path(receiver.__file__).read_text())
+    imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
+                for alias in node.names}
+    imported |= {node.module.split(".")[0] for node in ast.walk(tree)
+                 if isinstance(node, ast.ImportFrom) and node.module and node.level == 0}
+    assert imported - {"__future__"} <= sys.stdlib_module_names, imported - sys.stdlib_module_names
+    assert not [node for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.level]
