@@ -77,9 +77,13 @@ class Processor:
         # the state stored here (their ids are deterministic, so a repeat is harmless).
         if outcome.forward_to is not None:
             await self._forward(message, outcome.forward_to)
-        await self._publish(outcome, key)
+        sent = await self._publish(outcome, key)
         if key is None:
             return
+        if outcome.messages_first:
+            # Delivered before the state changes, or a crash could leave the state changed and
+            # the messages lost for good: a replay would find nothing to derive them from.
+            await asyncio.gather(*sent)
         if outcome.forget:
             if key in self._flows:
                 del self._flows[key]  # a tombstone in the changelog
@@ -91,19 +95,22 @@ class Processor:
             else:
                 self._index.forget(key)
 
-    async def _publish(self, outcome: Outcome, key: bytes | None) -> None:
+    async def _publish(self, outcome: Outcome, key: bytes | None) -> list[Awaitable[Any]]:
+        """Queue the outcome's messages; each of the returned awaitables ends once Kafka has one."""
+        sent: list[Awaitable[Any]] = []
         if outcome.dead_letter is not None:
             reason = outcome.dead_letter.reason
             log.warning("dead-lettered %s[%d]@%d: %s", outcome.dead_letter.topic,
                         outcome.dead_letter.partition, outcome.dead_letter.offset, reason)
             DEAD_LETTERS.labels(FlowTracker.CONSUMER, reason.split(":", 1)[0]).inc()
-            await self._topics.deadletter.send(key=key, value=encode(outcome.dead_letter))
+            sent.append(await self._topics.deadletter.send(key=key, value=encode(outcome.dead_letter)))
         for out in outcome.messages:
             if isinstance(out, AuditEvent):
-                await self._topics.audit.send(key=project_key(out.project_id), value=encode(out))
+                sent.append(await self._topics.audit.send(key=project_key(out.project_id), value=encode(out)))
             else:
-                await self._topics.incidents.send(key=flow_key(out.project_id, out.reference),
-                                                  value=encode(out))
+                sent.append(await self._topics.incidents.send(key=flow_key(out.project_id, out.reference),
+                                                              value=encode(out)))
+        return sent
 
     async def _forward(self, message: Received, partition: int) -> None:
         log.warning("%s[%d]@%d is keyed for partition %d (murmur2); forwarded there. The producer "

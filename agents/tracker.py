@@ -9,7 +9,7 @@ exception, so one bad message never stalls a partition.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 from aiokafka.partitioner import murmur2
@@ -54,6 +54,9 @@ class Outcome:
     deadline: datetime | None = None
     indexed: bool = False
     forget: bool = False
+    # The messages must be in Kafka before the state is written: the new state no longer holds
+    # what a replay after a crash would derive them from again (a forgotten flow's announcement).
+    messages_first: bool = False
     dead_letter: DeadLetter | None = None
     forward_to: int | None = None
 
@@ -166,8 +169,9 @@ class FlowTracker:
         if len(kept) == len(states):
             return _unchanged(doc)
         if not kept:
-            return Outcome(state=None, messages=events, deadline=None, indexed=True, forget=True)
-        return _changed(doc, kept, events, "deadlines", message)
+            return Outcome(state=None, messages=events, deadline=None, indexed=True, forget=True,
+                           messages_first=True)
+        return replace(_changed(doc, kept, events, "deadlines", message), messages_first=True)
 
     async def _signal(self, signal: Receipt | Result, states: dict[str, dict[str, object]],
                       now: datetime) -> tuple[str, machine.FlowState, machine.Step | None]:

@@ -123,6 +123,8 @@ def test_a_forget_batch_forgets_closed_flows_after_the_retention_and_keeps_open_
 
     outcome = forget(closed_at + RETENTION, doc)
     assert not outcome.forget and outcome.state is not None
+    # Once the state is written without it, a replay could not announce the forgotten flow again.
+    assert outcome.messages_first
     assert set(documents.states_of(outcome.state)) == {"live"}, "the pending live flow is kept"
     (event,) = outcome.messages
     assert isinstance(event, AuditEvent) and event.action == "flow.forgotten"
@@ -132,7 +134,7 @@ def test_a_forget_batch_forgets_closed_flows_after_the_retention_and_keeps_open_
 
 def test_a_key_whose_every_flow_is_forgotten_is_deleted() -> None:
     outcome = forget(T0 + timedelta(seconds=5) + RETENTION, stored("inv_1", succeeded=True))
-    assert outcome.forget and outcome.indexed and outcome.deadline is None
+    assert outcome.forget and outcome.indexed and outcome.deadline is None and outcome.messages_first
     assert [m.action for m in outcome.messages if isinstance(m, AuditEvent)] == ["flow.forgotten"]
 
 
