@@ -24,6 +24,7 @@ from api_gateway.operator_api import (
     operators,
     projects,
 )
+from common.console_paths import CONSOLE_INCIDENT
 
 PROJECT = "/api/v1/projects/{project_id}"
 INCIDENT = "/api/v1/incidents/{incident_id}"
@@ -83,7 +84,6 @@ def setup_routes(app: web.Application) -> None:
 
 
 CONSOLE_PROJECT = "/projects/{project_id}"
-CONSOLE_INCIDENT = "/incidents/{incident_id}"
 
 
 def setup_console_routes(app: web.Application) -> None:

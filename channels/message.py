@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from common.console_paths import console_incident_url
+
 OPENED, RESOLVED, CALLBACK_EXHAUSTED, TEST = "opened", "resolved", "callback_exhausted", "test"
 
 _HEADLINES = {
@@ -70,5 +72,5 @@ def facts(alert: Alert) -> list[tuple[str, str]]:
 def console_link(alert: Alert, console_url: str) -> str | None:
     if alert.incident_id is None:
         return None
-    return f"{console_url.rstrip('/')}/console/incidents/{alert.incident_id}"
+    return console_incident_url(console_url, alert.incident_id)
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
+import aiohttp
 import pytest
 
 from harness.processes import ManagedProcess, free_port
@@ -63,13 +65,23 @@ async def attempt_rows(database_url: str) -> list[Attempt]:
         await pool.close()
 
 
+async def assert_leads_to_the_incident_page(stack: Stack, link: str) -> None:
+    """``link``, under the console URL the alert was given, is the gateway's page of the incident:
+    a visitor is sent to sign in and back there (a path with no page would be a 404)."""
+    path = link.removeprefix(CONSOLE)
+    async with aiohttp.ClientSession() as http, \
+            http.get(stack.base_url + path, allow_redirects=False) as answer:
+        assert answer.status == 303, f"{link}: HTTP {answer.status}"
+        assert answer.headers["Location"] == "/sign-in?next=" + quote(path)
+
+
 async def test_an_opened_and_a_resolved_incident_alert_each_destination_once(
         api: Api, operator_api: Api, project: ProjectKey, smtp: Mailbox, slack: SlackHook,
-        database_url: str) -> None:
+        database_url: str, stack: Stack) -> None:
     await add_destination(operator_api, project.project_id, "email", "ops@example.com")
     await add_destination(operator_api, project.project_id, "slack", slack.base_url + "/hook")
     incident = await open_incident(api, "inv_alert")
-    link = f"{CONSOLE}/console/incidents/{incident['id']}"
+    link = f"{CONSOLE}/incidents/{incident['id']}"
 
     (opened,) = await mails(smtp, 1)
     _, read = await operator_api.get(f"/api/v1/projects/{project.project_id}")
@@ -81,6 +93,7 @@ async def test_an_opened_and_a_resolved_incident_alert_each_destination_once(
     assert set(body) == {"text/plain", "text/html"}
     for text in body.values():
         assert link in text and "inv_alert" in text and "failed_outcome" in text and name in text
+    await assert_leads_to_the_incident_page(stack, link)
     (posted,) = await posts(slack, "/hook", 1)
     assert posted["text"].startswith("[TEST] Incident opened") and link in posted["text"]
     block_text = str(posted["blocks"])
@@ -241,6 +254,6 @@ async def test_a_repair_callback_that_runs_out_of_retries_is_alerted_once(
     assert gave_up["Subject"].startswith("[TEST] Repair callback gave up: ")
     assert "inv_exhausted" in gave_up["Subject"]
     text = parts(gave_up)["text/plain"]
-    assert replay_id in text and "HTTP 500" in text and f"/console/incidents/{incident['id']}" in text
+    assert replay_id in text and "HTTP 500" in text and f"{CONSOLE}/incidents/{incident['id']}" in text
     await asyncio.sleep(6)  # more scans of callback_deliveries than one: still one alert
     assert len(smtp.messages) == 2 and len(slack.posts("/repair")) == 2

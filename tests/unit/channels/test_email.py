@@ -14,7 +14,7 @@ ALERT = Alert(kind=OPENED, project_id="prj_1", project_name="Billing <EU>", mode
               occurred_at="2026-01-01T00:00:00Z", incident_id="inc_1", reference="inv_1",
               reason="failed_outcome")
 SUBJECT = "Incident opened: Billing <EU> (live), failed_outcome, reference inv_1"
-LINK = "https://console.test/console/incidents/inc_1"
+LINK = "https://console.test/incidents/inc_1"
 
 
 def test_the_message_has_the_subject_and_the_facts_in_text_and_escaped_html() -> None:

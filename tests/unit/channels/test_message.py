@@ -29,4 +29,4 @@ def test_facts_leave_out_what_is_unknown_and_a_test_alert_links_nowhere() -> Non
     assert facts(test_alert) == [("Project", "Billing (prj_1)"), ("Mode", "test"),
                                  ("When", "2026-01-01T00:00:00Z")]
     assert console_link(test_alert, "https://console.test/") is None
-    assert console_link(ALERT, "https://console.test/") == "https://console.test/console/incidents/inc_1"
+    assert console_link(ALERT, "https://console.test/") == "https://console.test/incidents/inc_1"

@@ -13,7 +13,7 @@ from common.targets import TargetError
 ALERT = Alert(kind=OPENED, project_id="prj_1", project_name="Billing <EU>", mode="test",
               occurred_at="2026-01-01T00:00:00Z", incident_id="inc_1", reference="inv_1",
               reason="failed_outcome", detail="db locked")
-LINK = "https://console.test/console/incidents/inc_1"
+LINK = "https://console.test/incidents/inc_1"
 SUBJECT = "[TEST] Incident opened: Billing <EU> (test), failed_outcome, reference inv_1"
 
 
