@@ -9,11 +9,12 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import NoReturn
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
 from api_gateway.control_plane import Actor
-from api_gateway.state import POOL
+from api_gateway.state import POOL, SETTINGS
 from common.operator_tokens import hash_password, verify_password
 from store import console_sessions, operators
 from store.console_sessions import Session
@@ -121,7 +122,14 @@ async def sign_out(request: web.Request, operator: Operator) -> None:
 def set_cookie(response: web.StreamResponse, request: web.Request, name: str, value: str) -> None:
     """HttpOnly and SameSite=Lax always, Secure when the console is served over https. Without
     max-age: the browser forgets it when it closes, and the server forgets the session by then."""
-    response.set_cookie(name, value, path="/", httponly=True, samesite="Lax", secure=request.secure)
+    response.set_cookie(name, value, path="/", httponly=True, samesite="Lax",
+                        secure=served_over_https(request))
+
+
+def served_over_https(request: web.Request) -> bool:
+    """Whether the browser reached the console over https: this request was, or the console's public
+    URL says so (behind a proxy that ends TLS, the gateway itself sees plain http)."""
+    return request.secure or urlsplit(request.app[SETTINGS].console_url).scheme == "https"
 
 
 def clear_cookie(response: web.StreamResponse, name: str) -> None:
