@@ -4,12 +4,13 @@
 #   make down   stop the local stack and the test services
 #   make chaos  the fault-injection suite's long run (4 min of load; docs/reliability.md)
 #   make lock   re-pin every dependency after an edit of pyproject.toml's dependencies
+#   make deploy-files   re-render the deploy files' per-process parts after an edit of sendpromptly/processes.py
 SHELL := /bin/bash
 PYTHON ?= python3.11
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: up down test venv lint lock status bench-tools chaos
+.PHONY: up down test venv lint lock status bench-tools chaos deploy-files
 
 # Exactly the versions (and hashes) pinned in requirements/dev.txt, then the project itself on top
 # without resolving anything again.
@@ -56,6 +57,12 @@ lock:
 	$(PIP_COMPILE) --output-file requirements/runtime.txt pyproject.toml
 	$(PIP_COMPILE) --extra test --extra dev --constraint requirements/runtime.txt \
 		--output-file requirements/dev.txt pyproject.toml
+
+# Each sink's Kubernetes workload, compose service and SendPromptlySinkDown rule (with its promtool
+# cases), and the compose scrape jobs, from sendpromptly/processes.py; tests/test_deployment.py
+# fails until this is rerun after an edit there.
+deploy-files: $(STAMP)
+	$(VENV)/bin/sendpromptly deploy-files
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

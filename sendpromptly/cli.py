@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from pathlib import Path
 
 import click
 
@@ -82,9 +83,9 @@ def sink(name: str) -> None:
     """Run one sink process."""
     from sinks.main import run
 
-    module = SINKS[name].sink_module
-    assert module is not None  # noqa: S101 (SINKS holds the processes that have one)
-    run(_settings(), name, module)
+    spec = SINKS[name].sink
+    assert spec is not None  # noqa: S101 (SINKS holds the processes that have one)
+    run(_settings(), name, spec.module)
 
 
 @main.command()
@@ -94,6 +95,26 @@ def processes() -> None:
     ports = one_host_ports(_settings())
     for process in PROCESSES:
         click.echo(" ".join((process.name, process.port_variable, str(ports[process.name]), *process.args)))
+
+
+@main.command("deploy-files")
+@click.option("--check", is_flag=True,
+              help="Write nothing; exit 1 naming the files that differ from what the processes render.")
+@click.option("--root", type=click.Path(exists=True, file_okay=False, path_type=Path), default=".",
+              show_default=True, help="The repository's checkout.")
+def deploy_files(check: bool, root: Path) -> None:
+    """Render from sendpromptly/processes.py what the deploy files say per process: each sink's
+    Kubernetes workload, compose service and SendPromptlySinkDown rule, the compose scrape jobs."""
+    from sendpromptly.deploy_files import MarkersMissing, stale, write
+
+    try:
+        changed = list(stale(root)) if check else write(root)
+    except (MarkersMissing, FileNotFoundError) as exc:
+        raise click.ClickException(f"{exc} (is {root} the repository's checkout?)") from None
+    if check and changed:
+        raise click.ClickException(f"out of date: {', '.join(changed)}; run `make deploy-files`")
+    for path in changed:
+        click.echo(f"wrote {path}")
 
 
 @main.group()

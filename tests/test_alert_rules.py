@@ -4,13 +4,12 @@
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
 import yaml
 
-from tests.support.tools import REPO, installed_tool
+from tests.support.tools import REPO, installed_tool, promtool_test_rules
 
 RULES = REPO / "deploy" / "prometheus" / "alerts.yaml"
 RULE_TESTS = REPO / "deploy" / "prometheus" / "alerts.test.yaml"
@@ -27,15 +26,7 @@ def test_rules_and_their_templates_are_valid() -> None:
 
 
 def test_every_alert_fires_when_it_should_and_not_before(tmp_path: Path) -> None:
-    # The rules without their annotations: those are prose for people (their templates are
-    # checked above), and promtool would compare them word for word.
-    rules = yaml.safe_load(RULES.read_text())
-    for group in rules["groups"]:
-        for rule in group["rules"]:
-            rule.pop("annotations", None)
-    (tmp_path / "alerts.yaml").write_text(yaml.safe_dump(rules))
-    shutil.copy(RULE_TESTS, tmp_path / "alerts.test.yaml")
-    tested = promtool("test", "rules", "alerts.test.yaml", cwd=tmp_path)
+    tested = promtool_test_rules(RULES.read_text(), RULE_TESTS.read_text(), tmp_path)
     assert tested.returncode == 0, tested.stdout + tested.stderr
 
 

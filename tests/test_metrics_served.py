@@ -106,7 +106,7 @@ async def test_each_process_serves_its_own_metrics_lag_freshness_and_json_logs(
     # A sink's readiness names its consumer and each of its loops.
     loops = {"sink-callbacks": {"callback delivery", "snapshot purge"}, "sink-alerts": {"alert delivery"}}
     for process in PROCESSES:
-        if process.sink_module:
+        if process.sink:
             with urllib.request.urlopen(metrics_url(stack, process) + "/readyz", timeout=5) as answer:
                 parts = json.load(answer)["parts"]
             assert parts == {"consumer": "ready", **dict.fromkeys(loops.get(process.name, ()), "running")}

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 TOOLS_BIN = REPO / ".run" / "tools" / "bin"
@@ -22,3 +24,17 @@ def installed_tool(name: str) -> str:
     if os.environ.get("CI"):
         pytest.fail(why)
     pytest.skip(why)
+
+
+def promtool_test_rules(rules: str, rule_tests: str, workdir: Path) -> subprocess.CompletedProcess[str]:
+    """``promtool test rules`` of ``rule_tests`` (which loads ``alerts.yaml``) against ``rules``
+    with their annotations set aside: those are prose for people (``promtool check rules`` checks
+    their templates), and promtool would compare them word for word."""
+    loaded = yaml.safe_load(rules)
+    for group in loaded["groups"]:
+        for rule in group["rules"]:
+            rule.pop("annotations", None)
+    (workdir / "alerts.yaml").write_text(yaml.safe_dump(loaded))
+    (workdir / "alerts.test.yaml").write_text(rule_tests)
+    return subprocess.run([installed_tool("promtool"), "test", "rules", "alerts.test.yaml"], cwd=workdir,
+                          capture_output=True, text=True, timeout=120, check=False)

@@ -1,12 +1,25 @@
-# Sink "read-model" (`sendpromptly sink read-model`): the flows and incidents tables the API reads,
-# from the audit and incidents topics. Several replicas are safe: they split the partitions, and
-# every upsert is version-checked, so a record handled twice (after a rebalance) changes nothing.
+"""``deploy/k8s/sinks.yaml``: each sink's Deployment and PodDisruptionBudget, all of one shape."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from string import Template
+
+from sendpromptly.processes import Process
+
+PREAMBLE = """\
+# One Deployment and one PodDisruptionBudget per sink of sendpromptly/processes.py, listed in
+# kustomization.yaml. Every sink listens on its own pod's port (SENDPROMPTLY_SINK_METRICS_PORT).
+"""
+
+WORKLOADS = Template("""\
 apiVersion: apps/v1
 kind: Deployment
 metadata:
-  name: sendpromptly-sink-read-model
+  name: $job
   labels:
-    app.kubernetes.io/name: sendpromptly-sink-read-model
+    app.kubernetes.io/name: $job
     app.kubernetes.io/component: sink
 spec:
   # Two for availability. Replicas share the partitions of the consumed topics, so more than
@@ -15,15 +28,15 @@ spec:
   revisionHistoryLimit: 5
   selector:
     matchLabels:
-      app.kubernetes.io/name: sendpromptly-sink-read-model
+      app.kubernetes.io/name: $job
   template:
     metadata:
       labels:
-        app.kubernetes.io/name: sendpromptly-sink-read-model
+        app.kubernetes.io/name: $job
         app.kubernetes.io/component: sink
       annotations:
         prometheus.io/scrape: "true"
-        prometheus.io/port: "8082"
+        prometheus.io/port: "$port"
         prometheus.io/path: /metrics
     spec:
       serviceAccountName: sendpromptly
@@ -44,17 +57,17 @@ spec:
           whenUnsatisfiable: ScheduleAnyway
           labelSelector:
             matchLabels:
-              app.kubernetes.io/name: sendpromptly-sink-read-model
+              app.kubernetes.io/name: $job
       containers:
         - name: sink
           image: sendpromptly
-          args: ["sink", "read-model"]
+          args: $args
           envFrom:
             - configMapRef:
                 name: sendpromptly-config
           ports:
             - name: http
-              containerPort: 8082
+              containerPort: $port
           # The health server starts once the database pool is open (up to 30 s).
           startupProbe:
             httpGet:
@@ -108,12 +121,27 @@ spec:
 apiVersion: policy/v1
 kind: PodDisruptionBudget
 metadata:
-  name: sendpromptly-sink-read-model
+  name: $job
   labels:
-    app.kubernetes.io/name: sendpromptly-sink-read-model
+    app.kubernetes.io/name: $job
     app.kubernetes.io/component: sink
 spec:
   maxUnavailable: 1
   selector:
     matchLabels:
-      app.kubernetes.io/name: sendpromptly-sink-read-model
+      app.kubernetes.io/name: $job
+""")
+
+
+def sink_workloads(processes: tuple[Process, ...]) -> str:
+    documents = []
+    for process in processes:
+        if process.sink is None:
+            continue
+        name = process.args[1]
+        about = textwrap.fill(f'Sink "{name}" (`sendpromptly {" ".join(process.args)}`): {process.sink.does}',
+                              width=100, initial_indent="# ", subsequent_indent="# ",
+                              break_long_words=False, break_on_hyphens=False)
+        documents.append(about + "\n" + WORKLOADS.substitute(job=process.job, port=process.container_port,
+                                                             args=json.dumps(list(process.args))))
+    return PREAMBLE + "\n" + "---\n".join(documents)
