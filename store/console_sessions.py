@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from store.db import Connection
+from store.db import Connection, one_row
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,7 @@ async def record_failure(conn: Connection, email: str, *, window: timedelta, loc
                          lock_for: timedelta) -> tuple[int, datetime | None]:
     """Count a failed sign-in: failures further apart than ``window`` start the count afresh, and
     the ``lock_after``-th locks the email for ``lock_for``. Returns the count and the lock's end."""
-    row = await (await conn.execute(
+    row = await one_row(await conn.execute(
         "INSERT INTO console_sign_in_failures AS f (email, failures, last_failed_at)"
         " VALUES (lower(%(email)s), 1, now())"
         " ON CONFLICT (email) DO UPDATE SET"
@@ -67,17 +67,15 @@ async def record_failure(conn: Connection, email: str, *, window: timedelta, loc
         "   last_failed_at = now()"
         " RETURNING failures",
         {"email": email, "window": window},
-    )).fetchone()
-    assert row is not None  # noqa: S101 (INSERT ... RETURNING yields the row)
+    ), "the sign-in failures of the email signing in")
     failures: int = row["failures"]
     if failures < lock_after:
         return failures, None
-    locked = await (await conn.execute(
+    locked = await one_row(await conn.execute(
         "UPDATE console_sign_in_failures SET locked_until = now() + %s, failures = 0"
         " WHERE email = lower(%s) RETURNING locked_until",
         (lock_for, email),
-    )).fetchone()
-    assert locked is not None  # noqa: S101 (UPDATE ... RETURNING of the row the INSERT above made)
+    ), "the sign-in failures of the email signing in")
     return failures, locked["locked_until"]
 
 

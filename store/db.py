@@ -8,14 +8,23 @@ from contextlib import asynccontextmanager
 from typing import TypeAlias
 from weakref import WeakKeyDictionary
 
-from psycopg import AsyncConnection
+from psycopg import AsyncConnection, AsyncCursor
 from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool
 
-from store.errors import translated
+from store.errors import RowMissing, translated
 
 Connection: TypeAlias = AsyncConnection[DictRow]
 """A connection from ``open_pool``: its rows are dicts keyed by column name."""
+
+
+async def one_row(cursor: AsyncCursor[DictRow], what: str) -> DictRow:
+    """The row of a statement that yields exactly one; ``RowMissing`` naming ``what`` (the row
+    looked for: "project prj_...") when it yielded none."""
+    row = await cursor.fetchone()
+    if row is None:
+        raise RowMissing(f"no row for {what}: it is not in the database (deleted meanwhile, or never there)")
+    return row
 
 
 class Pool:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from common.ids import new_id
-from store.db import Connection
+from store.db import Connection, one_row
 
 
 @dataclass(frozen=True)
@@ -25,13 +25,12 @@ _COLUMNS = "id, project_id, type, target, created_at, last_failure, failed_at"
 
 
 async def add_destination(conn: Connection, project_id: str, type_: str, target: str) -> Destination:
-    row = await (await conn.execute(
+    destination_id = new_id("dst")
+    return Destination(**await one_row(await conn.execute(
         f"INSERT INTO alert_destinations (id, project_id, type, target) VALUES (%s, %s, %s, %s)"
         f" RETURNING {_COLUMNS}",
-        (new_id("dst"), project_id, type_, target),
-    )).fetchone()
-    assert row is not None  # noqa: S101 (INSERT ... RETURNING yields the new row)
-    return Destination(**row)
+        (destination_id, project_id, type_, target),
+    ), f"the new alert destination {destination_id}"))
 
 
 async def list_destinations(conn: Connection, project_id: str, *, before: tuple[datetime, str] | None = None,

@@ -6,7 +6,8 @@ wraps around all the work done on a connection.
     ├── DatabaseUnavailable   passing: try the same work again in a moment
     ├── MissingReference      a row names another that does not exist
     ├── Duplicate             a row with the same unique key exists already
-    └── Unstorable            a value no column of its type can ever hold
+    ├── Unstorable            a value no column of its type can ever hold
+    └── RowMissing            a statement that yields one row yielded none
 """
 
 from __future__ import annotations
@@ -53,6 +54,12 @@ class Duplicate(StoreError):
 class Unstorable(StoreError):
     """A value its column can never hold, such as a NUL character in text or JSON: storing it
     again fails the same way."""
+
+
+class RowMissing(StoreError):
+    """A statement that yields exactly one row (an INSERT ... RETURNING, an aggregate, an UPDATE
+    of a row that is never deleted) yielded none: the row went between two statements, or the
+    caller named one that never existed. A bug, or a race the caller did not expect."""
 
 
 def translate(exc: psycopg.Error) -> StoreError:

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from common.ids import new_id
-from store.db import Connection
+from store.db import Connection, one_row
 from store.errors import Duplicate
 
 
@@ -44,13 +44,12 @@ async def create_operator(conn: Connection, *, email: str, is_admin: bool,
     )).fetchone()
     if existing:
         raise EmailTaken(email)
-    row = await (await conn.execute(
+    operator_id = new_id("opr")
+    return Operator(**await one_row(await conn.execute(
         "INSERT INTO operators (id, email, is_admin, password_hash) VALUES (%s, %s, %s, %s)"
         " RETURNING id, email, is_admin, created_at",
-        (new_id("opr"), email, is_admin, password_hash),
-    )).fetchone()
-    assert row is not None  # noqa: S101 (INSERT ... RETURNING yields the new row)
-    return Operator(**row)
+        (operator_id, email, is_admin, password_hash),
+    ), f"the new operator {operator_id}"))
 
 
 async def add_member(conn: Connection, project_id: str, operator_id: str) -> bool:
