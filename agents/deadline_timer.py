@@ -21,6 +21,7 @@ from agents.results_ends import ResultsEnds
 from agents.tracker import partition_of
 from agents.watermark import ResultsWatermark
 from topics import DeadlineBatch, encode
+from topics.messages import DeadlineAction
 
 log = logging.getLogger(__name__)
 
@@ -133,5 +134,5 @@ class ForgetBatches:
     async def _send_keys(self, partition: int) -> None:
         keys = self._keys.pop(partition, [])
         if keys:
-            await self._send(DeadlineBatch.of(keys, action="forget"), partition)
+            await self._send(DeadlineBatch.of(keys, action=DeadlineAction.FORGET), partition)
             self.sent += len(keys)

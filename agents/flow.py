@@ -22,11 +22,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from enum import StrEnum
 from typing import Any
 
 from common.ids import derived_id
-from topics.fields import format_timestamp, parse_timestamp
-from topics.messages import FlowStatus, Receipt, Result
+from topics.fields import Mode, ResultStatus, format_timestamp, parse_timestamp
+from topics.messages import FlowStatus, IncidentReason, Receipt, Resolution, Result
 
 # A result that arrives before its receipt waits this long for it, then is forgotten.
 HELD_RESULT_TTL = timedelta(days=7)
@@ -46,7 +47,7 @@ MAX_PAST_CYCLES = 3
 class Flow:
     project_id: str
     reference: str
-    mode: str
+    mode: Mode
     status: FlowStatus
     event_type: str
     effect_type: str
@@ -55,9 +56,9 @@ class Flow:
     version: int
     applied_at: datetime | None = None
     incident_id: str | None = None
-    incident_reason: str | None = None
+    incident_reason: IncidentReason | None = None
     resolved_at: datetime | None = None
-    resolution: str | None = None
+    resolution: Resolution | None = None
     # The failed result's own words (bounded by the result schema), kept for operators once a
     # failed result made the incident a failed outcome.
     detail: str | None = None
@@ -71,7 +72,7 @@ class Flow:
 
 @dataclass(frozen=True, slots=True)
 class HeldResult:
-    status: str
+    status: ResultStatus
     received_at: datetime
     replay_id: str | None = None
     detail: str | None = None
@@ -197,7 +198,7 @@ def remember(state: FlowState, idempotency_key: str, now: datetime) -> FlowState
     return replace(state, seen=(*recent, (idempotency_key, now))[-MAX_REMEMBERED_KEYS:])
 
 
-def on_receipt(state: FlowState, receipt: Receipt, *, mode: str, project_timeout_minutes: int,
+def on_receipt(state: FlowState, receipt: Receipt, *, mode: Mode, project_timeout_minutes: int,
                now: datetime) -> Step:
     """Start the first cycle, or the next one after a closed cycle; on an open cycle, count the
     receipt and move nothing (its deadline stays)."""
@@ -241,7 +242,7 @@ def on_deadline(state: FlowState, *, now: datetime) -> Step:
     flow = state.flow
     if flow is None or flow.status is not FlowStatus.PENDING or now < flow.deadline:
         return Step(state)
-    return _open_incident(state, "timeout", now)
+    return _open_incident(state, IncidentReason.TIMEOUT, now)
 
 
 def on_operator_resolve(state: FlowState, incident_id: str, *, now: datetime) -> Step:
@@ -249,7 +250,7 @@ def on_operator_resolve(state: FlowState, incident_id: str, *, now: datetime) ->
     flow = state.flow
     if flow is None or flow.status is not FlowStatus.INCIDENT or flow.incident_id != incident_id:
         return Step(state)
-    resolved = _advance(flow, status=FlowStatus.RESOLVED, resolved_at=now, resolution="manual")
+    resolved = _advance(flow, status=FlowStatus.RESOLVED, resolved_at=now, resolution=Resolution.MANUAL)
     return _transition(state, resolved, OPERATOR_RESOLVED, now)
 
 
@@ -261,25 +262,27 @@ def _apply_result(state: FlowState, result: HeldResult, now: datetime) -> Step:
             # Received after the deadline, applied before the timer fired (the agents were behind):
             # the incident was due, so it opens as a timeout, as if the timer had been on time, and
             # the result then acts on it (a success resolves it; a late failure changes nothing).
-            opened = _open_incident(state, "timeout", now)
+            opened = _open_incident(state, IncidentReason.TIMEOUT, now)
             return _merge(opened, _apply_result(opened.state, result, now))
-        if result.status == "failed":
-            return _open_incident(state, "failed_outcome", now, detail=result.detail)
+        if result.status is ResultStatus.FAILED:
+            return _open_incident(state, IncidentReason.FAILED_OUTCOME, now, detail=result.detail)
         applied = _advance(flow, status=FlowStatus.APPLIED, applied_at=result.received_at)
         return _transition(state, applied, "result_succeeded", now)
-    if (flow.status is FlowStatus.INCIDENT and flow.incident_reason == "timeout" and result.status == "failed"
-            and result.received_at <= flow.deadline):
+    if (flow.status is FlowStatus.INCIDENT and flow.incident_reason is IncidentReason.TIMEOUT
+            and result.status is ResultStatus.FAILED and result.received_at <= flow.deadline):
         # The failure came in time and was applied late (the deadline fired first): the incident
         # is a failed outcome, and says so.
-        corrected = _advance(flow, incident_reason="failed_outcome", detail=result.detail)
-        return _transition(state, corrected, "failed_outcome", now)
-    if flow.status is FlowStatus.INCIDENT and result.status == "succeeded":
-        resolved = _advance(flow, status=FlowStatus.RESOLVED, resolved_at=now, resolution="outcome_succeeded")
+        corrected = _advance(flow, incident_reason=IncidentReason.FAILED_OUTCOME, detail=result.detail)
+        return _transition(state, corrected, IncidentReason.FAILED_OUTCOME, now)
+    if flow.status is FlowStatus.INCIDENT and result.status is ResultStatus.SUCCEEDED:
+        resolved = _advance(flow, status=FlowStatus.RESOLVED, resolved_at=now,
+                            resolution=Resolution.OUTCOME_SUCCEEDED)
         return _transition(state, resolved, "result_succeeded", now)
     return Step(state)
 
 
-def _open_incident(state: FlowState, reason: str, now: datetime, *, detail: str | None = None) -> Step:
+def _open_incident(state: FlowState, reason: IncidentReason, now: datetime, *,
+                   detail: str | None = None) -> Step:
     flow = state.flow
     assert flow is not None  # noqa: S101 (an incident opens only on a flow that exists)
     opened = _advance(flow, status=FlowStatus.INCIDENT, incident_id=incident_id_for(flow),
@@ -307,7 +310,7 @@ def effects_of(state: FlowState) -> list[Effect]:
         reason = None
         for change in cycle.changes:
             if change.status is FlowStatus.INCIDENT:
-                reason = change.cause  # an incident's transitions are caused by its reason
+                reason = IncidentReason(change.cause)  # an incident's transitions are caused by its reason
             effects += _effects(_as_of(cycle.flow, change, reason), change)
         if cycle.repeats is not None and cycle.changes:
             effects.append(ReceiptRepeated(_as_of(cycle.flow, cycle.changes[-1], reason), cycle.repeats,
@@ -324,7 +327,7 @@ def _effects(flow: Flow, change: Change) -> list[Effect]:
     return effects
 
 
-def _as_of(final: Flow, change: Change, reason: str | None) -> Flow:
+def _as_of(final: Flow, change: Change, reason: IncidentReason | None) -> Flow:
     """The flow as it stood right after ``change``, whose incident's reason was then ``reason``.
     Statuses only move forward (pending, then applied or incident, then resolved) and each sets
     its own fields once, so an earlier version is the final flow without the fields of the
@@ -341,7 +344,7 @@ def _as_of(final: Flow, change: Change, reason: str | None) -> Flow:
         incident_reason=reason if reached_incident else None,
         resolved_at=final.resolved_at if resolved else None,
         resolution=final.resolution if resolved else None,
-        detail=final.detail if reached_incident and reason == "failed_outcome" else None,
+        detail=final.detail if reached_incident and reason is IncidentReason.FAILED_OUTCOME else None,
     )
 
 
@@ -404,6 +407,11 @@ def _repeats_from_json(row: Any) -> Repeats | None:
 
 
 _TIME_FIELDS = {"received_at", "deadline", "applied_at", "resolved_at"}
+# The fields stored as their values and read back as members.
+_CHOICE_FIELDS: dict[type[Flow] | type[HeldResult], dict[str, type[StrEnum]]] = {
+    Flow: {"mode": Mode, "status": FlowStatus, "incident_reason": IncidentReason, "resolution": Resolution},
+    HeldResult: {"status": ResultStatus},
+}
 
 
 def _fields_of(obj: Flow | HeldResult) -> dict[str, Any]:
@@ -458,6 +466,7 @@ def _load(values: dict[str, Any], cls: type[Flow] | type[HeldResult]) -> dict[st
     for name in _TIME_FIELDS & known.keys():
         if known[name] is not None:
             known[name] = parse_timestamp(known[name])
-    if "status" in known and cls is Flow:
-        known["status"] = FlowStatus(known["status"])
+    for name, choices in _CHOICE_FIELDS[cls].items():
+        if known.get(name) is not None:
+            known[name] = choices(known[name])
     return known

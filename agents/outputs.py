@@ -16,7 +16,7 @@ from agents.flow import (
 from common.ids import derived_id
 from topics import AuditEvent, IncidentEvent
 from topics.fields import format_timestamp
-from topics.messages import FlowRecord
+from topics.messages import FlowRecord, IncidentEventType
 
 ACTOR = "agents"
 
@@ -25,7 +25,7 @@ def flow_data(flow: Flow) -> dict[str, object]:
     """The flow as the read model stores it (``FlowRecord``); carried in every transition's audit
     event."""
     return FlowRecord(
-        reference=flow.reference, mode=flow.mode, status=flow.status.value, event_type=flow.event_type,
+        reference=flow.reference, mode=flow.mode, status=flow.status, event_type=flow.event_type,
         effect_type=flow.effect_type, received_at=flow.received_at, deadline=flow.deadline,
         applied_at=flow.applied_at, incident_id=flow.incident_id, detail=flow.detail, version=flow.version,
         cycle=flow.cycle,
@@ -58,7 +58,7 @@ def to_message(effect: Effect) -> AuditEvent | IncidentEvent:
             data={**flow_data(flow), "previous_status": previous, "cause": effect.cause},
         )
     assert flow.incident_id is not None  # noqa: S101 (an incident effect comes from a flow whose incident is set)
-    kind = "opened" if isinstance(effect, IncidentOpened) else "resolved"
+    kind = IncidentEventType.OPENED if isinstance(effect, IncidentOpened) else IncidentEventType.RESOLVED
     # A corrected reason is an event of its own: it must not be dropped as a repeat of the first.
     corrected = isinstance(effect, IncidentOpened) and effect.corrected
     names = (kind, flow.incident_reason or "") if corrected else (kind,)

@@ -17,13 +17,14 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from agents import flow as machine
+from topics.fields import Mode
 
 MODES_FIELD = "modes"
 PARTITION_FIELD = "partition"
 OFFSETS_FIELD = "offsets"
 # What a state's mode was when documents had one state and its flow did not say (results held
 # before any receipt): such results then join only test traffic, never mark live flows applied.
-UNKNOWN_MODE = "test"
+UNKNOWN_MODE = Mode.TEST
 
 Document = dict[str, Any]
 

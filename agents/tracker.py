@@ -30,7 +30,8 @@ from topics import (
     decode,
     flow_key,
 )
-from topics.messages import FlowStatus
+from topics.fields import Mode
+from topics.messages import DeadlineAction, FlowStatus, IncidentEventType, IncidentReason, Resolution
 
 
 @dataclass(frozen=True)
@@ -148,7 +149,7 @@ class FlowTracker:
             doc = load(key)
             if stored.changed_by(doc, "deadlines", message.offset):
                 outcomes.append((key, _again(doc)))
-            elif batch.action == "forget":
+            elif batch.action is DeadlineAction.FORGET:
                 outcomes.append((key, self._forget(doc, message, now)))
             else:
                 outcomes.append((key, _expire(doc, message, now)))
@@ -174,7 +175,7 @@ class FlowTracker:
         return replace(_changed(doc, kept, events, "deadlines", message), messages_first=True)
 
     async def _signal(self, signal: Receipt | Result, states: dict[str, dict[str, object]],
-                      now: datetime) -> tuple[str, machine.FlowState, machine.Step | None]:
+                      now: datetime) -> tuple[Mode, machine.FlowState, machine.Step | None]:
         """The signal's mode, that mode's state, and the step the signal makes of it (None: a
         duplicate)."""
         kind = "receipt" if isinstance(signal, Receipt) else "result"
@@ -238,7 +239,8 @@ def _decode_for_flow(kind: str, message: Incoming) -> Receipt | Result | Inciden
 def _is_manual_resolution(event: IncidentEvent) -> bool:
     # Our own events come back on this topic too (one per incident opened or resolved), so the
     # flow's state is not even read for them; only an operator's manual resolution changes it.
-    return event.actor != ACTOR and event.type == "resolved" and event.resolution == "manual"
+    return (event.actor != ACTOR and event.type is IncidentEventType.RESOLVED
+            and event.resolution is Resolution.MANUAL)
 
 
 def _expire(doc: Document | None, message: Incoming, now: datetime) -> Outcome:
@@ -281,7 +283,7 @@ def _observe(step: machine.Step, now: datetime) -> None:
         flow = effect.flow
         if isinstance(effect, machine.IncidentOpened):
             metrics.INCIDENTS_OPENED.labels(flow.incident_reason, flow.mode).inc()
-            if flow.incident_reason == "timeout":
+            if flow.incident_reason is IncidentReason.TIMEOUT:
                 metrics.DETECTION_LAG.observe(max(0.0, (now - flow.deadline).total_seconds()))
         elif isinstance(effect, machine.Transition) and flow.status is FlowStatus.RESOLVED:
             metrics.INCIDENTS_RESOLVED.labels(flow.resolution, flow.mode).inc()

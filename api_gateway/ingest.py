@@ -33,7 +33,7 @@ from store.flows import CycleSummary, FlowView, get_flow, list_cycles
 from store.incidents import Incident, get_incident
 from store.projects import Project
 from topics import RECEIPTS, RESULTS, Receipt, Result, encode, flow_key
-from topics.fields import MAX_REFERENCE_CHARS, MODES
+from topics.fields import MAX_REFERENCE_CHARS, Mode, choice_of, one_of
 
 FLOWS_PATH = "/api/v1/flows"
 # The query a flow lookup takes (the API key's and the operator's alike).
@@ -154,11 +154,21 @@ class FlowQuery:
     """A flow lookup's query: ``?mode=`` (None: the project's current mode) and ``?cycle=``
     (None: the latest)."""
 
-    mode: str | None = None
+    mode: Mode | None = None
     cycle: int | None = None
 
-    def mode_of(self, project: Project) -> str:
+    def mode_of(self, project: Project) -> Mode:
         return self.mode or project.mode
+
+
+def query_mode(raw: str | None) -> Mode | None:
+    """A ``?mode=`` (None when absent); 400 naming the modes when it is none of them."""
+    if raw is None:
+        return None
+    mode = choice_of(Mode, raw)
+    if mode is None:
+        raise invalid_query("mode", f"must be {one_of(Mode)}")
+    return mode
 
 
 def flow_query(request: web.Request) -> FlowQuery:
@@ -166,9 +176,7 @@ def flow_query(request: web.Request) -> FlowQuery:
     for name in FLOW_PARAMS:
         if len(request.query.getall(name, [])) > 1:
             raise invalid_query(name, "must be given once")
-    mode = request.query.get("mode")
-    if mode is not None and mode not in MODES:
-        raise invalid_query("mode", f"must be one of {', '.join(MODES)}")
+    mode = query_mode(request.query.get("mode"))
     raw = request.query.get("cycle")
     # isdigit() alone accepts "²"; the length bound keeps int() off absurdly long strings.
     if raw is not None and not (raw.isascii() and raw.isdigit() and len(raw) <= 10

@@ -36,8 +36,6 @@ from api_gateway.operator_api.bodies import (
     RepairCallbackSet,
 )
 from api_gateway.operator_api.callback import TEST_TIMEOUT_SECONDS, overlap_hours
-from api_gateway.operator_api.incidents import FILTER_STATUSES as INCIDENT_FILTER_STATUSES
-from api_gateway.operator_api.incidents import STATUSES as INCIDENT_STATUSES
 from api_gateway.problems import CONTENT_TYPE as PROBLEM_JSON
 from api_gateway.problems import DATABASE_RETRY_AFTER_SECONDS, KAFKA_RETRY_AFTER_SECONDS, PROBLEM_TYPE_BASE
 from api_gateway.responses import limit_param
@@ -46,18 +44,18 @@ from common.callback_policy import ATTEMPT_TIMEOUT_SECONDS, JITTER, Verdict
 from common.config import Settings
 from common.receiver import DEFAULT_TOLERANCE_SECONDS
 from store.callback_deliveries import DeliveryStatus
-from store.incidents import ReplayOutcome
+from store.incidents import IncidentStatus, ListedStatus, ReplayOutcome
 from store.notifications import NotificationStatus
 from topics.declared import json_schemas
 from topics.fields import (
     MAX_DETAIL_BYTES,
     MIN_TIMEOUT_SECONDS,
-    MODES,
-    RESULT_STATUSES,
     IdempotencyKey,
+    Mode,
     Reference,
+    ResultStatus,
 )
-from topics.messages import INCIDENT_REASONS, RESOLUTIONS, FlowStatus
+from topics.messages import FlowStatus, IncidentReason, Resolution
 
 JSON = "application/json"
 API_KEY = "apiKey"
@@ -156,6 +154,7 @@ def _batch_schemas(schemas: dict[str, Any]) -> dict[str, Any]:
 
 
 def _single_schemas() -> dict[str, Any]:
+    # Mode, like every choice the bodies declare (a StrEnum), is a component of their schemas.
     timestamp, mode = _ref("Timestamp"), _ref("Mode")
     project_fields: dict[str, dict[str, Any]] = {
         "mode": mode,
@@ -191,7 +190,6 @@ def _single_schemas() -> dict[str, Any]:
     return {
         "Timestamp": _string("RFC 3339 in UTC with milliseconds and Z.", format="date-time",
                              pattern=TIMESTAMP),
-        "Mode": _string(enum=list(MODES)),
         "FieldError": _object({
             "field": _string("The field at fault; empty when the body as a whole is (not a JSON object)."),
             "message": _string(),
@@ -213,7 +211,7 @@ def _single_schemas() -> dict[str, Any]:
         }, description="Kafka has the receipt. Whether it starts a flow (a new cycle, when the "
                        "reference's flow is closed) or is recorded on the open one, flow_url shows."),
         "ResultAccepted": _object({
-            **accepted_fields, "kind": {"const": "result"}, "result": _string(enum=list(RESULT_STATUSES)),
+            **accepted_fields, "kind": {"const": "result"}, "result": _string(enum=list(ResultStatus)),
         }, description="Kafka has the result; it joins the reference's open flow (flow_url shows it)."),
         "FlowCycle": _object({
             "cycle": cycle, "status": _string(enum=[s.value for s in FlowStatus]), "received_at": timestamp,
@@ -374,12 +372,12 @@ def _single_schemas() -> dict[str, Any]:
             description="An alert about the incident to one destination (never its target or text)."),
         "Incident": _object({
             "id": _id("inc"), "project_id": _id("prj"), "reference": _string(), "mode": mode,
-            "reason": _string(enum=list(INCIDENT_REASONS)), "status": _string(enum=list(INCIDENT_STATUSES)),
+            "reason": _string(enum=list(IncidentReason)), "status": _string(enum=list(IncidentStatus)),
             "opened_at": timestamp, "deadline": timestamp,
             "replays": {"type": "array", "items": _ref("Replay"), "description": "Oldest first."},
             "alerts": {"type": "array", "items": _ref("Alert"), "description": "Oldest first."},
         }, {"acknowledged_at": timestamp, "resolved_at": timestamp,
-            "resolution": _string(enum=list(RESOLUTIONS)), "detail": _ref("FailureDetail")}),
+            "resolution": _string(enum=list(Resolution)), "detail": _ref("FailureDetail")}),
         "IncidentPage": _page("Incident"),
         "ReplayRequested": _object({"replay_id": _id("rpl")}),
 
@@ -433,20 +431,20 @@ def _parameters() -> dict[str, Any]:
         "FlowMode": {"name": "mode", "in": "query", "required": False,
                      "description": "The test or the live flow of the reference; absent: the project's "
                                     "current mode.",
-                     "schema": _string(enum=list(MODES))},
+                     "schema": _string(enum=list(Mode))},
         "FlowCycle": {"name": "cycle", "in": "query", "required": False,
                       "description": "Which cycle of the reference; absent: the latest.",
                       "schema": {"type": "integer", "minimum": 1, "maximum": MAX_CYCLE}},
         "IncidentStatus": {"name": "status", "in": "query", "required": False,
                            "description": "Only open incidents (acknowledged or not), only open ones "
                                           "someone acknowledged, or only resolved ones; absent for all.",
-                           "schema": _string(enum=list(INCIDENT_FILTER_STATUSES))},
+                           "schema": _string(enum=list(ListedStatus))},
         "IncidentMode": {"name": "mode", "in": "query", "required": False,
                          "description": "Only test, or only live, incidents; absent for both.",
-                         "schema": _string(enum=list(MODES))},
+                         "schema": _string(enum=list(Mode))},
         "IncidentReason": {"name": "reason", "in": "query", "required": False,
                            "description": "Only timeouts, or only failed outcomes; absent for both.",
-                           "schema": _string(enum=list(INCIDENT_REASONS))},
+                           "schema": _string(enum=list(IncidentReason))},
         "IncidentReference": {"name": "reference", "in": "query", "required": False,
                               "description": "Only the incidents of this flow reference (every cycle).",
                               "schema": msgspec.json.schema(Reference)},

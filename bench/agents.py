@@ -64,6 +64,7 @@ from store.db import open_pool
 from store.projects import add_api_key, create_project
 from topics import INCIDENTS, RECEIPTS, RESULTS, IncidentEvent, Receipt, Result, decode, encode, flow_key
 from topics.admin import delete_topics, ensure_topics
+from topics.fields import ResultStatus
 
 PARTITIONS = 6
 
@@ -121,7 +122,7 @@ def produce_results(bench: Bench, p: Producer, references: list[str]) -> None:
     now = datetime.now(UTC)
     for reference in references:
         result = Result(project_id=bench.project_id, idempotency_key=f"s-{reference}", reference=reference,
-                        status="succeeded", received_at=now)
+                        status=ResultStatus.SUCCEEDED, received_at=now)
         _produce(p, RESULTS.name(bench.prefix), flow_key(bench.project_id, reference), encode(result))
 
 

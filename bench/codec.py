@@ -21,13 +21,14 @@ import orjson
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
 from topics import Receipt, Snapshot, decode, encode
-from topics.fields import MAX_REFERENCE_CHARS, MAX_TIMEOUT_SECONDS, MAX_TYPE_CHARS, MIN_TIMEOUT_SECONDS
+from topics.fields import MAX_REFERENCE_CHARS, MAX_TIMEOUT_SECONDS, MAX_TYPE_CHARS, MIN_TIMEOUT_SECONDS, Mode
 
 RECEIPT = Receipt(
     project_id="prj_bench01", idempotency_key="3f6c1d2a-8b4e-4c1f-9a7d-2e5b6c8d9f01",
     reference="inv_2026_000123", event_type="invoice.paid", effect_type="grant_access",
     received_at=datetime(2026, 12, 1, 0, 40, 1, 123000, tzinfo=UTC), timeout_seconds=900,
-    snapshot=Snapshot(key_id="k2026", nonce="bm9uY2Vub25jZTEy", ciphertext="Y2lwaGVydGV4dA=="), mode="live",
+    snapshot=Snapshot(key_id="k2026", nonce="bm9uY2Vub25jZTEy", ciphertext="Y2lwaGVydGV4dA=="),
+    mode=Mode.LIVE,
 )
 
 

@@ -44,6 +44,8 @@ from store.db import open_pool
 from store.projects import create_project
 from topics import IncidentEvent
 from topics.admin import ensure_topics
+from topics.fields import Mode
+from topics.messages import IncidentEventType, IncidentReason, Resolution
 
 EMAIL = "bench@example.com"
 PASSWORD = f"pw-{uuid.uuid4().hex}"
@@ -70,10 +72,11 @@ async def seed(database_url: str, count: int) -> tuple[str, str]:
                 opened_at = T0 + timedelta(seconds=n)
                 for kind, at in _events(n, opened_at):
                     await incidents.apply_event(conn, IncidentEvent(
-                        event_id=new_id("evt"), type=kind, incident_id=newest, project_id=project.id,
-                        reference=f"inv_{n}", mode="live", actor="system:bench", occurred_at=at,
-                        reason="timeout" if n % 2 else "failed_outcome", deadline=opened_at,
-                        resolution="manual" if kind == "resolved" else None,
+                        event_id=new_id("evt"), type=IncidentEventType(kind), incident_id=newest,
+                        project_id=project.id, reference=f"inv_{n}", mode=Mode.LIVE, actor="system:bench",
+                        occurred_at=at, deadline=opened_at,
+                        reason=IncidentReason.TIMEOUT if n % 2 else IncidentReason.FAILED_OUTCOME,
+                        resolution=Resolution.MANUAL if kind == "resolved" else None,
                         note="resolved by the bench" if kind == "resolved" else None))
                 if n % 1000 == 999:
                     log(f"seeded {n + 1} incidents")

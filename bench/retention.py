@@ -54,11 +54,13 @@ from common.config import Settings
 from common.ids import derived_id
 from store.projects import Project
 from topics import DeadlineBatch, Receipt, Result, encode, flow_key
+from topics.fields import Mode, ResultStatus
+from topics.messages import DeadlineAction
 
 SETTINGS = Settings()  # the defaults: partitions and the RocksDB memory budget
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 TOPICS = TrackerTopics(receipts="receipts", results="results", incidents="incidents", deadlines="deadlines")
-PROJECT = Project(id=derived_id("prj", "bench-retention"), name="bench", mode="live", timeout_minutes=30,
+PROJECT = Project(id=derived_id("prj", "bench-retention"), name="bench", mode=Mode.LIVE, timeout_minutes=30,
                   snapshots_enabled=False, repair_callback_url=None, created_at=T0)
 VARIANTS = ("retention", "keep")
 # Compared at each checkpoint, retention / keep; stderr gets them as markdown table rows.
@@ -195,7 +197,7 @@ class Driver:
             topic = TOPICS.receipts
         else:
             value = Result(project_id=PROJECT.id, idempotency_key=f"s-{reference}", reference=reference,
-                           status="succeeded", received_at=self.now)
+                           status=ResultStatus.SUCCEEDED, received_at=self.now)
             topic = TOPICS.results
         partition = partition_of(key, SETTINGS.flow_partitions)
         await self.feed(self.incoming(topic, partition, key, encode(value)))
@@ -218,7 +220,7 @@ class Driver:
                     keys.clear()
         batches += [(partition, tuple(keys)) for partition, keys in due.items() if keys]
         for partition, names in batches:
-            value = encode(DeadlineBatch.of(names, action="forget"))
+            value = encode(DeadlineBatch.of(names, action=DeadlineAction.FORGET))
             await self.feed(self.incoming(TOPICS.deadlines, partition, None, value))
         self.sweep_s += time.perf_counter() - started
 

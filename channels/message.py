@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from common.console_paths import console_incident_url
+from topics.fields import Mode
 
 OPENED, RESOLVED, CALLBACK_EXHAUSTED, TEST = "opened", "resolved", "callback_exhausted", "test"
 
@@ -53,7 +54,7 @@ def subject(alert: Alert) -> str:
         parts.append(alert.reason)
     if alert.reference:
         parts.append(f"reference {alert.reference}")
-    marker = "[TEST] " if alert.mode == "test" else ""
+    marker = "[TEST] " if alert.mode == Mode.TEST else ""
     return f"{marker}{_HEADLINES[alert.kind]}: {', '.join(parts)}"
 
 

@@ -21,6 +21,7 @@ from channels.transport import TransportError
 from common.callback_policy import Verdict, verdict
 from common.config import Settings
 from common.targets import URL_SCHEMA, TargetError, check_url, check_url_syntax
+from topics.fields import Mode
 
 SlackWebhook = Annotated[str, Meta(extra_json_schema=URL_SCHEMA, description=(
     "a Slack incoming-webhook URL, by the repair callback's rules (https in live mode)"))]
@@ -73,7 +74,7 @@ class SlackChannel:
     async def send(self, target: str, alert: Alert) -> None:
         try:
             # A test project may post to a local http catcher; live alerts go over https only.
-            check_url_syntax(target, require_https=alert.mode == "live")
+            check_url_syntax(target, require_https=alert.mode == Mode.LIVE)
         except TargetError as exc:
             raise TransportError(f"the webhook URL {exc}", permanent=True) from None
         try:

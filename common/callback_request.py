@@ -17,6 +17,7 @@ from common.callback_secrets import decrypt_secret
 from common.keyring import Keyring
 from common.receiver import sign
 from common.targets import TargetError, check_url_syntax
+from topics.fields import Mode
 
 
 class CallbackProject(Protocol):
@@ -67,7 +68,7 @@ def signing_target(project: CallbackProject, active_secrets: Sequence[EncryptedS
     if project.repair_callback_url is None:
         return "the project has no repair callback URL"
     try:
-        check_url_syntax(project.repair_callback_url, require_https=project.mode == "live")
+        check_url_syntax(project.repair_callback_url, require_https=project.mode == Mode.LIVE)
     except TargetError as exc:
         return f"the repair callback URL {exc}"
     if not active_secrets:

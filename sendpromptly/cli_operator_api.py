@@ -14,12 +14,16 @@ import json
 import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any, NoReturn
 
 import click
 
 from channels import KINDS
 from sendpromptly.client import ApiError, ClientError, Document, OperatorClient
+from store.incidents import ListedStatus
+from topics.fields import Mode
+from topics.messages import IncidentReason
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 URL_ENV = "SENDPROMPTLY_URL"
@@ -46,6 +50,11 @@ def field(name: str) -> Callable[[Document], str]:
 def table_columns(lines: list[Column]) -> list[Column]:
     """A record's lines as table columns: the same values under upper-case headers."""
     return [(label.upper().replace(" ", "_"), show) for label, show in lines]
+
+
+def choice_of(choices: type[StrEnum]) -> click.Choice[str]:
+    """An option taking one of ``choices``' values, as the API spells them."""
+    return click.Choice([choice.value for choice in choices])
 
 
 def _echo_json(doc: Document) -> None:
@@ -181,7 +190,7 @@ def projects() -> None:
 def project_field_options(*, name_required: bool) -> Callable[[Callable[..., None]], Callable[..., None]]:
     options = [
         click.option("--name", required=name_required, help="The project's name."),
-        click.option("--mode", type=click.Choice(["test", "live"]),
+        click.option("--mode", type=choice_of(Mode),
                      help="live needs a repair callback (https), an API key and an alert destination."),
         click.option("--timeout-minutes", type=int, help="How long a flow may wait for its result."),
         click.option("--snapshots/--no-snapshots", "snapshots_enabled", default=None,
@@ -484,11 +493,11 @@ def incidents() -> None:
 
 @api_command(incidents, "list")
 @click.argument("project_id")
-@click.option("--status", type=click.Choice(["open", "acknowledged", "resolved"]),
+@click.option("--status", type=choice_of(ListedStatus),
               help="Only open ones (acknowledged or not), only open ones someone acknowledged, or only "
                    "resolved ones.")
-@click.option("--mode", type=click.Choice(["test", "live"]), help="Only test, or only live, ones.")
-@click.option("--reason", type=click.Choice(["timeout", "failed_outcome"]), help="Only this reason.")
+@click.option("--mode", type=choice_of(Mode), help="Only test, or only live, ones.")
+@click.option("--reason", type=choice_of(IncidentReason), help="Only this reason.")
 @click.option("--reference", help="Only the incidents of this flow reference.")
 @LIMIT
 def incidents_list(call: Call, project_id: str, limit: int | None, **filters: str | None) -> None:
@@ -566,7 +575,7 @@ def flows() -> None:
 @api_command(flows, "show")
 @click.argument("project_id")
 @click.argument("reference")
-@click.option("--mode", type=click.Choice(["test", "live"]),
+@click.option("--mode", type=choice_of(Mode),
               help="The test or the live flow of the reference [default: the project's mode].")
 @click.option("--cycle", type=click.IntRange(min=1),
               help="Which cycle of a reused reference [default: the latest].")

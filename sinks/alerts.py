@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 from aiokafka import ConsumerRecord
 
-from channels.message import OPENED, RESOLVED, Alert
+from channels.message import Alert
 from common.config import Settings
 from sinks.alert_delivery import AlertSender
 from sinks.contract import Batched, Loop, Sink
@@ -24,8 +24,9 @@ from store import notifications
 from store.db import Pool
 from topics import INCIDENTS, IncidentEvent, decode
 from topics.fields import format_timestamp
+from topics.messages import IncidentEventType
 
-ALERTED_EVENTS = (OPENED, RESOLVED)
+ALERTED_EVENTS = (IncidentEventType.OPENED, IncidentEventType.RESOLVED)
 
 
 class AlertsSink:

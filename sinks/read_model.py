@@ -20,7 +20,7 @@ from store.flows import FlowView, forget_flows, upsert_flows
 from store.incidents import apply_events
 from topics import AUDIT, INCIDENTS, AuditEvent, IncidentEvent, TopicSpec, decode
 from topics.fields import FieldErrors, parse_timestamp
-from topics.messages import FlowRecord, FlowStatus
+from topics.messages import FlowRecord, IncidentEventType
 
 FLOW_ACTION_PREFIX = "flow."
 # Besides the transitions (flow.<status>), the agents tell of a receipt recorded on an open cycle
@@ -30,9 +30,9 @@ FORGOTTEN = "flow.forgotten"
 # What each kind of incident event must carry for the read model to use it; the schema leaves
 # these optional because they belong to one kind each.
 REQUIRED_BY_TYPE = {
-    "opened": ("reason", "deadline"),
-    "resolved": ("resolution",),
-    "reprocess_requested": ("replay_id",),
+    IncidentEventType.OPENED: ("reason", "deadline"),
+    IncidentEventType.RESOLVED: ("resolution",),
+    IncidentEventType.REPROCESS_REQUESTED: ("replay_id",),
 }
 
 
@@ -115,7 +115,7 @@ def flow_from_event(event: AuditEvent) -> FlowView:
             project_id=project_id, mode=flow.mode, reference=flow.reference, cycle=flow.cycle,
             receipts=_count(data, "receipts"),
             last_receipt_at=flow.received_at if last_receipt_at is None else _time(last_receipt_at),
-            status=FlowStatus(flow.status), event_type=flow.event_type, effect_type=flow.effect_type,
+            status=flow.status, event_type=flow.event_type, effect_type=flow.effect_type,
             received_at=flow.received_at, deadline=flow.deadline, applied_at=flow.applied_at,
             incident_id=flow.incident_id, detail=flow.detail, version=flow.version,
         )

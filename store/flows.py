@@ -13,13 +13,14 @@ from datetime import datetime
 from typing import Any
 
 from store.db import Connection
+from topics.fields import Mode
 from topics.messages import FlowStatus
 
 
 @dataclass(frozen=True)
 class FlowView:
     project_id: str
-    mode: str
+    mode: Mode
     reference: str
     status: FlowStatus
     event_type: str
@@ -168,4 +169,4 @@ async def list_cycles(conn: Connection, project_id: str, mode: str, reference: s
 
 
 def _flow(row: dict[str, Any]) -> FlowView:
-    return FlowView(**{**row, "status": FlowStatus(row["status"])})
+    return FlowView(**{**row, "mode": Mode(row["mode"]), "status": FlowStatus(row["status"])})

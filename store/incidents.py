@@ -14,9 +14,11 @@ from enum import StrEnum
 from typing import Any
 
 from store.callback_deliveries import Attempt, DeliveryStatus, list_attempts
-from store.db import Connection
+from store.db import Connection, one_row
 from store.notifications import Sent, list_sent
 from topics import IncidentEvent
+from topics.fields import Mode
+from topics.messages import IncidentEventType, IncidentReason, Resolution
 
 
 class IncidentStatus(StrEnum):
@@ -24,6 +26,15 @@ class IncidentStatus(StrEnum):
 
     OPEN = "open"
     RESOLVED = "resolved"
+
+
+class ListedStatus(StrEnum):
+    """What a list of incidents narrows to by status: open incidents someone acknowledged are open
+    ones too."""
+
+    OPEN = "open"
+    RESOLVED = "resolved"
+    ACKNOWLEDGED = "acknowledged"
 
 
 class ReplayOutcome(StrEnum):
@@ -54,14 +65,14 @@ class Incident:
     id: str
     project_id: str
     reference: str
-    mode: str
-    reason: str
+    mode: Mode
+    reason: IncidentReason
     status: IncidentStatus
     opened_at: datetime
     deadline: datetime
     acknowledged_at: datetime | None
     resolved_at: datetime | None
-    resolution: str | None
+    resolution: Resolution | None
     note: str | None
     # The failed result's detail, for a failed outcome.
     detail: str | None
@@ -79,7 +90,7 @@ _REPLAY_COLUMNS = ("r.replay_id, r.requested_by, r.requested_at, r.attempts, r.o
 def _rank(row: str) -> str:
     # A result that succeeded outranks a manual resolution: the agents emit outcome_succeeded only
     # when the flow was still in incident as the result came, so that is what the flow says.
-    return f"coalesce(array_position(ARRAY['manual', 'outcome_succeeded'], {row}.resolution), 0)"
+    return f"coalesce(array_position(%(ranked)s::text[], {row}.resolution), 0)"
 
 
 # The incoming resolution wins over the stored one when it ranks higher, or ranks the same and
@@ -94,7 +105,7 @@ _UPSERT = (
     " ON CONFLICT (id) DO UPDATE SET"
     # A timeout that a failed result received in time shows to be a failed outcome (agents/flow.py)
     # is corrected by a second "opened" event; failed_outcome wins whatever order they come in.
-    "   reason = CASE WHEN EXCLUDED.reason = 'failed_outcome' THEN EXCLUDED.reason"
+    "   reason = CASE WHEN EXCLUDED.reason = %(failed_outcome)s THEN EXCLUDED.reason"
     "     ELSE coalesce(i.reason, EXCLUDED.reason) END,"
     # least() skips NULLs: the earliest time any copy of the event carried.
     "   opened_at = least(i.opened_at, EXCLUDED.opened_at),"
@@ -104,30 +115,34 @@ _UPSERT = (
     "   detail = coalesce(i.detail, EXCLUDED.detail),"
     "   acknowledged_at = least(i.acknowledged_at, EXCLUDED.acknowledged_at),"
     # Resolved is final: a late "opened" never reopens.
-    "   status = CASE WHEN EXCLUDED.status = 'resolved' THEN 'resolved' ELSE i.status END,"
+    "   status = CASE WHEN EXCLUDED.status = %(resolved)s THEN EXCLUDED.status ELSE i.status END,"
     f"   resolved_at = CASE WHEN {_WINS} THEN EXCLUDED.resolved_at ELSE i.resolved_at END,"
     f"   resolution = CASE WHEN {_WINS} THEN EXCLUDED.resolution ELSE i.resolution END,"
     # The operator's note is kept even when a succeeded result outranks the manual resolution.
     f"   note = CASE WHEN {_WINS} THEN coalesce(EXCLUDED.note, i.note)"
     "     ELSE coalesce(i.note, EXCLUDED.note) END"
 )
+# The values _UPSERT compares with, lowest rank first.
+_MERGE_PARAMS = {"ranked": [Resolution.MANUAL, Resolution.OUTCOME_SUCCEEDED],
+                 "failed_outcome": IncidentReason.FAILED_OUTCOME, "resolved": IncidentStatus.RESOLVED}
 
 
 def _row(event: IncidentEvent) -> dict[str, Any]:
     """The columns one event sets; the others stay NULL and the merge keeps what is stored."""
     at = event.occurred_at
-    opened, resolved = event.type == "opened", event.type == "resolved"
+    opened, resolved = event.type is IncidentEventType.OPENED, event.type is IncidentEventType.RESOLVED
     return {
         "id": event.incident_id, "project_id": event.project_id, "reference": event.reference,
         "mode": event.mode, "deadline": event.deadline,
         "reason": event.reason if opened else None,
         "opened_at": at if opened else None,
-        "acknowledged_at": at if event.type == "acknowledged" else None,
+        "acknowledged_at": at if event.type is IncidentEventType.ACKNOWLEDGED else None,
         "status": IncidentStatus.RESOLVED if resolved else IncidentStatus.OPEN,
         "resolved_at": at if resolved else None,
         "resolution": event.resolution if resolved else None,
         "note": event.note if resolved else None,
         "detail": event.detail if opened else None,
+        **_MERGE_PARAMS,
     }
 
 
@@ -141,8 +156,10 @@ async def apply_events(conn: Connection, events: Sequence[IncidentEvent]) -> Non
     async with conn.transaction():
         for event in events:
             await conn.execute(_UPSERT, _row(event))
-            if event.type == "reprocess_requested":
-                assert event.replay_id is not None  # noqa: S101 (a reprocess_requested event always names its replay)
+            if event.type is IncidentEventType.REPROCESS_REQUESTED:
+                if event.replay_id is None:
+                    raise ValueError(f"incident {event.incident_id}: a reprocess_requested event names "
+                                     "no replay_id")
                 await add_replay(conn, event.replay_id, event.incident_id, event.actor, event.occurred_at)
 
 
@@ -171,10 +188,10 @@ async def record_replay_outcome(conn: Connection, project_id: str, reference: st
     """Only for a replay of this project's flow (a result cannot touch another project's replay).
     ``succeeded`` is final: a success reported once stays, whatever failed before or after."""
     await conn.execute(
-        "UPDATE replays r SET outcome = CASE WHEN r.outcome = 'succeeded' THEN r.outcome ELSE %s END"
+        "UPDATE replays r SET outcome = CASE WHEN r.outcome = %s THEN r.outcome ELSE %s END"
         " FROM incidents i WHERE r.replay_id = %s AND i.id = r.incident_id"
         " AND i.project_id = %s AND i.reference = %s",
-        (outcome, replay_id, project_id, reference),
+        (ReplayOutcome.SUCCEEDED, outcome, replay_id, project_id, reference),
     )
 
 
@@ -196,9 +213,9 @@ async def get_incident(conn: Connection, incident_id: str, *, lock: bool = False
 class IncidentFilter:
     """What a list of incidents is narrowed to; None matches every value."""
 
-    status: str | None = None
-    mode: str | None = None
-    reason: str | None = None
+    status: ListedStatus | None = None
+    mode: Mode | None = None
+    reason: IncidentReason | None = None
     reference: str | None = None
 
 
@@ -210,13 +227,14 @@ async def list_incidents(conn: Connection, project_id: str, *, where: IncidentFi
         " WHERE project_id = %(project)s AND opened_at IS NOT NULL"
         # "acknowledged" narrows to the open incidents someone acknowledged.
         " AND (%(status)s::text IS NULL OR status = %(status)s"
-        "   OR (%(status)s = 'acknowledged' AND status = 'open' AND acknowledged_at IS NOT NULL))"
+        "   OR (%(status)s = %(acknowledged)s AND status = %(open)s AND acknowledged_at IS NOT NULL))"
         " AND (%(mode)s::text IS NULL OR mode = %(mode)s)"
         " AND (%(reason)s::text IS NULL OR reason = %(reason)s)"
         " AND (%(reference)s::text IS NULL OR reference = %(reference)s)"
         " AND (%(at)s::timestamptz IS NULL OR (opened_at, id) < (%(at)s, %(id)s))"
         " ORDER BY opened_at DESC, id DESC LIMIT %(limit)s",
-        {"project": project_id, "status": where.status, "mode": where.mode, "reason": where.reason,
+        {"project": project_id, "status": where.status, "acknowledged": ListedStatus.ACKNOWLEDGED,
+         "open": IncidentStatus.OPEN, "mode": where.mode, "reason": where.reason,
          "reference": where.reference, "at": before[0] if before else None,
          "id": before[1] if before else None, "limit": limit},
     )).fetchall()
@@ -225,13 +243,13 @@ async def list_incidents(conn: Connection, project_id: str, *, where: IncidentFi
 
 async def count_by_status(conn: Connection, project_id: str) -> dict[str, int]:
     """How many of the project's incidents are open, open and acknowledged, and resolved."""
-    row = await (await conn.execute(
-        "SELECT count(*) FILTER (WHERE status = 'open') AS open,"
-        "   count(*) FILTER (WHERE status = 'open' AND acknowledged_at IS NOT NULL) AS acknowledged,"
-        "   count(*) FILTER (WHERE status = 'resolved') AS resolved"
-        " FROM incidents WHERE project_id = %s AND opened_at IS NOT NULL", (project_id,)
-    )).fetchone()
-    assert row is not None  # noqa: S101 (an aggregate without GROUP BY yields one row)
+    row = await one_row(await conn.execute(
+        "SELECT count(*) FILTER (WHERE status = %(open)s) AS open,"
+        "   count(*) FILTER (WHERE status = %(open)s AND acknowledged_at IS NOT NULL) AS acknowledged,"
+        "   count(*) FILTER (WHERE status = %(resolved)s) AS resolved"
+        " FROM incidents WHERE project_id = %(project)s AND opened_at IS NOT NULL",
+        {"open": IncidentStatus.OPEN, "resolved": IncidentStatus.RESOLVED, "project": project_id},
+    ), f"the incident counts of project {project_id}")
     return dict(row)
 
 
@@ -239,8 +257,8 @@ async def count_open(conn: Connection, project_ids: list[str]) -> dict[str, int]
     """Open incidents per project, for those that have any."""
     rows = await (await conn.execute(
         "SELECT project_id, count(*) AS n FROM incidents"
-        " WHERE project_id = ANY(%s) AND status = 'open' AND opened_at IS NOT NULL GROUP BY project_id",
-        (project_ids,),
+        " WHERE project_id = ANY(%s) AND status = %s AND opened_at IS NOT NULL GROUP BY project_id",
+        (project_ids, IncidentStatus.OPEN),
     )).fetchall()
     return {row["project_id"]: row["n"] for row in rows}
 
@@ -267,6 +285,8 @@ async def _with_replays(conn: Connection, rows: list[dict[str, Any]]) -> list[In
     alerts: dict[str, list[Sent]] = {row["id"]: [] for row in rows}
     for sent in await list_sent(conn, list(alerts)):
         alerts[sent.incident_id].append(sent)
-    return [Incident(**{**row, "status": IncidentStatus(row["status"])}, replays=tuple(replays[row["id"]]),
-                     alerts=tuple(alerts[row["id"]]))
+    return [Incident(**{**row, "status": IncidentStatus(row["status"]), "mode": Mode(row["mode"]),
+                        "reason": IncidentReason(row["reason"]),
+                        "resolution": None if row["resolution"] is None else Resolution(row["resolution"])},
+                     replays=tuple(replays[row["id"]]), alerts=tuple(alerts[row["id"]]))
             for row in rows]

@@ -20,7 +20,9 @@ from typing import Any
 from psycopg.types.json import Jsonb
 
 from store.attempts import Ledger
+from store.callback_deliveries import DeliveryStatus
 from store.db import Connection
+from topics.messages import IncidentEventType
 
 
 class NotificationStatus(StrEnum):
@@ -113,9 +115,9 @@ async def context(conn: Connection, project_id: str, incident_id: str) -> tuple[
     its opening; None when neither has it yet); None when the project does not exist."""
     row = await (await conn.execute(
         "SELECT p.name, coalesce(i.reason, (SELECT n.alert->>'reason' FROM notifications n"
-        "   WHERE n.incident_id = %(incident)s AND n.event_type = 'opened' LIMIT 1)) AS reason"
+        "   WHERE n.incident_id = %(incident)s AND n.event_type = %(opened)s LIMIT 1)) AS reason"
         " FROM projects p LEFT JOIN incidents i ON i.id = %(incident)s WHERE p.id = %(project)s",
-        {"incident": incident_id, "project": project_id},
+        {"incident": incident_id, "project": project_id, "opened": IncidentEventType.OPENED},
     )).fetchone()
     return None if row is None else (row["name"], row["reason"])
 
@@ -129,10 +131,10 @@ async def unannounced_exhausted_callbacks(conn: Connection, *,
         "   c.request->>'reference' AS reference, i.reason, c.last_error, c.finished_at"
         " FROM callback_deliveries c JOIN projects p ON p.id = c.project_id"
         " LEFT JOIN incidents i ON i.id = c.incident_id"
-        " WHERE c.status = 'exhausted' AND c.finished_at > now() - %s"
+        " WHERE c.status = %s AND c.finished_at > now() - %s"
         "   AND NOT EXISTS (SELECT 1 FROM notifications n WHERE n.event_type = 'callback_exhausted'"
         "                   AND n.incident_id = c.incident_id AND n.replay_id = c.replay_id)",
-        (since,),
+        (DeliveryStatus.EXHAUSTED, since),
     )).fetchall()
     return [ExhaustedCallback(**row) for row in rows]
 

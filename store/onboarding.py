@@ -5,7 +5,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from store.db import Connection
+from store.db import Connection, one_row
+from store.notifications import NotificationStatus
+from topics.fields import Mode
+from topics.messages import FlowStatus, IncidentEventType
 
 
 @dataclass(frozen=True)
@@ -16,16 +19,16 @@ class TestTraffic:
 
 
 async def test_traffic(conn: Connection, project_id: str) -> TestTraffic:
-    row = await (await conn.execute(
+    row = await one_row(await conn.execute(
         "SELECT"
-        " EXISTS (SELECT 1 FROM flows WHERE project_id = %(p)s AND mode = 'test' AND status = 'applied')"
+        " EXISTS (SELECT 1 FROM flows WHERE project_id = %(p)s AND mode = %(test)s AND status = %(applied)s)"
         "   AS flow_applied,"
-        " EXISTS (SELECT 1 FROM incidents WHERE project_id = %(p)s AND mode = 'test'"
+        " EXISTS (SELECT 1 FROM incidents WHERE project_id = %(p)s AND mode = %(test)s"
         "   AND opened_at IS NOT NULL) AS incident_opened,"
         " EXISTS (SELECT 1 FROM notifications n JOIN incidents i ON i.id = n.incident_id"
-        "   WHERE n.project_id = %(p)s AND i.mode = 'test' AND n.event_type = 'opened'"
-        "   AND n.status = 'sent') AS alert_sent",
-        {"p": project_id},
-    )).fetchone()
-    assert row is not None  # noqa: S101 (an aggregate without GROUP BY yields one row)
+        "   WHERE n.project_id = %(p)s AND i.mode = %(test)s AND n.event_type = %(opened)s"
+        "   AND n.status = %(sent)s) AS alert_sent",
+        {"p": project_id, "test": Mode.TEST, "applied": FlowStatus.APPLIED,
+         "opened": IncidentEventType.OPENED, "sent": NotificationStatus.SENT},
+    ), f"project {project_id}'s test traffic")
     return TestTraffic(**row)

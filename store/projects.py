@@ -4,17 +4,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from common.apikeys import NewApiKey
 from common.ids import new_id
-from store.db import Connection
+from store.db import Connection, one_row
+from topics.fields import Mode
 
 
 @dataclass(frozen=True)
 class Project:
     id: str
     name: str
-    mode: str
+    mode: Mode
     timeout_minutes: int
     snapshots_enabled: bool
     repair_callback_url: str | None
@@ -24,24 +26,27 @@ class Project:
 _PROJECT_COLUMNS = "id, name, mode, timeout_minutes, snapshots_enabled, repair_callback_url, created_at"
 
 
+def _project(row: dict[str, Any]) -> Project:
+    return Project(**{**row, "mode": Mode(row["mode"])})
+
+
 async def create_project(
-    conn: Connection, *, name: str, mode: str = "test", timeout_minutes: int = 30,
+    conn: Connection, *, name: str, mode: Mode = Mode.TEST, timeout_minutes: int = 30,
     snapshots_enabled: bool = False,
 ) -> Project:
-    row = await (await conn.execute(
+    project_id = new_id("prj")
+    return _project(await one_row(await conn.execute(
         f"INSERT INTO projects (id, name, mode, timeout_minutes, snapshots_enabled)"
         f" VALUES (%s, %s, %s, %s, %s) RETURNING {_PROJECT_COLUMNS}",
-        (new_id("prj"), name, mode, timeout_minutes, snapshots_enabled),
-    )).fetchone()
-    assert row is not None  # noqa: S101 (INSERT ... RETURNING yields the new row)
-    return Project(**row)
+        (project_id, name, mode, timeout_minutes, snapshots_enabled),
+    ), f"the new project {project_id}"))
 
 
 async def get_project(conn: Connection, project_id: str) -> Project | None:
     row = await (await conn.execute(
         f"SELECT {_PROJECT_COLUMNS} FROM projects WHERE id = %s", (project_id,)
     )).fetchone()
-    return None if row is None else Project(**row)
+    return None if row is None else _project(row)
 
 
 async def lock_project(conn: Connection, project_id: str) -> Project | None:
@@ -51,14 +56,14 @@ async def lock_project(conn: Connection, project_id: str) -> Project | None:
     row = await (await conn.execute(
         f"SELECT {_PROJECT_COLUMNS} FROM projects WHERE id = %s FOR UPDATE", (project_id,)
     )).fetchone()
-    return None if row is None else Project(**row)
+    return None if row is None else _project(row)
 
 
 async def find_project_by_name(conn: Connection, name: str) -> Project | None:
     row = await (await conn.execute(
         f"SELECT {_PROJECT_COLUMNS} FROM projects WHERE name = %s ORDER BY created_at LIMIT 1", (name,)
     )).fetchone()
-    return None if row is None else Project(**row)
+    return None if row is None else _project(row)
 
 
 async def add_api_key(conn: Connection, project_id: str, label: str, key: NewApiKey) -> str:
@@ -80,7 +85,7 @@ async def project_for_key_hash(conn: Connection, key_hash: bytes) -> Project | N
         " WHERE k.key_hash = %s AND k.revoked_at IS NULL",
         (key_hash,),
     )).fetchone()
-    return None if row is None else Project(**row)
+    return None if row is None else _project(row)
 
 
 async def list_projects(conn: Connection, *, operator_id: str | None, before: tuple[datetime, str] | None,
@@ -96,27 +101,23 @@ async def list_projects(conn: Connection, *, operator_id: str | None, before: tu
         {"op": operator_id, "at": before[0] if before else None, "id": before[1] if before else None,
          "limit": limit},
     )).fetchall()
-    return [Project(**row) for row in rows]
+    return [_project(row) for row in rows]
 
 
 UPDATABLE_FIELDS = ("name", "mode", "timeout_minutes", "snapshots_enabled", "repair_callback_url")
 
 
 async def update_project(conn: Connection, project_id: str, changes: dict[str, object]) -> Project:
+    """The project with ``changes`` made (none: as it is). Projects are never deleted, so one the
+    caller has read is there: ``RowMissing`` otherwise."""
     unknown = set(changes) - set(UPDATABLE_FIELDS)
     if unknown:
         raise ValueError(f"not updatable: {sorted(unknown)}")
-    if not changes:
-        project = await get_project(conn, project_id)
-        assert project is not None  # noqa: S101 (the caller has read the project, and projects are never deleted)
-        return project
     assignments = ", ".join(f"{name} = %({name})s" for name in changes)
-    row = await (await conn.execute(
-        f"UPDATE projects SET {assignments} WHERE id = %(id)s RETURNING {_PROJECT_COLUMNS}",
-        {**changes, "id": project_id},
-    )).fetchone()
-    assert row is not None  # noqa: S101 (the caller has read the project, and projects are never deleted)
-    return Project(**row)
+    statement = (f"UPDATE projects SET {assignments} WHERE id = %(id)s RETURNING {_PROJECT_COLUMNS}"
+                 if changes else f"SELECT {_PROJECT_COLUMNS} FROM projects WHERE id = %(id)s")
+    return _project(await one_row(await conn.execute(statement, {**changes, "id": project_id}),
+                                  f"project {project_id}"))
 
 
 @dataclass(frozen=True)
@@ -175,9 +176,8 @@ async def touch_api_keys(conn: Connection, last_used: dict[bytes, datetime]) -> 
 
 
 async def count_live_keys(conn: Connection, project_id: str) -> int:
-    row = await (await conn.execute(
+    row = await one_row(await conn.execute(
         "SELECT count(*) AS n FROM api_keys WHERE project_id = %s AND revoked_at IS NULL", (project_id,)
-    )).fetchone()
-    assert row is not None  # noqa: S101 (an aggregate without GROUP BY yields one row)
+    ), f"the count of project {project_id}'s live keys")
     live: int = row["n"]
     return live

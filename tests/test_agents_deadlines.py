@@ -12,6 +12,7 @@ from harness.stack import Stack
 from tests.conftest import ProjectKey
 from tests.support.api import Api, deadline_of, eventually, flow_is
 from topics import INCIDENTS, IncidentEvent, decode
+from topics.fields import ResultStatus
 
 pytestmark = pytest.mark.e2e
 
@@ -71,7 +72,7 @@ async def test_a_failure_received_before_the_deadline_but_applied_after_it_is_a_
     # The app's failure was received before the deadline and reaches the agents only now (a direct
     # producer states when it received the signal).
     failed = Result(project_id=project.project_id, idempotency_key="failed-in-time",
-                    reference="inv_failed_in_time", status="failed",
+                    reference="inv_failed_in_time", status=ResultStatus.FAILED,
                     received_at=deadline - timedelta(milliseconds=500))
     producer = Producer({"bootstrap.servers": services.kafka_bootstrap, "partitioner": "murmur2_random"})
     producer.produce(RESULTS.name(topic_prefix), key=flow_key(project.project_id, "inv_failed_in_time"),

@@ -29,6 +29,8 @@ from store.incidents import (
 )
 from tests.conftest import ProjectKey
 from topics import IncidentEvent, RepairRequest
+from topics.fields import Mode
+from topics.messages import IncidentEventType, IncidentReason
 
 # Milliseconds, as the wire form keeps them.
 NOW = datetime.now(UTC).replace(microsecond=123_000)
@@ -36,15 +38,15 @@ NOW = datetime.now(UTC).replace(microsecond=123_000)
 
 def _opened(project: ProjectKey, n: str) -> IncidentEvent:
     """The agents' ``opened`` event of incident ``inc_<n>`` on flow ``inv_<n>``."""
-    return IncidentEvent(event_id=f"ive_{n}", type="opened", incident_id=f"inc_{n}",
-                         project_id=project.project_id, reference=f"inv_{n}", mode="test", actor="agents",
-                         occurred_at=NOW, reason="timeout", deadline=NOW)
+    return IncidentEvent(event_id=f"ive_{n}", type=IncidentEventType.OPENED, incident_id=f"inc_{n}",
+                         project_id=project.project_id, reference=f"inv_{n}", mode=Mode.TEST, actor="agents",
+                         occurred_at=NOW, reason=IncidentReason.TIMEOUT, deadline=NOW)
 
 
 
 def _repair(project: ProjectKey, n: str) -> RepairRequest:
     return RepairRequest(replay_id=f"rpl_{n}", incident_id=f"inc_{n}", project_id=project.project_id,
-                         reference=f"inv_{n}", mode="test", event_type="invoice.paid",
+                         reference=f"inv_{n}", mode=Mode.TEST, event_type="invoice.paid",
                          effect_type="grant_access", requested_by="operator:opr_1", requested_at=NOW)
 
 

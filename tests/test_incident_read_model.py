@@ -19,7 +19,8 @@ from store.incidents import get_incident
 from tests.conftest import ProjectKey
 from tests.support.api import Api
 from topics import INCIDENTS, IncidentEvent, SchemaError, encode, flow_key
-from topics.messages import FlowStatus
+from topics.fields import Mode
+from topics.messages import FlowStatus, IncidentEventType
 
 pytestmark = pytest.mark.e2e
 
@@ -39,9 +40,10 @@ class Events:
 
     def __call__(self, kind: str, minutes: int, *, actor: str = OPERATOR, **fields: Any) -> IncidentEvent:
         return IncidentEvent(
-            event_id=f"ive_{kind.replace('_', '')}{minutes}", type=kind, incident_id=self.incident_id,
-            project_id=self.project_id, reference=self.reference, mode="test", actor=actor,
-            occurred_at=T0 + timedelta(minutes=minutes), deadline=DEADLINE, **fields,
+            event_id=f"ive_{kind.replace('_', '')}{minutes}", type=IncidentEventType(kind),
+            incident_id=self.incident_id, project_id=self.project_id, reference=self.reference,
+            mode=Mode.TEST, actor=actor, occurred_at=T0 + timedelta(minutes=minutes), deadline=DEADLINE,
+            **fields,
         )
 
     def opened(self, minutes: int = 0) -> IncidentEvent:
@@ -186,7 +188,7 @@ async def test_a_flow_shows_the_incident_only_once_its_own_state_names_it(
     # The read model hears of a flow's status (audit topic) and of its incident (incidents topic)
     # separately; in between, the flow must not show an incident beside a `pending` status.
     events = Events(project.project_id, "inv-between")
-    pending = FlowView(project_id=project.project_id, reference="inv-between", mode="test",
+    pending = FlowView(project_id=project.project_id, reference="inv-between", mode=Mode.TEST,
                        status=FlowStatus.PENDING, event_type="invoice.paid", effect_type="grant_access",
                        received_at=DEADLINE - timedelta(minutes=30), deadline=DEADLINE, version=1,
                        last_receipt_at=DEADLINE - timedelta(minutes=30))

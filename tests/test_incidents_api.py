@@ -22,6 +22,8 @@ from tests.conftest import ProjectKey
 from tests.support.api import Api, eventually
 from tests.support.operator_actions import incident_path, open_incident, set_callback
 from topics import INCIDENTS, REPAIRS, IncidentEvent, RepairRequest, decode, flow_key
+from topics.fields import Mode
+from topics.messages import IncidentEventType, IncidentReason
 
 pytestmark = pytest.mark.e2e
 
@@ -211,9 +213,9 @@ async def test_without_kafka_an_action_is_503_and_its_key_stays_usable(
         database_url: str) -> None:
     now = datetime.now(UTC)
     opened = IncidentEvent(
-        event_id="ive_seeded", type="opened", incident_id="inc_seeded", project_id=project.project_id,
-        reference="inv_seeded", mode="test", actor="agents", occurred_at=now, reason="timeout",
-        deadline=now - timedelta(seconds=2))
+        event_id="ive_seeded", type=IncidentEventType.OPENED, incident_id="inc_seeded",
+        project_id=project.project_id, reference="inv_seeded", mode=Mode.TEST, actor="agents",
+        occurred_at=now, reason=IncidentReason.TIMEOUT, deadline=now - timedelta(seconds=2))
     pool = await open_pool(database_url, max_size=1)
     try:
         async with pool.connection() as conn:

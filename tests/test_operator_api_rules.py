@@ -17,7 +17,8 @@ from store.incidents import apply_event
 from tests.support.api import Api
 from tests.support.operator_actions import HTTPS_CALLBACK, new_project
 from topics import IncidentEvent
-from topics.fields import parse_timestamp
+from topics.fields import Mode, parse_timestamp
+from topics.messages import IncidentEventType, IncidentReason, Resolution
 
 pytestmark = pytest.mark.e2e
 
@@ -58,13 +59,14 @@ async def test_incidents_are_filtered_by_status_mode_reason_and_reference(
         for n, (name, reference, mode, reason) in enumerate(opened):
             # The read model the list reads, written as the read-model sink writes it.
             await apply_event(conn, IncidentEvent(
-                event_id=f"ive_{uuid.uuid4().hex}", type="opened", incident_id=f"{name}{project_id[4:]}",
-                project_id=project_id, reference=reference, mode=mode, actor="agents",
-                occurred_at=now + timedelta(seconds=n), reason=reason, deadline=now))
+                event_id=f"ive_{uuid.uuid4().hex}", type=IncidentEventType.OPENED,
+                incident_id=f"{name}{project_id[4:]}", project_id=project_id, reference=reference,
+                mode=Mode(mode), actor="agents", occurred_at=now + timedelta(seconds=n),
+                reason=IncidentReason(reason), deadline=now))
         await apply_event(conn, IncidentEvent(
-            event_id=f"ive_{uuid.uuid4().hex}", type="resolved", incident_id=f"inc_a{project_id[4:]}",
-            project_id=project_id, reference="inv_1", mode="test", actor="agents",
-            occurred_at=now + timedelta(seconds=5), resolution="manual"))
+            event_id=f"ive_{uuid.uuid4().hex}", type=IncidentEventType.RESOLVED,
+            incident_id=f"inc_a{project_id[4:]}", project_id=project_id, reference="inv_1", mode=Mode.TEST,
+            actor="agents", occurred_at=now + timedelta(seconds=5), resolution=Resolution.MANUAL))
     await pool.close()
 
     async def listed(query: str) -> list[str]:

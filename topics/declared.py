@@ -12,13 +12,14 @@ from __future__ import annotations
 import types
 from collections.abc import Callable, Mapping
 from datetime import datetime
+from enum import StrEnum
 from functools import cache
 from typing import Annotated, Any, ClassVar, TypeVar, Union, get_args, get_origin
 
 import msgspec
 import orjson
 
-from topics.fields import FieldErrors, Rule, format_timestamp
+from topics.fields import FieldErrors, Rule, format_timestamp, one_of
 
 D = TypeVar("D", bound="Declared")
 
@@ -174,6 +175,9 @@ def _metadata(field_type: Any) -> list[Any]:
 
 
 def _description(field_type: Any) -> str | None:
+    choices = [t for t in _unwrapped(field_type) if isinstance(t, type) and issubclass(t, StrEnum)]
+    if choices:
+        return one_of(choices[0])
     return next((m.description for m in _metadata(field_type)
                  if isinstance(m, msgspec.Meta) and m.description), None)
 

@@ -3,7 +3,9 @@
 The gateway checks HTTP bodies with the same rules the agents apply to messages from direct
 producers, so a value that passes one passes the other. Each rule is a type: ``msgspec.Meta``
 constraints (checked while decoding, and stated in the JSON Schema), its ``description`` (what a
-refusal says the value must be), and a ``Rule`` for what JSON Schema cannot say.
+refusal says the value must be), and a ``Rule`` for what JSON Schema cannot say. A choice of
+values is a ``StrEnum``: msgspec checks it, the JSON Schema lists its values, and a refusal names
+them (``one_of``).
 """
 
 from __future__ import annotations
@@ -11,7 +13,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from enum import StrEnum
+from typing import Annotated, Any, TypeVar
 
 from msgspec import Meta
 
@@ -20,8 +23,35 @@ MAX_TYPE_CHARS = 100
 MAX_DETAIL_BYTES = 2 * 1024
 MIN_TIMEOUT_SECONDS = 1
 MAX_TIMEOUT_SECONDS = 7 * 24 * 3600
-RESULT_STATUSES = ("succeeded", "failed")
-MODES = ("test", "live")
+
+C = TypeVar("C", bound=StrEnum)
+
+
+class Mode(StrEnum):
+    """Test or live: a project's mode, and the one its signals, flows and incidents belong to."""
+
+    TEST = "test"
+    LIVE = "live"
+
+
+class ResultStatus(StrEnum):
+    """What a result says of the effect: applied, or not."""
+
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+def one_of(choices: type[StrEnum]) -> str:
+    """What a value of ``choices`` must be, as a refusal says it: "one of test, live"."""
+    return "one of " + ", ".join(choices)
+
+
+def choice_of(choices: type[C], value: str) -> C | None:
+    """``value`` as a member of ``choices``; None when it is none of them."""
+    try:
+        return choices(value)
+    except ValueError:
+        return None
 
 
 @dataclass(frozen=True)
@@ -34,15 +64,6 @@ class Rule:
 
     check: Callable[[str], bool]
     message: str
-
-
-def one_of_schema(choices: tuple[str, ...]) -> Meta:
-    return Meta(extra_json_schema={"enum": list(choices)}, description="one of " + ", ".join(choices))
-
-
-def one_of(choices: tuple[str, ...]) -> Rule:
-    """A choice of strings, typed ``str`` rather than a ``Literal`` so callers pass what they hold."""
-    return Rule(frozenset(choices).__contains__, "one of " + ", ".join(choices))
 
 
 def _utf8_at_most(max_bytes: int) -> Rule:
@@ -102,8 +123,6 @@ TimeoutSeconds = Annotated[int, Meta(
 Detail = Annotated[str, Meta(max_length=MAX_DETAIL_BYTES,
                              description=f"at most {MAX_DETAIL_BYTES} bytes of UTF-8"),
                    _utf8_at_most(MAX_DETAIL_BYTES)]
-Mode = Annotated[str, one_of_schema(MODES), one_of(MODES)]
-ResultStatus = Annotated[str, one_of_schema(RESULT_STATUSES), one_of(RESULT_STATUSES)]
 Timestamp = Annotated[datetime, Meta(tz=True, description="an RFC 3339 timestamp with a time zone")]
 
 
@@ -158,11 +177,14 @@ class Checker:
             self.fail(field, "must contain printable characters only")
         return value
 
-    def choice(self, field: str, choices: tuple[str, ...], *, required: bool = True) -> str | None:
+    def choice(self, field: str, choices: type[C], *, required: bool = True) -> C | None:
         value = self.string(field, required=required)
-        if value is not None and value not in choices:
-            self.fail(field, "must be one of " + ", ".join(choices))
-        return value
+        if value is None:
+            return None
+        member = choice_of(choices, value)
+        if member is None:
+            self.fail(field, f"must be {one_of(choices)}")
+        return member
 
 
 def parse_timestamp(value: str) -> datetime | None:

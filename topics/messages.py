@@ -28,17 +28,38 @@ from topics.fields import (
     Timestamp,
     TypeName,
     format_timestamp,
-    one_of,
-    one_of_schema,
 )
 
-INCIDENT_EVENT_TYPES = ("opened", "reprocess_requested", "acknowledged", "resolved")
-INCIDENT_REASONS = ("timeout", "failed_outcome")
-RESOLUTIONS = ("outcome_succeeded", "manual")
-DEADLINE_ACTIONS = ("expire", "forget")
-IncidentEventType = Annotated[str, one_of_schema(INCIDENT_EVENT_TYPES), one_of(INCIDENT_EVENT_TYPES)]
-IncidentReason = Annotated[str, one_of_schema(INCIDENT_REASONS), one_of(INCIDENT_REASONS)]
-Resolution = Annotated[str, one_of_schema(RESOLUTIONS), one_of(RESOLUTIONS)]
+
+class IncidentEventType(StrEnum):
+    """A change in an incident's life: the ``type`` of an ``IncidentEvent``."""
+
+    OPENED = "opened"
+    REPROCESS_REQUESTED = "reprocess_requested"
+    ACKNOWLEDGED = "acknowledged"
+    RESOLVED = "resolved"
+
+
+class IncidentReason(StrEnum):
+    """Why an incident opened: no result by the deadline, or a failed one."""
+
+    TIMEOUT = "timeout"
+    FAILED_OUTCOME = "failed_outcome"
+
+
+class Resolution(StrEnum):
+    """How an incident was resolved: a succeeded result came, or an operator resolved it."""
+
+    OUTCOME_SUCCEEDED = "outcome_succeeded"
+    MANUAL = "manual"
+
+
+class DeadlineAction(StrEnum):
+    """What a ``DeadlineBatch`` asks of its flows."""
+
+    EXPIRE = "expire"
+    FORGET = "forget"
+
 
 class Snapshot(Declared, frozen=True, kw_only=True):
     """An AES-256-GCM ciphertext envelope; only the gateway and the callback sink can open it."""
@@ -173,7 +194,7 @@ class FlowRecord(Declared, frozen=True, kw_only=True, forbid_unknown_fields=Fals
 
     reference: Reference
     mode: Mode
-    status: str
+    status: FlowStatus
     event_type: TypeName
     effect_type: TypeName
     received_at: Timestamp
@@ -223,10 +244,10 @@ class DeadlineBatch(Message, frozen=True, kw_only=True, tag="deadline_batch.v1")
         min_length=1, max_length=_MAX_BATCH_KEYS,
         description=f"a list of 1 to {_MAX_BATCH_KEYS} flow keys '<project_id>:<reference>'")]
     # Batches written before forgetting existed have no action: they are all ``expire``.
-    action: Annotated[str, one_of_schema(DEADLINE_ACTIONS), one_of(DEADLINE_ACTIONS)] = "expire"
+    action: DeadlineAction = DeadlineAction.EXPIRE
 
     @classmethod
-    def of(cls, keys: Iterable[bytes], action: str = "expire") -> DeadlineBatch:
+    def of(cls, keys: Iterable[bytes], action: DeadlineAction = DeadlineAction.EXPIRE) -> DeadlineBatch:
         return cls(keys=tuple(key.decode() for key in keys), action=action)
 
     @property

@@ -14,7 +14,6 @@ from api_gateway.operator_api.bodies import parse_resolve
 from api_gateway.operator_api.common import visible_project
 from api_gateway.operator_api.flows import MAX_TIMELINE_ENTRIES, timeline_entry
 from api_gateway.operator_api.incidents import (
-    FILTER_STATUSES,
     acknowledge_incident,
     incident_cursor,
     incident_filter,
@@ -29,9 +28,9 @@ from api_gateway.state import POOL
 from store import audit_log, incidents
 from store.db import Connection
 from store.flows import get_flow_of_incident
-from store.incidents import Incident
-from topics.fields import MODES
-from topics.messages import INCIDENT_REASONS
+from store.incidents import Incident, ListedStatus
+from topics.fields import Mode
+from topics.messages import IncidentReason
 
 PAGE_SIZE = 50
 FILTERS = ("status", "mode", "reason", "reference")
@@ -52,7 +51,8 @@ async def list_(request: web.Request) -> web.Response:
     next_cursor = (encode_cursor([found[-1].opened_at.isoformat(), found[-1].id]) if more and found
                    else None)
     return render(request, "incidents.html", project=project, incidents=found, counts=counts, chosen=chosen,
-                  statuses=FILTER_STATUSES, modes=MODES, reasons=INCIDENT_REASONS, next_cursor=next_cursor)
+                  statuses=tuple(ListedStatus), modes=tuple(Mode), reasons=tuple(IncidentReason),
+                  next_cursor=next_cursor)
 
 
 async def show(request: web.Request, *, errors: Problem | None = None, note: str = "") -> web.Response:

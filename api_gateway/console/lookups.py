@@ -6,14 +6,12 @@ from __future__ import annotations
 from aiohttp import web
 
 from api_gateway.console.pages import render
-from api_gateway.ingest import FlowQuery, find_flow
+from api_gateway.ingest import FlowQuery, find_flow, query_mode
 from api_gateway.operator_api.common import visible_project
 from api_gateway.operator_api.flows import MAX_TIMELINE_ENTRIES, timeline_entry
 from api_gateway.problems import Problem
-from api_gateway.responses import invalid_query
 from api_gateway.state import POOL
 from store import audit_log
-from topics.fields import MODES
 
 AUDIT_PAGE_SIZE = 100
 
@@ -27,9 +25,7 @@ def _whole_number(request: web.Request, name: str) -> int | None:
 
 async def flow(request: web.Request) -> web.Response:
     reference = request.query.get("reference", "").strip()
-    mode = request.query.get("mode") or None
-    if mode is not None and mode not in MODES:
-        raise invalid_query("mode", f"must be one of {', '.join(MODES)}")
+    mode = query_mode(request.query.get("mode") or None)
     cycle = _whole_number(request, "cycle")
     async with request.app[POOL].connection() as conn:
         project = await visible_project(request, conn)

@@ -19,6 +19,7 @@ from api_gateway.responses import encode_cursor
 from api_gateway.state import POOL
 from store import incidents, projects
 from store.db import Connection
+from topics.fields import Mode
 
 PAGE_SIZE = 50
 # What live mode needs, by the field its gap names (``live_gaps``), as the switch lists it.
@@ -74,7 +75,7 @@ async def show(request: web.Request, *, errors: Problem | None = None) -> web.Re
         # itself checks the address).
         gaps = await live_gaps(request, conn, project, resolve=False)
         steps = (await onboarding_steps(conn, project, str(request.url.origin()))
-                 if project.mode == "test" else [])
+                 if project.mode is Mode.TEST else [])
         counts = await incidents.count_by_status(conn, project.id)
     missing: dict[str, list[str]] = {}
     for field, message in gaps:
@@ -103,7 +104,7 @@ async def switch_mode(request: web.Request) -> web.Response:
     mode = text(form, "mode")
 
     async def action(conn: Connection) -> web.Response:
-        if mode == "live" and form.get("confirm") != "on":
+        if mode == Mode.LIVE and form.get("confirm") != "on":
             raise Problem(422, "invalid-fields", "Confirm the switch",
                           "Tick the box to confirm that live traffic starts now.",
                           errors=[("confirm", "tick to confirm the switch to live mode")])

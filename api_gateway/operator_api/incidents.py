@@ -32,15 +32,12 @@ from common.ids import derived_id, is_well_formed
 from store import incidents
 from store.db import Connection
 from store.flows import get_flow_of_incident
-from store.incidents import Incident, IncidentFilter, IncidentStatus
+from store.incidents import Incident, IncidentFilter, IncidentStatus, ListedStatus
 from store.projects import get_project
 from topics import INCIDENTS, REPAIRS, IncidentEvent, RepairRequest, TopicSpec, encode, flow_key
-from topics.fields import MODES, Checker, FieldErrors, parse_timestamp
-from topics.messages import INCIDENT_REASONS
+from topics.fields import Checker, FieldErrors, Mode, parse_timestamp
+from topics.messages import IncidentEventType, IncidentReason, Resolution
 
-STATUSES = tuple(IncidentStatus)
-# What the list narrows to by status: open incidents someone acknowledged are open ones too.
-FILTER_STATUSES = (*STATUSES, "acknowledged")
 # The query parameters that narrow the list, besides paging.
 FILTERS = ("status", "mode", "reason", "reference")
 
@@ -72,9 +69,9 @@ def incident_filter(query: Mapping[str, str]) -> IncidentFilter:
     """The list's filters from a query, each checked like the field it matches."""
     check = Checker(dict(query))
     where = IncidentFilter(
-        status=check.choice("status", FILTER_STATUSES, required=False),
-        mode=check.choice("mode", MODES, required=False),
-        reason=check.choice("reason", INCIDENT_REASONS, required=False),
+        status=check.choice("status", ListedStatus, required=False),
+        mode=check.choice("mode", Mode, required=False),
+        reason=check.choice("reason", IncidentReason, required=False),
         reference=check.reference() if "reference" in query else None,
     )
     try:
@@ -138,13 +135,13 @@ async def acknowledge_incident(request: web.Request, conn: Connection, incident:
     if incident.acknowledged_at is not None:
         # Someone is on it already; acknowledging again announces nothing.
         return incident
-    event = _event(request, incident, "acknowledged")
+    event = _event(request, incident, IncidentEventType.ACKNOWLEDGED)
     await _publish(request, (INCIDENTS, event))
     return await _commit(conn, request, event)
 
 
 async def resolve_incident(request: web.Request, conn: Connection, incident: Incident, note: str) -> Incident:
-    event = _event(request, incident, "resolved", resolution="manual", note=note)
+    event = _event(request, incident, IncidentEventType.RESOLVED, resolution=Resolution.MANUAL, note=note)
     await _publish(request, (INCIDENTS, event))
     return await _commit(conn, request, event, note=note)
 
@@ -164,7 +161,7 @@ async def reprocess_incident(request: web.Request, conn: Connection, incident: I
                       "The incident's flow is not in the read model yet; retry in a moment.",
                       headers={"Retry-After": "1"})
     replay_id = derived_id("rpl", incident.id, *_request_identity(request))
-    event = _event(request, incident, "reprocess_requested", replay_id=replay_id)
+    event = _event(request, incident, IncidentEventType.REPROCESS_REQUESTED, replay_id=replay_id)
     repair = RepairRequest(
         replay_id=replay_id, incident_id=incident.id, project_id=incident.project_id,
         reference=incident.reference, mode=incident.mode, event_type=flow.event_type,
@@ -196,7 +193,7 @@ def _request_identity(request: web.Request) -> tuple[str, str]:
     return operator_of(request).id, idempotency_key(request)
 
 
-def _event(request: web.Request, incident: Incident, kind: str, **fields: Any) -> IncidentEvent:
+def _event(request: web.Request, incident: Incident, kind: IncidentEventType, **fields: Any) -> IncidentEvent:
     return IncidentEvent(
         event_id=derived_id("ive", incident.id, kind, *_request_identity(request)),
         type=kind, incident_id=incident.id, project_id=incident.project_id, reference=incident.reference,

@@ -26,6 +26,7 @@ from common.targets import TargetError, check_url, check_url_syntax
 from store import destinations, projects
 from store.db import Connection
 from store.projects import Project
+from topics.fields import Mode
 
 
 async def create(request: web.Request) -> web.Response:
@@ -39,7 +40,7 @@ async def create(request: web.Request) -> web.Response:
 
 async def new_project(request: web.Request, conn: Connection, values: dict[str, Any]) -> Project:
     """A project of the asking operator's, who becomes its member; always created in test mode."""
-    if values.get("mode") == "live":
+    if values.get("mode") is Mode.LIVE:
         raise Problem(409, "live-prerequisites", "Cannot create a live project",
                       "Create the project in test mode, set its callback, key and alert destination, "
                       "then switch it to live.")
@@ -75,7 +76,7 @@ async def change_project(request: web.Request, conn: Connection, values: dict[st
     """The path's project with ``values`` changed, audited; going live only with its prerequisites."""
     project = await visible_project(request, conn)
     changes = {k: v for k, v in values.items() if getattr(project, k) != v}
-    if changes.get("mode") == "live":
+    if changes.get("mode") is Mode.LIVE:
         await require_live_prerequisites(request, conn, project.id)
     updated = await projects.update_project(conn, project.id, changes)
     if changes:
@@ -105,13 +106,13 @@ async def hold_live_prerequisites(request: web.Request, conn: Connection, projec
     project = await projects.lock_project(conn, project_id)
     assert project is not None  # noqa: S101 (the caller holds the project, and projects are never deleted)
     # The callback's host is not resolved again here: a DNS hiccup must not block revoking a key.
-    missing = [] if project.mode != "live" else await live_gaps(request, conn, project, resolve=False)
+    missing = [] if project.mode is not Mode.LIVE else await live_gaps(request, conn, project, resolve=False)
     if missing:
         raise Problem(409, "live-prerequisites", "Live mode needs this",
                       f"Project {project.id} is live, and this change would leave it without what live "
                       "mode needs: " + "; ".join(m for _, m in missing) + ". Make the replacement "
                       "first, or switch the project to test mode first (PATCH /api/v1/projects/"
-                      f'{project.id} {{"mode": "test"}}).', errors=missing)
+                      f'{project.id} {{"mode": "{Mode.TEST}"}}).', errors=missing)
 
 
 async def live_gaps(request: web.Request, conn: Connection, project: Project, *,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Union, get_args, get_origin
 
@@ -80,6 +81,8 @@ def _strategy(field_type: Any) -> st.SearchStrategy[Any]:
     if base is int:
         low, high = -(2**63) if meta.ge is None else meta.ge, 2**63 - 1 if meta.le is None else meta.le
         return st.integers(int(low), int(high))
+    if isinstance(base, type) and issubclass(base, StrEnum):
+        return st.sampled_from(list(base))
     if isinstance(base, type) and issubclass(base, Declared):
         return st.builds(base, **{f.name: _strategy(f.type) for f in msgspec.structs.fields(base)})
     if get_origin(base) is dict:

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from agents import flow as machine
 from agents.flow import Flow, FlowState, IncidentOpened, IncidentResolved, Transition
 from topics import Receipt, Result
+from topics.fields import Mode, ResultStatus
 from topics.messages import FlowStatus
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
@@ -23,7 +24,7 @@ def receipt(at: datetime = T0, timeout_seconds: int | None = None, key: str = "r
 
 def result(status: str, at: datetime, replay_id: str | None = None) -> Result:
     return Result(project_id=PROJECT, idempotency_key=f"res-{at.isoformat()}", reference="inv_1",
-                  status=status, received_at=at, replay_id=replay_id,
+                  status=ResultStatus(status), received_at=at, replay_id=replay_id,
                   detail=f"failed at {at:%H:%M:%S}" if status == "failed" else None)
 
 
@@ -33,12 +34,12 @@ def flow_of(state: FlowState) -> Flow:
 
 
 def start(timeout_seconds: int | None = None, minutes: int = 30) -> FlowState:
-    return machine.on_receipt(FlowState(), receipt(timeout_seconds=timeout_seconds), mode="test",
+    return machine.on_receipt(FlowState(), receipt(timeout_seconds=timeout_seconds), mode=Mode.TEST,
                               project_timeout_minutes=minutes, now=T0).state
 
 
 def test_it_starts_pending_with_the_projects_timeout() -> None:
-    step = machine.on_receipt(FlowState(), receipt(), mode="live", project_timeout_minutes=30, now=T0)
+    step = machine.on_receipt(FlowState(), receipt(), mode=Mode.LIVE, project_timeout_minutes=30, now=T0)
     assert step.state.flow is not None
     assert flow_of(step.state).status is FlowStatus.PENDING
     assert flow_of(step.state).deadline == T0 + timedelta(minutes=30)
@@ -52,21 +53,21 @@ def test_a_per_event_timeout_overrides_the_project() -> None:
 
 def test_a_repeated_receipt_is_counted_on_the_open_flow_and_does_not_move_the_deadline() -> None:
     state = start()
-    later = machine.on_receipt(state, receipt(at=T0 + timedelta(minutes=10), key="r2"), mode="test",
+    later = machine.on_receipt(state, receipt(at=T0 + timedelta(minutes=10), key="r2"), mode=Mode.TEST,
                                project_timeout_minutes=30, now=T0 + timedelta(minutes=10))
     assert later.state.flow == state.flow, "same cycle, same deadline, same version"
     assert later.state.repeats == machine.Repeats(2, T0 + timedelta(minutes=10))
     assert [type(e) for e in later.effects] == [machine.ReceiptRepeated]
     # An open incident counts repeats the same way: it is not closed, so no new cycle starts.
     opened = machine.on_deadline(later.state, now=T0 + timedelta(hours=1)).state
-    again = machine.on_receipt(opened, receipt(at=T0 + timedelta(hours=2), key="r3"), mode="test",
+    again = machine.on_receipt(opened, receipt(at=T0 + timedelta(hours=2), key="r3"), mode=Mode.TEST,
                                project_timeout_minutes=30, now=T0 + timedelta(hours=2))
     assert again.state.flow == opened.flow
     assert again.state.repeats == machine.Repeats(3, T0 + timedelta(hours=2))
 
 
 def _new_cycle_after(closed: FlowState, at: datetime, key: str = "r2") -> machine.Step:
-    return machine.on_receipt(closed, receipt(at=at, timeout_seconds=60, key=key), mode="test",
+    return machine.on_receipt(closed, receipt(at=at, timeout_seconds=60, key=key), mode=Mode.TEST,
                               project_timeout_minutes=30, now=at)
 
 
@@ -143,7 +144,7 @@ def test_a_failed_result_opens_an_incident() -> None:
 
 def test_a_held_failed_result_keeps_its_detail_when_the_receipt_comes() -> None:
     held = machine.on_result(FlowState(), result("failed", T0), now=T0).state
-    step = machine.on_receipt(held, receipt(), mode="test", project_timeout_minutes=30, now=T0)
+    step = machine.on_receipt(held, receipt(), mode=Mode.TEST, project_timeout_minutes=30, now=T0)
     assert flow_of(step.state).detail == "failed at 12:00:00"
     assert machine.state_from_json(machine.state_to_json(step.state)) == step.state
 
@@ -193,7 +194,7 @@ def test_an_applied_flow_ignores_later_results() -> None:
 def test_a_result_before_its_receipt_is_held_then_joined() -> None:
     held = machine.on_result(FlowState(), result("succeeded", T0), now=T0)
     assert held.state.flow is None and held.effects == []
-    step = machine.on_receipt(held.state, receipt(), mode="test", project_timeout_minutes=30, now=T0)
+    step = machine.on_receipt(held.state, receipt(), mode=Mode.TEST, project_timeout_minutes=30, now=T0)
     assert flow_of(step.state).status is FlowStatus.APPLIED and step.state.held == ()
 
 
@@ -249,7 +250,7 @@ def _run(events: list[tuple[str, int]]) -> tuple[FlowState, list[machine.Effect]
     for kind, second in events:
         now = T0 + timedelta(seconds=second)
         if kind == "receipt":
-            step = machine.on_receipt(state, receipt(at=now, timeout_seconds=60), mode="test",
+            step = machine.on_receipt(state, receipt(at=now, timeout_seconds=60), mode=Mode.TEST,
                                       project_timeout_minutes=30, now=now)
         elif kind == "tick":
             step = machine.on_deadline(state, now=now)

@@ -14,7 +14,8 @@ from agents import stored as documents
 from agents.projects import ProjectDirectory
 from agents.tracker import FlowTracker, Incoming, Outcome, TrackerTopics
 from topics import AuditEvent, DeadlineBatch, IncidentEvent, Receipt, Result, encode, flow_key
-from topics.messages import FlowStatus
+from topics.fields import Mode, ResultStatus
+from topics.messages import DeadlineAction, FlowStatus
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 TOPICS = TrackerTopics(receipts="receipts", results="results", incidents="incidents", deadlines="deadlines")
@@ -30,11 +31,11 @@ def state(reference: str, *, succeeded: bool = False, mode: str = "live") -> dic
     receipt = Receipt(project_id="prj_a", idempotency_key=f"r-{reference}", reference=reference,
                       event_type="invoice.paid", effect_type="grant_access", received_at=T0,
                       timeout_seconds=60)
-    flow_state = machine.on_receipt(machine.FlowState(), receipt, mode=mode, project_timeout_minutes=30,
+    flow_state = machine.on_receipt(machine.FlowState(), receipt, mode=Mode(mode), project_timeout_minutes=30,
                                     now=T0).state
     if succeeded:
         result = Result(project_id="prj_a", idempotency_key=f"s-{reference}", reference=reference,
-                        status="succeeded", received_at=T0 + timedelta(seconds=5))
+                        status=ResultStatus.SUCCEEDED, received_at=T0 + timedelta(seconds=5))
         flow_state = machine.on_result(flow_state, result, now=T0 + timedelta(seconds=5)).state
     return machine.state_to_json(flow_state)
 
@@ -98,7 +99,7 @@ def test_only_the_mode_whose_deadline_passed_opens_an_incident() -> None:
         machine.FlowState(), Receipt(project_id="prj_a", idempotency_key="t", reference="inv_1",
                                      event_type="invoice.paid", effect_type="grant_access",
                                      received_at=T0 + timedelta(seconds=30), timeout_seconds=60),
-        mode="test", project_timeout_minutes=30, now=T0).state)
+        mode=Mode.TEST, project_timeout_minutes=30, now=T0).state)
     doc = documents.document({"live": state("inv_1"), "test": test_later}, partition=3, offsets={})
     assert documents.pending_deadline(doc) == T0 + timedelta(seconds=60)
     message = batch(encode(DeadlineBatch.of((key,))))
@@ -110,7 +111,7 @@ def test_only_the_mode_whose_deadline_passed_opens_an_incident() -> None:
 
 def forget(now: datetime, doc: dict[str, Any]) -> Outcome:
     key = flow_key("prj_a", "inv_1")
-    message = batch(encode(DeadlineBatch.of((key,), action="forget")))
+    message = batch(encode(DeadlineBatch.of((key,), action=DeadlineAction.FORGET)))
     ((_, outcome),) = expire(now, message, {key: doc}.get)
     return outcome
 

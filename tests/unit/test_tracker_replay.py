@@ -20,11 +20,12 @@ from agents.projects import ProjectDirectory
 from agents.tracker import FlowTracker, Incoming, Outcome, TrackerTopics
 from store.projects import Project
 from topics import AuditEvent, DeadlineBatch, IncidentEvent, Receipt, Result, encode, flow_key
+from topics.fields import Mode, ResultStatus
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 PARTITIONS = 4
 TOPICS = TrackerTopics(receipts="receipts", results="results", incidents="incidents", deadlines="deadlines")
-PROJECT = Project(id="prj_a", name="a", mode="live", timeout_minutes=30, snapshots_enabled=False,
+PROJECT = Project(id="prj_a", name="a", mode=Mode.LIVE, timeout_minutes=30, snapshots_enabled=False,
                   repair_callback_url=None, created_at=T0)
 
 
@@ -48,14 +49,15 @@ def receipt(reference: str, offset: int, *, partition: int | None = None, at: da
             key: str | None = None, mode: str | None = None) -> Incoming:
     value = Receipt(project_id=PROJECT.id, idempotency_key=key or f"r-{reference}", reference=reference,
                     event_type="invoice.paid", effect_type="grant_access", received_at=at, timeout_seconds=60,
-                    mode=mode)
+                    mode=None if mode is None else Mode(mode))
     return Incoming(topic="receipts", offset=offset, key=flow_key(PROJECT.id, reference), value=encode(value),
                     partition=right_partition(reference) if partition is None else partition)
 
 
 def result(reference: str, offset: int, status: str, at: datetime, *, mode: str | None = None) -> Incoming:
     value = Result(project_id=PROJECT.id, idempotency_key=f"{status}-{reference}-{offset}",
-                   reference=reference, status=status, received_at=at, mode=mode)
+                   reference=reference, status=ResultStatus(status), received_at=at,
+                   mode=None if mode is None else Mode(mode))
     return Incoming(topic="results", partition=right_partition(reference), offset=offset,
                     key=flow_key(PROJECT.id, reference), value=encode(value))
 
