@@ -451,9 +451,10 @@ def forgettable(doc: dict[str, Any] | None, *, retention: timedelta, now: dateti
 
 
 def _stored_time(value: str) -> datetime:
-    """A time ``state_to_json`` wrote with ``format_timestamp``, so always a valid one."""
+    """A time ``state_to_json`` wrote with ``format_timestamp``."""
     at = parse_timestamp(value)
-    assert at is not None, value  # noqa: S101 (state_to_json wrote it with format_timestamp)
+    if at is None:
+        raise ValueError(f"a stored flow state holds {value!r} where state_to_json writes a time")
     return at
 
 

@@ -194,8 +194,11 @@ def _owned(request: web.Request, kind: BatchKind, project: Project, item: Item, 
     if claim.taken_over:
         # An owner that vanished after storing its answer, perhaps after Kafka's ack: publish that
         # very signal again and give that answer (as a single request does).
-        assert claim.response is not None and claim.received_at is not None  # noqa: S101 (a taken-over claim carries its stored response and time)
-        signal, _ = kind.make(request, project, item.key or "", item.body, claim.received_at)
+        assert claim.response is not None  # noqa: S101 (taken_over means it carries its stored response)
+        # A claim stored before migration 0007 has no received_at: its answer still stands, and the
+        # signal keeps the time it was stamped with now (as a single request's does).
+        if claim.received_at is not None:
+            signal, _ = kind.make(request, project, item.key or "", item.body, claim.received_at)
         item.answer = orjson.loads(claim.response.body)
     else:
         item.answer = answer

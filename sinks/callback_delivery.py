@@ -113,7 +113,8 @@ class CallbackDeliverer:
 
     async def _deliver(self, delivery: Delivery, leased_until: float) -> None:
         session = self._session
-        assert session is not None  # noqa: S101 (claimed only while run() holds the session)
+        if session is None:
+            raise RuntimeError("the callback sender delivers only while run() holds its HTTP session")
         repair = delivery.request
         async with self._pool.connection() as conn:
             target = await self._target(conn, repair)

@@ -11,8 +11,8 @@ from common.apikeys import generate_api_key
 from common.faults import is_transient
 from store.db import Pool, open_pool
 from store.destinations import add_destination
-from store.errors import DatabaseUnavailable, Duplicate, MissingReference, StoreError, Unstorable
-from store.projects import add_api_key, get_project
+from store.errors import DatabaseUnavailable, Duplicate, MissingReference, RowMissing, StoreError, Unstorable
+from store.projects import add_api_key, get_project, update_project
 from tests.conftest import ProjectKey
 
 
@@ -65,6 +65,16 @@ async def test_a_value_no_column_can_hold_is_unstorable(pool: Pool, project: Pro
     with pytest.raises(Unstorable):
         async with pool.connection() as conn:
             await add_destination(conn, project.project_id, "email", "ops\x00@example.com")
+
+
+async def test_a_row_that_must_be_there_and_is_not_is_row_missing_naming_it(pool: Pool) -> None:
+    # Projects are never deleted, so updating one the caller has not read is the caller's bug.
+    changed: list[dict[str, object]] = [{"name": "renamed"}, {}]
+    for changes in changed:
+        with pytest.raises(RowMissing, match="project prj_nosuchproject") as raised:
+            async with pool.connection() as conn:
+                await update_project(conn, "prj_nosuchproject", changes)
+        assert not is_transient(raised.value)
 
 
 async def test_any_other_database_error_is_a_store_error_and_errors_of_the_caller_pass_unchanged(

@@ -31,6 +31,7 @@ from api_gateway.state import POOL, PUBLISHER, SETTINGS
 from common.ids import derived_id, is_well_formed
 from store import incidents
 from store.db import Connection
+from store.errors import RowMissing
 from store.flows import get_flow_of_incident
 from store.incidents import Incident, IncidentFilter, IncidentStatus, ListedStatus
 from store.projects import get_project
@@ -220,5 +221,6 @@ async def _commit(conn: Connection, request: web.Request, event: IncidentEvent,
     await record_audit(conn, request, project_id=event.project_id, action=f"incident.{event.type}",
                        target=event.incident_id, data={"reference": event.reference, **audit_data})
     incident = await incidents.get_incident(conn, event.incident_id)
-    assert incident is not None  # noqa: S101 (the event just applied opened or changed it)
+    if incident is None:  # incidents are never deleted, and this one was read in this transaction
+        raise RowMissing(f"incident {event.incident_id}, just changed in this transaction")
     return incident

@@ -23,6 +23,7 @@ from api_gateway.responses import json_document, json_response, list_params, pag
 from api_gateway.state import POOL
 from store import projects
 from store.db import Connection
+from store.errors import RowMissing
 from store.projects import ApiKeyInfo
 
 
@@ -56,7 +57,8 @@ async def new_key(request: web.Request, conn: Connection, label: str) -> tuple[A
     project = await visible_project(request, conn)
     key_id, created = await create_api_key(conn, actor(request), project.id, label)
     info = await projects.get_api_key(conn, project.id, key_id)
-    assert info is not None  # noqa: S101 (created in this transaction)
+    if info is None:
+        raise RowMissing(f"API key {key_id} of project {project.id}, created in this very transaction")
     return info, created.plaintext
 
 

@@ -23,6 +23,7 @@ from api_gateway.responses import json_document, json_response, list_params, pag
 from api_gateway.state import POOL
 from store import operators
 from store.db import Connection
+from store.errors import RowMissing
 from store.operators import Operator, TokenInfo
 
 # Why an invitation was refused -> the answer's status.
@@ -119,7 +120,8 @@ async def issue_token(request: web.Request) -> web.Response:
         operator = await target_operator(request, conn, active=True)
         issued = await control_plane.issue_token(conn, actor(request), operator)
         info = await operators.get_token(conn, operator.id, issued.id)
-        assert info is not None  # noqa: S101 (issued in this transaction)
+        if info is None:
+            raise RowMissing(f"token {issued.id} of operator {operator.id}, issued in this very transaction")
         shown = token_document(info)
         return with_secret_redacted(
             json_response(201, {**shown, "token": issued.token}),
@@ -168,5 +170,6 @@ async def _set_member(request: web.Request, *, member: bool) -> web.Response:
 
 async def _reread(conn: Connection, operator: Operator) -> Operator:
     changed = await operators.get_operator(conn, operator.id)
-    assert changed is not None  # noqa: S101 (operators are never deleted)
+    if changed is None:  # operators are deactivated, never deleted
+        raise RowMissing(f"operator {operator.id}, read earlier in this transaction")
     return changed

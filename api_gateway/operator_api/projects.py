@@ -15,6 +15,7 @@ from api_gateway.operator_api.common import (
     created_cursor,
     created_cursor_of,
     operator_of,
+    project_not_found,
     record_audit,
     visible_project,
 )
@@ -91,7 +92,8 @@ async def require_live_prerequisites(request: web.Request, conn: Connection, pro
     """Before switching to live: refuse with every gap named. The project stays locked until the
     switch commits, so a change that would open a gap waits for it (``hold_live_prerequisites``)."""
     project = await projects.lock_project(conn, project_id)
-    assert project is not None  # noqa: S101 (the caller has just read it, and projects are never deleted)
+    if project is None:
+        raise project_not_found(project_id)
     missing = await live_gaps(request, conn, project, resolve=True)
     if missing:
         raise Problem(409, "live-prerequisites", "Not ready for live mode",
@@ -104,7 +106,8 @@ async def hold_live_prerequisites(request: web.Request, conn: Connection, projec
     project is live, refuse the change (rolled back with this 409) when it leaves a gap, for live
     mode's prerequisites hold for as long as the project is live."""
     project = await projects.lock_project(conn, project_id)
-    assert project is not None  # noqa: S101 (the caller holds the project, and projects are never deleted)
+    if project is None:
+        raise project_not_found(project_id)
     # The callback's host is not resolved again here: a DNS hiccup must not block revoking a key.
     missing = [] if project.mode is not Mode.LIVE else await live_gaps(request, conn, project, resolve=False)
     if missing:
