@@ -240,7 +240,7 @@ def on_result(state: FlowState, result: Result, *, now: datetime) -> Step:
 def on_deadline(state: FlowState, *, now: datetime) -> Step:
     """Open a timeout incident if the flow is still pending at or past its deadline."""
     flow = state.flow
-    if flow is None or flow.status is not FlowStatus.PENDING or now < flow.deadline:
+    if flow is None or flow.status != FlowStatus.PENDING or now < flow.deadline:
         return Step(state)
     return _open_incident(state, IncidentReason.TIMEOUT, now)
 
@@ -248,7 +248,7 @@ def on_deadline(state: FlowState, *, now: datetime) -> Step:
 def on_operator_resolve(state: FlowState, incident_id: str, *, now: datetime) -> Step:
     """An operator resolved the incident by hand (the gateway published the incident event)."""
     flow = state.flow
-    if flow is None or flow.status is not FlowStatus.INCIDENT or flow.incident_id != incident_id:
+    if flow is None or flow.status != FlowStatus.INCIDENT or flow.incident_id != incident_id:
         return Step(state)
     resolved = _advance(flow, status=FlowStatus.RESOLVED, resolved_at=now, resolution=Resolution.MANUAL)
     return _transition(state, resolved, OPERATOR_RESOLVED, now)
@@ -257,24 +257,24 @@ def on_operator_resolve(state: FlowState, incident_id: str, *, now: datetime) ->
 def _apply_result(state: FlowState, result: HeldResult, now: datetime) -> Step:
     flow = state.flow
     assert flow is not None  # noqa: S101 (a result is applied only to a flow that exists)
-    if flow.status is FlowStatus.PENDING:
+    if flow.status == FlowStatus.PENDING:
         if result.received_at > flow.deadline:
             # Received after the deadline, applied before the timer fired (the agents were behind):
             # the incident was due, so it opens as a timeout, as if the timer had been on time, and
             # the result then acts on it (a success resolves it; a late failure changes nothing).
             opened = _open_incident(state, IncidentReason.TIMEOUT, now)
             return _merge(opened, _apply_result(opened.state, result, now))
-        if result.status is ResultStatus.FAILED:
+        if result.status == ResultStatus.FAILED:
             return _open_incident(state, IncidentReason.FAILED_OUTCOME, now, detail=result.detail)
         applied = _advance(flow, status=FlowStatus.APPLIED, applied_at=result.received_at)
         return _transition(state, applied, "result_succeeded", now)
-    if (flow.status is FlowStatus.INCIDENT and flow.incident_reason is IncidentReason.TIMEOUT
-            and result.status is ResultStatus.FAILED and result.received_at <= flow.deadline):
+    if (flow.status == FlowStatus.INCIDENT and flow.incident_reason == IncidentReason.TIMEOUT
+            and result.status == ResultStatus.FAILED and result.received_at <= flow.deadline):
         # The failure came in time and was applied late (the deadline fired first): the incident
         # is a failed outcome, and says so.
         corrected = _advance(flow, incident_reason=IncidentReason.FAILED_OUTCOME, detail=result.detail)
         return _transition(state, corrected, IncidentReason.FAILED_OUTCOME, now)
-    if flow.status is FlowStatus.INCIDENT and result.status is ResultStatus.SUCCEEDED:
+    if flow.status == FlowStatus.INCIDENT and result.status == ResultStatus.SUCCEEDED:
         resolved = _advance(flow, status=FlowStatus.RESOLVED, resolved_at=now,
                             resolution=Resolution.OUTCOME_SUCCEEDED)
         return _transition(state, resolved, "result_succeeded", now)
@@ -309,7 +309,7 @@ def effects_of(state: FlowState) -> list[Effect]:
     for cycle in cycles:
         reason = None
         for change in cycle.changes:
-            if change.status is FlowStatus.INCIDENT:
+            if change.status == FlowStatus.INCIDENT:
                 reason = IncidentReason(change.cause)  # an incident's transitions are caused by its reason
             effects += _effects(_as_of(cycle.flow, change, reason), change)
         if cycle.repeats is not None and cycle.changes:
@@ -320,9 +320,9 @@ def effects_of(state: FlowState) -> list[Effect]:
 
 def _effects(flow: Flow, change: Change) -> list[Effect]:
     effects: list[Effect] = [Transition(flow, change.previous, change.cause, change.at)]
-    if change.status is FlowStatus.INCIDENT:
-        effects.append(IncidentOpened(flow, change.at, corrected=change.previous is FlowStatus.INCIDENT))
-    elif change.status is FlowStatus.RESOLVED and change.cause != OPERATOR_RESOLVED:
+    if change.status == FlowStatus.INCIDENT:
+        effects.append(IncidentOpened(flow, change.at, corrected=change.previous == FlowStatus.INCIDENT))
+    elif change.status == FlowStatus.RESOLVED and change.cause != OPERATOR_RESOLVED:
         effects.append(IncidentResolved(flow, change.at))
     return effects
 
@@ -336,15 +336,15 @@ def _as_of(final: Flow, change: Change, reason: IncidentReason | None) -> Flow:
     exactly from the change whose reason became failed_outcome."""
     status = change.status
     reached_incident = status in (FlowStatus.INCIDENT, FlowStatus.RESOLVED)
-    resolved = status is FlowStatus.RESOLVED
+    resolved = status == FlowStatus.RESOLVED
     return replace(
         final, version=change.version, status=status,
-        applied_at=final.applied_at if status is FlowStatus.APPLIED else None,
+        applied_at=final.applied_at if status == FlowStatus.APPLIED else None,
         incident_id=final.incident_id if reached_incident else None,
         incident_reason=reason if reached_incident else None,
         resolved_at=final.resolved_at if resolved else None,
         resolution=final.resolution if resolved else None,
-        detail=final.detail if reached_incident and reason is IncidentReason.FAILED_OUTCOME else None,
+        detail=final.detail if reached_incident and reason == IncidentReason.FAILED_OUTCOME else None,
     )
 
 

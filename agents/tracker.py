@@ -149,7 +149,7 @@ class FlowTracker:
             doc = load(key)
             if stored.changed_by(doc, "deadlines", message.offset):
                 outcomes.append((key, _again(doc)))
-            elif batch.action is DeadlineAction.FORGET:
+            elif batch.action == DeadlineAction.FORGET:
                 outcomes.append((key, self._forget(doc, message, now)))
             else:
                 outcomes.append((key, _expire(doc, message, now)))
@@ -239,8 +239,8 @@ def _decode_for_flow(kind: str, message: Incoming) -> Receipt | Result | Inciden
 def _is_manual_resolution(event: IncidentEvent) -> bool:
     # Our own events come back on this topic too (one per incident opened or resolved), so the
     # flow's state is not even read for them; only an operator's manual resolution changes it.
-    return (event.actor != ACTOR and event.type is IncidentEventType.RESOLVED
-            and event.resolution is Resolution.MANUAL)
+    return (event.actor != ACTOR and event.type == IncidentEventType.RESOLVED
+            and event.resolution == Resolution.MANUAL)
 
 
 def _expire(doc: Document | None, message: Incoming, now: datetime) -> Outcome:
@@ -283,9 +283,9 @@ def _observe(step: machine.Step, now: datetime) -> None:
         flow = effect.flow
         if isinstance(effect, machine.IncidentOpened):
             metrics.INCIDENTS_OPENED.labels(flow.incident_reason, flow.mode).inc()
-            if flow.incident_reason is IncidentReason.TIMEOUT:
+            if flow.incident_reason == IncidentReason.TIMEOUT:
                 metrics.DETECTION_LAG.observe(max(0.0, (now - flow.deadline).total_seconds()))
-        elif isinstance(effect, machine.Transition) and flow.status is FlowStatus.RESOLVED:
+        elif isinstance(effect, machine.Transition) and flow.status == FlowStatus.RESOLVED:
             metrics.INCIDENTS_RESOLVED.labels(flow.resolution, flow.mode).inc()
         elif isinstance(effect, machine.ReceiptRepeated):
             metrics.RECEIPTS_REPEATED.labels(flow.mode).inc()

@@ -130,13 +130,13 @@ _MERGE_PARAMS = {"ranked": [Resolution.MANUAL, Resolution.OUTCOME_SUCCEEDED],
 def _row(event: IncidentEvent) -> dict[str, Any]:
     """The columns one event sets; the others stay NULL and the merge keeps what is stored."""
     at = event.occurred_at
-    opened, resolved = event.type is IncidentEventType.OPENED, event.type is IncidentEventType.RESOLVED
+    opened, resolved = event.type == IncidentEventType.OPENED, event.type == IncidentEventType.RESOLVED
     return {
         "id": event.incident_id, "project_id": event.project_id, "reference": event.reference,
         "mode": event.mode, "deadline": event.deadline,
         "reason": event.reason if opened else None,
         "opened_at": at if opened else None,
-        "acknowledged_at": at if event.type is IncidentEventType.ACKNOWLEDGED else None,
+        "acknowledged_at": at if event.type == IncidentEventType.ACKNOWLEDGED else None,
         "status": IncidentStatus.RESOLVED if resolved else IncidentStatus.OPEN,
         "resolved_at": at if resolved else None,
         "resolution": event.resolution if resolved else None,
@@ -156,7 +156,7 @@ async def apply_events(conn: Connection, events: Sequence[IncidentEvent]) -> Non
     async with conn.transaction():
         for event in events:
             await conn.execute(_UPSERT, _row(event))
-            if event.type is IncidentEventType.REPROCESS_REQUESTED:
+            if event.type == IncidentEventType.REPROCESS_REQUESTED:
                 if event.replay_id is None:
                     raise ValueError(f"incident {event.incident_id}: a reprocess_requested event names "
                                      "no replay_id")

@@ -52,6 +52,6 @@ async def onboarding_steps(conn: Connection, project: Project, base_url: str) ->
              "A failed result opens an incident at once and alerts your destinations:",
              (_curl(base_url, "receipt", receipt % "test_2"),
               _curl(base_url, "result", failed))),
-        Step("Switch to live", project.mode is Mode.LIVE, f"{page}#mode",
+        Step("Switch to live", project.mode == Mode.LIVE, f"{page}#mode",
              "Once the steps above are done, with an https callback."),
     ]

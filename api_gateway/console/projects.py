@@ -75,7 +75,7 @@ async def show(request: web.Request, *, errors: Problem | None = None) -> web.Re
         # itself checks the address).
         gaps = await live_gaps(request, conn, project, resolve=False)
         steps = (await onboarding_steps(conn, project, str(request.url.origin()))
-                 if project.mode is Mode.TEST else [])
+                 if project.mode == Mode.TEST else [])
         counts = await incidents.count_by_status(conn, project.id)
     missing: dict[str, list[str]] = {}
     for field, message in gaps:

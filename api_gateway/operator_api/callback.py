@@ -56,10 +56,10 @@ async def set_callback(request: web.Request, conn: Connection, url: str) -> str:
     """Set the path's project's repair callback URL; returns its new signing secret (shown once)."""
     project = await visible_project(request, conn)
     try:
-        await check_url(url, require_https=project.mode is Mode.LIVE,
+        await check_url(url, require_https=project.mode == Mode.LIVE,
                         allow_private=request.app[SETTINGS].allow_private_targets)
     except TargetError as exc:
-        live = " (the project is live: live mode needs https)" if project.mode is Mode.LIVE else ""
+        live = " (the project is live: live mode needs https)" if project.mode == Mode.LIVE else ""
         raise invalid_fields([("url", f"{exc}{live}")]) from None
     await projects.update_project(conn, project.id, {"repair_callback_url": url})
     await hold_live_prerequisites(request, conn, project.id)

@@ -63,12 +63,12 @@ async def add_destination(request: web.Request, conn: Connection, body: Destinat
 
 async def _checked_target(request: web.Request, project: Project, body: DestinationCreate) -> str:
     """The destination's target once it passes its kind's check (``channels``)."""
-    rules = TargetRules(live=project.mode is Mode.LIVE,
+    rules = TargetRules(live=project.mode == Mode.LIVE,
                         allow_private=request.app[SETTINGS].allow_private_targets)
     try:
         return await KINDS[body.type].check_target(body.target, rules)
     except TargetError as exc:
-        live = " (the project is live: live mode needs https)" if project.mode is Mode.LIVE else ""
+        live = " (the project is live: live mode needs https)" if project.mode == Mode.LIVE else ""
         raise invalid_fields([("target", f"{exc}{live}")]) from None
 
 

@@ -180,7 +180,7 @@ async def run_on_open_incident(request: web.Request, act: Act, *,
     incident take turns (the second sees what the first did)."""
     async def action(conn: Connection) -> web.Response:
         incident = await visible_incident(request, conn, lock=True)
-        if incident.status is IncidentStatus.RESOLVED:
+        if incident.status == IncidentStatus.RESOLVED:
             raise Problem(409, "incident-resolved", "Incident resolved",
                           f"Incident {incident.id} is resolved ({incident.resolution}); "
                           "a resolved incident is final.")

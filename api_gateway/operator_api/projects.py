@@ -41,7 +41,7 @@ async def create(request: web.Request) -> web.Response:
 
 async def new_project(request: web.Request, conn: Connection, values: dict[str, Any]) -> Project:
     """A project of the asking operator's, who becomes its member; always created in test mode."""
-    if values.get("mode") is Mode.LIVE:
+    if values.get("mode") == Mode.LIVE:
         raise Problem(409, "live-prerequisites", "Cannot create a live project",
                       "Create the project in test mode, set its callback, key and alert destination, "
                       "then switch it to live.")
@@ -77,7 +77,7 @@ async def change_project(request: web.Request, conn: Connection, values: dict[st
     """The path's project with ``values`` changed, audited; going live only with its prerequisites."""
     project = await visible_project(request, conn)
     changes = {k: v for k, v in values.items() if getattr(project, k) != v}
-    if changes.get("mode") is Mode.LIVE:
+    if changes.get("mode") == Mode.LIVE:
         await require_live_prerequisites(request, conn, project.id)
     updated = await projects.update_project(conn, project.id, changes)
     if changes:
@@ -109,7 +109,7 @@ async def hold_live_prerequisites(request: web.Request, conn: Connection, projec
     if project is None:
         raise project_not_found(project_id)
     # The callback's host is not resolved again here: a DNS hiccup must not block revoking a key.
-    missing = [] if project.mode is not Mode.LIVE else await live_gaps(request, conn, project, resolve=False)
+    missing = [] if project.mode != Mode.LIVE else await live_gaps(request, conn, project, resolve=False)
     if missing:
         raise Problem(409, "live-prerequisites", "Live mode needs this",
                       f"Project {project.id} is live, and this change would leave it without what live "
