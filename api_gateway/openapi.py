@@ -796,23 +796,30 @@ def _webhooks() -> dict[str, Any]:
     responses = {
         "2XX": {"description": "Delivered: you have the replay. Whether the effect worked, your app says "
                                "with a result (replay_id set), as for the original payment."},
-        "408": {"description": retried}, "429": {"description": retried},
+        "408": {"description": "Retried, as a 5XX is."}, "429": {"description": "Retried, as a 5XX is."},
         "5XX": {"description": retried + f" So is no answer within {ATTEMPT_TIMEOUT_SECONDS:g} s."},
         "default": {"description": "Any other answer, redirects included: the replay fails at once (asking "
                                    "again would not change it) and the incident shows the status."},
     }
 
-    def post(operation_id: str, summary: str, body: str) -> dict[str, Any]:
-        return {"post": {**_operation(operation_id, summary, "repair-callback", None, responses, body=body),
+    tested = {
+        "2XX": {"description": "The test passes: the operator sees your status and latency."},
+        "default": {"description": "Shown to the operator with what a repair answered so would get (a retry "
+                                   "or a failure); a test itself is sent once, never retried."},
+    }
+
+    def post(operation_id: str, summary: str, body: str, answers: dict[str, Any]) -> dict[str, Any]:
+        return {"post": {**_operation(operation_id, summary, "repair-callback", None, answers, body=body),
                          "parameters": headers}}
 
     return {
         "repairRequested": post(
             "repairRequested", "An operator reprocessed an incident: rerun the effect for the reference, "
-            "once per replay_id. Verify the signature on the raw body first.", "RepairCallbackBody"),
+            "once per replay_id. Verify the signature on the raw body first.", "RepairCallbackBody",
+            responses),
         "repairTest": post(
             "repairTest", "The console's or the CLI's test: verify it, rerun nothing, answer 2xx.",
-            "TestCallbackBody"),
+            "TestCallbackBody", tested),
     }
 
 
